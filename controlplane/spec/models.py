@@ -7,6 +7,7 @@ and engine; validation here is structural and pure (no files, no network).
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -184,6 +185,40 @@ class AutoscalingSpec(_Strict):
     )
 
 
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds from a number or a string such as `2s`, `50ms`, `1.5m`; other input unchanged."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*", value)
+        if match is None:
+            raise PydanticCustomError(
+                "duration",
+                "expected a duration such as 2s, 50ms or 1.5m, got `{value}`",
+                {"value": value},
+            )
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    return value
+
+
+Duration = Annotated[float, Field(gt=0), BeforeValidator(parse_duration)]
+
+
+class SloSpec(_Strict):
+    """Service-level objectives: what load tests judge and SLO alerts burn against.
+
+    Defaults are for interactive chat: Ray Serve LLM's TTFT autoscaling target (2 s) and
+    NVIDIA Dynamo's SLA planner default inter-token latency (50 ms).
+    """
+
+    ttft_p99: Duration = Field(2.0, description="Time to first token, 99th percentile (s).")
+    itl_p99: Duration = Field(0.05, description="Inter-token latency, 99th percentile (s).")
+    availability: float = Field(
+        0.999, gt=0.0, lt=1.0, description="Share of requests that must succeed (0-1)."
+    )
+
+
 class RouterSpec(_Strict):
     """The OpenAI-compatible router in front of the replicas."""
 
@@ -283,6 +318,11 @@ class TopologySpec(_Strict):
         default_factory=RouterSpec,
         description="The router in front of the replicas.",
         examples=[{"policy": "prefix_affinity"}],
+    )
+    slo: SloSpec = Field(
+        default_factory=SloSpec,
+        description="Service-level objectives for load-test verdicts and SLO alerts.",
+        examples=[{"ttft_p99": "2s", "itl_p99": "50ms"}],
     )
     simulation: SimulationSpec = Field(
         default_factory=SimulationSpec,

@@ -60,3 +60,18 @@ def test_a_binary_file_is_a_spec_error_not_a_crash(tmp_path: Path) -> None:
     path.write_bytes(b"\xf8\xff\x00model: glm-4.5\n")
     with pytest.raises(SpecError, match=r"not a UTF-8 text file.*To fix"):
         load_spec(path)
+
+
+def test_slo_durations_accept_units_and_numbers() -> None:
+    from controlplane.spec.models import TopologySpec
+
+    spec = TopologySpec.model_validate(
+        {"model": "glm-4.5", "gpus": "4xH200", "slo": {"ttft_p99": "500ms", "itl_p99": 0.04}}
+    )
+    assert spec.slo.ttft_p99 == pytest.approx(0.5)
+    assert spec.slo.itl_p99 == pytest.approx(0.04)
+    assert TopologySpec.model_validate({"model": "glm-4.5", "gpus": "4xH200"}).slo.ttft_p99 == 2.0
+    with pytest.raises(ValueError, match="duration such as 2s"):
+        TopologySpec.model_validate(
+            {"model": "glm-4.5", "gpus": "4xH200", "slo": {"ttft_p99": "x"}}
+        )
