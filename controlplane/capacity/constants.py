@@ -7,7 +7,7 @@ their source (named next to each); hardware numbers live in `controlplane.catalo
 
 from __future__ import annotations
 
-from controlplane.catalog.gpus import GIB, MIB
+from controlplane.catalog.gpus import GIB
 
 # ----- SGLang memory rules ----------------------------------------------------------------
 # python/sglang/srt/server_args.py (ServerArgs._handle_gpu_memory_settings), as summarised in
@@ -32,29 +32,69 @@ SGLANG_GPU_TIERS: tuple[tuple[int, int, int, int], ...] = (
 )
 SGLANG_LARGEST_TIER = (16384, 512)
 
+# SGLang's budget starts from the free memory it measures once the process has a CUDA context
+# and torch.distributed is up, before any weight is loaded (model_runner.py `init_torch_distributed`
+# returns `min_per_gpu_memory`, which `profile_max_num_token` takes as `total_gpu_memory`):
+#   KV pool = free after loading - pre-load free x (1 - mem_fraction_static).
+# Context: torch total - the free memory SGLang logs before "Init torch distributed": about
+# 0.3-0.5 GiB (8 x H200: 139.81 GiB total, 137.29 + 2.0 GiB logged, sgl-project/sglang#11716;
+# 4 x L4: 0.29 GiB). torch.distributed then takes NCCL / custom-allreduce buffers: "Init torch
+# distributed ends. mem usage=1.96-2.01 GB" on 8 x H200 NVLink (sgl-project/sglang#11716),
+# "mem usage=0.13 GB" on 4 x L4 over PCIe (custom allreduce off), 0.00 GB at TP 1.
+SGLANG_CONTEXT_BYTES = int(0.5 * GIB)
+SGLANG_DIST_NVLINK_BYTES = int(2.0 * GIB)
+SGLANG_DIST_PCIE_BYTES = int(0.13 * GIB)
+SGLANG_PAGE_SIZE = 1  # server_args.py page_size default (FA3 / FlashInfer on Hopper)
+NVLINK_MIN_BANDWIDTH = 300e9  # bytes/s per GPU: at or above this a GPU type is NVLink-connected
+
 # ----- vLLM memory rules ------------------------------------------------------------------
-# vllm/engine/arg_utils.py and vllm/v1/worker/gpu_worker.py (determine_available_memory).
+# vllm/v1/worker/gpu_worker.py `determine_available_memory` (memory_profiling):
+#   requested = torch total x gpu_memory_utilization
+#   KV bytes = requested - (weights + torch activation peak of the profile run + non-torch
+#              memory + CUDA-graph estimate, when that version subtracts it)
+# and vllm/v1/core/kv_cache_utils.py rounds the pool down to whole blocks, the same number of
+# blocks on every worker (the smallest pipeline stage decides).
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9  # --gpu-memory-utilization default
 VLLM_DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192  # V1 default for online serving on large GPUs
-# Non-torch memory (NCCL buffers, CUDA context, cuBLAS workspace) seen in vLLM's
-# "Memory profiling takes ..." log line on Hopper: about 1-2 GiB per rank; 1.5 GiB taken.
-VLLM_NON_TORCH_BYTES = int(1.5 * GIB)
-# Activation peak of the profiling run: vLLM logs "torch peak memory increase" of a few GiB
-# at 8192 batched tokens for 5k-hidden models. Modelled as hidden x tokens x this many bytes
-# (residual, gate/up intermediate in BF16, logits of the sampled rows), a stated assumption.
-VLLM_ACTIVATION_BYTES_PER_HIDDEN_TOKEN = 40
+VLLM_DEFAULT_BLOCK_SIZE = 16  # --block-size default for GQA attention backends
+VLLM_MLA_BLOCK_SIZE = 64  # FlashMLA pages (DeepSeek MLA)
+# Non-torch memory (CUDA context growth, cuBLAS workspace, NCCL / custom-allreduce buffers)
+# that vLLM logs as "non-torch memory": 0.13-0.26 GiB at TP 1 on H100 (llm-d/llm-d-benchmark
+# config_explorer/empirical-vllm-memory-results.md: 0.13; a 0.92-utilisation Llama-3.1-8B log:
+# 15.26 GiB consumed - 15.0 GiB weights), 0.54-0.55 GiB at TP 2 on H100 NVLink (same file).
+VLLM_NON_TORCH_TP1_BYTES = int(0.25 * GIB)
+VLLM_NON_TORCH_TP_BYTES = int(0.55 * GIB)
+# CUDA graph memory: "CUDA graph memory profiling is enabled (default since v0.21.0)" (vLLM
+# log); the estimate was 0.10-1.03 GiB on H100 across models (llm-d file above; 0.23 GiB for
+# Llama-3.1-8B; 0.36 GiB for a 35B MoE). 0.4 GiB taken for versions that subtract it.
+VLLM_CUDAGRAPH_SUBTRACTED_SINCE = (0, 21)
+VLLM_CUDAGRAPH_ESTIMATE_BYTES = int(0.4 * GIB)
+# Activation peak of the profile run = the larger of the forward pass over
+# max_num_batched_tokens and the dummy sampler run over max_num_seqs rows of float32 logits.
+# The sampler makes several vocab-wide float32 copies per row (logits, probs, sort buffers for
+# top-k/top-p): peaks of 4.76 GiB (Llama, vocab 128256), 5.56-5.64 GiB (Qwen3, 151936) and
+# 7.38 GiB (gpt-oss, 201088) at 1024 sequences, flat in TP and model width (llm-d file above)
+# give 9.7 copies for the V1 model runner (gpu_model_runner.py). The V2 runner
+# (vllm/v1/worker/gpu/model_runner.py) logged 1.44 GiB for Llama-3.1-8B at 1024 sequences:
+# 2.9 copies. glmctl's target vLLM (0.32) runs the V2 runner.
+VLLM_SAMPLER_COPIES_V1 = 9.7
+VLLM_SAMPLER_COPIES_V2 = 2.9
+VLLM_V2_RUNNER_SINCE = (0, 30)  # assumption: the V2 runner is the default from 0.30
+# Forward-pass activation per batched token, in 16-bit values: residual and norm buffers
+# (4 x hidden), the attention projections on the rank, the widest MLP intermediate; MoE adds
+# the fused-MoE workspace (top-k x (2 x moe_intermediate / tp + hidden) per token). A stated
+# model; the profile runs of the logs above were all sampler-bound.
+VLLM_FORWARD_RESIDUAL_WIDTHS = 4
 
 # ----- KV and weights --------------------------------------------------------------------
-# Block-wise FP8 stores one float32 scale per 128 x 128 weight block
-# (DeepSeek-V3 / GLM-4.5-FP8 config.json quantization_config.weight_block_size).
+# Default scale storage when a checkpoint's quantization_config is not known (catalog entries):
+# block-wise FP8 stores one float32 scale per 128 x 128 weight block (DeepSeek-V3 /
+# GLM-4.5-FP8 config.json quantization_config.weight_block_size).
 FP8_SCALE_BYTES = 4
 # Weight-only INT8 / INT4 (GPTQ / AWQ): one FP16 scale per group of 128 values
 # (AutoGPTQ and AutoAWQ default group_size 128).
 INT_GROUP_SIZE = 128
 INT_SCALE_BYTES = 2
-# SGLang KV pool pages: token granularity (page_size 1 by default), so no rounding.
-# CUDA context + allocator fragmentation outside any engine's accounting.
-CUDA_CONTEXT_BYTES = 512 * MIB  # torch + CUDA context per process on Hopper (nvidia-smi)
 
 # ----- host RAM ----------------------------------------------------------------------------
 PINNED_HOST_OVERHEAD = 1.9  # reference/model-configs.md: pinned --cpu-offload-gb takes ~1.9x
