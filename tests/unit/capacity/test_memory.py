@@ -15,7 +15,7 @@ from controlplane.capacity.weights import (
     stage_layers,
     stage_weight_totals,
 )
-from controlplane.catalog import GIB, MIB, Precision, find_gpu, find_model
+from controlplane.catalog import GIB, Precision, find_gpu, find_model
 from tests.unit.capacity.conftest import make_topology
 
 GLM45 = find_model("glm-4.5")
