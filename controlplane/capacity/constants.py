@@ -62,24 +62,37 @@ VLLM_MLA_BLOCK_SIZE = 64  # FlashMLA pages (DeepSeek MLA)
 # that vLLM logs as "non-torch memory": 0.13-0.26 GiB at TP 1 on H100 (llm-d/llm-d-benchmark
 # config_explorer/empirical-vllm-memory-results.md: 0.13; a 0.92-utilisation Llama-3.1-8B log:
 # 15.26 GiB consumed - 15.0 GiB weights), 0.54-0.55 GiB at TP 2 on H100 NVLink (same file).
+# Across nodes NCCL keeps network buffers and custom allreduce is off: vLLM 0.10.1.1 with TP 2
+# over two A100-40GB nodes (Ray) left 1.54 GiB for activation + non-torch where the same model
+# on one node left 0.62 (dennislee22/vLLM-benchmarking log/vllm-7B-2gpuA10040GB-0.5GRAM-
+# diff-nodes.log vs ...-same-node.log): 1.45 GiB taken for a replica that spans nodes.
 VLLM_NON_TORCH_TP1_BYTES = int(0.25 * GIB)
 VLLM_NON_TORCH_TP_BYTES = int(0.55 * GIB)
+VLLM_NON_TORCH_MULTINODE_BYTES = int(1.45 * GIB)
 # CUDA graph memory: "CUDA graph memory profiling is enabled (default since v0.21.0)" (vLLM
 # log); the estimate was 0.10-1.03 GiB on H100 across models (llm-d file above; 0.23 GiB for
 # Llama-3.1-8B; 0.36 GiB for a 35B MoE). 0.4 GiB taken for versions that subtract it.
 VLLM_CUDAGRAPH_SUBTRACTED_SINCE = (0, 21)
 VLLM_CUDAGRAPH_ESTIMATE_BYTES = int(0.4 * GIB)
 # Activation peak of the profile run = the larger of the forward pass over
-# max_num_batched_tokens and the dummy sampler run over max_num_seqs rows of float32 logits.
-# The sampler makes several vocab-wide float32 copies per row (logits, probs, sort buffers for
-# top-k/top-p): peaks of 4.76 GiB (Llama, vocab 128256), 5.56-5.64 GiB (Qwen3, 151936) and
-# 7.38 GiB (gpt-oss, 201088) at 1024 sequences, flat in TP and model width (llm-d file above)
-# give 9.7 copies for the V1 model runner (gpu_model_runner.py). The V2 runner
-# (vllm/v1/worker/gpu/model_runner.py) logged 1.44 GiB for Llama-3.1-8B at 1024 sequences:
-# 2.9 copies. glmctl's target vLLM (0.32) runs the V2 runner.
+# max_num_batched_tokens and the dummy sampler run over max_num_seqs rows of float32 logits,
+# which makes vocab-wide float32 copies per row (logits, probs, top-k/top-p buffers); how many
+# depends on the version:
+# - before 0.11: about one. vLLM 0.10.1.1 on A100 left 0.50 GiB for activation + non-torch at
+#   256 sequences (dennislee22/vLLM-benchmarking log/vllm-7B-1gpuA10080GB-0.5GRAM.log:
+#   0.5 x 79.15 - 14.25 weights - 24.83 KV);
+# - 0.11 (V1 model runner, gpu_model_runner.py): peaks of 4.76 GiB (Llama, vocab 128256),
+#   5.56-5.64 GiB (Qwen3, 151936) and 7.38 GiB (gpt-oss, 201088) at 1024 sequences, flat in TP
+#   and model width (llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md):
+#   9.7 copies;
+# - the V2 model runner (vllm/v1/worker/gpu/model_runner.py) logged 1.44 GiB for
+#   Llama-3.1-8B at 1024 sequences: 2.9 copies. glmctl's target vLLM (0.32) runs it; the
+#   version it became the default is an assumption (0.30).
+VLLM_SAMPLER_COPIES_PRE_0_11 = 1.0
 VLLM_SAMPLER_COPIES_V1 = 9.7
 VLLM_SAMPLER_COPIES_V2 = 2.9
-VLLM_V2_RUNNER_SINCE = (0, 30)  # assumption: the V2 runner is the default from 0.30
+VLLM_V1_SAMPLER_SINCE = (0, 11)
+VLLM_V2_RUNNER_SINCE = (0, 30)
 # Forward-pass activation per batched token, in 16-bit values: residual and norm buffers
 # (4 x hidden), the attention projections on the rank, the widest MLP intermediate; MoE adds
 # the fused-MoE workspace (top-k x (2 x moe_intermediate / tp + hidden) per token). A stated

@@ -33,6 +33,7 @@ class VllmInputs:
     max_num_seqs: int
     batched_tokens: int
     version: tuple[int, int]
+    multi_node: bool = False  # the replica's ranks span nodes
 
     @classmethod
     def of(cls, layout: Layout, tp: int) -> VllmInputs:
@@ -43,6 +44,7 @@ class VllmInputs:
             layout.max_num_seqs,
             layout.chunked_prefill or c.VLLM_DEFAULT_MAX_NUM_BATCHED_TOKENS,
             layout.engine_version or TARGET_VERSION,
+            layout.nodes > 1,
         )
 
 
@@ -61,9 +63,12 @@ def sampler_activation_bytes(
     arch: Architecture, max_num_seqs: int, version: tuple[int, int]
 ) -> float:
     """Peak of the dummy sampler run: vocab-wide float32 rows, several copies per row."""
-    copies = (
-        c.VLLM_SAMPLER_COPIES_V2 if version >= c.VLLM_V2_RUNNER_SINCE else c.VLLM_SAMPLER_COPIES_V1
-    )
+    if version >= c.VLLM_V2_RUNNER_SINCE:
+        copies = c.VLLM_SAMPLER_COPIES_V2
+    elif version >= c.VLLM_V1_SAMPLER_SINCE:
+        copies = c.VLLM_SAMPLER_COPIES_V1
+    else:
+        copies = c.VLLM_SAMPLER_COPIES_PRE_0_11
     return max_num_seqs * arch.vocab_size * 4 * copies
 
 
@@ -75,11 +80,15 @@ def activation_peak_bytes(inputs: VllmInputs) -> float:
 
 def vllm_reserved(inputs: VllmInputs) -> dict[str, float]:
     """The named terms vLLM keeps out of the requested memory besides weights, in bytes."""
+    if inputs.multi_node:
+        non_torch = c.VLLM_NON_TORCH_MULTINODE_BYTES
+    elif inputs.world > 1:
+        non_torch = c.VLLM_NON_TORCH_TP_BYTES
+    else:
+        non_torch = c.VLLM_NON_TORCH_TP1_BYTES
     terms = {
         "profiled_activation_peak": activation_peak_bytes(inputs),
-        "non_torch_memory": float(
-            c.VLLM_NON_TORCH_TP_BYTES if inputs.world > 1 else c.VLLM_NON_TORCH_TP1_BYTES
-        ),
+        "non_torch_memory": float(non_torch),
     }
     if inputs.version >= c.VLLM_CUDAGRAPH_SUBTRACTED_SINCE:
         terms["cuda_graph_estimate"] = float(c.VLLM_CUDAGRAPH_ESTIMATE_BYTES)
@@ -97,12 +106,14 @@ def vllm_page_size(layout: Layout) -> int:
 def vllm_static_bytes(layout: Layout, tp: int, pp: int, dp: int) -> float:
     """Per-GPU bytes vLLM gives weights + KV for `layout` split as tp x pp x dp (the search)."""
     fraction = layout.mem_fraction or c.VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
+    world = tp * pp * dp
     inputs = VllmInputs(
         layout.arch,
         tp,
-        tp * pp * dp,
+        world,
         layout.max_num_seqs,
         layout.chunked_prefill or c.VLLM_DEFAULT_MAX_NUM_BATCHED_TOKENS,
         layout.engine_version or TARGET_VERSION,
+        world > layout.gpus_per_node,
     )
     return layout.gpu.torch_total_bytes * fraction - sum(vllm_reserved(inputs).values())
