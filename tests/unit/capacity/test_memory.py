@@ -212,3 +212,53 @@ def test_distinct_stage_pairs_cover_the_tightest_stage(pp: int) -> None:
             assert max(w + need * n for w, n in fast) == pytest.approx(
                 max(w + need * n for w, n in every)
             )
+
+
+def test_dp_attention_splits_the_embedding_over_attention_tp_only() -> None:
+    """SGLang under DP attention: the embedding is vocab-parallel over the attention-TP group
+    (`use_attn_tp_group`), the lm_head over the whole TP group (issue 11)."""
+    layout = layout_of(
+        make_topology(
+            count=8, parallelism={"tensor": 4, "data": 2, "dp_attention": True, "expert": 8}
+        )
+    )
+    assert (layout.tp, layout.dp, layout.moe_group) == (4, 2, 8)
+    weights = replica_memory(layout).stages[0].weights
+    arch = layout.arch
+    assert weights.embedding == pytest.approx(-(-arch.vocab_size // 4) * arch.hidden_size * 2)
+    assert weights.lm_head == pytest.approx(-(-arch.vocab_size // 8) * arch.hidden_size * 2)
+
+
+def test_vllm_pool_is_whole_blocks_and_smallest_stage_decides() -> None:
+    topo = make_topology(
+        model="glm-4.5-air",
+        precision="bf16",
+        count=4,
+        engine="vllm",
+        parallelism={"tensor": 2, "pipeline": 2},
+    )
+    memory = replica_memory(layout_of(topo))
+    assert memory.budget.page_tokens == 16
+    assert all(s.kv_tokens % 16 == 0 for s in memory.stages)
+    assert memory.kv_tokens == min(s.kv_tokens for s in memory.stages)
+    assert len({s.kv_tokens for s in memory.stages}) == 2  # the stages differ
+
+
+def test_vllm_budget_terms_follow_the_version() -> None:
+    """0.21+ subtracts the CUDA-graph estimate; the sampler peak changes with the runner."""
+    from controlplane.capacity.engine_rules import vllm_budget
+
+    base = layout_of(make_topology(model="glm-4.5-air", count=2, engine="vllm"))
+    old = vllm_budget(base.with_(engine_version=(0, 10)))
+    target = vllm_budget(base)
+    assert "cuda_graph_estimate" not in old.reserved
+    assert target.reserved["cuda_graph_estimate"] == c.VLLM_CUDAGRAPH_ESTIMATE_BYTES
+    total = base.gpu.torch_total_bytes
+    assert target.static_bytes == pytest.approx(
+        total * 0.9
+        - sum(v for k, v in target.reserved.items() if k != "outside_gpu_memory_utilization")
+    )
+    wide = vllm_budget(base.with_(max_num_seqs=1024, engine_version=(0, 11)))
+    assert wide.reserved["profiled_activation_peak"] == pytest.approx(
+        1024 * base.arch.vocab_size * 4 * c.VLLM_SAMPLER_COPIES_V1
+    )

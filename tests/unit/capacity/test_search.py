@@ -70,11 +70,16 @@ def test_fast_check_agrees_with_full_memory_model(model: str, precision: str, co
                 assert check.fits(shape) == replica_memory(apply_shape(base, shape)).fits
 
 
-def test_vllm_rule_in_search() -> None:
-    base = layout_of(make_topology(model="glm-4.5-air", count=1, engine="vllm"))
-    check = FastCheck(base)
-    for shape in shapes_for(base, 4):
-        assert check.fits(shape) == replica_memory(apply_shape(base, shape)).fits
+@pytest.mark.parametrize("context", [8192, 65536, 131072])
+def test_vllm_rule_in_search(context: int) -> None:
+    """The fast check follows vLLM's rule too: whole blocks, non-torch by TP and nodes."""
+    for model, precision in (("glm-4.5-air", "bf16"), ("glm-4.5", "fp8")):
+        topo = make_topology(model=model, precision=precision, count=1, engine="vllm")
+        base = layout_of(topo).with_(context=context)
+        check = FastCheck(base)
+        for gpus in (2, 4, 8, 16):
+            for shape in shapes_for(base, gpus):
+                assert check.fits(shape) == replica_memory(apply_shape(base, shape)).fits
 
 
 def test_smallest_fitting_none_when_nothing_fits() -> None:
