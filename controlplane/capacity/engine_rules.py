@@ -143,9 +143,31 @@ def _auto_fraction(inputs: SglangInputs) -> float:
 
 
 def sglang_static_bytes(inputs: SglangInputs) -> float:
-    """`sglang_budget(inputs).static_bytes` without building the breakdown (the search)."""
-    fraction = inputs.mem_fraction if inputs.mem_fraction is not None else _auto_fraction(inputs)
-    return sglang_pre_load_free(inputs) * fraction
+    """`sglang_budget(inputs).static_bytes` without building the breakdown (the search's
+    inner loop: the same sums as `sglang_reserved_mib` and `sglang_pre_load_terms`)."""
+    fraction = inputs.mem_fraction
+    gpu_mib = inputs.gpu_bytes / MIB
+    if fraction is None:
+        chunked, graph_bs = sglang_defaults(gpu_mib, inputs.tp_size)
+        chunked = inputs.chunked_prefill or chunked
+        reserved = (
+            c.SGLANG_RESERVED_BASE_MIB
+            + max(chunked, c.SGLANG_CHUNKED_PREFILL_FLOOR) * c.SGLANG_CHUNKED_PREFILL_FACTOR
+            + graph_bs * c.SGLANG_CUDA_GRAPH_MIB_PER_BS
+            + inputs.tp_size * inputs.pp / 8 * c.SGLANG_PARALLEL_MIB
+        )
+        if inputs.dp_attention:
+            reserved += graph_bs * inputs.dp * (4.5 if graph_bs > 300 else 3)
+        if inputs.gpu_bytes > c.SGLANG_LARGE_GPU_BYTES:
+            reserved = max(reserved, c.SGLANG_LARGE_GPU_MIN_RESERVED_MIB)
+        if inputs.speculative:
+            reserved += c.SGLANG_SPECULATIVE_EXTRA_MIB
+        fraction = round((gpu_mib - reserved) / gpu_mib, 3)
+    free = inputs.torch_total_bytes or inputs.gpu_bytes
+    free -= c.SGLANG_CONTEXT_BYTES
+    if inputs.tp_size * inputs.pp > 1:
+        free -= c.SGLANG_DIST_NVLINK_BYTES if inputs.nvlink else c.SGLANG_DIST_PCIE_BYTES
+    return free * fraction
 
 
 def sglang_auto_fraction(layout: Layout) -> float:

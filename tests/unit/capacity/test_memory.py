@@ -262,3 +262,17 @@ def test_vllm_budget_terms_follow_the_version() -> None:
     assert wide.reserved["profiled_activation_peak"] == pytest.approx(
         1024 * base.arch.vocab_size * 4 * c.VLLM_SAMPLER_COPIES_V1
     )
+
+
+@pytest.mark.parametrize("gpu", ["H100", "H200", "B200", "L40S", "A100-40G"])
+@pytest.mark.parametrize("spec", [{}, {"speculative": {"algorithm": "none"}}])
+def test_sglang_fast_static_matches_the_budget(gpu: str, spec: dict[str, object]) -> None:
+    """The search's scalar path equals the itemised budget for every shape and flag."""
+    from controlplane.capacity.engine_rules import SglangInputs, sglang_budget, sglang_static_bytes
+
+    base = layout_of(make_topology(model="glm-4.5-air", gpu=gpu, count=1, **spec))
+    for tp, pp, dp in ((1, 1, 1), (2, 1, 1), (4, 2, 1), (8, 1, 1), (2, 1, 4), (8, 2, 2)):
+        for chunked in (None, 2048, 16384):
+            layout = base.with_(tp=tp, pp=pp, dp=dp, dp_attention=dp > 1, chunked_prefill=chunked)
+            inputs = SglangInputs.of(layout)
+            assert sglang_static_bytes(inputs) == pytest.approx(sglang_budget(inputs).static_bytes)
