@@ -178,13 +178,15 @@ def sglang_auto_fraction(layout: Layout) -> float:
 @lru_cache(maxsize=16384)
 def sglang_budget(inputs: SglangInputs) -> EngineBudget:
     """SGLang's budget (cached: one per GPU type and parallel shape, shared across models)."""
-    total = float(inputs.torch_total_bytes or inputs.gpu_bytes)
     terms = sglang_reserved_mib(inputs)
     given = inputs.mem_fraction
     fraction = given if given is not None else _auto_fraction(inputs)
     free_at_start = sglang_pre_load_free(inputs)
     static = free_at_start * fraction
-    reserved = sglang_pre_load_terms(inputs)
+    # The rows add up to the GPU as nvidia-smi shows it (what the report prints).
+    total = float(inputs.gpu_bytes)
+    reserved = {"not_visible_to_torch": total - (inputs.torch_total_bytes or inputs.gpu_bytes)}
+    reserved.update(sglang_pre_load_terms(inputs))
     if given is None:
         reserved.update({k: v * MIB for k, v in terms.items()})
         reserved["rounding"] = total - static - sum(reserved.values())
@@ -207,9 +209,12 @@ def vllm_budget(layout: Layout) -> EngineBudget:
     given = layout.mem_fraction
     fraction = given if given is not None else c.VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
     total = float(layout.gpu.torch_total_bytes)
-    reserved = {"outside_gpu_memory_utilization": total * (1 - fraction)}
+    reserved = {
+        "not_visible_to_torch": float(layout.gpu.memory_bytes - total),
+        "outside_gpu_memory_utilization": total * (1 - fraction),
+    }
     reserved.update(vllm_reserved(inputs))
-    static = total - sum(reserved.values())
+    static = layout.gpu.memory_bytes - sum(reserved.values())
     return EngineBudget(
         EngineKind.VLLM,
         fraction,

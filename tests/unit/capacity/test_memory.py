@@ -254,10 +254,11 @@ def test_vllm_budget_terms_follow_the_version() -> None:
     assert "cuda_graph_estimate" not in old.reserved
     assert target.reserved["cuda_graph_estimate"] == c.VLLM_CUDAGRAPH_ESTIMATE_BYTES
     total = base.gpu.torch_total_bytes
+    kept = ("outside_gpu_memory_utilization", "not_visible_to_torch")
     assert target.static_bytes == pytest.approx(
-        total * 0.9
-        - sum(v for k, v in target.reserved.items() if k != "outside_gpu_memory_utilization")
+        total * 0.9 - sum(v for k, v in target.reserved.items() if k not in kept)
     )
+    assert target.static_bytes + target.reserved_bytes == pytest.approx(base.gpu.memory_bytes)
     wide = vllm_budget(base.with_(max_num_seqs=1024, engine_version=(0, 11)))
     assert wide.reserved["profiled_activation_peak"] == pytest.approx(
         1024 * base.arch.vocab_size * 4 * c.VLLM_SAMPLER_COPIES_V1
