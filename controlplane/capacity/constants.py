@@ -59,9 +59,10 @@ VLLM_DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192  # V1 default for online serving on l
 VLLM_DEFAULT_BLOCK_SIZE = 16  # --block-size default for GQA attention backends
 VLLM_MLA_BLOCK_SIZE = 64  # FlashMLA pages (DeepSeek MLA)
 # Non-torch memory (CUDA context growth, cuBLAS workspace, NCCL / custom-allreduce buffers)
-# that vLLM logs as "non-torch memory": 0.13-0.26 GiB at TP 1 on H100 (llm-d/llm-d-benchmark
-# config_explorer/empirical-vllm-memory-results.md: 0.13; a 0.92-utilisation Llama-3.1-8B log:
-# 15.26 GiB consumed - 15.0 GiB weights), 0.54-0.55 GiB at TP 2 on H100 NVLink (same file).
+# that vLLM logs as "non-torch memory": 0.13-0.14 GiB at TP 1 on H100 (llm-d/llm-d-benchmark
+# config_explorer/empirical-vllm-memory-results.md), about 0.28 GiB at TP 1 on A100 (0.50 GiB
+# left beside a 0.22 GiB forward peak, dennislee22/vLLM-benchmarking log/vllm-7B-1gpuA10080GB-
+# 0.5GRAM.log); 0.54-0.55 GiB at TP 2 on H100 NVLink (llm-d file).
 # Across nodes NCCL keeps network buffers and custom allreduce is off: vLLM 0.10.1.1 with TP 2
 # over two A100-40GB nodes (Ray) left 1.54 GiB for activation + non-torch where the same model
 # on one node left 0.62 (dennislee22/vLLM-benchmarking log/vllm-7B-2gpuA10040GB-0.5GRAM-
@@ -69,9 +70,11 @@ VLLM_MLA_BLOCK_SIZE = 64  # FlashMLA pages (DeepSeek MLA)
 VLLM_NON_TORCH_TP1_BYTES = int(0.25 * GIB)
 VLLM_NON_TORCH_TP_BYTES = int(0.55 * GIB)
 VLLM_NON_TORCH_MULTINODE_BYTES = int(1.45 * GIB)
-# CUDA graph memory: "CUDA graph memory profiling is enabled (default since v0.21.0)" (vLLM
-# log); the estimate was 0.10-1.03 GiB on H100 across models (llm-d file above; 0.23 GiB for
-# Llama-3.1-8B; 0.36 GiB for a 35B MoE). 0.4 GiB taken for versions that subtract it.
+# CUDA graph memory: "CUDA graph memory profiling is enabled (default since v0.21.0)" (the
+# vLLM start-up log says so; VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0 turns it off); the
+# graphs took 0.10-1.03 GiB on H100 across models (llm-d file above) and 0.50-1.00 GiB on A100
+# (dennislee22 logs: "Graph capturing finished ... took"). 0.4 GiB taken for versions that
+# subtract the estimate; older versions capture after sizing the pool (not in the budget).
 VLLM_CUDAGRAPH_SUBTRACTED_SINCE = (0, 21)
 VLLM_CUDAGRAPH_ESTIMATE_BYTES = int(0.4 * GIB)
 # Activation peak of the profile run = the larger of the forward pass over
@@ -85,14 +88,12 @@ VLLM_CUDAGRAPH_ESTIMATE_BYTES = int(0.4 * GIB)
 #   5.56-5.64 GiB (Qwen3, 151936) and 7.38 GiB (gpt-oss, 201088) at 1024 sequences, flat in TP
 #   and model width (llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md):
 #   9.7 copies;
-# - the V2 model runner (vllm/v1/worker/gpu/model_runner.py) logged 1.44 GiB for
-#   Llama-3.1-8B at 1024 sequences: 2.9 copies. glmctl's target vLLM (0.32) runs it; the
-#   version it became the default is an assumption (0.30).
+# - later versions are taken to keep the 0.11 figure (no public log of 0.32's profile run was
+#   found). At glmctl's batch sizes (max_num_seqs 8 on the card's layouts) the sampler term is
+#   under 0.1 GiB, so the forward pass decides the peak and this choice barely moves a plan.
 VLLM_SAMPLER_COPIES_PRE_0_11 = 1.0
 VLLM_SAMPLER_COPIES_V1 = 9.7
-VLLM_SAMPLER_COPIES_V2 = 2.9
 VLLM_V1_SAMPLER_SINCE = (0, 11)
-VLLM_V2_RUNNER_SINCE = (0, 30)
 # Forward-pass activation per batched token, in 16-bit values: residual and norm buffers
 # (4 x hidden), the attention projections on the rank, the widest MLP intermediate; MoE adds
 # the fused-MoE workspace (top-k x (2 x moe_intermediate / tp + hidden) per token). A stated

@@ -63,9 +63,7 @@ def sampler_activation_bytes(
     arch: Architecture, max_num_seqs: int, version: tuple[int, int]
 ) -> float:
     """Peak of the dummy sampler run: vocab-wide float32 rows, several copies per row."""
-    if version >= c.VLLM_V2_RUNNER_SINCE:
-        copies = c.VLLM_SAMPLER_COPIES_V2
-    elif version >= c.VLLM_V1_SAMPLER_SINCE:
+    if version >= c.VLLM_V1_SAMPLER_SINCE:
         copies = c.VLLM_SAMPLER_COPIES_V1
     else:
         copies = c.VLLM_SAMPLER_COPIES_PRE_0_11
