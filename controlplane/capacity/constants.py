@@ -38,9 +38,10 @@ SGLANG_LARGEST_TIER = (16384, 512)
 #   KV pool = free after loading - pre-load free x (1 - mem_fraction_static).
 # Context: torch total - the free memory SGLang logs before "Init torch distributed": about
 # 0.3-0.5 GiB (8 x H200: 139.81 GiB total, 137.29 + 2.0 GiB logged, sgl-project/sglang#11716;
-# 4 x L4: 0.29 GiB). torch.distributed then takes NCCL / custom-allreduce buffers: "Init torch
-# distributed ends. mem usage=1.96-2.01 GB" on 8 x H200 NVLink (sgl-project/sglang#11716),
-# "mem usage=0.13 GB" on 4 x L4 over PCIe (custom allreduce off), 0.00 GB at TP 1.
+# 4 x L4: 22.05 - 21.63 - 0.13 = 0.29 GiB, didier-durand/llms-in-clouds docs/sglang.md).
+# torch.distributed then takes NCCL / custom-allreduce buffers: "Init torch distributed ends.
+# mem usage=1.96-2.01 GB" on 8 x H200 NVLink (sgl-project/sglang#11716), "mem usage=0.13 GB"
+# on 4 x L4 over PCIe (custom allreduce off; the docs/sglang.md log), 0.00 GB at TP 1.
 SGLANG_CONTEXT_BYTES = int(0.5 * GIB)
 SGLANG_DIST_NVLINK_BYTES = int(2.0 * GIB)
 SGLANG_DIST_PCIE_BYTES = int(0.13 * GIB)
