@@ -2,7 +2,13 @@
 
 Per rank: weights (see `weights`), the engine's reserve (see `engine_rules`) and the KV
 pool the engine builds from what is left. A pool's token capacity is its smallest stage's
-(SGLang and vLLM both take the minimum over ranks).
+(SGLang all-reduces the minimum over pipeline ranks, `model_runner_kv_cache_mixin.init_memory`;
+vLLM gives every worker the smallest block count), in whole pages (vLLM blocks).
+
+With EAGLE / MTP the draft layer's weights and its KV (the same token count, one layer) are
+counted inside the static budget: recent SGLang counts the NextN draft weights when it checks
+`mem_fraction_static` ("the EAGLE/NextN draft weights add ~3.07 GB and are now counted",
+SemiAnalysisAI/InferenceX#2128), and the draft pool is sized to the target's token count.
 """
 
 from __future__ import annotations
