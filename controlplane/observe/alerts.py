@@ -63,7 +63,8 @@ def _rank_down() -> dict[str, Any]:
 def _kv_saturated() -> dict[str, Any]:
     return alert(
         "GlmctlKvCacheSaturated",
-        f"max by (deployment, replica) (avg_over_time(glmctl:engine_kv_usage[5m])) > {KV_SATURATED}",
+        "max by (deployment, replica) (avg_over_time(glmctl:engine_kv_usage[5m]))"
+        f" > {KV_SATURATED}",
         "5m",
         "warning",
         "{{ $labels.deployment }} replica {{ $labels.replica }}: KV cache"
@@ -97,7 +98,7 @@ def _spec_collapse() -> dict[str, Any]:
         "10m",
         "warning",
         "{{ $labels.deployment }} replica {{ $labels.replica }}: speculative acceptance length"
-        " {{ $value | printf \"%.2f\" }} is under half its 6-hour gain",
+        ' {{ $value | printf "%.2f" }} is under half its 6-hour gain',
         "Draft tokens are being rejected: the traffic changed (other languages, tool calls) or"
         " the MTP draft weights do not match the model. Compare with the same traffic on"
         " another replica; if persistent, turn speculative decoding off in the topology.",

@@ -150,9 +150,10 @@ def _slo_recording(slo: SloSpec, match: str) -> list[dict[str, str]]:
 
 
 def _burn_alerts(slo: SloSpec, match: str) -> list[dict[str, Any]]:
+    ttft, itl = f"{slo.ttft_p99:g} s", f"{slo.itl_p99:g} s"
     objectives = (
-        ("ttft", "GlmctlTtftBudgetBurn", P99_BUDGET, f"p99 time to first token <= {slo.ttft_p99:g} s"),
-        ("itl", "GlmctlItlBudgetBurn", P99_BUDGET, f"p99 inter-token latency <= {slo.itl_p99:g} s"),
+        ("ttft", "GlmctlTtftBudgetBurn", P99_BUDGET, f"p99 time to first token <= {ttft}"),
+        ("itl", "GlmctlItlBudgetBurn", P99_BUDGET, f"p99 inter-token latency <= {itl}"),
         ("errors", "GlmctlAvailabilityBudgetBurn", 1 - slo.availability,
          f"availability >= {slo.availability:g}"),
     )  # fmt: skip

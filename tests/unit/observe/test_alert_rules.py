@@ -28,7 +28,10 @@ def _s(series: str, values: str) -> dict[str, str]:
 
 def _histogram(name: str, bounds: tuple[str, ...], per_min: tuple[int, ...], total: int) -> list:
     """A cumulative histogram growing by `per_min[i]` in bucket `bounds[i]` each minute."""
-    out = [_s(f'{name}_bucket{{{ENGINE},le="{b}"}}', f"0+{n}x400") for b, n in zip(bounds, per_min)]
+    out = [
+        _s(f'{name}_bucket{{{ENGINE},le="{b}"}}', f"0+{n}x400")
+        for b, n in zip(bounds, per_min, strict=True)
+    ]
     return [*out, _s(f"{name}_count{{{ENGINE}}}", f"0+{total}x400")]
 
 
@@ -89,7 +92,8 @@ CASES: dict[str, tuple[list, list, str, dict[str, str]]] = {
     "GlmctlRouterDown": (
         [_up("glmctl-router", "router", "1 1 0x8")],
         [_up("glmctl-router", "router", "1x10")],
-        "5m", {"job": "glmctl-router", "deployment": "d", "replica": "router", "instance": "router"},
+        "5m", {"job": "glmctl-router", "deployment": "d", "replica": "router",
+               "instance": "router"},
     ),
     "GlmctlAutoscalerWantsMoreThanClusterHolds": (
         [_s('glmctl_autoscale_desired_replicas{deployment="d"}', "3x20"),
@@ -149,7 +153,11 @@ def _promtool_test(tmp_path: Path, alert: str, series: list, at: str, exp: list)
                 "interval": "1m",
                 "input_series": series,
                 "promql_expr_test": [
-                    {"expr": f'ALERTS{{alertname="{alert}"}}', "eval_time": at, "exp_samples": samples}
+                    {
+                        "expr": f'ALERTS{{alertname="{alert}"}}',
+                        "eval_time": at,
+                        "exp_samples": samples,
+                    }
                 ],
             }
         ],
