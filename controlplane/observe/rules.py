@@ -141,10 +141,9 @@ def _slo_recording(slo: SloSpec, match: str) -> list[dict[str, str]]:
             good = good_rate(series, threshold, bounds, window, match)
             expr = f"1 - {good} / sum by (deployment) (rate({total}[{window}]))"
             rules.append(_rule(f"glmctl:slo_{name}_bad:ratio_rate{window}", expr))
-        expr = (
-            f"sum by (deployment) (rate({errors}[{window}]))"
-            f" / sum by (deployment) (rate({requests}[{window}]))"
-        )
+        total = f"sum by (deployment) (rate({requests}[{window}]))"
+        failed = f"sum by (deployment) (rate({errors}[{window}]))"
+        expr = f"({failed} or {total} * 0) / {total}"  # no 5xx yet is a ratio of 0, not none
         rules.append(_rule(f"glmctl:slo_errors_bad:ratio_rate{window}", expr))
     return rules
 
