@@ -172,6 +172,11 @@ def test_top_once_shows_numbers_for_each_replica(scraped: dict[str, Any]) -> Non
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert scraped["prometheus"] in done.stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "controlplane.cli.main", "status"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert f"prometheus {scraped['prometheus']}" in status.stdout, status.stdout + status.stderr
     replicas = replica_records(_redis(), NAME)
     assert replicas
     for replica in replicas:
