@@ -153,8 +153,11 @@ def top_cmd(
     ] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
 ) -> None:
-    """A live view of running deployments: per replica and node rank load, queue, KV,
-    tokens/s, TTFT with sparklines, router decisions, autoscaler state. `q` quits."""
+    """Live view of running deployments (`q` quits).
+
+    Per replica and node rank: load, queue, KV usage, tokens/s, TTFT p50/p99 with a
+    sparkline; router decisions and prefix hit ratio; autoscaler state.
+    """
     from controlplane.observe import top
 
     if once:

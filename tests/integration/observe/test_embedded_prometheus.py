@@ -185,6 +185,31 @@ def test_top_once_shows_numbers_for_each_replica(scraped: dict[str, Any]) -> Non
         assert len(numbers) >= 8, line  # rank, up, running, waiting, KV, tok/s, p50, p99
 
 
+def test_top_live_view_refreshes_and_quits_on_q(scraped: dict[str, Any]) -> None:
+    """The interactive mode in a pseudo-terminal: frames arrive, `q` ends it."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controlplane.cli.main", "top", "--interval", "1"],
+        stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 20
+    while seen.count(b"glmctl top") < 2 and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.5)[0]:
+            seen += os.read(master, 65536)
+    os.write(master, b"q")
+    try:
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        os.close(master)
+    assert seen.count(b"glmctl top") >= 2, seen[-2000:]  # at least two refreshed frames
+
+
 def _redis() -> str:
     from controlplane.backends.ray import cluster
     from controlplane.settings import get_settings
