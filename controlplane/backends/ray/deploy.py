@@ -267,6 +267,10 @@ def execute_apply(
         raise
     record = new_record(new, app, router, port, wanted)
     write_record(target.redis_url, record)
+    if target.embedded:  # Prometheus follows the registry from now on (observe agent)
+        from controlplane.backends.ray import monitor
+
+        monitor.ensure_quietly(target.redis_url)
     if running is not None and running.app != app:
         progress("retire old version", 0, 1)
         serve.delete(running.app, _blocking=True)

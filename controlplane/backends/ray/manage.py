@@ -131,10 +131,17 @@ def status(address: str | None = None) -> dict[str, Any]:
             "address": target.address,
             "embedded": target.embedded,
             "redis_url": target.redis_url,
+            "prometheus_url": _prometheus_url() if target.embedded else None,
             "nodes": [n.model_dump() for n in inventory.nodes],
         },
         "deployments": deployments,
     }
+
+
+def _prometheus_url() -> str | None:
+    from controlplane.backends.ray import monitor
+
+    return monitor.prometheus_url()
 
 
 class Preview(NamedTuple):
@@ -176,5 +183,8 @@ def stop_if_idle(target: cluster.Target) -> bool:
         return False
     import ray
 
+    from controlplane.backends.ray import monitor
+
+    monitor.stop()  # the embedded Prometheus stops with the last deployment
     ray.shutdown()  # the keeper shuts Serve down gracefully (its output goes to its log)
     return cluster.stop_embedded(get_settings().state_dir)
