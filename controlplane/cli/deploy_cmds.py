@@ -31,6 +31,7 @@ Address = Annotated[
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")]
 DEPLOYMENTS_DIR = Path("deployments")
+SERVE_MODULES = ("ray", "redis", "uvicorn", "orjson")  # what apply and scale run on
 
 
 def _print_plan(plan: DeploymentPlan, diff: list[str], running: bool) -> None:
@@ -141,9 +142,11 @@ def apply(file: File, yes: Yes = False, address: Address = None, force: Force = 
 
 def _apply(file: Path, yes: bool, address: str | None, force: bool = False) -> DeploymentRecord:
     from controlplane.backends.ray.deploy import prepare_apply
+    from controlplane.cli.extras import require
     from controlplane.spec import load_topology
 
     topology = load_topology(file)
+    require(*SERVE_MODULES)
     started = time.monotonic()
     with console.status("connecting to the cluster and planning"):
         prepared = prepare_apply(topology, address)
@@ -230,7 +233,9 @@ def scale(
 ) -> None:
     """Set a deployment's replica count (never more than the cluster holds)."""
     from controlplane.backends.ray.manage import scale as do_scale
+    from controlplane.cli.extras import require
 
+    require(*SERVE_MODULES)
     started = time.monotonic()
     with console.status(f"scaling {name} to {replicas}"):
         record = do_scale(name, replicas, address)

@@ -101,3 +101,20 @@ def extras_status() -> dict[str, list[str]]:
         for extra, pairs in table.items()
         if extra and extra not in META_EXTRAS
     }
+
+
+def require(*modules: str) -> None:
+    """Raise UserError naming the extra when one of `modules` is not importable here.
+
+    Commands call it before they start anything (a server, a keeper process), so a missing
+    extra is reported first rather than after half a start.
+    """
+    from controlplane.errors import UserError
+
+    for module in modules:
+        if find_spec(module) is None:
+            message = missing_extra_message(module) or (
+                f"this command needs the Python module `{module}`, which is not installed."
+                f" To fix: pip install {module}."
+            )
+            raise UserError(message)

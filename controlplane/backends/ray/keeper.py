@@ -26,11 +26,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from controlplane.backends.ray.loopback import LOOPBACK, apply_environment, ray_environment
+from controlplane.errors import UserError
 
 OBJECT_STORE_BYTES = 80 * 1024 * 1024  # per raylet; Ray's minimum is about 75 MiB
 POLL_S = 0.1
 SERVE_STOPPED = "serve-stopped"  # marker: the CLI already shut Serve down
 SERVE_SHUTDOWN_S = 15.0  # replicas drain and stop their engines and routers
+FAILED = "failed.json"  # why the keeper could not start: read by the waiting CLI
 
 
 class NodeSpec(BaseModel):
@@ -90,17 +92,17 @@ class Keeper:
 
     def start(self) -> None:
         apply_environment(ray_environment(self.tmpdir))
+        if self.redis_url is None:  # first: a missing redis-server fails in milliseconds
+            from controlplane.local.redis_server import LocalRedis
+
+            self.redis = LocalRedis.start()
+            self.redis_url = self.redis.url
         from ray.cluster_utils import Cluster
 
         head = self.nodes[0].ray_args() | {"include_dashboard": False}
         self.cluster = Cluster(initialize_head=True, head_node_args=head)
         for node in self.nodes[1:]:
             self.cluster.add_node(wait=False, **node.ray_args())
-        if self.redis_url is None:
-            from controlplane.local.redis_server import LocalRedis
-
-            self.redis = LocalRedis.start()
-            self.redis_url = self.redis.url
         self.cluster.wait_for_nodes()
         self.write_state()
 
@@ -172,6 +174,18 @@ class Keeper:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
+def failure_text(exc: BaseException) -> str:
+    """What the CLI shows for a failed start: a UserError as is (it has its fix), anything
+    else as its type and message, followed by the first exception it was raised from."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and not isinstance(cause, KeyboardInterrupt):
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m controlplane.backends.ray.keeper")
     parser.add_argument("--state-dir", type=Path, required=True)
@@ -186,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         keeper.stopping = True
 
     try:
-        keeper.start()
+        try:
+            keeper.start()
+        except Exception as exc:
+            write_json(args.state_dir / FAILED, {"error": failure_text(exc)})
+            raise
         # After start: Ray's Node installs its own SIGTERM handler (drain, then exit), which
         # would skip the graceful Serve shutdown below.
         signal.signal(signal.SIGTERM, stop)
