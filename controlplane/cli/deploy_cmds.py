@@ -142,7 +142,7 @@ def apply(file: File, yes: Yes = False, address: Address = None, force: Force = 
 
 def _apply(file: Path, yes: bool, address: str | None, force: bool = False) -> DeploymentRecord:
     from controlplane.backends.ray.deploy import prepare_apply
-    from controlplane.cli.extras import require
+    from controlplane.doctor.extras import require
     from controlplane.spec import load_topology
 
     topology = load_topology(file)
@@ -233,7 +233,7 @@ def scale(
 ) -> None:
     """Set a deployment's replica count (never more than the cluster holds)."""
     from controlplane.backends.ray.manage import scale as do_scale
-    from controlplane.cli.extras import require
+    from controlplane.doctor.extras import require
 
     require(*SERVE_MODULES)
     started = time.monotonic()

@@ -28,6 +28,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "spec_cmds": ("validate", "show", "schema", "models", "gpus"),
     "capacity_cmd": ("capacity",),
     "deploy_cmds": ("plan", "render", "apply", "status", "scale", "delete", "demo"),
+    "doctor_cmd": ("doctor",),
     "sim_cmd": ("sim",),
     "router_cmd": ("router",),
 }
@@ -147,7 +148,7 @@ def _show_usage_error(exc: Exception) -> int | None:
 def run() -> None:
     """Console-script entry: user errors print as one paragraph, exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's `typer.Exit(n)` returns n here
     except UserError as exc:
         if _debug():
             traceback.print_exc()
@@ -161,7 +162,7 @@ def run() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except ModuleNotFoundError as exc:  # a command of an extra that is not installed
-        from controlplane.cli.extras import missing_extra_message
+        from controlplane.doctor.extras import missing_extra_message
 
         message = missing_extra_message(exc.name)
         if message is None or _debug():
@@ -169,10 +170,12 @@ def run() -> None:
         _print_error(message or "")
         sys.exit(2)
     except Exception as exc:  # click usage errors and bugs
-        code = _show_usage_error(exc)
-        if code is not None:
-            sys.exit(code)
+        usage = _show_usage_error(exc)
+        if usage is not None:
+            sys.exit(usage)
         _internal_error(exc)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _internal_error(exc: BaseException) -> None:

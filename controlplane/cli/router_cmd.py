@@ -26,7 +26,7 @@ NamespaceOption = Annotated[str, typer.Option(help="Key prefix of this deploymen
 
 
 def _redis_url(given: str | None) -> str:
-    from controlplane.cli.extras import require
+    from controlplane.doctor.extras import require
     from controlplane.settings import REDIS_SCHEMES, get_settings
 
     require("redis")
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         """Serve until Ctrl-C. Without a Redis URL, a private redis-server is started."""
         from dataclasses import replace
 
-        from controlplane.cli.extras import require
+        from controlplane.doctor.extras import require
 
         require("uvicorn", "orjson", "aiohttp", "redis")
         from controlplane.router.config import RouterConfig

@@ -43,7 +43,7 @@ def serve_cmd(
     ] = None,
 ) -> None:
     """Serve an OpenAI-compatible simulated replica of FILE until Ctrl-C."""
-    from controlplane.cli.extras import require
+    from controlplane.doctor.extras import require
 
     require("uvicorn", "orjson")
     from controlplane.engines.sim.server import SimOptions, build_app, serve

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from controlplane.cli.extras import extras_providing, missing_extra_message, parse_requirements
+from controlplane.doctor.extras import extras_providing, missing_extra_message, parse_requirements
 
 REPO = Path(__file__).resolve().parents[3]
 # The shape `importlib.metadata.requires` returns for this project's pyproject.
@@ -43,7 +43,7 @@ def test_the_smallest_extra_comes_first_and_dev_last() -> None:
 
 
 def test_the_message_names_the_extra_and_the_install_command(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from controlplane.cli import extras
+    from controlplane.doctor import extras
 
     monkeypatch.setattr(extras, "requirement_table", lambda: parse_requirements(LINES))
     message = missing_extra_message("orjson")
@@ -56,7 +56,7 @@ def test_the_message_names_the_extra_and_the_install_command(monkeypatch) -> Non
 
 def test_every_extra_of_the_pyproject_maps_to_its_modules() -> None:
     """The installed metadata is the pyproject's: every optional extra has a module list."""
-    from controlplane.cli.extras import requirement_table
+    from controlplane.doctor.extras import requirement_table
 
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     table = requirement_table()
