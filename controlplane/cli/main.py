@@ -26,6 +26,7 @@ from controlplane.errors import UserError
 # its `register(app)` adds. A new command group adds one line here.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "spec_cmds": ("validate", "show", "schema", "models", "gpus"),
+    "init_cmd": ("init",),
     "capacity_cmd": ("capacity",),
     "deploy_cmds": ("plan", "render", "apply", "status", "scale", "delete", "demo"),
     "doctor_cmd": ("doctor",),
