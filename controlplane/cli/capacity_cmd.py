@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from controlplane.catalog.gpus import GIB
-from controlplane.cli.options import OutputFormat, OutputOption, emit
+from controlplane.cli.options import OutputFormat, OutputOption, complete_topology, emit
 from controlplane.cli.options import console as _console
 from controlplane.errors import UserError
 
@@ -243,7 +243,10 @@ def _print_search(topo: Any, rows: list[dict[str, Any]], max_gpus: int) -> None:
 
 def capacity(
     file: Annotated[
-        Path | None, typer.Argument(help="A topology YAML file.", show_default=False)
+        Path | None,
+        typer.Argument(
+            help="A topology YAML file.", show_default=False, autocompletion=complete_topology
+        ),
     ] = None,
     model: Annotated[
         str | None,

@@ -97,7 +97,7 @@ app = typer.Typer(
     help="Serve GLM-4.5 from one topology file: size it, plan it, run it, watch it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
 )
 _state = {"debug": False}
 

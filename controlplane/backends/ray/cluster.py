@@ -39,6 +39,7 @@ from controlplane.planner.inventory import GIB, Inventory, InventoryNode, from_r
 
 KEEPER_START_TIMEOUT_S = 120.0
 CONNECT_TIMEOUT_S = 30.0
+HEAL_STOP_TIMEOUT_S = 15.0  # a keeper whose cluster died skips Serve's shutdown: seconds
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Target:
     redis_url: str
     embedded: bool
     tmpdir: str | None = None
+    healed: bool = False  # the embedded cluster had died and was restarted for this command
 
 
 def embedded_dir(state_dir: Path) -> Path:
@@ -208,6 +210,16 @@ def stop_embedded(state_dir: Path, timeout: float = 90.0, serve_stopped: bool = 
     while time.monotonic() < deadline and _alive(state.pid):
         time.sleep(0.2)
     return True
+
+
+def heal_embedded(state_dir: Path, state: KeeperState, redis_url: str | None) -> KeeperState:
+    """Restart an embedded cluster whose Ray processes died under a live keeper, with the
+    same simulated nodes. Deployments that ran on it are gone (its Redis restarts too)."""
+    stop_embedded(state_dir, timeout=HEAL_STOP_TIMEOUT_S)
+    if _alive(state.pid):  # never wait long for a keeper whose cluster is gone
+        os.kill(state.pid, 9)
+    (embedded_dir(state_dir) / "state.json").unlink(missing_ok=True)
+    return start_embedded(state_dir, list(state.nodes), redis_url)
 
 
 def _driver_environment(target: Target) -> dict[str, str]:

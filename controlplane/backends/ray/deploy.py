@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from controlplane.backends.ray import cluster
 from controlplane.backends.ray.apps import engine_app, engine_app_name, router_app, router_app_name
+from controlplane.backends.ray.keeper import gcs_reachable
 from controlplane.backends.ray.records import (
     DeploymentRecord,
     new_record,
@@ -59,7 +60,8 @@ def quiet_progress(phase: str, done: int, total: int) -> None:
 
 
 def resolve_target(address: str | None, topology: Topology | None) -> cluster.Target | None:
-    """The cluster to use; starts the embedded one for `topology` when none runs."""
+    """The cluster to use; starts the embedded one for `topology` when none runs, and
+    restarts it (same nodes, `healed=True`) when its Ray died under a live keeper."""
     settings = get_settings()
     address = address or settings.ray_address
     if address:
@@ -70,12 +72,17 @@ def resolve_target(address: str | None, topology: Topology | None) -> cluster.Ta
             )
         return cluster.Target(address, settings.redis_url, embedded=False)
     state = cluster.embedded_state(settings.state_dir)
+    healed = False
+    if state is not None and not gcs_reachable(state.address):
+        state, healed = cluster.heal_embedded(settings.state_dir, state, settings.redis_url), True
     if state is None:
         if topology is None:
             return None
         nodes = cluster.node_specs(list(embedded_inventory(topology).nodes))
         state = cluster.start_embedded(settings.state_dir, nodes, settings.redis_url)
-    return cluster.Target(state.address, state.redis_url, embedded=True, tmpdir=state.tmpdir)
+    return cluster.Target(
+        state.address, state.redis_url, embedded=True, tmpdir=state.tmpdir, healed=healed
+    )
 
 
 def placements_of(record: DeploymentRecord, redis_url: str) -> list[tuple[str, dict[str, float]]]:

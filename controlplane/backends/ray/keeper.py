@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,16 @@ class KeeperState(BaseModel):
     tmpdir: str
     nodes: list[NodeSpec]
     started_at: float
+
+
+def gcs_reachable(address: str, timeout: float = 2.0) -> bool:
+    """True when the GCS at `host:port` accepts a TCP connection (the cluster is up)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or LOOPBACK, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -161,9 +172,11 @@ class Keeper:
     def shutdown(self) -> None:
         """Serve first (replicas stop engines and routers), then Ray, then Redis."""
         began = time.monotonic()
-        if self.cluster is not None:
+        if self.cluster is not None and gcs_reachable(self.cluster.address):
             self._stop_serve()
             print(f"keeper: serve stopped after {time.monotonic() - began:.1f} s", flush=True)
+        elif self.cluster is not None:  # its processes died: nothing answers a driver
+            print("keeper: the Ray cluster is gone; skipping Serve's shutdown", flush=True)
             self.cluster.shutdown()
             print(f"keeper: ray stopped after {time.monotonic() - began:.1f} s", flush=True)
         if self.redis is not None:

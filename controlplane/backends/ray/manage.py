@@ -130,6 +130,7 @@ def status(address: str | None = None) -> dict[str, Any]:
         "cluster": {
             "address": target.address,
             "embedded": target.embedded,
+            "healed": target.healed,
             "redis_url": target.redis_url,
             "nodes": [n.model_dump() for n in inventory.nodes],
         },

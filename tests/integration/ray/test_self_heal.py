@@ -1,0 +1,103 @@
+"""The embedded cluster heals itself: its Ray processes are killed (by their ids) under a
+running deployment; `status` says so and restarts it, and the next `apply` serves again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TOPOLOGIES
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
+GLMCTL = str(Path(sys.executable).with_name("glmctl"))
+TOPOLOGY = str(TOPOLOGIES / "glm45-fp8.yaml")
+RAY_PROCESSES = ("gcs_server", "raylet")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    drop = ("RAY_ADDRESS", "GLMCTL_REDIS_URL")
+    environment = {k: v for k, v in os.environ.items() if k not in drop}
+    environment["GLMCTL_STATE_DIR"] = str(tmp_path / "state")
+    yield environment
+    subprocess.run([GLMCTL, "delete", "glm45-fp8"], env=environment, capture_output=True,
+                   timeout=180, check=False)  # fmt: skip
+    state = tmp_path / "state" / "embedded" / "state.json"
+    if state.exists():  # the delete above stops the keeper; never leave one behind
+        os.kill(json.loads(state.read_text())["pid"], signal.SIGTERM)
+
+
+def _glmctl(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([GLMCTL, *argv], env=env, capture_output=True, text=True,
+                            timeout=300, check=False)  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def _session_processes(session: int) -> dict[int, str]:
+    """pid -> command name of every process in the keeper's session (Ray's, Redis, ...)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[3]) == session:
+            found[int(stat.parent.name)] = name
+    return found
+
+
+def _chat(url: str) -> int:
+    body = {
+        "model": "glm-4.5-fp8",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+    }
+    request = urllib.request.Request(f"{url}/v1/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return int(response.status)
+
+
+def test_killed_ray_processes_are_restarted_and_apply_serves_again(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    first = _glmctl(env, "apply", TOPOLOGY, "-y")
+    assert first.returncode == 0, first.stderr
+    state = json.loads((tmp_path / "state" / "embedded" / "state.json").read_text())
+    keeper = state["pid"]
+    victims = {p: n for p, n in _session_processes(keeper).items() if n in RAY_PROCESSES}
+    assert "gcs_server" in victims.values() and "raylet" in victims.values(), victims
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while set(victims) & set(_session_processes(keeper)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    began = time.monotonic()
+    status = _glmctl(env, "status")
+    assert status.returncode == 0, status.stderr
+    assert "embedded Ray cluster had died" in status.stdout
+    assert "leave it unset" not in status.stdout + status.stderr  # the old misleading advice
+    assert time.monotonic() - began < 90
+    restarted = json.loads((tmp_path / "state" / "embedded" / "state.json").read_text())
+    assert restarted["pid"] != keeper and restarted["address"] != state["address"]
+    assert len(restarted["nodes"]) == len(state["nodes"])
+
+    second = _glmctl(env, "apply", TOPOLOGY, "-y")
+    assert second.returncode == 0, second.stderr
+    listed = json.loads(_glmctl(env, "status", "-o", "json").stdout)
+    (deployment,) = listed["deployments"]
+    assert deployment["status"] == "RUNNING"
+    assert _chat(deployment["endpoint"]) == 200
