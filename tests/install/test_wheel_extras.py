@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.install.conftest import EXTRAS, REPO, Dists, Installed
+from tests.unit.catalog.configs import GLM_45_AIR
 
 pytestmark = [pytest.mark.install, pytest.mark.timeout(900)]
 TOPOLOGY = "glm45-fp8.yaml"
@@ -38,7 +39,11 @@ CORE_COMMANDS = (
     ("render", TOPOLOGY, "--out", "rendered"),
     ("plan", TOPOLOGY),
     ("status",),
-)
+    ("capacity", "--model", "GLM-4.5-Air", "--precision", "fp8", "--gpu", "h200", "--gpus", "1",
+     "--context", "16384"),
+    ("init", "--model", "glm-4.5-air", "--precision", "fp8", "--gpu", "H200", "--gpus", "1",
+     "--context", "16384", "--batch", "8", "--engine", "sglang", "--out", "new.yaml", "--force"),
+)  # fmt: skip
 # Commands of an extra, and the extra they name when it is missing.
 NEEDS = {
     ("sim", "serve", TOPOLOGY): "http",
@@ -85,6 +90,8 @@ def test_every_command_of_the_extra_without_a_traceback(
     env = install(extra)
     shutil.copy(REPO / "topologies" / TOPOLOGY, env.workdir / TOPOLOGY)
     (env.workdir / "broken.yaml").write_text(BROKEN)
+    (env.workdir / "GLM-4.5-Air").mkdir(exist_ok=True)  # a local config, as downloaded
+    (env.workdir / "GLM-4.5-Air" / "config.json").write_text(json.dumps(GLM_45_AIR))
     version = env.run("--version")
     assert version.returncode == 0 and version.stdout.startswith("glmctl "), version.stderr
     helps = [(*path, "--help") for path in [(), *_command_paths(env)]]
@@ -101,6 +108,11 @@ def test_every_command_of_the_extra_without_a_traceback(
         _no_traceback(result, argv)
         assert result.returncode == 2, f"[{extra}] glmctl {' '.join(argv)}: {result.stderr}"
         assert f"pip install 'glmctl[{needed}]'" in result.stderr, result.stderr
+    doctor = env.run("doctor", TOPOLOGY)
+    _no_traceback(doctor, ("doctor",))
+    ready = extra in ENABLED
+    assert doctor.returncode == (0 if ready else 1), doctor.stdout
+    assert ("pip install 'glmctl[serve]'" in doctor.stdout) is not ready, doctor.stdout
 
 
 @pytest.mark.parametrize("extra", EXTRAS)
