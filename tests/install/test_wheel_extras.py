@@ -83,6 +83,17 @@ def test_wheel_and_sdist_carry_the_package(dists: Dists) -> None:
     assert any(m.endswith("pyproject.toml") for m in members)
 
 
+def test_every_data_file_of_the_package_is_in_the_wheel(dists: Dists) -> None:
+    """Model configs, templates, schemas, dashboards: what the package reads at run time."""
+    names = set(zipfile.ZipFile(dists.wheel).namelist())
+    data = {
+        str(path.relative_to(REPO))
+        for path in (REPO / "controlplane").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".py", ".pyc")
+    }
+    assert data - names == set()
+
+
 @pytest.mark.parametrize("extra", EXTRAS)
 def test_every_command_of_the_extra_without_a_traceback(
     extra: str, install: Callable[[str], Installed]
