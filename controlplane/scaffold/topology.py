@@ -159,6 +159,21 @@ def render(
     topo: Topology, best: Candidate, replicas: int, name: str, answers: Answers, context_note: str
 ) -> str:
     """The YAML text, one comment per choice (pure)."""
+    head = _comment(
+        f"{name}: {topo.model.display_name} {topo.precision.value} on {answers.gpus} x"
+        f" {topo.gpu.name}, written by `glmctl init` from the capacity search."
+    )
+    body = [head]
+    for key, value, why in _fields(topo, best, replicas, name, answers, context_note):
+        body.append(_comment(why))
+        body.append(yaml.safe_dump({key: value}, sort_keys=False).rstrip())
+    return "\n".join(body) + "\n"
+
+
+def _fields(
+    topo: Topology, best: Candidate, replicas: int, name: str, answers: Answers, context_note: str
+) -> list[tuple[str, Any, str]]:
+    """(key, value, why) of every top-level value of the file, in order (pure)."""
     lay, mem = best.layout, best.memory
     headroom = best.headroom_bytes / GIB
     fields: list[tuple[str, Any, str]] = [
@@ -206,15 +221,7 @@ def render(
     if replicas > 1:
         fields.append(("replicas", {"min": replicas}, f"{replicas} replicas fill the {answers.gpus}"
                        f" GPU(s) given ({lay.gpus} each)."))  # fmt: skip
-    head = _comment(
-        f"{name}: {topo.model.display_name} {topo.precision.value} on {answers.gpus} x"
-        f" {topo.gpu.name}, written by `glmctl init` from the capacity search."
-    )
-    body = [head]
-    for key, value, why in fields:
-        body.append(_comment(why))
-        body.append(yaml.safe_dump({key: value}, sort_keys=False).rstrip())
-    return "\n".join(body) + "\n"
+    return fields
 
 
 def _parallelism(lay: Layout) -> dict[str, Any]:

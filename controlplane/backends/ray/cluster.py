@@ -112,15 +112,7 @@ def start_embedded(state_dir: Path, nodes: list[NodeSpec], redis_url: str | None
     argv += ["--nodes", json.dumps([n.model_dump() for n in nodes])]
     if redis_url:
         argv += ["--redis-url", redis_url]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / FAILED).unlink(missing_ok=True)
-        log = open(folder / "keeper.log", "ab")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        raise UserError(
-            f"the state directory {state_dir} is not writable ({exc.strerror or exc}).",
-            fix="set GLMCTL_STATE_DIR to a folder you can write to, or fix its permissions.",
-        ) from exc
+    log = _open_keeper_log(state_dir)
     log_start = log.tell()
     with log:
         process = subprocess.Popen(
@@ -150,6 +142,20 @@ def start_embedded(state_dir: Path, nodes: list[NodeSpec], redis_url: str | None
         fix=f"read {folder / 'keeper.log'}; check free memory (each simulated node costs"
         " about 0.3 GiB).",
     )
+
+
+def _open_keeper_log(state_dir: Path) -> Any:
+    """The keeper's log, opened for appending (a fresh start forgets the last failure)."""
+    folder = embedded_dir(state_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / FAILED).unlink(missing_ok=True)
+        return open(folder / "keeper.log", "ab")  # the caller closes it
+    except OSError as exc:
+        raise UserError(
+            f"the state directory {state_dir} is not writable ({exc.strerror or exc}).",
+            fix="set GLMCTL_STATE_DIR to a folder you can write to, or fix its permissions.",
+        ) from exc
 
 
 def _start_failure(folder: Path, log_start: int, code: int | None) -> UserError:
