@@ -7,6 +7,7 @@ folder outside the repository, as a user's would.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -58,7 +59,8 @@ class Installed:
 def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
     """The wheel and sdist of this checkout, built by `python -m build` (isolated, uv)."""
     out = tmp_path_factory.mktemp("dist")
-    installer = ["--installer", "uv"] if shutil.which("uv") else []
+    has_uv = shutil.which("uv") or importlib.util.find_spec("uv")
+    installer = ["--installer", "uv"] if has_uv else []
     result = subprocess.run(
         [sys.executable, "-m", "build", *installer, "--outdir", str(out), str(REPO)],
         capture_output=True, text=True, timeout=600, check=False,
