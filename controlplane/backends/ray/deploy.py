@@ -59,9 +59,12 @@ def quiet_progress(phase: str, done: int, total: int) -> None:
     """A `Progress` that reports nothing."""
 
 
-def resolve_target(address: str | None, topology: Topology | None) -> cluster.Target | None:
+def resolve_target(
+    address: str | None, topology: Topology | None, heal: bool = True
+) -> cluster.Target | None:
     """The cluster to use; starts the embedded one for `topology` when none runs, and
-    restarts it (same nodes, `healed=True`) when its Ray died under a live keeper."""
+    restarts it (same nodes, `healed=True`) when its Ray died under a live keeper. With
+    `heal=False` a dead embedded cluster counts as none (a dry run starts nothing)."""
     settings = get_settings()
     address = address or settings.ray_address
     if address:
@@ -74,6 +77,8 @@ def resolve_target(address: str | None, topology: Topology | None) -> cluster.Ta
     state = cluster.embedded_state(settings.state_dir)
     healed = False
     if state is not None and not gcs_reachable(state.address):
+        if not heal:
+            return None
         state, healed = cluster.heal_embedded(settings.state_dir, state, settings.redis_url), True
     if state is None:
         if topology is None:

@@ -151,7 +151,8 @@ def preview(topology: Topology, address: str | None = None) -> Preview:
 
     With no cluster running, plans on the embedded cluster `apply` would start.
     """
-    target = resolve_target(address, None)  # None: no cluster runs (and none is started)
+    # None: no cluster runs, or the embedded one died (a dry run starts and heals nothing)
+    target = resolve_target(address, None, heal=False)
     if target is None:
         new = plan(topology, embedded_inventory(topology))
         return Preview(new, diff_plans(None, new.to_data()), running=False)

@@ -85,12 +85,18 @@ def test_killed_ray_processes_are_restarted_and_apply_serves_again(
     while set(victims) & set(_session_processes(keeper)) and time.monotonic() < deadline:
         time.sleep(0.2)
 
+    dry = _glmctl(env, "plan", TOPOLOGY)  # a dry run plans as if nothing ran, starts nothing
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads((tmp_path / "state" / "embedded" / "state.json").read_text())["pid"] == keeper
+
     began = time.monotonic()
     status = _glmctl(env, "status")
     assert status.returncode == 0, status.stderr
     assert "embedded Ray cluster had died" in status.stdout
     assert "leave it unset" not in status.stdout + status.stderr  # the old misleading advice
-    assert time.monotonic() - began < 90
+    healed_in = time.monotonic() - began
+    print(f"status found the dead cluster and restarted it in {healed_in:.1f} s")
+    assert healed_in < 90
     restarted = json.loads((tmp_path / "state" / "embedded" / "state.json").read_text())
     assert restarted["pid"] != keeper and restarted["address"] != state["address"]
     assert len(restarted["nodes"]) == len(state["nodes"])
