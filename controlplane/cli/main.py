@@ -36,10 +36,33 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
 
 
 def _module_commands(module: str) -> dict[str, Any]:
-    """Import `controlplane.cli.<module>`, run its `register`, return its click commands."""
+    """Import `controlplane.cli.<module>`, run its `register`, return its click commands.
+
+    A module that cannot be imported because an extra is not installed gives stand-ins
+    that name the extra (in `--help` and when run), so the other commands still work.
+    """
     sub = typer.Typer()
-    importlib.import_module(f"controlplane.cli.{module}").register(sub)
+    try:
+        importlib.import_module(f"controlplane.cli.{module}").register(sub)
+    except ModuleNotFoundError as exc:
+        from controlplane.doctor.extras import missing_extra_message
+
+        message = missing_extra_message(exc.name)
+        if message is None:
+            raise
+        for name in COMMAND_MODULES[module]:
+            _stand_in(sub, name, message)
     return dict(typer.main.get_group(sub).commands)
+
+
+def _stand_in(sub: typer.Typer, name: str, message: str) -> None:
+    """A command `name` that takes any arguments and raises `message` as a UserError."""
+    settings = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+    def unavailable() -> None:
+        raise UserError(message)
+
+    sub.command(name, help=f"(not installed) {message}", context_settings=settings)(unavailable)
 
 
 class LazyCommands(MutableMapping[str, Any]):

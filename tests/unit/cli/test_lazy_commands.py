@@ -80,3 +80,24 @@ def test_a_missing_extra_names_it_instead_of_a_traceback(
     assert result.code == 2, result.text
     assert "Traceback" not in result.text
     assert "pip install 'glmctl[http]'" in result.err
+
+
+def test_a_module_whose_extra_is_missing_leaves_the_others_working(
+    glmctl: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command group importing an extra's package at its top stands in with the fix."""
+    real_import = main.importlib.import_module
+
+    def failing(name: str) -> object:
+        if name == "controlplane.cli.sim_cmd":
+            raise ModuleNotFoundError("No module named 'orjson'", name="orjson")
+        return real_import(name)
+
+    monkeypatch.setattr(main.importlib, "import_module", failing)
+    listing = glmctl("--help")
+    assert listing.code == 0, listing.err
+    assert "(not installed)" in listing.out and "capacity" in listing.out
+    used = glmctl("sim", "serve", "x.yaml", "--port", "1")
+    assert used.code == 2
+    assert "pip install 'glmctl[http]'" in used.err
+    assert glmctl("gpus", "-o", "json").code == 0
