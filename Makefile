@@ -15,6 +15,7 @@ UV_INSTALL = $(UV) pip install -q --python $(PY) --compile-bytecode
 
 $(UV):
 	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip >/dev/null  # a venv made by `uv venv`
 	$(PY) -m pip install -q uv
 
 $(VENV)/.core: pyproject.toml $(UV)
