@@ -98,8 +98,15 @@ def topology_memory(topology: Topology) -> tuple[int, str]:
 def cluster_line(address: str) -> str:
     """`--address`: node and GPU counts of the cluster, or `error: ...`."""
     from controlplane.backends.ray import cluster
+    from controlplane.backends.ray.keeper import gcs_reachable
     from controlplane.errors import UserError
 
+    if "://" not in address and not gcs_reachable(address):  # fail in 2 s, not ray.init's 15
+        return (
+            f"error: nothing answers at {address} (the cluster's GCS address). To fix: check"
+            " the address (`ray status` on the head node prints it) and that this machine"
+            " reaches it."
+        )
     settings = get_settings()
     target = cluster.Target(address, settings.redis_url or "", embedded=False)
     try:

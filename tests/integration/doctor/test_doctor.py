@@ -67,3 +67,13 @@ def test_text_output_is_one_line_per_check(tmp_path: Path) -> None:
     lines = result.stdout.strip().splitlines()
     assert any(line.startswith("FAIL memory") and "To fix:" in line for line in lines)
     assert lines[-1].startswith("1 problem(s) stop `glmctl apply`: memory")
+
+
+def test_an_address_where_nothing_answers_fails_at_once(tmp_path: Path) -> None:
+    from controlplane.local.ports import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    code, checks = _doctor(tmp_path, "--address", address)
+    assert code == 1
+    assert checks["cluster"]["status"] == "fail"
+    assert f"nothing answers at {address}" in checks["cluster"]["detail"]
