@@ -9,6 +9,7 @@ the previous version serving. `delete` is idempotent.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -57,6 +58,28 @@ class Prepared:
 
 def quiet_progress(phase: str, done: int, total: int) -> None:
     """A `Progress` that reports nothing."""
+
+
+_CHAIN_HEADERS = ("Traceback (most recent call last)", "The above exception", "During handling")
+_RAY_WRAPPER = re.compile(r"^ray\.exceptions\.\w+(\(\w+\))?: ray::")
+
+
+def without_tracebacks(message: str) -> str:
+    """A Serve status message with each traceback cut to its exception lines (pure).
+
+    A replica that failed to start reports Python's traceback through Serve; the user needs
+    its exception lines (the root cause first, as Python prints chains), not the frames.
+    Ray's own wrapper line (`ray.exceptions.RayTaskError(...): ray::...`) is dropped.
+    """
+    kept, inside = [], False
+    for line in message.splitlines():
+        if line.startswith(_CHAIN_HEADERS):
+            inside = True
+            continue
+        if _RAY_WRAPPER.match(line) or (inside and (not line.strip() or line[0].isspace())):
+            continue
+        kept.append(line.strip())
+    return " ".join(part for part in kept if part)
 
 
 def resolve_target(
@@ -194,7 +217,9 @@ def _wait_app_running(app: str, timeout: float) -> None:
         if state.endswith("RUNNING"):
             return
         if state.endswith("DEPLOY_FAILED") and status is not None:
-            messages = " ".join(d.message for d in status.deployments.values() if d.message)
+            messages = " ".join(
+                without_tracebacks(d.message) for d in status.deployments.values() if d.message
+            )
             raise ApplyFailed(f"{app} failed to start: {messages or status.message}"[:4000])
         time.sleep(0.2)
     raise ApplyFailed(f"{app} did not start in {timeout:.0f} s.")
@@ -306,7 +331,9 @@ def wait_replicas(
             return
         status = serve.status().applications.get(app)
         if status is not None and str(status.status).endswith("DEPLOY_FAILED"):
-            messages = [d.message for d in status.deployments.values() if d.message]
+            messages = [
+                without_tracebacks(d.message) for d in status.deployments.values() if d.message
+            ]
             raise ApplyFailed(
                 f"{new.name}: the new version failed to start; it was removed and any previous"
                 f" version keeps serving. {' '.join(messages) or status.message}"[:4000],
