@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from controlplane.catalog.gpus import GIB
-from controlplane.cli.options import OutputFormat, OutputOption, emit
+from controlplane.cli.options import OutputFormat, OutputOption, complete_topology, emit
 from controlplane.cli.options import console as _console
 from controlplane.errors import UserError
 
@@ -40,10 +40,13 @@ def _base_spec(
             f"--context {context} is not a token count.", fix="pass --context 1 or more."
         )
     doc: dict[str, Any] = {
-        "model": model,
         "gpus": {"type": gpu, "count": gpus},
         "max_num_seqs": batch,
     }
+    if is_config_path(model):
+        doc["model_config"] = model
+    else:
+        doc["model"] = model
     if precision:
         doc["precision"] = precision.lower()
     if context is not None:
@@ -51,11 +54,17 @@ def _base_spec(
     return doc
 
 
+def is_config_path(model: str) -> bool:
+    """`--model` names a local config.json (or its folder) rather than a catalog model."""
+    return model.endswith(".json") or Path(model).expanduser().exists()
+
+
 def _topology_from_flags(
     doc: dict[str, Any], engine: str | None, mtp: bool, mem_fraction: float | None
 ) -> Any:
     from pydantic import ValidationError
 
+    from controlplane.catalog.hf_config import load_model_config
     from controlplane.spec import resolve
     from controlplane.spec.models import TopologySpec
 
@@ -75,7 +84,10 @@ def _topology_from_flags(
             f"bad capacity options: {problems}.",
             fix="check the flags (`glmctl capacity --help`; `glmctl models` lists precisions).",
         ) from exc
-    return resolve(spec, origin="command line")
+    local = None
+    if spec.model_config_path is not None:
+        local = load_model_config(Path(spec.model_config_path).expanduser())
+    return resolve(spec, local, origin="command line")
 
 
 def _print_report(report: Any) -> None:
@@ -235,10 +247,17 @@ def _print_search(topo: Any, rows: list[dict[str, Any]], max_gpus: int) -> None:
 
 def capacity(
     file: Annotated[
-        Path | None, typer.Argument(help="A topology YAML file.", show_default=False)
+        Path | None,
+        typer.Argument(
+            help="A topology YAML file.", show_default=False, autocompletion=complete_topology
+        ),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Catalog model instead of a file.")
+        str | None,
+        typer.Option(
+            "--model",
+            help="Catalog model, or a local config.json (or its folder), instead of a file.",
+        ),
     ] = None,
     precision: Annotated[
         str | None, typer.Option("--precision", help="bf16, fp16, fp8, int8, int4.")

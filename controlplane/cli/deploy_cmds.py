@@ -17,20 +17,55 @@ from rich.markup import escape
 from rich.table import Table
 
 from controlplane.catalog.gpus import GIB
-from controlplane.cli.options import OutputFormat, OutputOption, console, emit, err_console
+from controlplane.cli.options import (
+    OutputFormat,
+    OutputOption,
+    complete_topology,
+    console,
+    emit,
+    err_console,
+)
 from controlplane.errors import UserError
 
 if TYPE_CHECKING:
     from controlplane.backends.ray.records import DeploymentRecord
     from controlplane.planner import DeploymentPlan
 
-File = Annotated[Path, typer.Argument(help="A topology YAML file.", show_default=False)]
+File = Annotated[
+    Path,
+    typer.Argument(
+        help="A topology YAML file.", show_default=False, autocompletion=complete_topology
+    ),
+]
 Address = Annotated[
     str | None,
     typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)."),
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")]
+
+
+def complete_deployment(incomplete: str) -> list[str]:
+    """Shell completion: deployments recorded in the embedded cluster's (or the configured)
+    Redis; nothing when none runs or anything fails (completion never prints errors)."""
+    try:
+        from controlplane.backends.ray.cluster import embedded_state
+        from controlplane.backends.ray.records import deployment_names
+        from controlplane.settings import get_settings
+
+        settings = get_settings()
+        state = embedded_state(settings.state_dir)
+        url = settings.redis_url or (state.redis_url if state else None)
+        names = deployment_names(url) if url else []
+    except Exception:
+        return []
+    return [n for n in names if n.startswith(incomplete)]
+
+
+DeploymentName = Annotated[
+    str, typer.Argument(help="Deployment name.", autocompletion=complete_deployment)
+]
 DEPLOYMENTS_DIR = Path("deployments")
+SERVE_MODULES = ("ray", "redis", "uvicorn", "orjson")  # what apply and scale run on
 
 
 def _print_plan(plan: DeploymentPlan, diff: list[str], running: bool) -> None:
@@ -141,12 +176,16 @@ def apply(file: File, yes: Yes = False, address: Address = None, force: Force = 
 
 def _apply(file: Path, yes: bool, address: str | None, force: bool = False) -> DeploymentRecord:
     from controlplane.backends.ray.deploy import prepare_apply
+    from controlplane.doctor.extras import require
     from controlplane.spec import load_topology
 
     topology = load_topology(file)
+    require(*SERVE_MODULES)
     started = time.monotonic()
     with console.status("connecting to the cluster and planning"):
         prepared = prepare_apply(topology, address)
+    if prepared.target.healed:
+        _say_healed()
     _print_plan(prepared.plan, prepared.diff, prepared.running is not None)
     if prepared.unchanged and prepared.running is not None:
         console.print(f"{topology.name} is up to date; endpoint {prepared.running.router_url}")
@@ -170,6 +209,14 @@ def _apply(file: Path, yes: bool, address: str | None, force: bool = False) -> D
     return record
 
 
+def _say_healed() -> None:
+    console.print(
+        "[yellow]the embedded Ray cluster had died (its processes were gone); glmctl restarted"
+        " it with the same nodes. Deployments that ran on it are gone: apply them again.[/]",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
+
+
 def status(output: OutputOption = OutputFormat.TEXT, address: Address = None) -> None:
     """Deployments, replicas (ranks, nodes, GPUs), health and the cluster's nodes."""
     from controlplane.backends.ray.manage import status as get_status
@@ -182,6 +229,8 @@ def status(output: OutputOption = OutputFormat.TEXT, address: Address = None) ->
         console.print("no cluster runs and nothing is deployed (`glmctl apply FILE`).")
         return
     c = data["cluster"]
+    if c.get("healed"):
+        _say_healed()
     kind = "embedded" if c["embedded"] else "remote"
     console.print(f"cluster {c['address']} ({kind}), {len(c['nodes'])} node(s)")
     if c.get("prometheus_url"):
@@ -226,13 +275,15 @@ def _deployments_table(deployments: list[dict[str, Any]]) -> Table:
 
 
 def scale(
-    name: Annotated[str, typer.Argument(help="Deployment name.")],
+    name: DeploymentName,
     replicas: Annotated[int, typer.Option("--replicas", min=0, help="Replica count.")],
     address: Address = None,
 ) -> None:
     """Set a deployment's replica count (never more than the cluster holds)."""
     from controlplane.backends.ray.manage import scale as do_scale
+    from controlplane.doctor.extras import require
 
+    require(*SERVE_MODULES)
     started = time.monotonic()
     with console.status(f"scaling {name} to {replicas}"):
         record = do_scale(name, replicas, address)
@@ -242,7 +293,7 @@ def scale(
 
 
 def delete(
-    name: Annotated[str, typer.Argument(help="Deployment name.")],
+    name: DeploymentName,
     address: Address = None,
     keep_cluster: Annotated[
         bool,

@@ -28,6 +28,26 @@ OutputOption = Annotated[
 ]
 
 
+def complete_topology(incomplete: str) -> list[str]:
+    """Shell completion of a topology file: YAML files and folders starting with `incomplete`."""
+    from pathlib import Path
+
+    folder, _, prefix = incomplete.rpartition("/")
+    base = Path(folder or ".")
+    if not base.is_dir():
+        return []
+    found = []
+    for entry in sorted(base.iterdir()):
+        if not entry.name.startswith(prefix) or entry.name.startswith("."):
+            continue
+        shown = f"{folder}/{entry.name}" if folder else entry.name
+        if entry.is_dir():
+            found.append(f"{shown}/")
+        elif entry.suffix in (".yaml", ".yml"):
+            found.append(shown)
+    return found
+
+
 def emit(data: Any, fmt: OutputFormat) -> None:
     """Print plain data as YAML or JSON (text output is each command's own)."""
     if fmt is OutputFormat.JSON:

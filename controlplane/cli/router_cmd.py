@@ -26,7 +26,10 @@ NamespaceOption = Annotated[str, typer.Option(help="Key prefix of this deploymen
 
 
 def _redis_url(given: str | None) -> str:
+    from controlplane.doctor.extras import require
     from controlplane.settings import REDIS_SCHEMES, get_settings
+
+    require("redis")
 
     url = given or get_settings().redis_url
     if not url:
@@ -61,6 +64,9 @@ def register(app: typer.Typer) -> None:
         """Serve until Ctrl-C. Without a Redis URL, a private redis-server is started."""
         from dataclasses import replace
 
+        from controlplane.doctor.extras import require
+
+        require("uvicorn", "orjson", "aiohttp", "redis")
         from controlplane.router.config import RouterConfig
         from controlplane.router.server import supervise
         from controlplane.router.state import StateConfig

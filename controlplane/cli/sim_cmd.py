@@ -43,6 +43,9 @@ def serve_cmd(
     ] = None,
 ) -> None:
     """Serve an OpenAI-compatible simulated replica of FILE until Ctrl-C."""
+    from controlplane.doctor.extras import require
+
+    require("uvicorn", "orjson")
     from controlplane.engines.sim.server import SimOptions, build_app, serve
     from controlplane.spec import EngineKind, load_topology
 

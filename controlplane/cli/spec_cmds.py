@@ -14,6 +14,7 @@ from controlplane.catalog import GPUS, MODELS
 from controlplane.cli.options import (
     OutputFormat,
     OutputOption,
+    complete_topology,
     console,
     debug_enabled,
     emit,
@@ -22,8 +23,18 @@ from controlplane.cli.options import (
 from controlplane.errors import SpecError, UserError
 from controlplane.spec import Topology, load_topology, topology_json_schema
 
-Files = Annotated[list[Path], typer.Argument(help="Topology YAML files.", show_default=False)]
-File = Annotated[Path, typer.Argument(help="A topology YAML file.", show_default=False)]
+Files = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Topology YAML files.", show_default=False, autocompletion=complete_topology
+    ),
+]
+File = Annotated[
+    Path,
+    typer.Argument(
+        help="A topology YAML file.", show_default=False, autocompletion=complete_topology
+    ),
+]
 
 
 def topology_summary(topo: Topology) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -20,7 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controlplane.backends.ray.keeper import SERVE_STOPPED, KeeperState, NodeSpec, write_json
+from controlplane.backends.ray.keeper import (
+    FAILED,
+    SERVE_STOPPED,
+    KeeperState,
+    NodeSpec,
+    write_json,
+)
 from controlplane.backends.ray.loopback import (
     LOOPBACK,
     NAMESPACE,
@@ -32,6 +39,7 @@ from controlplane.planner.inventory import GIB, Inventory, InventoryNode, from_r
 
 KEEPER_START_TIMEOUT_S = 120.0
 CONNECT_TIMEOUT_S = 30.0
+HEAL_STOP_TIMEOUT_S = 15.0  # a keeper whose cluster died skips Serve's shutdown: seconds
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class Target:
     redis_url: str
     embedded: bool
     tmpdir: str | None = None
+    healed: bool = False  # the embedded cluster had died and was restarted for this command
 
 
 def embedded_dir(state_dir: Path) -> Path:
@@ -93,14 +102,19 @@ def node_specs(nodes: list[InventoryNode]) -> list[NodeSpec]:
 
 
 def start_embedded(state_dir: Path, nodes: list[NodeSpec], redis_url: str | None) -> KeeperState:
-    """Start the keeper (detached) and wait for its state file."""
+    """Start the keeper (detached) and wait for its state file.
+
+    A keeper that fails to start writes why to `failed.json`; that first cause (or the last
+    line it logged) is raised as the UserError, instead of a time-out.
+    """
     folder = embedded_dir(state_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "controlplane.backends.ray.keeper", "--state-dir", str(folder)]
     argv += ["--nodes", json.dumps([n.model_dump() for n in nodes])]
     if redis_url:
         argv += ["--redis-url", redis_url]
-    with open(folder / "keeper.log", "ab") as log:
+    log = _open_keeper_log(state_dir)
+    log_start = log.tell()
+    with log:
         process = subprocess.Popen(
             argv,
             stdout=log,
@@ -118,7 +132,7 @@ def start_embedded(state_dir: Path, nodes: list[NodeSpec], redis_url: str | None
         if state is not None and state.pid == process.pid:
             return state
         if process.poll() is not None:
-            break
+            raise _start_failure(folder, log_start, process.returncode)
         time.sleep(0.1)
     if process.poll() is None:
         process.terminate()
@@ -128,6 +142,37 @@ def start_embedded(state_dir: Path, nodes: list[NodeSpec], redis_url: str | None
         fix=f"read {folder / 'keeper.log'}; check free memory (each simulated node costs"
         " about 0.3 GiB).",
     )
+
+
+def _open_keeper_log(state_dir: Path) -> Any:
+    """The keeper's log, opened for appending (a fresh start forgets the last failure)."""
+    folder = embedded_dir(state_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / FAILED).unlink(missing_ok=True)
+        return open(folder / "keeper.log", "ab")  # the caller closes it
+    except OSError as exc:
+        raise UserError(
+            f"the state directory {state_dir} is not writable ({exc.strerror or exc}).",
+            fix="set GLMCTL_STATE_DIR to a folder you can write to, or fix its permissions.",
+        ) from exc
+
+
+def _start_failure(folder: Path, log_start: int, code: int | None) -> UserError:
+    """Why the keeper exited: its `failed.json`, else the last line it logged."""
+    failed = folder / FAILED
+    log = folder / "keeper.log"
+    if failed.exists():
+        error = str(json.loads(failed.read_text()).get("error", "unknown error"))
+    else:
+        with open(log, "rb") as handle:
+            handle.seek(log_start)
+            lines = [x for x in handle.read().decode(errors="replace").splitlines() if x.strip()]
+        error = lines[-1].strip() if lines else f"exit code {code}, nothing logged"
+    message = f"the embedded Ray cluster did not start: {error}"
+    if "To fix:" in error:
+        return UserError(message)
+    return UserError(message, fix=f"read {log} for the whole story.")
 
 
 def _preimport() -> None:
@@ -173,6 +218,16 @@ def stop_embedded(state_dir: Path, timeout: float = 90.0, serve_stopped: bool = 
     return True
 
 
+def heal_embedded(state_dir: Path, state: KeeperState, redis_url: str | None) -> KeeperState:
+    """Restart an embedded cluster whose Ray processes died under a live keeper, with the
+    same simulated nodes. Deployments that ran on it are gone (its Redis restarts too)."""
+    stop_embedded(state_dir, timeout=HEAL_STOP_TIMEOUT_S)
+    if _alive(state.pid):  # never wait long for a keeper whose cluster is gone
+        os.kill(state.pid, 9)
+    (embedded_dir(state_dir) / "state.json").unlink(missing_ok=True)
+    return start_embedded(state_dir, list(state.nodes), redis_url)
+
+
 def _driver_environment(target: Target) -> dict[str, str]:
     """Loopback settings for the embedded cluster and any cluster given by a loopback
     address (else Ray swaps 127.0.0.1 for the machine's network address); usage stats off."""
@@ -212,11 +267,36 @@ def connect(target: Target, timeout: float = CONNECT_TIMEOUT_S) -> None:
     thread.join(timeout)
     if thread.is_alive() or error:
         why = f"{type(error[0]).__name__}: {error[0]}" if error else f"no answer in {timeout:.0f} s"
-        raise UserError(
-            f"cannot reach the Ray cluster at {target.address} ({why}).",
-            fix="check the address (`--address` / RAY_ADDRESS), or leave it unset for the"
-            " embedded local cluster.",
+        raise connect_error(target, why)
+
+
+def connect_error(target: Target, why: str) -> UserError:
+    """The UserError for a failed `ray.init` (pure): a Ray or Python version mismatch names
+    both versions and the install that matches; otherwise the address is suspect."""
+    found = re.search(
+        r"started with:\s*Ray: (\S+)\s*Python: (\S+).*?started with:\s*Ray: (\S+)\s*Python: (\S+)",
+        why,
+        re.S,
+    )
+    if "Version mismatch" in why and found:
+        ray_there, py_there, ray_here, py_here = found.groups()
+        return UserError(
+            f"the Ray cluster at {target.address} runs Ray {ray_there} on Python {py_there};"
+            f" glmctl here has Ray {ray_here} on Python {py_here}, and Ray needs both to match.",
+            fix=f"run glmctl from an environment with Python {py_there} and"
+            f" pip install 'ray[serve]=={ray_there}', or start the cluster with Ray {ray_here}.",
         )
+    if target.embedded:
+        return UserError(
+            f"the embedded Ray cluster at {target.address} does not answer ({why}).",
+            fix="run the command again: glmctl restarts the embedded cluster when it died"
+            " (or see `glmctl doctor`).",
+        )
+    return UserError(
+        f"cannot reach the Ray cluster at {target.address} ({why}).",
+        fix="check the address (`--address` / RAY_ADDRESS), or leave it unset for the"
+        " embedded local cluster.",
+    )
 
 
 def live_inventory(simulated: bool) -> Inventory:

@@ -9,6 +9,7 @@ the previous version serving. `delete` is idempotent.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from controlplane.backends.ray import cluster
 from controlplane.backends.ray.apps import engine_app, engine_app_name, router_app, router_app_name
+from controlplane.backends.ray.keeper import gcs_reachable
 from controlplane.backends.ray.records import (
     DeploymentRecord,
     new_record,
@@ -58,8 +60,34 @@ def quiet_progress(phase: str, done: int, total: int) -> None:
     """A `Progress` that reports nothing."""
 
 
-def resolve_target(address: str | None, topology: Topology | None) -> cluster.Target | None:
-    """The cluster to use; starts the embedded one for `topology` when none runs."""
+_CHAIN_HEADERS = ("Traceback (most recent call last)", "The above exception", "During handling")
+_RAY_WRAPPER = re.compile(r"^ray\.exceptions\.\w+(\(\w+\))?: ray::")
+
+
+def without_tracebacks(message: str) -> str:
+    """A Serve status message with each traceback cut to its exception lines (pure).
+
+    A replica that failed to start reports Python's traceback through Serve; the user needs
+    its exception lines (the root cause first, as Python prints chains), not the frames.
+    Ray's own wrapper line (`ray.exceptions.RayTaskError(...): ray::...`) is dropped.
+    """
+    kept, inside = [], False
+    for line in message.splitlines():
+        if line.startswith(_CHAIN_HEADERS):
+            inside = True
+            continue
+        if _RAY_WRAPPER.match(line) or (inside and (not line.strip() or line[0].isspace())):
+            continue
+        kept.append(line.strip())
+    return " ".join(part for part in kept if part)
+
+
+def resolve_target(
+    address: str | None, topology: Topology | None, heal: bool = True
+) -> cluster.Target | None:
+    """The cluster to use; starts the embedded one for `topology` when none runs, and
+    restarts it (same nodes, `healed=True`) when its Ray died under a live keeper. With
+    `heal=False` a dead embedded cluster counts as none (a dry run starts nothing)."""
     settings = get_settings()
     address = address or settings.ray_address
     if address:
@@ -70,12 +98,19 @@ def resolve_target(address: str | None, topology: Topology | None) -> cluster.Ta
             )
         return cluster.Target(address, settings.redis_url, embedded=False)
     state = cluster.embedded_state(settings.state_dir)
+    healed = False
+    if state is not None and not gcs_reachable(state.address):
+        if not heal:
+            return None
+        state, healed = cluster.heal_embedded(settings.state_dir, state, settings.redis_url), True
     if state is None:
         if topology is None:
             return None
         nodes = cluster.node_specs(list(embedded_inventory(topology).nodes))
         state = cluster.start_embedded(settings.state_dir, nodes, settings.redis_url)
-    return cluster.Target(state.address, state.redis_url, embedded=True, tmpdir=state.tmpdir)
+    return cluster.Target(
+        state.address, state.redis_url, embedded=True, tmpdir=state.tmpdir, healed=healed
+    )
 
 
 def placements_of(record: DeploymentRecord, redis_url: str) -> list[tuple[str, dict[str, float]]]:
@@ -182,7 +217,9 @@ def _wait_app_running(app: str, timeout: float) -> None:
         if state.endswith("RUNNING"):
             return
         if state.endswith("DEPLOY_FAILED") and status is not None:
-            messages = " ".join(d.message for d in status.deployments.values() if d.message)
+            messages = " ".join(
+                without_tracebacks(d.message) for d in status.deployments.values() if d.message
+            )
             raise ApplyFailed(f"{app} failed to start: {messages or status.message}"[:4000])
         time.sleep(0.2)
     raise ApplyFailed(f"{app} did not start in {timeout:.0f} s.")
@@ -298,7 +335,9 @@ def wait_replicas(
             return
         status = serve.status().applications.get(app)
         if status is not None and str(status.status).endswith("DEPLOY_FAILED"):
-            messages = [d.message for d in status.deployments.values() if d.message]
+            messages = [
+                without_tracebacks(d.message) for d in status.deployments.values() if d.message
+            ]
             raise ApplyFailed(
                 f"{new.name}: the new version failed to start; it was removed and any previous"
                 f" version keeps serving. {' '.join(messages) or status.message}"[:4000],

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,11 +27,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from controlplane.backends.ray.loopback import LOOPBACK, apply_environment, ray_environment
+from controlplane.errors import UserError
 
 OBJECT_STORE_BYTES = 80 * 1024 * 1024  # per raylet; Ray's minimum is about 75 MiB
 POLL_S = 0.1
 SERVE_STOPPED = "serve-stopped"  # marker: the CLI already shut Serve down
 SERVE_SHUTDOWN_S = 15.0  # replicas drain and stop their engines and routers
+FAILED = "failed.json"  # why the keeper could not start: read by the waiting CLI
 
 
 class NodeSpec(BaseModel):
@@ -71,6 +74,16 @@ class KeeperState(BaseModel):
     started_at: float
 
 
+def gcs_reachable(address: str, timeout: float = 2.0) -> bool:
+    """True when the GCS at `host:port` accepts a TCP connection (the cluster is up)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or LOOPBACK, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write atomically (readers never see half a file)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -90,17 +103,17 @@ class Keeper:
 
     def start(self) -> None:
         apply_environment(ray_environment(self.tmpdir))
+        if self.redis_url is None:  # first: a missing redis-server fails in milliseconds
+            from controlplane.local.redis_server import LocalRedis
+
+            self.redis = LocalRedis.start()
+            self.redis_url = self.redis.url
         from ray.cluster_utils import Cluster
 
         head = self.nodes[0].ray_args() | {"include_dashboard": False}
         self.cluster = Cluster(initialize_head=True, head_node_args=head)
         for node in self.nodes[1:]:
             self.cluster.add_node(wait=False, **node.ray_args())
-        if self.redis_url is None:
-            from controlplane.local.redis_server import LocalRedis
-
-            self.redis = LocalRedis.start()
-            self.redis_url = self.redis.url
         self.cluster.wait_for_nodes()
         self.write_state()
 
@@ -159,9 +172,11 @@ class Keeper:
     def shutdown(self) -> None:
         """Serve first (replicas stop engines and routers), then Ray, then Redis."""
         began = time.monotonic()
-        if self.cluster is not None:
+        if self.cluster is not None and gcs_reachable(self.cluster.address):
             self._stop_serve()
             print(f"keeper: serve stopped after {time.monotonic() - began:.1f} s", flush=True)
+        elif self.cluster is not None:  # its processes died: nothing answers a driver
+            print("keeper: the Ray cluster is gone; skipping Serve's shutdown", flush=True)
             self.cluster.shutdown()
             print(f"keeper: ray stopped after {time.monotonic() - began:.1f} s", flush=True)
         if self.redis is not None:
@@ -170,6 +185,18 @@ class Keeper:
         import shutil
 
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def failure_text(exc: BaseException) -> str:
+    """What the CLI shows for a failed start: a UserError as is (it has its fix), anything
+    else as its type and message, followed by the first exception it was raised from."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and not isinstance(cause, KeyboardInterrupt):
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         keeper.stopping = True
 
     try:
-        keeper.start()
+        try:
+            keeper.start()
+        except Exception as exc:
+            write_json(args.state_dir / FAILED, {"error": failure_text(exc)})
+            raise
         # After start: Ray's Node installs its own SIGTERM handler (drain, then exit), which
         # would skip the graceful Serve shutdown below.
         signal.signal(signal.SIGTERM, stop)

@@ -130,6 +130,7 @@ def status(address: str | None = None) -> dict[str, Any]:
         "cluster": {
             "address": target.address,
             "embedded": target.embedded,
+            "healed": target.healed,
             "redis_url": target.redis_url,
             "prometheus_url": _prometheus_url() if target.embedded else None,
             "nodes": [n.model_dump() for n in inventory.nodes],
@@ -157,7 +158,8 @@ def preview(topology: Topology, address: str | None = None) -> Preview:
 
     With no cluster running, plans on the embedded cluster `apply` would start.
     """
-    target = resolve_target(address, None)  # None: no cluster runs (and none is started)
+    # None: no cluster runs, or the embedded one died (a dry run starts and heals nothing)
+    target = resolve_target(address, None, heal=False)
     if target is None:
         new = plan(topology, embedded_inventory(topology))
         return Preview(new, diff_plans(None, new.to_data()), running=False)

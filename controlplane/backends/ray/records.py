@@ -73,6 +73,15 @@ def delete_record(redis_url: str, name: str) -> None:
         client.close()
 
 
+def deployment_names(redis_url: str) -> list[str]:
+    """Names of the recorded deployments (no Ray needed: shell completion uses it)."""
+    client = _client(redis_url)
+    try:
+        return sorted(str(n) for n in client.smembers(DEPLOYMENTS))
+    finally:
+        client.close()
+
+
 def list_records(redis_url: str) -> list[DeploymentRecord]:
     client = _client(redis_url)
     try:

@@ -1,0 +1,67 @@
+"""`glmctl init`'s topologies: they validate, pass the capacity check and plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controlplane.capacity.report import capacity_report
+from controlplane.errors import UserError
+from controlplane.planner import embedded_inventory, plan
+from controlplane.scaffold.topology import Answers, scaffold
+from controlplane.spec import load_topology
+
+CASES = {
+    "glm45-fp8-h100x8": Answers("glm-4.5", "H100", 8, precision="fp8"),
+    "glm45-air-fp8-h200x1": Answers("glm-4.5-air", "H200", 1, precision="fp8"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_file_validates_fits_and_plans(name: str, tmp_path: Path) -> None:
+    made = scaffold(CASES[name])
+    assert made.name == name
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(made.text)
+    topo = load_topology(path)  # what `glmctl validate` does
+    assert topo.warnings == [] or all("context" not in w for w in topo.warnings)
+    report = capacity_report(topo)
+    assert report.fits, report.verdict
+    deployment = plan(topo, embedded_inventory(topo))
+    assert deployment.group.replicas.initial == made.replicas
+
+
+def test_fp8_on_8_h100_is_the_model_cards_layout() -> None:
+    """Block-FP8 experts of 1536 cannot be cut 8 ways in 128-blocks: TP 8 needs EP 8."""
+    topo = scaffold(CASES["glm45-fp8-h100x8"]).topology
+    assert (topo.gpus_per_replica, topo.tp, topo.pp, topo.ep) == (8, 8, 1, 8)
+
+
+def test_air_on_one_h200_lowers_the_context_and_says_why() -> None:
+    made = scaffold(CASES["glm45-air-fp8-h200x1"])
+    assert made.topology.context_length < 32768
+    assert made.topology.context_length % 1024 == 0
+    assert "context_length was 32768" in made.text
+    # one step longer does not fit on 1 x H200: the longest that fits was taken
+    longer = Answers("glm-4.5-air", "H200", 1, precision="fp8",
+                     context=made.topology.context_length + 1024)  # fmt: skip
+    assert scaffold(longer).topology.context_length == made.topology.context_length
+
+
+def test_replicas_fill_the_gpus_given() -> None:
+    made = scaffold(Answers("glm-4.5-air", "H200", 8, precision="fp8", context=16384))
+    assert made.replicas * made.topology.gpus_per_replica == 8
+    assert made.replicas > 1 and "replicas:" in made.text
+
+
+def test_every_value_has_a_comment_above_it() -> None:
+    lines = scaffold(CASES["glm45-fp8-h100x8"]).text.splitlines()
+    for i, line in enumerate(lines):
+        if line and not line.startswith(("#", " ")):
+            assert lines[i - 1].startswith("#"), line
+
+
+def test_nothing_fits_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="no layout of up to 1 x H100"):
+        scaffold(Answers("glm-4.5", "H100", 1, precision="bf16"))
