@@ -136,7 +136,7 @@ def test_file_names_say_model_precision_and_gpus() -> None:
         if topo.gpu.name == "CPU":
             continue
         words = path.stem.split("-")
-        assert words[0] == "glm45", path.name
+        assert path.stem.startswith(("glm45-", topo.model.family + "-")), path.name
         assert topo.precision.value in words, path.name
         shape = [w for w in words if "x" in w and w.split("x")[-1].isdigit()]
         if shape:
