@@ -53,14 +53,25 @@ def test_sglang_commands(path: Path) -> None:
         assert _value(argv, "--model-path") == topo.model.hf_repo
         assert int(_value(argv, "--tp-size")) == topo.tp * topo.dp
         assert int(_value(argv, "--context-length")) == topo.context_length
-        assert _value(argv, "--tool-call-parser") == topo.model.tool_parser
+        if topo.model.tool_parser:
+            assert _value(argv, "--tool-call-parser") == topo.model.tool_parser
+        else:
+            assert "--tool-call-parser" not in argv
+        # Quantised at load (a 16-bit repository served at fp8): SGLang's online `fp8`.
+        online = topo.precision is not topo.model.weight_format
+        assert ("--quantization" in argv) == online
+        if online:
+            assert _value(argv, "--quantization") == "fp8"
         assert float(_value(argv, "--mem-fraction-static")) == pytest.approx(0.85)
         assert cmd.serves_http == (rank == 0)
         fp8_weights = topo.model.weight_format is Precision.FP8
         assert ("--disable-shared-experts-fusion" in argv) == fp8_weights
         if topo.kv_cache_dtype is Precision.FP8:
             assert _value(argv, "--kv-cache-dtype") == "fp8_e4m3"
-        assert _value(argv, "--speculative-algorithm") == "EAGLE"
+        if topo.speculative is not None:
+            assert _value(argv, "--speculative-algorithm") == "EAGLE"
+        else:
+            assert "--speculative-algorithm" not in argv
         if topo.nodes > 1:
             assert int(_value(argv, "--nnodes")) == topo.nodes
             assert int(_value(argv, "--node-rank")) == rank
@@ -84,9 +95,16 @@ def test_vllm_commands(path: Path) -> None:
             assert "VLLM_CPU_KVCACHE_SPACE" in cmd.env
         else:
             assert float(_value(argv, "--gpu-memory-utilization")) == pytest.approx(0.85)
-        assert "--enable-auto-tool-choice" in argv
-        spec = json.loads(_value(argv, "--speculative-config"))
-        assert spec["method"] == "mtp" and spec["num_speculative_tokens"] >= 1
+        assert ("--enable-auto-tool-choice" in argv) == bool(topo.model.tool_parser)
+        online = topo.precision is not topo.model.weight_format
+        assert ("--quantization" in argv) == online
+        if online:  # vLLM's online shorthand: every linear layer, one scale per matrix
+            assert _value(argv, "--quantization") == "fp8_per_tensor"
+        if topo.speculative is not None:
+            spec = json.loads(_value(argv, "--speculative-config"))
+            assert spec["method"] == "mtp" and spec["num_speculative_tokens"] >= 1
+        else:
+            assert "--speculative-config" not in argv
         assert ("--enable-expert-parallel" in argv) == (topo.ep > 1)
         assert ("--headless" in argv) == (rank > 0)
         if topo.nodes > 1:
