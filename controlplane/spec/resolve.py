@@ -23,7 +23,13 @@ from controlplane.catalog import (
     find_model,
     gpu_names,
 )
-from controlplane.catalog.formats import Refusal, engine_support, quant_launch
+from controlplane.catalog.formats import (
+    TRANSFORMERS,
+    Refusal,
+    engine_support,
+    how_served,
+    quant_launch,
+)
 from controlplane.catalog.hf_config import load_model_config
 from controlplane.errors import SpecError, UserError
 from controlplane.spec.layout import moe_split_fails_fp8, resolve_layout
@@ -80,7 +86,7 @@ def resolve(
         problems.append(_no_checkpoint(entry, precision))
         _raise(problems, origin, lines)
     assert checkpoint is not None
-    checkpoint = _engine_checkpoint(spec, checkpoint, precision, problems)
+    checkpoint = _engine_checkpoint(spec, checkpoint, precision, problems, warnings)
     if checkpoint is None:
         _raise(problems, origin, lines)
     assert checkpoint is not None
@@ -119,7 +125,11 @@ def _no_checkpoint(entry: ModelEntry, precision: Precision) -> Problem:
 
 
 def _engine_checkpoint(
-    spec: TopologySpec, checkpoint: ModelEntry, precision: Precision, problems: list[Problem]
+    spec: TopologySpec,
+    checkpoint: ModelEntry,
+    precision: Precision,
+    problems: list[Problem],
+    warnings: list[str],
 ) -> ModelEntry | None:
     """`checkpoint` as the engine loads it at `precision` (its arch carrying the scheme the
     capacity model must size), or None with a Problem when the engine cannot serve it."""
@@ -128,6 +138,11 @@ def _engine_checkpoint(
     if refused is not None:
         problems.append(Problem(("engine",), refused.reason + ".", refused.fix + "."))
         return None
+    if how_served(checkpoint, engine) == TRANSFORMERS:
+        warnings.append(
+            f"{engine} has no native `{checkpoint.architecture}` ({checkpoint.display_name}):"
+            " it runs through the engine's Transformers backend, slower than native models."
+        )
     answer = quant_launch(checkpoint, precision, engine)
     if isinstance(answer, Refusal):
         problems.append(Problem(("precision",), answer.reason + ".", answer.fix + "."))

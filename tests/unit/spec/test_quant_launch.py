@@ -123,3 +123,10 @@ def test_stored_block_fp8_keeps_its_command() -> None:
     # GLM-4.5-FP8 stores its format; the engines read it from config.json (no flag).
     topo = resolve(parse_spec("model: glm-4.5\nprecision: fp8\ngpus: 8xH200\nengine: vllm\n"))
     assert _quant_flag(build_command(topo, LaunchContext()).argv) is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_glm_edge_runs_through_the_transformers_backend_with_a_warning(engine: str) -> None:
+    topo = _topology("glm-edge-4b-chat", "bf16", engine)
+    assert any("Transformers backend" in w for w in topo.warnings)
+    assert not _topology("chatglm2-6b", "fp16", engine).warnings
