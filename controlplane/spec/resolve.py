@@ -141,7 +141,8 @@ def _engine_checkpoint(
     if how_served(checkpoint, engine) == TRANSFORMERS:
         warnings.append(
             f"{engine} has no native `{checkpoint.architecture}` ({checkpoint.display_name}):"
-            " it runs through the engine's Transformers backend (some engine features may be unavailable)."
+            " it runs through the engine's Transformers backend (some engine features may be"
+            " unavailable)."
         )
     answer = quant_launch(checkpoint, precision, engine)
     if isinstance(answer, Refusal):
