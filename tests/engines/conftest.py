@@ -89,7 +89,11 @@ def config_only_model(entry: ModelEntry, tiny_model_dir: Path, root: Path) -> Pa
     config = model_config(entry.arch)
     tiny = json.loads((tiny_model_dir / "config.json").read_text())
     config["eos_token_id"], config["pad_token_id"] = tiny["eos_token_id"], tiny["pad_token_id"]
-    if entry.weight_format is Precision.FP8:
+    if entry.family.startswith("local:"):  # a local checkpoint: its own quantization_config
+        local = json.loads(Path(entry.sources[0]).read_text())
+        if "quantization_config" in local:
+            config["quantization_config"] = local["quantization_config"]
+    elif entry.weight_format is Precision.FP8:
         config["quantization_config"] = FP8_QUANTIZATION
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     for name in ("tokenizer.json", "tokenizer_config.json"):

@@ -40,7 +40,10 @@ RUNTIME_VALUES = {
     "dist_port": "29500",
     "python": "python",
 }
-TOPOLOGY_FILES = sorted(TOPOLOGIES.glob("*.yaml"))
+# Shipped topologies, and local-checkpoint ones kept with this tier (a `model_config` path
+# is machine-specific, so they are not rendered into deployments/).
+LOCAL_TOPOLOGIES = Path(__file__).resolve().parent / "topologies"
+TOPOLOGY_FILES = sorted(TOPOLOGIES.glob("*.yaml")) + sorted(LOCAL_TOPOLOGIES.glob("*.yaml"))
 CASES = [(path, engine) for path in TOPOLOGY_FILES for engine in ENGINES]
 
 
@@ -55,7 +58,8 @@ def topology_for_engine(path: Path, engine: EngineKind) -> Topology:
         engine_spec = {}
     data["engine"] = {**engine_spec, "kind": engine.value, "version": None}
     spec = parse_spec(yaml.safe_dump(data), origin=str(path), default_name=path.stem)
-    return resolve(spec, origin=str(path))
+    local = topology.model if spec.model is None else None  # a model_config, as loaded
+    return resolve(spec, local, origin=str(path))
 
 
 def engine_argv(topology: Topology, model_dir: Path) -> list[tuple[int, list[str]]]:

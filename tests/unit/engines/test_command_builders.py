@@ -26,12 +26,24 @@ def _with_engine(topo: Topology, kind: EngineKind) -> Topology:
     spec.speculative.algorithm = None
     spec.speculative.num_steps = spec.speculative.eagle_topk = None
     spec.speculative.num_draft_tokens = None
-    return resolve(spec)
+    return resolve(spec, topo.model if spec.model is None else None)  # a model_config: as loaded
 
 
 def _value(argv: tuple[str, ...], flag: str) -> str:
     assert argv.count(flag) == 1, f"{flag} appears {argv.count(flag)} times"
     return argv[argv.index(flag) + 1]
+
+
+def _quant_flag(argv: tuple[str, ...]) -> str | None:
+    return _value(argv, "--quantization") if "--quantization" in argv else None
+
+
+def _expected_flag(topo: Topology, online_fp8: str) -> str | None:
+    """A 16-bit repository served at fp8: the online flag; a local quantised checkpoint: its
+    own `quant_method`; a catalog checkpoint as stored (GLM-4.5-FP8): none."""
+    if topo.precision is not topo.model.weight_format:
+        return online_fp8
+    return topo.model.arch.quant.method if topo.model.arch.quant else None
 
 
 def _commands(topo: Topology) -> list[LaunchCommand]:
@@ -58,10 +70,7 @@ def test_sglang_commands(path: Path) -> None:
         else:
             assert "--tool-call-parser" not in argv
         # Quantised at load (a 16-bit repository served at fp8): SGLang's online `fp8`.
-        online = topo.precision is not topo.model.weight_format
-        assert ("--quantization" in argv) == online
-        if online:
-            assert _value(argv, "--quantization") == "fp8"
+        assert _quant_flag(argv) == _expected_flag(topo, "fp8")
         assert float(_value(argv, "--mem-fraction-static")) == pytest.approx(0.85)
         assert cmd.serves_http == (rank == 0)
         fp8_weights = topo.model.weight_format is Precision.FP8
@@ -96,10 +105,8 @@ def test_vllm_commands(path: Path) -> None:
         else:
             assert float(_value(argv, "--gpu-memory-utilization")) == pytest.approx(0.85)
         assert ("--enable-auto-tool-choice" in argv) == bool(topo.model.tool_parser)
-        online = topo.precision is not topo.model.weight_format
-        assert ("--quantization" in argv) == online
-        if online:  # vLLM's online shorthand: every linear layer, one scale per matrix
-            assert _value(argv, "--quantization") == "fp8_per_tensor"
+        # vLLM's online shorthand: every linear layer, one scale per matrix.
+        assert _quant_flag(argv) == _expected_flag(topo, "fp8_per_tensor")
         if topo.speculative is not None:
             spec = json.loads(_value(argv, "--speculative-config"))
             assert spec["method"] == "mtp" and spec["num_speculative_tokens"] >= 1
