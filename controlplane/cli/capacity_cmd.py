@@ -243,7 +243,12 @@ def capacity(
     precision: Annotated[
         str | None, typer.Option("--precision", help="bf16, fp16, fp8, int8, int4.")
     ] = None,
-    gpu: Annotated[str, typer.Option("--gpu", help="GPU type (`glmctl gpus`).")] = "H200",
+    gpu: Annotated[
+        str,
+        typer.Option(
+            "--gpu", help="GPU type (`glmctl gpus`), or SD8-ELITE, LNL-288V, XIAOMI-12 (edge)."
+        ),
+    ] = "H200",
     gpus: Annotated[
         int | None, typer.Option("--gpus", help="GPUs per replica (omit to search).")
     ] = None,

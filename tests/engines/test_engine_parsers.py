@@ -132,6 +132,11 @@ def _with(argv: list[str], flag: str, value: str | None) -> list[str]:
 
 def test_vllm_checker_rejects_bad_commands(vllm_venv: EngineVenv, commands: dict[str, Any]) -> None:
     base = commands["negative_base"]
+    awq = next(
+        c["argv"]
+        for c in commands["batches"][EngineKind.VLLM]
+        if c["id"].startswith("chatglm2-6b-awq-int4-l40sx1:vllm:")
+    )
     bad = {
         "tp-7-for-96-heads": ("config", _with(base, "--tensor-parallel-size", "7")),
         "unknown-flag": ("parse", _with(base, "--enable-ep-moe", None)),
@@ -141,6 +146,9 @@ def test_vllm_checker_rejects_bad_commands(vllm_venv: EngineVenv, commands: dict
         ),
         "context-over-model": ("config", _with(base, "--max-model-len", "999999999")),
         "unknown-tool-parser": ("parsers", _with(base, "--tool-call-parser", "glm99")),
+        "unknown-quantization": ("parse", _with(base, "--quantization", "int4")),
+        # The AWQ checkpoint's config says awq: another method is caught by the config builder.
+        "quantization-not-the-checkpoints": ("config", _with(awq, "--quantization", "gptq")),
     }
     results = run_checker(
         vllm_venv, "vllm_args.py", [{"id": k, "argv": argv} for k, (_, argv) in bad.items()]
@@ -160,6 +168,11 @@ def test_sglang_checker_rejects_bad_commands(
         "bad-tp-type": ("parse", _with(base, "--tp-size", "four")),
         "unknown-tool-parser": ("parse", _with(base, "--tool-call-parser", "glm99")),
         "bad-spec-algorithm": ("names", _with(base, "--speculative-algorithm", "BOGUS")),
+        # vLLM's online int8 shorthand is not an SGLang `--quantization` choice.
+        "vllm-only-quantization": (
+            "parse",
+            _with(base, "--quantization", "int8_per_channel_weight_only"),
+        ),
     }
     results = run_checker(
         sglang_venv, "sglang_args.py", [{"id": k, "argv": argv} for k, (_, argv) in bad.items()]
