@@ -195,6 +195,6 @@ def _no_online_int(entry: ModelEntry, precision: Precision, engine: str) -> Refu
         f"{entry.display_name} has no verified {precision.value} checkpoint for"
         f" {ENGINE_LABEL[engine]}: {why}",
         f"quantise it yourself ({stored}, e.g. with llm-compressor or AutoAWQ) and give the"
-        " folder as `model_config: path/to/checkpoint`, or set `precision: fp8`"
-        " (quantised at load)",
+        " folder as `model_config: path/to/checkpoint`, set `precision: fp8` (quantised at"
+        " load), or use `engine: sim` to size it for another runtime",
     )
