@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from controlplane.catalog.architecture import Architecture, AttentionKind
+from controlplane.catalog.architecture import Architecture, AttentionKind, MlpKind
 from controlplane.catalog.models import ModelEntry, Precision
 from controlplane.catalog.quant import QuantConfigError, QuantScheme, scheme_from_config
 from controlplane.errors import UserError
@@ -151,6 +151,8 @@ def _chatglm(cfg: dict[str, Any], origin: str) -> Architecture:
         vocab_size=int(_get(cfg, "padded_vocab_size", "vocab_size")),
         max_context=int(_get(cfg, "seq_length", "max_sequence_length", default=2048)),
         attention_bias=bool(cfg.get("add_qkv_bias", True)),
+        # ChatGLM-6B v1 (`inner_hidden_size`, `position_encoding_2d`): a GELU MLP, 2 matrices.
+        mlp=MlpKind.PLAIN if "inner_hidden_size" in cfg else MlpKind.GATED,
         sources=(origin,),
     )
 
@@ -264,6 +266,7 @@ def load_model_config(path: Path) -> ModelEntry:
         reasoning_parser="glm45" if is_glm45 else None,
         tool_parser="glm45" if is_glm45 else None,
         sources=(str(file),),
+        hf_architecture=str((cfg.get("architectures") or [""])[0]),
     )
 
 

@@ -63,15 +63,41 @@ class ModelEntry:
     tool_parser: str | None = None
     notes: str = ""
     sources: tuple[str, ...] = field(default=(), compare=False)
+    hf_architecture: str = ""  # config.json `architectures[0]`; "": the model type's usual one
 
     @property
     def has_mtp(self) -> bool:
         return self.arch.num_nextn_layers > 0
 
+    @property
+    def architecture(self) -> str:
+        """The class name engines look up in their model registries."""
+        return self.hf_architecture or _ARCH_BY_TYPE.get(self.arch.model_type, self.arch.model_type)
+
+
+# config.json `architectures` of the catalog's checkpoints, by model type (their configs:
+# GLM-4.5 Glm4MoeForCausalLM; chatglm2-6b, chatglm-6b, glm-4-9b-chat ChatGLMModel with
+# custom code; glm-edge GlmForCausalLM).
+_ARCH_BY_TYPE = {
+    "glm4_moe": "Glm4MoeForCausalLM",
+    "chatglm": "ChatGLMModel",
+    "glm": "GlmForCausalLM",
+    "glm4": "Glm4ForCausalLM",
+}
+
 
 _GLM45_PARSERS: dict[str, Any] = {"reasoning_parser": "glm45", "tool_parser": "glm45"}
 _CARD = "zai-org/GLM-4.5 model card"
-_SMALL_PRECISIONS = (Precision.FP16, Precision.BF16, Precision.INT8, Precision.INT4)
+# The smaller models' 16-bit repositories: FP8 is quantised at load by the engine; int8 /
+# int4 are sized here (edge runtimes, local quantised checkpoints) and refused by vLLM and
+# SGLang for these repositories (catalog/formats.py says why).
+_SMALL_PRECISIONS = (
+    Precision.FP16,
+    Precision.BF16,
+    Precision.FP8,
+    Precision.INT8,
+    Precision.INT4,
+)
 
 MODELS: tuple[ModelEntry, ...] = (
     ModelEntry(

@@ -262,7 +262,12 @@ def capacity(
     precision: Annotated[
         str | None, typer.Option("--precision", help="bf16, fp16, fp8, int8, int4.")
     ] = None,
-    gpu: Annotated[str, typer.Option("--gpu", help="GPU type (`glmctl gpus`).")] = "H200",
+    gpu: Annotated[
+        str,
+        typer.Option(
+            "--gpu", help="GPU type (`glmctl gpus`), or SD8-ELITE, LNL-288V, XIAOMI-12 (edge)."
+        ),
+    ] = "H200",
     gpus: Annotated[
         int | None, typer.Option("--gpus", help="GPUs per replica (omit to search).")
     ] = None,
@@ -290,8 +295,12 @@ def capacity(
 ) -> None:
     """GPU memory per rank, KV capacity, host RAM per node and a verdict; or --search."""
     from controlplane.capacity.report import capacity_report
+    from controlplane.catalog.edge import find_edge_device
     from controlplane.spec import load_topology
 
+    if file is None and model is not None and find_edge_device(gpu) is not None:
+        _edge_capacity(model, precision, gpu, context, output)  # a phone / laptop, not a GPU
+        return
     if file is not None:
         topo = load_topology(file)
     elif model is not None:
@@ -320,6 +329,53 @@ def capacity(
         _print_report(report)
     else:
         emit(report.model_dump(), output)
+
+
+def _edge_capacity(
+    model: str, precision: str | None, device: str, context: int | None, output: OutputFormat
+) -> None:
+    """Footprint lines of `model` on an edge device class (capacity/edge.py)."""
+    from controlplane.capacity.edge import EDGE_PRECISIONS, edge_footprint
+    from controlplane.catalog import Precision, find_model
+    from controlplane.catalog.edge import find_edge_device
+
+    entry, dev = find_model(model), find_edge_device(device)
+    assert dev is not None
+    if entry is None:
+        raise UserError(f"unknown model `{model}`.", fix="pick one from `glmctl models`.")
+    offered = ", ".join(p.value for p in EDGE_PRECISIONS)
+    try:
+        prec = Precision((precision or "int4").lower())
+        fp = edge_footprint(entry.arch, prec, dev, context or entry.arch.max_context)
+    except ValueError as exc:
+        raise UserError(
+            f"{entry.display_name} at {precision or 'int4'} on {dev.display_name}: {exc}.",
+            fix=f"pass --precision one of {offered}, and a dense model (`glmctl models`).",
+        ) from exc
+    rows: list[dict[str, Any]] = [
+        {"line": x.label, "gb": round(x.bytes / 1e9, 3), "source": x.note} for x in fp.lines
+    ]
+    if output is not OutputFormat.TEXT:
+        summary = {"device": fp.device, "runtime": fp.runtime, "fits": fp.fits}
+        gb = {"total_gb": fp.total_bytes / 1e9, "memory_gb": fp.memory_bytes / 1e9}
+        emit({**summary, **gb, "lines": rows}, output)
+        return
+    table = Table(title=f"{entry.display_name} {prec.value} on {dev.display_name} ({fp.runtime})")
+    for column in ("memory", "GB", "source"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["line"], f"{row['gb']:.3f}", row["source"])
+    console.print(table)
+    verdict = "fits" if fp.fits else "does not fit"
+    console.print(
+        f"Total {fp.total_bytes / 1e9:.2f} GB of {fp.memory_bytes / 1e9:.0f} GB: {verdict}"
+        + (
+            f"; {fp.on_disk_bytes / 1e9:.2f} GB of embedding read from disk"
+            if fp.on_disk_bytes
+            else ""
+        ),
+        highlight=False,
+    )
 
 
 def _gb_to_bytes(flag: str, gb: float | None) -> int | None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from controlplane.catalog.formats import QuantLaunch, quant_launch
+
 # Placeholders a launch command may hold until the worker that starts it knows the values.
 HOST = "{host}"  # the address this rank's HTTP server binds (rank 0 only)
 PORT = "{port}"  # a free port on this rank's node for the HTTP server
@@ -87,6 +89,7 @@ class ServingFlags:
     mem_fraction: str
     chunked_prefill: str
     kv_cache_dtype: Mapping[Any, str]  # Precision -> the engine's KV dtype name
+    engine: str = ""  # "vllm" / "sglang": whose `--quantization` names (catalog/formats.py)
 
 
 def serving_args(
@@ -96,6 +99,7 @@ def serving_args(
     spec = topology.spec
     argv = ["python", "-m", flags.module, flags.model, context.model_path or topology.model.hf_repo]
     argv += ["--served-model-name", topology.served_model_name, *parallel]
+    argv += quantization_args(topology, flags.engine)
     argv += [flags.context_length, str(topology.context_length)]
     argv += [flags.max_seqs, str(spec.max_num_seqs)]
     if topology.kv_cache_dtype in flags.kv_cache_dtype:
@@ -107,6 +111,15 @@ def serving_args(
     if spec.engine.cpu_offload_gb:
         argv += ["--cpu-offload-gb", f"{spec.engine.cpu_offload_gb:g}"]
     return argv
+
+
+def quantization_args(topology: Any, engine: str) -> list[str]:
+    """`--quantization X` when the engine must be told the format (catalog/formats.py);
+    resolve has already refused what the engine cannot load."""
+    launch = quant_launch(topology.model, topology.precision, engine)
+    if isinstance(launch, QuantLaunch) and launch.flag:
+        return ["--quantization", launch.flag]
+    return []
 
 
 class CommandBuilder(Protocol):

@@ -39,6 +39,7 @@ FLAGS = ServingFlags(
     mem_fraction="--mem-fraction-static",
     chunked_prefill="--chunked-prefill-size",
     kv_cache_dtype=KV_DTYPE,
+    engine="sglang",
 )
 # MTP drafts through SGLang's EAGLE worker; NEXTN is its alias for next-n layers.
 SPEC_ALGORITHM = {SpeculativeAlgorithm.EAGLE: "EAGLE", SpeculativeAlgorithm.MTP: "NEXTN"}

@@ -46,6 +46,7 @@ FLAGS = ServingFlags(
     mem_fraction="--gpu-memory-utilization",
     chunked_prefill="--max-num-batched-tokens",
     kv_cache_dtype=KV_DTYPE,
+    engine="vllm",
 )
 
 

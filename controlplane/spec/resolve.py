@@ -9,6 +9,7 @@ only I/O, kept out of validation).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from controlplane.catalog import (
@@ -21,6 +22,13 @@ from controlplane.catalog import (
     find_gpu,
     find_model,
     gpu_names,
+)
+from controlplane.catalog.formats import (
+    TRANSFORMERS,
+    Refusal,
+    engine_support,
+    how_served,
+    quant_launch,
 )
 from controlplane.catalog.hf_config import load_model_config
 from controlplane.errors import SpecError, UserError
@@ -78,6 +86,10 @@ def resolve(
         problems.append(_no_checkpoint(entry, precision))
         _raise(problems, origin, lines)
     assert checkpoint is not None
+    checkpoint = _engine_checkpoint(spec, checkpoint, precision, problems, warnings)
+    if checkpoint is None:
+        _raise(problems, origin, lines)
+    assert checkpoint is not None
     resolved = spec.model_copy(deep=True)
     resolved.precision = precision
     if spec.model is not None:
@@ -110,6 +122,35 @@ def _no_checkpoint(entry: ModelEntry, precision: Precision) -> Problem:
         f"{entry.display_name} cannot be served at {precision.value}: {reason}.",
         f"{fix} (`glmctl models` lists each model's precisions).",
     )
+
+
+def _engine_checkpoint(
+    spec: TopologySpec,
+    checkpoint: ModelEntry,
+    precision: Precision,
+    problems: list[Problem],
+    warnings: list[str],
+) -> ModelEntry | None:
+    """`checkpoint` as the engine loads it at `precision` (its arch carrying the scheme the
+    capacity model must size), or None with a Problem when the engine cannot serve it."""
+    engine = spec.engine.kind.value
+    refused = engine_support(checkpoint, engine)
+    if refused is not None:
+        problems.append(Problem(("engine",), refused.reason + ".", refused.fix + "."))
+        return None
+    if how_served(checkpoint, engine) == TRANSFORMERS:
+        warnings.append(
+            f"{engine} has no native `{checkpoint.architecture}` ({checkpoint.display_name}):"
+            " it runs through the engine's Transformers backend (some engine features may be"
+            " unavailable)."
+        )
+    answer = quant_launch(checkpoint, precision, engine)
+    if isinstance(answer, Refusal):
+        problems.append(Problem(("precision",), answer.reason + ".", answer.fix + "."))
+        return None
+    if answer.scheme is None or answer.scheme == checkpoint.arch.quant:
+        return checkpoint
+    return replace(checkpoint, arch=replace(checkpoint.arch, quant=answer.scheme))
 
 
 def _catalog_model(spec: TopologySpec, problems: list[Problem]) -> ModelEntry | None:

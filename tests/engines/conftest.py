@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.catalog import ModelEntry, Precision
+from controlplane.catalog import Architecture, ModelEntry, Precision
 from controlplane.engines.tiny_model import tiny_config
 from controlplane.engines.venv import EngineVenv, ensure_engine_venv
 from controlplane.spec.models import EngineKind
@@ -86,15 +86,65 @@ def config_only_model(entry: ModelEntry, tiny_model_dir: Path, root: Path) -> Pa
     if folder.exists():
         return folder
     folder.mkdir(parents=True)
-    config = tiny_config(entry.arch)
+    config = model_config(entry.arch)
     tiny = json.loads((tiny_model_dir / "config.json").read_text())
     config["eos_token_id"], config["pad_token_id"] = tiny["eos_token_id"], tiny["pad_token_id"]
-    if entry.weight_format is Precision.FP8:
+    if entry.family.startswith("local:"):  # a local checkpoint: its own quantization_config
+        local = json.loads(Path(entry.sources[0]).read_text())
+        if "quantization_config" in local:
+            config["quantization_config"] = local["quantization_config"]
+    elif entry.weight_format is Precision.FP8:
         config["quantization_config"] = FP8_QUANTIZATION
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_model_dir / name, folder / name)
     return folder
+
+
+def model_config(arch: Architecture) -> dict[str, Any]:
+    """A config.json of `arch`'s shape under the model's own `architectures` and keys:
+    ChatGLM2's (THUDM/chatglm2-6b config.json, which vLLM's ChatGLMConfig reads), GLM-Edge's
+    (transformers GlmConfig), else GLM-4.5's (`tiny_config`)."""
+    if arch.model_type == "chatglm":
+        return {
+            "architectures": ["ChatGLMModel"],
+            "model_type": "chatglm",
+            "num_layers": arch.num_layers,
+            "padded_vocab_size": arch.vocab_size,
+            "hidden_size": arch.hidden_size,
+            "ffn_hidden_size": arch.intermediate_size,
+            "kv_channels": arch.head_dim,
+            "num_attention_heads": arch.num_attention_heads,
+            "seq_length": arch.max_context,
+            "multi_query_attention": arch.num_kv_heads < arch.num_attention_heads,
+            "multi_query_group_num": arch.num_kv_heads,
+            "add_bias_linear": False,
+            "add_qkv_bias": arch.attention_bias,
+            "rmsnorm": True,
+            "post_layer_norm": True,
+            "layernorm_epsilon": 1e-05,
+            "torch_dtype": "float16",
+        }
+    if arch.model_type == "glm":
+        return {
+            "architectures": ["GlmForCausalLM"],
+            "model_type": "glm",
+            "vocab_size": arch.vocab_size,
+            "hidden_size": arch.hidden_size,
+            "intermediate_size": arch.intermediate_size,
+            "num_hidden_layers": arch.num_layers,
+            "num_attention_heads": arch.num_attention_heads,
+            "num_key_value_heads": arch.num_kv_heads,
+            "head_dim": arch.head_dim,
+            "max_position_embeddings": arch.max_context,
+            "partial_rotary_factor": 0.5,
+            "hidden_act": "silu",
+            "rms_norm_eps": 1e-05,
+            "attention_bias": arch.attention_bias,
+            "tie_word_embeddings": arch.tie_word_embeddings,
+            "torch_dtype": "bfloat16",
+        }
+    return tiny_config(arch)
 
 
 def run_checker(

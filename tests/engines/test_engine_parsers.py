@@ -40,7 +40,10 @@ RUNTIME_VALUES = {
     "dist_port": "29500",
     "python": "python",
 }
-TOPOLOGY_FILES = sorted(TOPOLOGIES.glob("*.yaml"))
+# Shipped topologies, and local-checkpoint ones kept with this tier (a `model_config` path
+# is machine-specific, so they are not rendered into deployments/).
+LOCAL_TOPOLOGIES = Path(__file__).resolve().parent / "topologies"
+TOPOLOGY_FILES = sorted(TOPOLOGIES.glob("*.yaml")) + sorted(LOCAL_TOPOLOGIES.glob("*.yaml"))
 CASES = [(path, engine) for path in TOPOLOGY_FILES for engine in ENGINES]
 
 
@@ -55,7 +58,8 @@ def topology_for_engine(path: Path, engine: EngineKind) -> Topology:
         engine_spec = {}
     data["engine"] = {**engine_spec, "kind": engine.value, "version": None}
     spec = parse_spec(yaml.safe_dump(data), origin=str(path), default_name=path.stem)
-    return resolve(spec, origin=str(path))
+    local = topology.model if spec.model is None else None  # a model_config, as loaded
+    return resolve(spec, local, origin=str(path))
 
 
 def engine_argv(topology: Topology, model_dir: Path) -> list[tuple[int, list[str]]]:
@@ -128,6 +132,11 @@ def _with(argv: list[str], flag: str, value: str | None) -> list[str]:
 
 def test_vllm_checker_rejects_bad_commands(vllm_venv: EngineVenv, commands: dict[str, Any]) -> None:
     base = commands["negative_base"]
+    awq = next(
+        c["argv"]
+        for c in commands["batches"][EngineKind.VLLM]
+        if c["id"].startswith("chatglm2-6b-awq-int4-l40sx1:vllm:")
+    )
     bad = {
         "tp-7-for-96-heads": ("config", _with(base, "--tensor-parallel-size", "7")),
         "unknown-flag": ("parse", _with(base, "--enable-ep-moe", None)),
@@ -137,6 +146,11 @@ def test_vllm_checker_rejects_bad_commands(vllm_venv: EngineVenv, commands: dict
         ),
         "context-over-model": ("config", _with(base, "--max-model-len", "999999999")),
         "unknown-tool-parser": ("parsers", _with(base, "--tool-call-parser", "glm99")),
+        # vLLM 0.32 takes any string for --quantization (plugins register more) and rejects
+        # an unknown method when it builds the config.
+        "unknown-quantization": ("config", _with(base, "--quantization", "int4")),
+        # The AWQ checkpoint's config says awq: another method is caught by the config builder.
+        "quantization-not-the-checkpoints": ("config", _with(awq, "--quantization", "gptq")),
     }
     results = run_checker(
         vllm_venv, "vllm_args.py", [{"id": k, "argv": argv} for k, (_, argv) in bad.items()]
@@ -156,6 +170,11 @@ def test_sglang_checker_rejects_bad_commands(
         "bad-tp-type": ("parse", _with(base, "--tp-size", "four")),
         "unknown-tool-parser": ("parse", _with(base, "--tool-call-parser", "glm99")),
         "bad-spec-algorithm": ("names", _with(base, "--speculative-algorithm", "BOGUS")),
+        # vLLM's online int8 shorthand is not an SGLang `--quantization` choice.
+        "vllm-only-quantization": (
+            "parse",
+            _with(base, "--quantization", "int8_per_channel_weight_only"),
+        ),
     }
     results = run_checker(
         sglang_venv, "sglang_args.py", [{"id": k, "argv": argv} for k, (_, argv) in bad.items()]

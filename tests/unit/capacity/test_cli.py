@@ -109,3 +109,21 @@ def test_search_with_nothing_feasible_is_a_user_error(glmctl) -> None:  # type: 
         "8",
     )
     assert result.code == 2 and "no layout" in result.err
+
+
+def test_edge_device_footprint_lines(glmctl) -> None:  # type: ignore[no-untyped-def]
+    result = glmctl("capacity", "--model", "chatglm-6b", "--gpu", "xiaomi-12", "--context", "512")
+    assert result.code == 0, result.text
+    for words in ("embedding (kept on disk)", "KV cache (512 tokens)", "runtime overhead", "MNN"):
+        assert words in result.out
+    data = json.loads(
+        glmctl("capacity", "--model", "glm-edge-4b", "--gpu", "SD8-ELITE", "-o", "json").out
+    )
+    assert data["fits"] and data["lines"][0]["line"] == "decoder linears (int4)"
+    assert sum(line["gb"] for line in data["lines"]) == pytest.approx(data["total_gb"], abs=0.01)
+
+
+def test_edge_device_refuses_what_it_cannot_size(glmctl) -> None:  # type: ignore[no-untyped-def]
+    result = glmctl("capacity", "--model", "glm-4.5", "--gpu", "lnl-288v")
+    assert result.code != 0 and "dense models" in result.text and "To fix" in result.text
+    assert "Traceback" not in result.text

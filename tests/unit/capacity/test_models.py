@@ -20,7 +20,7 @@ EDGE_4B_INT4_PEAK = 2.9e9  # reference/glm45-deployment.md: Snapdragon 8 Elite N
 
 def test_glm_edge_4b_int4_fits_a_4gb_device_and_int8_does_not() -> None:
     edge = {"model": "glm-edge-4b", "gpu": "V100-16G", "count": 1, "context": 640, "batch": 1,
-            "engine": {"mem_fraction": 0.9}}  # fmt: skip
+            "engine": {"kind": "sim", "mem_fraction": 0.9}}  # fmt: skip
     four_gb = 4 * 10**9
     int4 = capacity_report(make_topology(precision="int4", **edge), gpu_memory_bytes=four_gb)
     int8 = capacity_report(make_topology(precision="int8", **edge), gpu_memory_bytes=four_gb)

@@ -100,7 +100,7 @@ def test_custom_device_memory() -> None:
         count=1,
         context=640,
         batch=1,
-        engine={"mem_fraction": 0.9},
+        engine={"kind": "sim", "mem_fraction": 0.9},  # int4 launches on no real engine
     )
     assert capacity_report(topo, gpu_memory_bytes=4 * 10**9).fits
     assert not capacity_report(topo, gpu_memory_bytes=3 * 10**9).fits

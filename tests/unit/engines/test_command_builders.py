@@ -26,12 +26,24 @@ def _with_engine(topo: Topology, kind: EngineKind) -> Topology:
     spec.speculative.algorithm = None
     spec.speculative.num_steps = spec.speculative.eagle_topk = None
     spec.speculative.num_draft_tokens = None
-    return resolve(spec)
+    return resolve(spec, topo.model if spec.model is None else None)  # a model_config: as loaded
 
 
 def _value(argv: tuple[str, ...], flag: str) -> str:
     assert argv.count(flag) == 1, f"{flag} appears {argv.count(flag)} times"
     return argv[argv.index(flag) + 1]
+
+
+def _quant_flag(argv: tuple[str, ...]) -> str | None:
+    return _value(argv, "--quantization") if "--quantization" in argv else None
+
+
+def _expected_flag(topo: Topology, online_fp8: str) -> str | None:
+    """A 16-bit repository served at fp8: the online flag; a local quantised checkpoint: its
+    own `quant_method`; a catalog checkpoint as stored (GLM-4.5-FP8): none."""
+    if topo.precision is not topo.model.weight_format:
+        return online_fp8
+    return topo.model.arch.quant.method if topo.model.arch.quant else None
 
 
 def _commands(topo: Topology) -> list[LaunchCommand]:
@@ -53,14 +65,22 @@ def test_sglang_commands(path: Path) -> None:
         assert _value(argv, "--model-path") == topo.model.hf_repo
         assert int(_value(argv, "--tp-size")) == topo.tp * topo.dp
         assert int(_value(argv, "--context-length")) == topo.context_length
-        assert _value(argv, "--tool-call-parser") == topo.model.tool_parser
+        if topo.model.tool_parser:
+            assert _value(argv, "--tool-call-parser") == topo.model.tool_parser
+        else:
+            assert "--tool-call-parser" not in argv
+        # Quantised at load (a 16-bit repository served at fp8): SGLang's online `fp8`.
+        assert _quant_flag(argv) == _expected_flag(topo, "fp8")
         assert float(_value(argv, "--mem-fraction-static")) == pytest.approx(0.85)
         assert cmd.serves_http == (rank == 0)
         fp8_weights = topo.model.weight_format is Precision.FP8
         assert ("--disable-shared-experts-fusion" in argv) == fp8_weights
         if topo.kv_cache_dtype is Precision.FP8:
             assert _value(argv, "--kv-cache-dtype") == "fp8_e4m3"
-        assert _value(argv, "--speculative-algorithm") == "EAGLE"
+        if topo.speculative is not None:
+            assert _value(argv, "--speculative-algorithm") == "EAGLE"
+        else:
+            assert "--speculative-algorithm" not in argv
         if topo.nodes > 1:
             assert int(_value(argv, "--nnodes")) == topo.nodes
             assert int(_value(argv, "--node-rank")) == rank
@@ -84,9 +104,14 @@ def test_vllm_commands(path: Path) -> None:
             assert "VLLM_CPU_KVCACHE_SPACE" in cmd.env
         else:
             assert float(_value(argv, "--gpu-memory-utilization")) == pytest.approx(0.85)
-        assert "--enable-auto-tool-choice" in argv
-        spec = json.loads(_value(argv, "--speculative-config"))
-        assert spec["method"] == "mtp" and spec["num_speculative_tokens"] >= 1
+        assert ("--enable-auto-tool-choice" in argv) == bool(topo.model.tool_parser)
+        # vLLM's online shorthand: every linear layer, one scale per matrix.
+        assert _quant_flag(argv) == _expected_flag(topo, "fp8_per_tensor")
+        if topo.speculative is not None:
+            spec = json.loads(_value(argv, "--speculative-config"))
+            assert spec["method"] == "mtp" and spec["num_speculative_tokens"] >= 1
+        else:
+            assert "--speculative-config" not in argv
         assert ("--enable-expert-parallel" in argv) == (topo.ep > 1)
         assert ("--headless" in argv) == (rank > 0)
         if topo.nodes > 1:

@@ -65,9 +65,13 @@ def test_fp8_experts_that_tp_cannot_split_get_expert_parallelism() -> None:
 
 
 def test_small_models_take_int8_and_int4() -> None:
+    # Sized for any runtime (engine: sim); vLLM / SGLang refuse them: test_quant_launch.py
     for precision in ("int8", "int4"):
         topo = resolve(
-            parse_spec(f"model: glm-4-9b\nprecision: {precision}\ngpus: 1xL40S\n", default_name="a")
+            parse_spec(
+                f"model: glm-4-9b\nprecision: {precision}\ngpus: 1xL40S\nengine: sim\n",
+                default_name="a",
+            )
         )
         assert topo.precision is Precision(precision)
         assert topo.speculative is None  # no MTP layer to draft with

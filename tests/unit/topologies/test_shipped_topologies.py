@@ -65,7 +65,8 @@ def test_resolved_spec_resolves_to_itself(path: Path) -> None:
     """`glmctl show` output is a spec too: loading it again changes nothing."""
     topo = load_topology(path)
     shown = yaml.safe_dump(topo.spec.model_dump(mode="json", by_alias=True, exclude_none=True))
-    again = resolve(parse_spec(shown, "shown.yaml"))
+    local = topo.model if topo.spec.model is None else None  # a model_config, as loaded
+    again = resolve(parse_spec(shown, "shown.yaml"), local)
     assert again.spec == topo.spec
 
 
@@ -136,7 +137,8 @@ def test_file_names_say_model_precision_and_gpus() -> None:
         if topo.gpu.name == "CPU":
             continue
         words = path.stem.split("-")
-        assert words[0] == "glm45", path.name
+        prefixes = ("glm45-", topo.model.family + "-", topo.model.name + "-")
+        assert path.stem.startswith(prefixes), path.name
         assert topo.precision.value in words, path.name
         shape = [w for w in words if "x" in w and w.split("x")[-1].isdigit()]
         if shape:
