@@ -54,13 +54,27 @@ class CalibrationCase:
     confidence: str
     dp_attention: bool = False
     speculative: dict[str, Any] = field(default_factory=lambda: {"algorithm": "none"})
+    # Metrics ("tpot", "output_tps") the model cannot reach within 10%, with the reason;
+    # they are reported but left out of the fit and the 10% check.
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_decode_figure(self) -> bool:
         return self.concurrency is not None and (self.tpot_ms or self.output_tps) is not None
 
 
+# The 1k / 8k sweep's output tokens/s fall to 77-84% of concurrency / TPOT from 32 clients
+# on (the 1k / 1k sweep stays at 95-98%): with 8k outputs the runs spend a large share of
+# their time ramping up and draining, below the nominal concurrency. A steady state cannot
+# show that; TPOT is unaffected.
+_RAMP = (
+    "published output tokens/s is 77-84% of concurrency / TPOT: ramp-up and drain of 8k"
+    " outputs at this concurrency, which a steady-state estimate does not model"
+)
+
+
 def _trt(isl: int, osl: int, conc: int, tps: float, tpot: float, ttft: float) -> CalibrationCase:
+    ramp = osl > 4 * isl and conc / (tpot / 1e3) > 1.1 * tps
     return CalibrationCase(
         name=f"trtllm-h100-fp8-tp8ep8-{isl // 1024}k{osl // 1024}k-c{conc}",
         source=TRTLLM_H100,
@@ -79,6 +93,7 @@ def _trt(isl: int, osl: int, conc: int, tps: float, tpot: float, ttft: float) ->
         ttft_ms=ttft,
         output_tps=tps,
         confidence=_TRT_NOTE,
+        unreachable={"output_tps": _RAMP} if ramp else {},
     )
 
 
@@ -87,6 +102,14 @@ _TRT_1K1K = [(4, 199, 19.8, 354), (8, 351, 22.3, 353), (16, 595, 26.1, 355),
              (256, 4341, 55.8, 888)]  # fmt: skip
 _TRT_1K8K = [(4, 198, 20.2, 397), (8, 341, 22.6, 599), (16, 562, 26.0, 762),
              (32, 884, 30.4, 1128), (64, 1454, 34.8, 1433), (128, 2461, 40.2, 2684)]  # fmt: skip
+
+_SINGLE_STREAM = (
+    "47 tok/s at one stream is a 21.3 ms TPOT, slower than the 18.1 ms GPUStack publishes for"
+    " the same layout at 4 streams; 4 streams read >= 11 GB more expert weights per GPU than"
+    " one (>= 3 ms at H200 bandwidth), so no bandwidth-bound model fits both within 10%. This"
+    " report is approximate (lengths, version unknown); its MTP speed-up ratio (73 / 47) is"
+    " checked instead"
+)
 
 CASES: tuple[CalibrationCase, ...] = (
     *(_trt(1024, 1024, c, tps, tpot, ttft) for c, tps, tpot, ttft in _TRT_1K1K),
@@ -108,6 +131,7 @@ CASES: tuple[CalibrationCase, ...] = (
         tpot_ms=None,
         ttft_ms=None,
         output_tps=47.0,
+        unreachable={"output_tps": _SINGLE_STREAM},
         confidence="A user's single-stream decode speed ('~47 tokens/sec') on 8 x H200 TP 8,"
         " 'consistently across multiple nodes'; prompt and output lengths not given (1k / 1k"
         " assumed), decode rate excluding TTFT. Medium-low confidence.",
@@ -129,6 +153,7 @@ CASES: tuple[CalibrationCase, ...] = (
         tpot_ms=None,
         ttft_ms=None,
         output_tps=73.0,
+        unreachable={"output_tps": _SINGLE_STREAM},
         confidence="Same run with --speculative-config method mtp, num_speculative_tokens 1"
         " ('~73-75 tokens/sec'). Medium-low confidence, as above.",
         speculative={"algorithm": "mtp", "num_steps": 1, "num_draft_tokens": 1},
@@ -182,6 +207,46 @@ CASES: tuple[CalibrationCase, ...] = (
             "eagle_topk": 1,
             "num_draft_tokens": 4,
         },
+    ),
+    CalibrationCase(
+        name="vllm-h200-bf16-tp8-sharegpt-saturated",
+        source=GPUSTACK_H200,
+        engine="vLLM 0.11.0",
+        replay_engine=EngineKind.VLLM,
+        model="glm-4.6",
+        precision="bf16",
+        gpu="H200",
+        gpus=8,
+        tensor=8,
+        expert=1,
+        isl=214,
+        osl=200,
+        concurrency=None,
+        tpot_ms=None,
+        ttft_ms=15339.53,
+        output_tps=2907.97,
+        confidence="GPUStack baseline: 1,000 ShareGPT prompts at once (mean 214 in / 200 out),"
+        " `vllm serve zai-org/GLM-4.6 -tp 8`. Saturated: throughput only. Medium confidence.",
+    ),
+    CalibrationCase(
+        name="sglang-h200-bf16-tp8-sharegpt-saturated",
+        source=GPUSTACK_H200,
+        engine="SGLang 0.5.3",
+        replay_engine=EngineKind.SGLANG,
+        model="glm-4.6",
+        precision="bf16",
+        gpu="H200",
+        gpus=8,
+        tensor=8,
+        expert=1,
+        isl=214,
+        osl=200,
+        concurrency=None,
+        tpot_ms=None,
+        ttft_ms=6044.62,
+        output_tps=3366.90,
+        confidence="GPUStack: the same 1,000 ShareGPT prompts at once, SGLang `--tp-size 8` on"
+        " GLM-4.6 BF16. Saturated: throughput only. Medium confidence.",
     ),
     CalibrationCase(
         name="sglang-h200-fp8-tp8-sharegpt-saturated",
