@@ -66,7 +66,7 @@ class TokenizerRules:
         self._stream = stream_rng.choices(vocabulary, k=1 << 15)
 
     def _single(self, text: str) -> bool:
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids) == 1
+        return _one_token(self._tokenizer, text)
 
     def prompt_tokens(self, text: str) -> list[str]:
         return list(self._tokenizer.encode(text, add_special_tokens=False).tokens)
@@ -91,9 +91,15 @@ def _single_token_words(tokenizer: Any) -> list[str]:
     for piece in tokenizer.get_vocab():
         word = piece.lstrip("\u0120\u2581 ")  # byte-level and sentencepiece space marks
         plain = word.isascii() and word.isalpha() and word.islower() and len(word) > 2
-        if plain and len(tokenizer.encode(" " + word, add_special_tokens=False).ids) == 1:
+        if plain and _one_token(tokenizer, " " + word):
             words.add(word)
     return sorted(words)
+
+
+def _one_token(tokenizer: Any, text: str) -> bool:
+    """`text` is one token that decodes back to itself (not an unknown-token stand-in)."""
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    return len(ids) == 1 and tokenizer.decode(ids).strip() == text.strip()
 
 
 def text_rules(tokenizer_path: str | None) -> TextRules:
