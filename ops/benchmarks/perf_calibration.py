@@ -58,19 +58,17 @@ def print_table(rows: list[Row], client: str) -> None:
     print(head)
     print("-" * len(head))
     for row in rows:
-        case, model, sim = row.case, row.model, row.sim
-        tpot = f"{_num(case.tpot_ms)}/{_num(model and model.tpot_ms)}/{_num(sim and sim.tpot_ms)}"
-        tps = (f"{_num(case.output_tps, 0)}/{_num(model and model.output_tps, 0)}"
-               f"/{_num(sim and sim.output_tps, 0)}")  # fmt: skip
-        ttft = (f"{_num(case.ttft_ms, 0)}/{_num(model and model.ttft_ms, 0)}"
-                f"/{_num(sim and sim.ttft_ms, 0)}")  # fmt: skip
+        case = row.case
+        cells, errors = [], []
+        for metric, digits in (("tpot_ms", 1), ("output_tps", 0), ("ttft_ms", 0)):
+            published = getattr(case, metric)
+            model = getattr(row.model, metric) if row.model else None
+            sim = getattr(row.sim, metric) if row.sim else None
+            cells.append(f"{_num(published, digits)}/{_num(model, digits)}/{_num(sim, digits)}")
+            errors.append(f"{_err(model, published)} {_err(sim, published)}")
         conc = str(case.concurrency or "all")
-        tpot_errs = (f"{_err(model and model.tpot_ms, case.tpot_ms)}"
-                     f" {_err(sim and sim.tpot_ms, case.tpot_ms)}")  # fmt: skip
-        tps_errs = (f"{_err(model and model.output_tps, case.output_tps)}"
-                    f" {_err(sim and sim.output_tps, case.output_tps)}")  # fmt: skip
-        print(f"{case.name:40s} {conc:>4s} | {tpot:>23s} {tpot_errs} | {tps:>22s} {tps_errs}"
-              f" | {ttft:>24s}")  # fmt: skip
+        print(f"{case.name:40s} {conc:>4s} | {cells[0]:>23s} {errors[0]} | {cells[1]:>22s}"
+              f" {errors[1]} | {cells[2]:>24s}")  # fmt: skip
         for metric, reason in case.unreachable.items():
             print(f"    {metric} not held to {TOLERANCE:.0%}: {reason}")
         if row.note:

@@ -26,7 +26,7 @@ from controlplane.capacity.calibration_set import CalibrationCase, topology_of
 from controlplane.local.ports import free_port
 
 EVENT_BUDGET = 3000.0  # simulated tokens the client handles per wall second
-MIN_STEP_WALL_S = 0.004  # keep a step's wall time above the event loop's jitter
+MIN_STEP_WALL_S = 0.0025  # keep a step's wall time above the event loop's jitter
 MAX_SCALE = 50.0
 
 # `vllm bench serve` through its Python API (the console script needs the `vllm` dist).
@@ -56,6 +56,8 @@ class Measured:
     ttft_ms: float
     output_tps: float
     wall_s: float
+    lag_mean_ms: float = 0.0  # how far the simulator's steps ran behind schedule (wall)
+    late_steps: int = 0
 
 
 def vllm_python() -> Path | None:
@@ -132,13 +134,21 @@ def replay(case: CalibrationCase, plan: ReplayPlan, work: Path) -> Measured:
             raw = _run_vllm_bench(case, plan, url, name, work)
         else:
             raw = asyncio.run(_builtin(case, plan, url, name))
+        stats = _sim_stats(url)
     finally:
         server.terminate()
         server.wait(10)
     s = plan.time_scale
-    return Measured(
-        raw.tpot_ms * s, raw.ttft_ms * s, raw.output_tps / s, time.monotonic() - started
-    )
+    return Measured(raw.tpot_ms * s, raw.ttft_ms * s, raw.output_tps / s,
+                    time.monotonic() - started, stats["lag_mean_s"] * 1e3,
+                    int(stats["late_steps"]))  # fmt: skip
+
+
+def _sim_stats(url: str) -> dict[str, float]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{url}/sim/stats", timeout=5) as reply:
+        data: dict[str, float] = json.loads(reply.read())
+    return data
 
 
 def _wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

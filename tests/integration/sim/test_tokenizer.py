@@ -23,7 +23,7 @@ def test_usage_and_streamed_text_agree_with_the_tokenizer(tmp_path: Path) -> Non
     write_tokenizer(tmp_path, 1024)  # the tiny GLM-4.5 model's tokenizer
     path = tmp_path / "tokenizer.json"
     doc = yaml.safe_load((TOPOLOGIES / "glm45-fp8.yaml").read_text())
-    doc["simulation"] = {"tokenizer": str(path)}
+    doc["name"], doc["simulation"] = "glm45-fp8-tokenizer", {"tokenizer": str(path)}
     topo = resolve(parse_spec(yaml.safe_dump(doc)))
     reference = tokenizers.Tokenizer.from_file(str(path))
     messages = [{"role": "user", "content": "Plan capacity for 8 x H200, please: GLM-4.5?"}]
