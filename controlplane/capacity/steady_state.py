@@ -11,6 +11,12 @@ step. So, with `step = decode_step(C, C x (isl + osl / 2))`:
   new prompt's prefill;
 - output tokens/s = C x osl / (TTFT + (osl - 1) x TPOT), as the benchmark clients compute it.
 
+A prefill is charged as a forward of its own added to the step (`prefill_seconds`, with its
+own layer floors and weight reads), as SGLang runs by default (prefill and decode batches
+alternate). vLLM V1 and TensorRT-LLM fuse both into one forward, which this over-charges by
+about one layer-floor chain and one weight read per prefilled prompt; the fitted constants
+absorb that (the simulator's scheduler charges steps the same way, so both agree).
+
 Saturated runs (every prompt sent at once) are not a steady state: they are compared on
 throughput only, by the calibration benchmark replaying them against the simulator.
 """
