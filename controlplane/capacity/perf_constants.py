@@ -6,12 +6,12 @@ ones no datasheet gives: per-step and per-layer latency floors of each engine, t
 each running sequence, the expert-parallel all-to-all, and MTP acceptance per position.
 
 How they were fitted (reproduce with `python -m ops.benchmarks.perf_fit`):
-a grid search over `FITTED_FIELDS` (1,890 points) ranking by the largest absolute
+a grid search over `FITTED_FIELDS` (7,560 points) ranking by the largest absolute
 log-error, then the sum of squared log-errors, of TPOT and output tokens/s over every
 reachable figure of every decode case in `controlplane.capacity.calibration_set.CASES`
-(25 figures from 17 cases and 4 sources: never one point), with the steady-state estimate
-of `controlplane.capacity.steady_state`. Result: every figure within 9.6%. The stated assumptions
-below are not fitted; each says what it rests on.
+(40 figures from 24 cases and 5 sources: never one point), with the steady-state estimate
+of `controlplane.capacity.steady_state`. Result: every figure within 9.8%. The stated
+assumptions below are not fitted; each says what it rests on.
 """
 
 from __future__ import annotations
@@ -40,8 +40,12 @@ class PerfConstants:
     # ~16 ms from batch 4 to 16 while the expert bytes read grow threefold, which a max()
     # cannot produce. Per engine, fitted as one value (as above).
     layer_floor_s: dict[EngineKind, float] = field(
-        default_factory=lambda: {EngineKind.SGLANG: 110e-6, EngineKind.VLLM: 110e-6}
+        default_factory=lambda: {EngineKind.SGLANG: 125e-6, EngineKind.VLLM: 125e-6}
     )
+    # The layer floor on other GPUs than Hopper, as a factor, fitted on the GB200 sweep (the
+    # only non-Hopper runs in the set: 7 points) over 0.8-1.1: 1.0, no sign that Blackwell's
+    # kernel chain per layer is shorter or longer.
+    layer_floor_gpu_scale: dict[str, float] = field(default_factory=lambda: {"B200": 1.0})
     # Per running sequence per step: the scheduler's bookkeeping, block tables, sampling and
     # output processing in Python (fitted; 0, 5 and 10 us were tried).
     per_sequence_s: float = 5e-6
@@ -49,8 +53,9 @@ class PerfConstants:
     # plus the routed activations over the interconnect. Stated assumption: DeepEP reports
     # ~10-20 us per NVLink dispatch or combine inside a node and ~100-200 us over RDMA
     # (deepseek-ai/DeepEP README, low-latency kernels); the intra-node value is fitted within
-    # that range (20 us), the inter-node one (no multi-node case in the set) stated: 150 us.
-    a2a_latency_intra_s: float = 20e-6
+    # that range (10 us; 10, 20 and 30 tried), the inter-node one (no multi-node case in the
+    # set) stated: 150 us.
+    a2a_latency_intra_s: float = 10e-6
     a2a_latency_inter_s: float = 150e-6
     # Fraction of the interconnect bandwidth the all-to-all reaches (DeepEP: ~150 of
     # 450 GB/s per direction on NVLink; stated assumption).
@@ -60,7 +65,7 @@ class PerfConstants:
     # 2 x params x max(tokens, tile) x (1 / efficiency). Stated assumption: Hopper grouped
     # GEMMs (DeepGEMM, CUTLASS) use 64-row tiles for small M. Tested and rejected by the
     # fit: 64-row padding makes TPOT grow from batch 4 to 64 faster than published (max
-    # error 14% against 9.6%), so 1 (no padding) is used: a small-M expert GEMM is bound by
+    # error 15% against 9.8%), so 1 (no padding) is used: a small-M expert GEMM is bound by
     # reading its weights, which the HBM term already charges.
     moe_tile_tokens: int = 1
     # Per-position conditional acceptance of GLM's MTP draft (position 1 given nothing,
@@ -71,9 +76,9 @@ class PerfConstants:
     mtp_position_acceptance: tuple[float, ...] = (0.72, 0.36, 0.15, 0.1, 0.1, 0.1, 0.1, 0.1)
     # Fraction of peak tensor FLOP/s a prefill reaches (decode uses
     # `constants.FLOPS_EFFICIENCY`). Fitted over 0.25 / 0.35 / 0.5: the prefill mixed into
-    # decode steps is what makes TPOT rise from 128 to 256 clients; 0.5, the stated decode
-    # value, fits best.
-    prefill_flops_efficiency: float = 0.5
+    # decode steps is what makes TPOT rise from 128 to 256 clients. Published prefill MFU
+    # for MoE models is 30-50%; 0.35 fits best.
+    prefill_flops_efficiency: float = 0.35
     # One draft forward of the one-layer MTP model outside its layer floor (a CUDA graph
     # replay, the draft's sampling). Stated assumption.
     draft_overhead_s: float = 0.0003
@@ -81,8 +86,9 @@ class PerfConstants:
     def step_overhead(self, engine: EngineKind) -> float:
         return self.step_overhead_s.get(engine, self.step_overhead_s[EngineKind.SGLANG])
 
-    def layer_floor(self, engine: EngineKind) -> float:
-        return self.layer_floor_s.get(engine, self.layer_floor_s[EngineKind.SGLANG])
+    def layer_floor(self, engine: EngineKind, gpu: str = "") -> float:
+        base = self.layer_floor_s.get(engine, self.layer_floor_s[EngineKind.SGLANG])
+        return base * self.layer_floor_gpu_scale.get(gpu, 1.0)
 
 
 FITTED = PerfConstants()
@@ -90,6 +96,7 @@ FITTED = PerfConstants()
 FITTED_FIELDS = (
     "step_overhead_s",
     "layer_floor_s",
+    "layer_floor_gpu_scale",
     "per_sequence_s",
     "a2a_latency_intra_s",
     "moe_tile_tokens",

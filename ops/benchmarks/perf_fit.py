@@ -30,6 +30,7 @@ SGLANG, VLLM = EngineKind.SGLANG, EngineKind.VLLM
 GRID: dict[str, tuple[Any, ...]] = {
     "step_s": (0.0, 0.25e-3, 0.5e-3, 1e-3, 1.5e-3),
     "layer_s": (100e-6, 105e-6, 110e-6, 115e-6, 120e-6, 125e-6, 130e-6),
+    "b200_floor_scale": (0.8, 0.9, 1.0, 1.1),
     "per_sequence_s": (0.0, 5e-6, 10e-6),
     "a2a_latency_intra_s": (10e-6, 20e-6, 30e-6),
     "moe_tile_tokens": (1, 64),
@@ -42,6 +43,7 @@ def constants_at(point: dict[str, Any]) -> PerfConstants:
         FITTED,
         step_overhead_s={SGLANG: point["step_s"], VLLM: point["step_s"]},
         layer_floor_s={SGLANG: point["layer_s"], VLLM: point["layer_s"]},
+        layer_floor_gpu_scale={"B200": point["b200_floor_scale"]},
         per_sequence_s=point["per_sequence_s"],
         a2a_latency_intra_s=point["a2a_latency_intra_s"],
         moe_tile_tokens=point["moe_tile_tokens"],
