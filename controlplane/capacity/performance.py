@@ -93,9 +93,9 @@ class PerformanceModel:
             return 0.0
         batch = math.ceil(batch_size / self._copies)
         context = context_tokens / self._copies / self._kv_groups
+        verify = self._verify_tokens
         seconds = self._step_seconds + batch * self._per_sequence
-        seconds += self._forward(self._main, batch * self._verify_tokens, self._verify_tokens,
-                                 context)  # fmt: skip
+        seconds += self._forward(self._main, batch * verify, verify, context)
         if self._draft is not None:
             per_pass = self._forward(self._draft, batch * self._draft_tokens_per_pass, 1, context)
             seconds += self._draft_passes * (per_pass + self._draft_overhead)
