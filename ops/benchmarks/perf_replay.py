@@ -180,7 +180,9 @@ def _run_vllm_bench(case: CalibrationCase, plan: ReplayPlan, url: str, name: str
     if case.concurrency is not None:
         argv += ["--max-concurrency", str(case.concurrency)]
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING", "NO_PROXY": "127.0.0.1"}
-    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode != 0:  # vLLM's stderr is noisy on success; show it only on failure
+        raise SystemExit(f"vllm bench serve failed ({done.returncode}):\n{done.stderr[-3000:]}")
     data = json.loads((work / result).read_text())
     return Measured(data["mean_tpot_ms"], data["mean_ttft_ms"], data["output_throughput"], 0.0)
 
