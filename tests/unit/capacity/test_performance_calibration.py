@@ -61,3 +61,12 @@ def test_the_fit_is_not_one_point() -> None:
             len(estimate(c).checked()) for c in decode_cases() if c.replay_engine is engine
         )
         assert figures >= 2, engine
+
+
+def test_benchmark_model_table_lists_every_case(capsys: pytest.CaptureFixture[str]) -> None:
+    from ops.benchmarks.perf_calibration import main
+
+    assert main(["--model-only"]) == 0
+    out = capsys.readouterr().out
+    assert all(case.name in out for case in CASES)
+    assert "not held to 10%" in out  # unreachable figures are listed with their reason

@@ -1,0 +1,32 @@
+"""The simulator, driven by a closed-loop client, shows the model's steady state.
+
+The calibration benchmark compares published runs with both the steady-state estimate
+(`controlplane.capacity.steady_state`) and `glmctl sim serve`; this checks, on a short
+workload, that the two agree, so the benchmark's simulator column means what it says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from controlplane.capacity.calibration import estimate
+from controlplane.capacity.calibration_set import CASES
+from ops.benchmarks.perf_replay import plan_replay, replay
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.mark.parametrize(
+    "name", ["trtllm-h100-fp8-tp8ep8-1k1k-c16", "sglang-h200-bf16-tp8-mtp3-c1"]
+)
+def test_simulated_tpot_and_throughput_match_the_estimate(name: str, tmp_path: Path) -> None:
+    case = next(c for c in CASES if c.name == name)
+    short = dataclasses.replace(case, osl=96)  # a few seconds of wall time
+    plan = plan_replay(short, "builtin", None)
+    measured = replay(short, plan, tmp_path)
+    expected = estimate(short)
+    assert measured.tpot_ms == pytest.approx(expected.tpot_ms, rel=0.10), (measured, expected)
+    assert measured.output_tps == pytest.approx(expected.output_tps, rel=0.15), (measured, expected)
