@@ -66,12 +66,13 @@ class CalibrationCase:
 
 
 # The 1k / 8k sweep's output tokens/s fall to 77-84% of concurrency / TPOT from 32 clients
-# on (the 1k / 1k sweep stays at 95-98%): with 8k outputs the runs spend a large share of
-# their time ramping up and draining, below the nominal concurrency. A steady state cannot
-# show that; TPOT is unaffected.
+# on (the 1k / 1k sweep stays at 95-98%). The likely cause: with 8k outputs the runs spend a
+# large share of their time ramping up and draining, below the nominal concurrency. A steady
+# state cannot show that; TPOT is unaffected and stays checked.
 _RAMP = (
-    "published output tokens/s is 77-84% of concurrency / TPOT: ramp-up and drain of 8k"
-    " outputs at this concurrency, which a steady-state estimate does not model"
+    "published output tokens/s is 77-84% of concurrency / TPOT, so the run averaged fewer"
+    " clients than nominal (most likely ramp-up and drain of 8k outputs); a steady-state"
+    " estimate at the nominal concurrency cannot match both figures"
 )
 
 
