@@ -11,6 +11,10 @@ step. So, with `step = decode_step(C, C x (isl + osl / 2))`:
   new prompt's prefill;
 - output tokens/s = C x osl / (TTFT + (osl - 1) x TPOT), as the benchmark clients compute it.
 
+Completions are assumed spread out in time (real traffic, or a closed loop whose lengths
+vary); a closed loop of equal lengths that starts all at once can stay in lock-step, and
+then its prefills land in TTFT rather than in TPOT.
+
 A prefill is charged as a forward of its own added to the step (`prefill_seconds`, with its
 own layer floors and weight reads), as SGLang runs by default (prefill and decode batches
 alternate). vLLM V1 and TensorRT-LLM fuse both into one forward, which this over-charges by

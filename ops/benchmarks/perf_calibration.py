@@ -108,8 +108,10 @@ def main(argv: list[str]) -> int:
                 rows.append(Row(case, model, None, note))
                 continue
             measured = replay(case, plan, work)
+            lag = f"simulator behind schedule {measured.lag_mean_ms:.2f} ms per step on average"
             note = (
-                f"replayed at {plan.time_scale:g}x, {plan.prompts} prompts, {measured.wall_s:.0f} s"
+                f"replayed at {plan.time_scale:g}x, {plan.prompts} prompts,"
+                f" {measured.wall_s:.0f} s; {lag}, {measured.late_steps} late steps"
             )
             rows.append(Row(case, model, measured, note))
             print(f"replayed {case.name} in {measured.wall_s:.0f} s", flush=True)

@@ -7,7 +7,6 @@ workload, that the two agree, so the benchmark's simulator column means what it 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -23,10 +22,12 @@ pytestmark = [pytest.mark.integration]
     "name", ["trtllm-h100-fp8-tp8ep8-1k1k-c16", "sglang-h200-bf16-tp8-mtp3-c1"]
 )
 def test_simulated_tpot_and_throughput_match_the_estimate(name: str, tmp_path: Path) -> None:
+    # The published lengths: with outputs this long the prefills mixed into decode steps are
+    # a small part of TPOT. (With short, equal outputs a closed loop stays in lock-step and
+    # its prefills land in TTFT instead; the estimate assumes completions spread out.)
     case = next(c for c in CASES if c.name == name)
-    short = dataclasses.replace(case, osl=96)  # a few seconds of wall time
-    plan = plan_replay(short, "builtin", None)
-    measured = replay(short, plan, tmp_path)
-    expected = estimate(short)
+    plan = plan_replay(case, "builtin", None)
+    measured = replay(case, plan, tmp_path)
+    expected = estimate(case)
     assert measured.tpot_ms == pytest.approx(expected.tpot_ms, rel=0.10), (measured, expected)
     assert measured.output_tps == pytest.approx(expected.output_tps, rel=0.15), (measured, expected)
