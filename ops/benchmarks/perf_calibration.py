@@ -1,7 +1,7 @@
 """Published GLM serving runs vs the performance model vs `glmctl sim serve` (issue 18).
 
     python -m ops.benchmarks.perf_calibration [--model-only] [--client auto|vllm|builtin]
-        [--cases SUBSTRING] [--max-wall SECONDS] [--fit]
+        [--cases SUBSTRING,...] [--max-wall SECONDS] [--fit]
 
 1. For every case of `controlplane.capacity.calibration_set`, the model's closed-loop
    steady state (TPOT, TTFT, output tokens/s) beside the published figures, with errors.
@@ -81,7 +81,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-only", action="store_true")
     parser.add_argument("--client", choices=("auto", "vllm", "builtin"), default="auto")
-    parser.add_argument("--cases", default="", help="only cases whose name contains this")
+    parser.add_argument(
+        "--cases", default="", help="only cases whose name contains one of these (comma-separated)"
+    )
     parser.add_argument("--max-wall", type=float, default=60.0, help="skip longer replays")
     parser.add_argument("--fit", action="store_true", help="run the constants' grid search")
     args = parser.parse_args(argv)
@@ -89,7 +91,8 @@ def main(argv: list[str]) -> int:
         from ops.benchmarks import perf_fit
 
         return perf_fit.main([])
-    cases = [case for case in CASES if args.cases in case.name]
+    wanted = args.cases.split(",")
+    cases = [case for case in CASES if any(w in case.name for w in wanted)]
     started = time.monotonic()
     rows: list[Row] = []
     client = "none (--model-only)"
