@@ -19,6 +19,7 @@ Run it under the shared lock: `flock /tmp/glmctl-heavy.lock python -m ops.benchm
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -86,6 +87,10 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--max-wall", type=float, default=60.0, help="skip longer replays")
     parser.add_argument("--fit", action="store_true", help="run the constants' grid search")
+    parser.add_argument(
+        "--range-ratio", type=float, default=0.0,
+        help="vllm client: vary lengths by +- this fraction (0: the published fixed lengths)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.fit:
         from ops.benchmarks import perf_fit
@@ -105,6 +110,7 @@ def main(argv: list[str]) -> int:
                 rows.append(Row(case, model, None))
                 continue
             plan: ReplayPlan = plan_replay(case, args.client, tokenizer)
+            plan = dataclasses.replace(plan, range_ratio=args.range_ratio)
             client = plan.client_label
             if plan.wall_s > args.max_wall:
                 note = f"replay skipped: ~{plan.wall_s:.0f} s wall (--max-wall {args.max_wall:g})"

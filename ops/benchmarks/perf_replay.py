@@ -48,6 +48,11 @@ class ReplayPlan:
     prompts: int
     wall_s: float  # expected wall time
     tokenizer: Path | None  # tokenizer folder the simulator and client share
+    # vLLM client: lengths uniform in +-range_ratio around the case's. 0 (the published fixed
+    # lengths) lets a closed loop run in lock-step: all prompts of a wave prefill together
+    # and that time shows in TTFT instead of TPOT; > 0 spreads completions out, as the
+    # steady-state estimate assumes.
+    range_ratio: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,8 @@ def _run_vllm_bench(case: CalibrationCase, plan: ReplayPlan, url: str, name: str
             "--endpoint", "/v1/chat/completions", "--base-url", url, "--model", name,
             "--tokenizer", str(plan.tokenizer), "--dataset-name", "random",
             "--random-input-len", str(case.isl), "--random-output-len", str(case.osl),
-            "--random-range-ratio", "0", "--ignore-eos", "--num-prompts", str(plan.prompts),
+            "--random-range-ratio", str(plan.range_ratio), "--ignore-eos",
+            "--num-prompts", str(plan.prompts),
             "--seed", "18", "--disable-tqdm", "--save-result", "--result-dir", str(work),
             "--result-filename", result]  # fmt: skip
     if case.concurrency is not None:
