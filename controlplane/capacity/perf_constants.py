@@ -8,7 +8,7 @@ each running sequence, the expert-parallel all-to-all, and MTP acceptance per po
 How they were fitted (reproduce with `python -m ops.benchmarks.perf_fit`):
 a grid search over `FITTED_FIELDS` (7,560 points) ranking by the largest absolute
 log-error, then the sum of squared log-errors, of TPOT and output tokens/s over every
-reachable figure of every decode case in `controlplane.capacity.calibration_set.CASES`
+reachable figure of every decode case in `controlplane.capacity.perf_cases.CASES`
 (40 figures from 24 cases and 5 sources: never one point), with the steady-state estimate
 of `controlplane.capacity.steady_state`. Result: every figure within 9.8%. The stated
 assumptions below are not fitted; each says what it rests on.

@@ -21,7 +21,7 @@ def assumptions(topo: Topology, tokens: float, k: PerfConstants) -> tuple[str, .
         f"Per step {k.step_overhead(engine) * 1e3:.1f} ms fixed plus"
         f" {k.per_sequence_s * 1e6:.0f} us per running sequence; per decoder layer a"
         f" {k.layer_floor(engine, gpu.name) * 1e6:.0f} us latency floor, added to the roofline"
-        " terms (fitted to published runs, see controlplane/capacity/calibration_set.py).",
+        " terms (fitted to published runs, see controlplane/capacity/perf_cases.py).",
         f"Two all-reduces per layer under TP ({c.ALLREDUCE_LATENCY_INTRA_S * 1e6:.0f} us in a"
         f" node, {c.ALLREDUCE_LATENCY_INTER_S * 1e6:.0f} us across); with expert parallelism"
         f" a dispatch and a combine per MoE layer ({k.a2a_latency_intra_s * 1e6:.0f} us /"

@@ -5,7 +5,7 @@ The simulated engine reuses this model to time its steps, so it stays pure and c
 `decode_step_seconds` / `prefill_seconds` is a handful of float operations.
 
 A forward pass costs the SUM of (constants in `constants` and `perf_constants`, each with
-its source or stated assumption; calibrated against `calibration_set`):
+its source or stated assumption; calibrated against `perf_cases`):
 - a latency floor per decoder layer (per engine) and a fixed step overhead (per engine);
 - the HBM roofline: weights the batch touches (dense part, shared experts, lm_head and, for
   MoE, the expected number of distinct routed experts hit by tokens x experts_per_token

@@ -3,7 +3,7 @@
     python -m ops.benchmarks.perf_calibration [--model-only] [--client auto|vllm|builtin]
         [--cases SUBSTRING,...] [--max-wall SECONDS] [--fit]
 
-1. For every case of `controlplane.capacity.calibration_set`, the model's closed-loop
+1. For every case of `controlplane.capacity.perf_cases`, the model's closed-loop
    steady state (TPOT, TTFT, output tokens/s) beside the published figures, with errors.
 2. Unless --model-only: each case is replayed against `glmctl sim serve` (the case's
    topology, the tiny GLM tokenizer in `simulation.tokenizer`, a time scale that keeps the
@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.capacity.calibration import TOLERANCE, CaseEstimate, estimate
-from controlplane.capacity.calibration_set import CASES, CalibrationCase
+from controlplane.capacity.perf_calibration import TOLERANCE, CaseEstimate, estimate
+from controlplane.capacity.perf_cases import CASES, CalibrationCase
 from ops.benchmarks.perf_replay import Measured, ReplayPlan, plan_replay, replay, tokenizer_dir
 
 

@@ -2,7 +2,7 @@
 
 `python -m ops.benchmarks.perf_fit` (or `perf_calibration --fit`) evaluates every grid
 point of `GRID` (the fields of `perf_constants.FITTED_FIELDS`; the rest stay as stated) on
-every checked metric of every decode case in `calibration_set.CASES` and ranks them by the
+every checked metric of every decode case in `perf_cases.CASES` and ranks them by the
 largest absolute log-error first (the issue's bar is a maximum: every case within 10%), then
 by the sum of squared log-errors. It prints the best point, the current `FITTED` point and
 the ten best, so a change of `FITTED` can be justified by rerunning it. No point is fitted
@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from controlplane.capacity.calibration import decode_cases, estimate
+from controlplane.capacity.perf_calibration import decode_cases, estimate
 from controlplane.capacity.perf_constants import FITTED, PerfConstants
 from controlplane.spec.models import EngineKind
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from controlplane.capacity.calibration import estimate
-from controlplane.capacity.calibration_set import CalibrationCase, topology_of
+from controlplane.capacity.perf_calibration import estimate
+from controlplane.capacity.perf_cases import CalibrationCase, topology_of
 from controlplane.local.ports import free_port
 
 EVENT_BUDGET = 3000.0  # simulated tokens the client handles per wall second

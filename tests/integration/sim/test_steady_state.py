@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.capacity.calibration import estimate
-from controlplane.capacity.calibration_set import CASES
+from controlplane.capacity.perf_calibration import estimate
+from controlplane.capacity.perf_cases import CASES
 from ops.benchmarks.perf_replay import plan_replay, replay
 
 pytestmark = [pytest.mark.integration]

@@ -1,6 +1,6 @@
 """The performance model against published GLM serving runs (the calibration set).
 
-Expected numbers are the published ones in `calibration_set`; the model's come from the
+Expected numbers are the published ones in `perf_cases`; the model's come from the
 architecture, the GPU datasheet and the constants fitted across the whole set
 (`ops/benchmarks/perf_fit.py`), never from the figure they are compared with.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.capacity.calibration import TOLERANCE, decode_cases, estimate
-from controlplane.capacity.calibration_set import CASES, topology_of
+from controlplane.capacity.perf_calibration import TOLERANCE, decode_cases, estimate
+from controlplane.capacity.perf_cases import CASES, topology_of
 
 
 def test_the_set_holds_ten_documented_public_measurements() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from controlplane.capacity.calibration import TOLERANCE
+from controlplane.capacity.perf_calibration import TOLERANCE
 from controlplane.capacity.perf_constants import FITTED
 from controlplane.spec.models import EngineKind
 from ops.benchmarks.perf_fit import GRID, constants_at, score

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from controlplane.capacity.calibration_set import CASES, CalibrationCase, topology_of
+from controlplane.capacity.perf_cases import CASES, CalibrationCase, topology_of
 from controlplane.capacity.perf_constants import FITTED, PerfConstants
 from controlplane.capacity.performance import performance_model
 from controlplane.capacity.steady_state import steady_state
