@@ -1,21 +1,25 @@
-"""Decode and prefill time per replica: a roofline over HBM bandwidth and tensor FLOP/s.
+"""Decode and prefill time per replica: a roofline with latency floors, calibrated.
 
 The simulated engine reuses this model to time its steps, so it stays pure and cheap:
 `performance_model(topo)` precomputes the per-layout numbers once, and each call of
 `decode_step_seconds` / `prefill_seconds` is a handful of float operations.
 
-Model (every constant in `controlplane.capacity.constants`, with its source):
-- A decode step reads the weights the batch touches (dense part, shared experts, lm_head,
-  and for MoE the expected number of distinct routed experts hit by batch x experts_per_token
-  draws) plus the KV of every running sequence; its time is max(bytes / (HBM bandwidth x
-  efficiency x GPUs of a stage), FLOPs / (peak x efficiency x GPUs), layers x a per-layer
-  latency floor) + a fixed step overhead + two all-reduces per layer under tensor
-  parallelism + pipeline hand-offs.
-- With MTP / EAGLE a step is one verify forward over num_draft_tokens tokens per sequence
-  plus num_steps draft forwards (and one draft extend) of the one-layer draft model; it emits
-  `tokens_per_step` tokens per sequence on average (the acceptance length).
-- Prefill is FLOP-bound: 2 x active params x new tokens + causal attention over cached and
-  new tokens, with the weight read as a floor.
+A forward pass costs the SUM of (constants in `constants` and `perf_constants`, each with
+its source or stated assumption; calibrated against `perf_cases`):
+- a latency floor per decoder layer (per engine) and a fixed step overhead (per engine);
+- the HBM roofline: weights the batch touches (dense part, shared experts, lm_head and, for
+  MoE, the expected number of distinct routed experts hit by tokens x experts_per_token
+  draws) plus the KV of every running sequence (bytes by the spec's KV dtype);
+- the tensor-core roofline: linear FLOPs (MoE grouped GEMMs padded to a row tile when an
+  expert gets few tokens) and attention FLOPs over the context;
+- communication: two all-reduces per dense layer under TP, and for expert parallelism one
+  all-reduce plus an all-to-all dispatch and combine per MoE layer, each a latency plus
+  bytes over the interconnect, intra- or inter-node;
+- a per-sequence scheduler cost.
+Summing rather than taking the max is what the published runs show (see `perf_constants`).
+With MTP a step is one verify forward over the drafted tokens plus the draft forwards of
+the one-layer MTP model; it emits `tokens_per_step` tokens per sequence on average, from
+per-position acceptance. Prefill uses the same terms over the new tokens.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import math
 from dataclasses import dataclass
 
 from controlplane.capacity import constants as c
+from controlplane.capacity.perf_constants import FITTED, PerfConstants
 from controlplane.catalog import BYTES_PER_VALUE, Architecture, AttentionKind, Precision
 from controlplane.spec import Topology
 from controlplane.spec.models import EngineKind
+
+ACTIVATION_BYTES = 2  # decode activations travel in BF16 between ranks
 
 
 @dataclass(frozen=True)
@@ -35,13 +42,24 @@ class _Forward:
 
     fixed_bytes: float  # weight bytes read whatever the batch (dense part, shared, lm_head)
     expert_bytes: float  # bytes of one routed expert in one MoE layer
+    expert_flops_per_row: float  # 2 x params of one routed expert (one MoE layer)
     moe_layers: int
     experts: int  # routed experts per MoE layer
     experts_per_token: int
-    linear_flops_per_token: float  # 2 x active linear params
+    dense_flops_per_token: float  # 2 x active linear params outside the routed experts
     attn_flops_per_token_key: float  # per query token and cached key, all layers
     kv_bytes_per_token_rank: float  # KV bytes one rank reads per context token
     layers: int
+
+
+@dataclass(frozen=True)
+class _Comm:
+    """Per-layer communication of one forward, as latency + seconds per token."""
+
+    dense_layer_s: float  # per dense layer: all-reduces
+    dense_layer_per_token_s: float
+    moe_layer_s: float  # per MoE layer: all-reduce and/or all-to-all
+    moe_layer_per_token_s: float
 
 
 @dataclass(frozen=True)
@@ -54,15 +72,20 @@ class PerformanceModel:
     _main: _Forward
     _draft: _Forward | None
     _verify_tokens: int  # tokens per sequence the verify forward scores (1 without MTP)
-    _draft_passes: int  # draft forwards per step (num_steps + 1 draft extend)
+    _draft_passes: int  # draft forwards per step (num_steps [+ 1 draft extend on SGLang])
     _draft_tokens_per_pass: int  # eagle_topk
     _copies: int  # independent engine copies inside the replica (data parallel, no DP attn)
     _kv_groups: int  # attention groups that split the running sequences (DP attention)
     _bandwidth: float  # effective bytes/s of one stage group (all its GPUs)
     _rank_bandwidth: float  # effective bytes/s of one GPU
     _flops: float  # effective FLOP/s of one stage group
-    _fixed_seconds: float  # step overhead + all-reduces + pipeline hand-offs
-    _draft_fixed_seconds: float
+    _comm: _Comm
+    _step_seconds: float  # step overhead + pipeline hand-offs
+    _layer_floor: float
+    _per_sequence: float
+    _draft_overhead: float
+    _moe_tile: int
+    _prefill_flops_scale: float  # decode FLOP/s efficiency over prefill's
 
     def decode_step_seconds(self, batch_size: int, context_tokens: int) -> float:
         """One decode step for `batch_size` running sequences whose KV totals context_tokens."""
@@ -70,12 +93,12 @@ class PerformanceModel:
             return 0.0
         batch = math.ceil(batch_size / self._copies)
         context = context_tokens / self._copies / self._kv_groups
-        seconds = self._fixed_seconds + self._forward(
-            self._main, batch * self._verify_tokens, self._verify_tokens, context
-        )
+        verify = self._verify_tokens
+        seconds = self._step_seconds + batch * self._per_sequence
+        seconds += self._forward(self._main, batch * verify, verify, context)
         if self._draft is not None:
             per_pass = self._forward(self._draft, batch * self._draft_tokens_per_pass, 1, context)
-            seconds += self._draft_passes * (per_pass + self._draft_fixed_seconds)
+            seconds += self._draft_passes * (per_pass + self._draft_overhead)
         return seconds
 
     def prefill_seconds(self, new_tokens: int, cached_tokens: int = 0) -> float:
@@ -84,16 +107,17 @@ class PerformanceModel:
             return 0.0
         main = self._main
         pairs = new_tokens * cached_tokens + new_tokens * (new_tokens + 1) / 2
-        flops = main.linear_flops_per_token * new_tokens + main.attn_flops_per_token_key * pairs
-        if self._draft is not None:  # the draft layer extends over the prompt too
-            flops *= 1 + self._draft.layers / main.layers
-        weight_bytes = main.fixed_bytes + main.moe_layers * main.expert_bytes * _distinct_experts(
-            main.experts, main.experts_per_token, new_tokens
+        seconds = self._step_seconds + self._layer_seconds(main, new_tokens)
+        flops_scale = self._prefill_flops_scale
+        seconds += self._weights_seconds(main, new_tokens)
+        seconds += self._linear_seconds(main, new_tokens) * flops_scale
+        seconds += main.attn_flops_per_token_key * pairs / self._flops * flops_scale
+        seconds += (
+            (cached_tokens + new_tokens) * main.kv_bytes_per_token_rank / self._rank_bandwidth
         )
-        kv_seconds = (cached_tokens + new_tokens) * main.kv_bytes_per_token_rank
-        floor = weight_bytes / self._bandwidth + kv_seconds / self._rank_bandwidth
-        latency = main.layers * c.LAYER_LATENCY_S
-        return max(flops / self._flops, floor, latency) + self._fixed_seconds
+        if self._draft is not None:  # the draft layer extends over the prompt too
+            seconds *= 1 + self._draft.layers / main.layers
+        return seconds
 
     def decode_tokens_per_second(self, batch_size: int, context_per_seq: int) -> float:
         """Output tokens per second of the replica at a steady batch (a convenience)."""
@@ -101,17 +125,39 @@ class PerformanceModel:
         return batch_size * self.tokens_per_step / step if step > 0 else 0.0
 
     def _forward(self, fwd: _Forward, tokens: int, queries_per_seq: int, context: float) -> float:
-        """Roofline time of one forward over `tokens` tokens whose sequences hold `context` KV."""
+        """Time of one forward over `tokens` tokens whose sequences hold `context` KV."""
+        kv = context * fwd.kv_bytes_per_token_rank / self._rank_bandwidth
+        attention = fwd.attn_flops_per_token_key * context * queries_per_seq / self._flops
+        return (
+            self._layer_seconds(fwd, tokens)
+            + self._weights_seconds(fwd, tokens)
+            + self._linear_seconds(fwd, tokens)
+            + kv
+            + attention
+        )
+
+    def _layer_seconds(self, fwd: _Forward, tokens: int) -> float:
+        """Per-layer latency floors and communication."""
+        comm = self._comm
+        dense = fwd.layers - fwd.moe_layers
+        return (
+            fwd.layers * self._layer_floor
+            + dense * (comm.dense_layer_s + tokens * comm.dense_layer_per_token_s)
+            + fwd.moe_layers * (comm.moe_layer_s + tokens * comm.moe_layer_per_token_s)
+        )
+
+    def _weights_seconds(self, fwd: _Forward, tokens: int) -> float:
         distinct = _distinct_experts(fwd.experts, fwd.experts_per_token, tokens)
-        weight_bytes = fwd.fixed_bytes + fwd.moe_layers * distinct * fwd.expert_bytes
-        memory = weight_bytes / self._bandwidth + (
-            context * fwd.kv_bytes_per_token_rank / self._rank_bandwidth
-        )
-        flops = (
-            fwd.linear_flops_per_token * tokens
-            + fwd.attn_flops_per_token_key * context * queries_per_seq
-        )
-        return max(memory, flops / self._flops, fwd.layers * c.LAYER_LATENCY_S)
+        return (fwd.fixed_bytes + fwd.moe_layers * distinct * fwd.expert_bytes) / self._bandwidth
+
+    def _linear_seconds(self, fwd: _Forward, tokens: int) -> float:
+        """Dense GEMMs plus MoE grouped GEMMs, each hit expert padded to the row tile."""
+        flops = fwd.dense_flops_per_token * tokens
+        distinct = _distinct_experts(fwd.experts, fwd.experts_per_token, tokens)
+        if distinct > 0:
+            rows = max(tokens * fwd.experts_per_token / distinct, self._moe_tile)
+            flops += fwd.moe_layers * distinct * rows * fwd.expert_flops_per_row
+        return flops / self._flops
 
 
 def _distinct_experts(experts: int, per_token: int, tokens: int) -> float:
@@ -153,13 +199,16 @@ def _main_forward(topo: Topology, kv_rank_bytes_per_token: float) -> _Forward:
     body -= arch.embedding_params() + arch.lm_head_params()
     head = arch.vocab_size * arch.hidden_size  # lm_head (or the tied embedding) read per step
     active_linear = arch.active_params() - arch.embedding_params() // arch.vocab_size
+    routed_active = arch.num_moe_layers * arch.experts_per_token * arch.expert_params()
     return _Forward(
         fixed_bytes=body * _weight_bytes(precision) + head * _embedding_bytes(precision),
         expert_bytes=arch.expert_params() * _weight_bytes(precision),
+        expert_flops_per_row=2.0 * arch.expert_params(),
         moe_layers=arch.num_moe_layers,
         experts=arch.num_routed_experts,
         experts_per_token=arch.experts_per_token,
-        linear_flops_per_token=2.0 * (active_linear + (head if arch.tie_word_embeddings else 0)),
+        dense_flops_per_token=2.0
+        * (active_linear - routed_active + (head if arch.tie_word_embeddings else 0)),
         attn_flops_per_token_key=_attn_flops_per_key(arch),
         kv_bytes_per_token_rank=kv_rank_bytes_per_token,
         layers=arch.num_layers,
@@ -172,35 +221,45 @@ def _draft_forward(topo: Topology, main: _Forward) -> _Forward:
     head = arch.vocab_size * arch.hidden_size
     routed = arch.num_routed_experts * arch.expert_params() if arch.is_moe else 0
     layer = arch.nextn_layer_params() - routed
-    active = layer + (arch.experts_per_token * arch.expert_params() if arch.is_moe else 0)
     return _Forward(
         fixed_bytes=layer * _weight_bytes(precision) + head * _embedding_bytes(precision),
         expert_bytes=main.expert_bytes,
+        expert_flops_per_row=main.expert_flops_per_row,
         moe_layers=1 if arch.is_moe else 0,
         experts=main.experts,
         experts_per_token=main.experts_per_token,
-        linear_flops_per_token=2.0 * (active + head),
+        dense_flops_per_token=2.0 * (layer + head),
         attn_flops_per_token_key=main.attn_flops_per_token_key / arch.num_layers,
         kv_bytes_per_token_rank=main.kv_bytes_per_token_rank / arch.num_layers,
         layers=1,
     )
 
 
-def acceptance_length(topo: Topology) -> float:
-    """Mean tokens per verify step: the spec's `acceptance_length`, else the geometric model."""
+def drafted_tokens(topo: Topology) -> int:
+    """Draft positions a step can accept (0 without speculative decoding)."""
+    spec = topo.speculative
+    if spec is None:
+        return 0
+    assert spec.num_steps is not None and spec.num_draft_tokens is not None
+    if topo.engine is EngineKind.VLLM:
+        return spec.num_steps
+    return min(spec.num_steps, spec.num_draft_tokens - 1)
+
+
+def acceptance_length(topo: Topology, constants: PerfConstants = FITTED) -> float:
+    """Mean tokens per verify step: the spec's `acceptance_length`, else per-position rates."""
     spec = topo.speculative
     if spec is None:
         return 1.0
-    assert spec.num_steps is not None and spec.num_draft_tokens is not None
-    drafted = (
-        spec.num_steps
-        if topo.engine is EngineKind.VLLM
-        else min(spec.num_steps, spec.num_draft_tokens - 1)
-    )
+    drafted = drafted_tokens(topo)
     if spec.acceptance_length is not None:
         return min(spec.acceptance_length, drafted + 1.0)
-    a = c.MTP_POSITION_ACCEPTANCE
-    return 1.0 + sum(a**i for i in range(1, drafted + 1))
+    rates = constants.mtp_position_acceptance
+    total, reach = 1.0, 1.0
+    for position in range(drafted):
+        reach *= rates[min(position, len(rates) - 1)]
+        total += reach
+    return total
 
 
 def _group_gpus(topo: Topology) -> tuple[int, int]:
@@ -217,28 +276,48 @@ def _peak_flops(topo: Topology) -> float:
     return gpu.bf16_flops
 
 
-def _fixed_seconds(topo: Topology, layers: int) -> float:
-    """Per-forward latency outside the roofline: all-reduces and pipeline hand-offs."""
-    seconds = 0.0
-    if topo.tp * (topo.dp if topo.spec.parallelism.dp_attention else 1) > 1:
-        inter = topo.nodes > topo.pp  # a stage spans nodes
-        latency = c.ALLREDUCE_LATENCY_INTER_S if inter else c.ALLREDUCE_LATENCY_INTRA_S
-        seconds += 2 * layers * latency
-    return seconds + (topo.pp - 1) * c.PP_STAGE_LATENCY_S
+def _comm(topo: Topology, group: int, k: PerfConstants) -> _Comm:
+    """All-reduce and all-to-all cost per layer for one stage group of `group` GPUs."""
+    if group <= 1:
+        return _Comm(0.0, 0.0, 0.0, 0.0)
+    inter = topo.nodes > topo.pp  # a stage spans nodes
+    hidden_bytes = topo.arch.hidden_size * ACTIVATION_BYTES
+    link = topo.gpu.interconnect_bandwidth
+    # Ring all-reduce moves 2 (n-1)/n of the activations through each GPU's link.
+    ar_latency = c.ALLREDUCE_LATENCY_INTER_S if inter else c.ALLREDUCE_LATENCY_INTRA_S
+    ar_per_token = hidden_bytes * 2 * (group - 1) / group / link
+    if topo.ep <= 1:
+        return _Comm(2 * ar_latency, 2 * ar_per_token, 2 * ar_latency, 2 * ar_per_token)
+    # Expert parallel: the attention all-reduce stays; the MoE all-reduce becomes a dispatch
+    # and a combine, each sending every token to up to k expert ranks.
+    a2a_latency = k.a2a_latency_inter_s if inter else k.a2a_latency_intra_s
+    fanout = min(topo.arch.experts_per_token, topo.ep)
+    a2a_per_token = (
+        hidden_bytes
+        * fanout
+        * (topo.ep - 1)
+        / topo.ep
+        / (group * link * k.a2a_bandwidth_efficiency)
+    )
+    return _Comm(
+        2 * ar_latency,
+        2 * ar_per_token,
+        ar_latency + 2 * a2a_latency,
+        ar_per_token + 2 * a2a_per_token,
+    )
 
 
-def performance_model(topo: Topology) -> PerformanceModel:
-    """The roofline performance model of one replica of `topo` (pure, cheap)."""
+def performance_model(topo: Topology, constants: PerfConstants = FITTED) -> PerformanceModel:
+    """The calibrated performance model of one replica of `topo` (pure, cheap)."""
     from controlplane.capacity.kv import kv_bytes_per_token_rank, kv_token_capacity
     from controlplane.capacity.layout import layout_of
+    from controlplane.capacity.perf_notes import assumptions
 
     copies, group = _group_gpus(topo)
     main = _main_forward(topo, kv_bytes_per_token_rank(layout_of(topo)))
     draft = _draft_forward(topo, main) if topo.speculative is not None else None
     spec = topo.speculative
-    verify = 1
-    passes = 0
-    topk = 1
+    verify, passes, topk = 1, 0, 1
     if spec is not None:
         assert spec.num_steps is not None and spec.num_draft_tokens is not None
         verify = spec.num_draft_tokens + (1 if topo.engine is EngineKind.VLLM else 0)
@@ -247,11 +326,12 @@ def performance_model(topo: Topology) -> PerformanceModel:
         passes = spec.num_steps + (0 if topo.engine is EngineKind.VLLM else 1)
         topk = spec.eagle_topk or 1
     rank_bw = topo.gpu.hbm_bandwidth * c.HBM_EFFICIENCY
-    tokens = acceptance_length(topo)
+    tokens = acceptance_length(topo, constants)
+    engine = topo.engine
     return PerformanceModel(
         tokens_per_step=tokens,
         kv_token_capacity=kv_token_capacity(topo),
-        assumptions=_assumptions(topo, tokens),
+        assumptions=assumptions(topo, tokens, constants),
         _main=main,
         _draft=draft,
         _verify_tokens=verify,
@@ -262,39 +342,11 @@ def performance_model(topo: Topology) -> PerformanceModel:
         _bandwidth=rank_bw * group,
         _rank_bandwidth=rank_bw,
         _flops=_peak_flops(topo) * c.FLOPS_EFFICIENCY * group,
-        _fixed_seconds=c.STEP_OVERHEAD_S + _fixed_seconds(topo, topo.arch.num_layers),
-        _draft_fixed_seconds=c.DRAFT_STEP_OVERHEAD_S + _fixed_seconds(topo, 1),
+        _comm=_comm(topo, group, constants),
+        _step_seconds=constants.step_overhead(engine) + (topo.pp - 1) * c.PP_STAGE_LATENCY_S,
+        _layer_floor=constants.layer_floor(engine, topo.gpu.name),
+        _per_sequence=constants.per_sequence_s,
+        _draft_overhead=constants.draft_overhead_s,
+        _moe_tile=constants.moe_tile_tokens,
+        _prefill_flops_scale=c.FLOPS_EFFICIENCY / constants.prefill_flops_efficiency,
     )
-
-
-def _assumptions(topo: Topology, tokens: float) -> tuple[str, ...]:
-    spec = topo.speculative
-    items = [
-        f"HBM efficiency {c.HBM_EFFICIENCY:.0%} of {topo.gpu.hbm_bandwidth / 1e12:.2f} TB/s"
-        " per GPU for decode reads (memory-bound kernels on Hopper reach ~70-80%).",
-        f"Tensor-core efficiency {c.FLOPS_EFFICIENCY:.0%} of peak"
-        f" ({_peak_flops(topo) / 1e12:.0f} TFLOP/s per GPU) for prefill and large batches.",
-        f"Fixed {c.STEP_OVERHEAD_S * 1e3:.1f} ms per decode step (scheduling, sampling, launch"
-        f" gaps); two all-reduces per layer under TP at {c.ALLREDUCE_LATENCY_INTRA_S * 1e6:.0f} us"
-        f" in a node, {c.ALLREDUCE_LATENCY_INTER_S * 1e6:.0f} us across nodes;"
-        f" {c.PP_STAGE_LATENCY_S * 1e6:.0f} us per pipeline hand-off.",
-        f"A forward takes at least {c.LAYER_LATENCY_S * 1e6:.0f} us per decoder layer (the"
-        " kernel chain of a layer at small batch).",
-        "MoE routing is uniform: a batch of N tokens reads E x (1 - (1 - k/E)^N) distinct"
-        " experts per layer; expert load is balanced across EP ranks.",
-        "Embeddings and lm_head are 16-bit in FP8 / INT checkpoints; the lm_head is read every"
-        " forward.",
-    ]
-    if spec is not None:
-        source = (
-            "the spec's speculative.acceptance_length"
-            if spec.acceptance_length is not None
-            else f"per-position acceptance {c.MTP_POSITION_ACCEPTANCE} (geometric; SGLang reports"
-            " ~2.5-3 accepted tokens for GLM-4.5 MTP at 3/1/4)"
-        )
-        items.append(
-            f"MTP: {tokens:.2f} tokens per step from {source}; a step is one verify forward over"
-            f" {spec.num_draft_tokens} tokens per sequence plus {spec.num_steps} draft forwards"
-            " and one draft extend of the one-layer draft model."
-        )
-    return tuple(items)

@@ -171,7 +171,8 @@ def write_tokenizer(out: Path, vocab_size: int) -> dict[str, int]:
     if tokenizer.get_vocab_size() > vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.get_vocab_size()} > {vocab_size} tokens")
     tokenizer.save(str(out / "tokenizer.json"))
-    ids = {t: tokenizer.token_to_id(t) for t in (*CONTROL_TOKENS, *TAG_TOKENS)}
+    # Every token was just added, so token_to_id finds each (its stubs say int | None).
+    ids = {t: int(tokenizer.token_to_id(t) or 0) for t in (*CONTROL_TOKENS, *TAG_TOKENS)}
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": 1_000_000,

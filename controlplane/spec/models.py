@@ -239,6 +239,13 @@ class SimulationSpec(_Strict):
     )
     time_scale: float = Field(1.0, gt=0, description="Simulated seconds per wall second.")
     seed: int = Field(0, description="Seed for token streams and acceptance draws.")
+    tokenizer: str | None = Field(
+        None,
+        description="A Hugging Face tokenizer.json (or its folder) the simulator counts prompt"
+        " and output tokens with, so they agree with benchmark clients; needs the `tokenizers`"
+        " package (glmctl[tokenizer]). Default: one token per whitespace-separated word.",
+        examples=["~/.cache/glmctl/models/glm-4.5-tiny/tokenizer.json"],
+    )
 
 
 class ClusterSpec(_Strict):

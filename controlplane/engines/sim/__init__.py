@@ -21,8 +21,10 @@ Interfaces:
 Behaviour rules (output lengths, thinking, tool calls, seeds): `requests.py`. Batching and
 timing: `scheduler.py` (KV for a request's whole planned output is reserved at admission,
 so the simulator queues where a real engine might admit and later preempt). Tokens are
-whitespace-separated words (`tokens.py`). Times in `/metrics` are simulated seconds
-(wall x time_scale); `usage` counts agree with `*_tokens_total`.
+whitespace-separated words (`tokens.py`), or those of the topology's
+`simulation.tokenizer` file (`tokenizer.py`, needs the `tokenizers` package). Times in
+`/metrics` are simulated seconds (wall x time_scale); `usage` counts agree with
+`*_tokens_total`.
 """
 
 from controlplane.engines.sim.server import SimOptions, SimServer, build_app, serve

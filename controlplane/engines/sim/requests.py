@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.engines.sim import tokens
+from controlplane.engines.sim.tokenizer import WORDS, TextRules
 
 NATURAL_MIN, NATURAL_MAX = 32, 384
 REASONING_SHARE = 0.5
@@ -83,6 +84,7 @@ class Limits:
     served_model_name: str
     context_length: int
     seed: int
+    text: TextRules = WORDS  # how text becomes tokens (whitespace words by default)
 
 
 def parse_request(body: Any, chat: bool, limits: Limits, counter: int) -> Request:
@@ -93,7 +95,7 @@ def parse_request(body: Any, chat: bool, limits: Limits, counter: int) -> Reques
     if model != limits.served_model_name:
         raise ApiError(404, f"The model `{model}` does not exist.", "NotFoundError")
     prompt_text = _prompt_text(body, chat)
-    words = tokens.prompt_words(prompt_text)
+    words = limits.text.prompt_tokens(prompt_text)
     n = _int_field(body, "n", 1, minimum=1)
     max_tokens = _max_tokens(body, chat)
     budget = _check_context(len(words), max_tokens, limits.context_length)
@@ -104,7 +106,7 @@ def parse_request(body: Any, chat: bool, limits: Limits, counter: int) -> Reques
     seed = body.get("seed")
     stream_options = body.get("stream_options") or {}
     base = _base_seed(prompt_text, limits.seed, seed, temperature, counter)
-    planner = _Planner(body, chat, budget)
+    planner = _Planner(body, chat, budget, limits.text)
     # Greedy decoding (temperature 0) gives every choice the same text, as the engines do.
     choices = [planner.plan(random.Random(base + (i if temperature else 0))) for i in range(n)]
     return Request(
@@ -188,8 +190,9 @@ def _base_seed(text: str, server_seed: int, seed: Any, temperature: float, count
 class _Planner:
     """Plans one choice's output from the request's settings."""
 
-    def __init__(self, body: dict[str, Any], chat: bool, budget: int) -> None:
+    def __init__(self, body: dict[str, Any], chat: bool, budget: int, text: TextRules) -> None:
         self.budget = budget
+        self.text = text
         self.ignore_eos = bool(body.get("ignore_eos", False))
         kwargs = body.get("chat_template_kwargs") or {}
         self.thinking = chat and kwargs.get("enable_thinking", True) is not False
@@ -203,12 +206,12 @@ class _Planner:
         reasoning_n = int(length * REASONING_SHARE) if self.thinking else 0
         if self.tool is not None:
             call = _tool_call(self.tool, rng)
-            tool_tokens = tokens.count_tokens(f"{call.name} {call.arguments}")
+            tool_tokens = self.text.count(f"{call.name} {call.arguments}")
             if reasoning_n + tool_tokens <= self.budget:
-                words = tokens.generate_words(rng, reasoning_n)
+                words = self.text.generate(rng, reasoning_n)
                 return Choice(words, [], [call], tool_tokens, "tool_calls")
             length = self.budget
-        words = tokens.generate_words(rng, length)
+        words = self.text.generate(rng, length)
         finish = "length" if natural >= self.budget else "stop"
         words, stopped = _apply_stop(words, self.stop)
         if stopped:

@@ -13,6 +13,7 @@ from types import TracebackType
 from controlplane.engines.sim.app import EngineInfo, SimApp
 from controlplane.engines.sim.requests import Limits
 from controlplane.engines.sim.scheduler import Scheduler, SchedulerConfig, StepTiming
+from controlplane.engines.sim.tokenizer import text_rules
 from controlplane.engines.sim.tokens import BLOCK_TOKENS, word_stream
 from controlplane.errors import UserError
 from controlplane.spec import EngineKind, Topology, parse_spec, resolve
@@ -74,6 +75,7 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
         served_model_name=options.served_model_name or topo.served_model_name,
         context_length=topo.context_length,
         seed=config.seed,
+        text=text_rules(sim.tokenizer),
     )
     word_stream()  # build the text source now, not inside the first request
     info = EngineInfo(flavor=flavor, limits=limits, version=SIM_VERSION, topology=topo.name)

@@ -1,10 +1,11 @@
-"""The roofline performance model: monotone, bounded by the hardware, MTP speeds it up."""
+"""The performance model: monotone, bounded by the hardware, MTP speeds it up."""
 
 from __future__ import annotations
 
 import pytest
 
-from controlplane.capacity.constants import HBM_EFFICIENCY, LAYER_LATENCY_S, STEP_OVERHEAD_S
+from controlplane.capacity.constants import HBM_EFFICIENCY
+from controlplane.capacity.perf_constants import FITTED
 from controlplane.capacity.performance import PerformanceModel, performance_model
 from tests.unit.capacity.conftest import make_topology
 
@@ -28,15 +29,14 @@ def test_decode_is_never_faster_than_reading_active_weights() -> None:
     topo = make_topology(speculative={"algorithm": "none"})
     model = performance_model(topo)
     arch = topo.arch
-    # Batch 1 touches at least the active parameters once (FP8: 1 byte each), and pays the
+    # Batch 1 touches at least the active parameters once (FP8: 1 byte each), plus the
     # per-layer latency floor; it costs no more than all terms added up.
     floor = arch.active_params() * 1.0 / (topo.gpu.hbm_bandwidth * topo.tp)
-    latency = arch.num_layers * LAYER_LATENCY_S
+    latency = arch.num_layers * FITTED.layer_floor(topo.engine)
+    overhead = FITTED.step_overhead(topo.engine) + FITTED.per_sequence_s
     step = model.decode_step_seconds(1, 1)
-    assert step > max(floor, latency)
-    assert (
-        step < floor / HBM_EFFICIENCY * 3 + latency + STEP_OVERHEAD_S + 2 * arch.num_layers * 1e-4
-    )
+    assert step > floor + latency
+    assert step < floor / HBM_EFFICIENCY * 3 + latency + overhead + 2 * arch.num_layers * 1e-4
 
 
 def test_moe_batch_reads_more_experts_but_less_per_token() -> None:

@@ -1,0 +1,74 @@
+"""The performance model against the calibration set: estimates, errors and the fit's loss.
+
+Pure: each case's topology is built from the case, the estimate is the closed-loop steady
+state of `steady_state`. The fit (`ops/benchmarks/perf_calibration.py --fit`) minimises
+`fit_loss` over `perf_constants.FITTED_FIELDS`; the unit tests check `estimate` against
+every reachable published figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from controlplane.capacity.perf_cases import CASES, CalibrationCase, topology_of
+from controlplane.capacity.perf_constants import FITTED, PerfConstants
+from controlplane.capacity.performance import performance_model
+from controlplane.capacity.steady_state import steady_state
+from controlplane.spec import Topology
+
+_TOPOLOGIES: dict[str, Topology] = {}  # case name -> its topology (resolving costs ~1 ms)
+TOLERANCE = 0.10  # the issue's bar: TPOT and output tokens/s within 10%
+METRICS = ("tpot", "output_tps")
+
+
+@dataclass(frozen=True)
+class CaseEstimate:
+    case: CalibrationCase
+    tpot_ms: float
+    ttft_ms: float
+    output_tps: float
+
+    def published(self, metric: str) -> float | None:
+        return {"tpot": self.case.tpot_ms, "ttft": self.case.ttft_ms,
+                "output_tps": self.case.output_tps}[metric]  # fmt: skip
+
+    def error(self, metric: str) -> float | None:
+        """Relative error of the estimate (+ = model higher), None when nothing is published."""
+        published = self.published(metric)
+        if not published:
+            return None
+        value = {"tpot": self.tpot_ms, "ttft": self.ttft_ms, "output_tps": self.output_tps}
+        return value[metric] / published - 1.0
+
+    def checked(self) -> dict[str, float]:
+        """Errors of the metrics held to the 10% bar (published and reachable)."""
+        errors = {m: self.error(m) for m in METRICS if m not in self.case.unreachable}
+        return {m: e for m, e in errors.items() if e is not None}
+
+
+def decode_cases(cases: Iterable[CalibrationCase] = CASES) -> list[CalibrationCase]:
+    """Cases with a steady-state decode figure (saturated runs are replayed, not estimated)."""
+    return [case for case in cases if case.has_decode_figure]
+
+
+def estimate(case: CalibrationCase, constants: PerfConstants = FITTED) -> CaseEstimate:
+    """The model's steady-state TPOT, TTFT and output tokens/s for a decode case."""
+    if case.concurrency is None:
+        raise ValueError(f"{case.name} is a saturated run: replay it, do not estimate it")
+    topo = _TOPOLOGIES.get(case.name)
+    if topo is None:
+        topo = _TOPOLOGIES[case.name] = topology_of(case)
+    model = performance_model(topo, constants)
+    state = steady_state(model, case.concurrency, case.isl, case.osl)
+    return CaseEstimate(case, state.tpot_s * 1e3, state.ttft_s * 1e3, state.output_tokens_per_s)
+
+
+def fit_loss(constants: PerfConstants, cases: Iterable[CalibrationCase] = CASES) -> float:
+    """Sum of squared log-errors over every checked metric of every decode case."""
+    total = 0.0
+    for case in decode_cases(cases):
+        for error in estimate(case, constants).checked().values():
+            total += math.log1p(error) ** 2
+    return total

@@ -1,0 +1,51 @@
+"""The assumptions behind one replica's performance estimate, as sentences for reports."""
+
+from __future__ import annotations
+
+from controlplane.capacity import constants as c
+from controlplane.capacity.perf_constants import PerfConstants
+from controlplane.catalog import Precision
+from controlplane.spec import Topology
+
+
+def assumptions(topo: Topology, tokens: float, k: PerfConstants) -> tuple[str, ...]:
+    """What the estimate for `topo` rests on (numbers as the model uses them)."""
+    gpu = topo.gpu
+    peak = gpu.fp8_flops if topo.precision is Precision.FP8 and gpu.fp8_flops else gpu.bf16_flops
+    engine = topo.engine
+    items = [
+        f"HBM efficiency {c.HBM_EFFICIENCY:.0%} of {gpu.hbm_bandwidth / 1e12:.2f} TB/s per GPU"
+        " for weight and KV reads.",
+        f"Tensor-core efficiency {c.FLOPS_EFFICIENCY:.0%} of peak ({peak / 1e12:.0f} TFLOP/s"
+        f" per GPU); MoE grouped GEMMs compute at least {k.moe_tile_tokens} rows per hit expert.",
+        f"Per step {k.step_overhead(engine) * 1e3:.1f} ms fixed plus"
+        f" {k.per_sequence_s * 1e6:.0f} us per running sequence; per decoder layer a"
+        f" {k.layer_floor(engine, gpu.name) * 1e6:.0f} us latency floor, added to the roofline"
+        " terms (fitted to published runs, see controlplane/capacity/perf_cases.py).",
+        f"Two all-reduces per layer under TP ({c.ALLREDUCE_LATENCY_INTRA_S * 1e6:.0f} us in a"
+        f" node, {c.ALLREDUCE_LATENCY_INTER_S * 1e6:.0f} us across); with expert parallelism"
+        f" a dispatch and a combine per MoE layer ({k.a2a_latency_intra_s * 1e6:.0f} us /"
+        f" {k.a2a_latency_inter_s * 1e6:.0f} us plus the routed activations at"
+        f" {k.a2a_bandwidth_efficiency:.0%} of the interconnect).",
+        "MoE routing is uniform: a batch of N tokens reads E x (1 - (1 - k/E)^N) distinct"
+        " experts per layer; expert load is balanced across EP ranks.",
+        "Embeddings and lm_head are 16-bit in FP8 / INT checkpoints; the lm_head is read every"
+        " forward.",
+    ]
+    spec = topo.speculative
+    if spec is not None:
+        source = (
+            "the spec's speculative.acceptance_length"
+            if spec.acceptance_length is not None
+            else f"per-position acceptance {_rates(k)} (vLLM #25993, SGLang #14457)"
+        )
+        items.append(
+            f"MTP: {tokens:.2f} tokens per step from {source}; a step is one verify forward over"
+            f" the drafted tokens plus {spec.num_steps} draft forward(s) of the one-layer MTP"
+            " model."
+        )
+    return tuple(items)
+
+
+def _rates(k: PerfConstants) -> str:
+    return ", ".join(f"{a:g}" for a in k.mtp_position_acceptance[:4])
