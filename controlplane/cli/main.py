@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "deploy_cmds",  # plan, render, apply, status, scale, delete
     "sim_cmd",  # sim serve
     "router_cmd",  # router serve
+    "loadtest_cmds",  # loadtest, sweep
 )
 
 app = typer.Typer(

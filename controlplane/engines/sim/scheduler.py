@@ -179,6 +179,9 @@ class Scheduler:
             "running": len(self.prefilling) + len(self.decoding),
             "waiting": len(self.waiting),
             "kv_usage": self.kv.usage,
+            "ttft_count": len(self.metrics.ttft_log),
+            "prompt_tokens": self.metrics.prompt_tokens,
+            "generation_tokens": self.metrics.generation_tokens,
         }
 
     # -- the loop ---------------------------------------------------------------------
@@ -268,7 +271,7 @@ class Scheduler:
             if seq.prefilled >= seq.prompt_tokens and not seq.aborted:
                 self.prefilling.remove(seq)
                 self.metrics.prompt_tokens += seq.prompt_tokens
-                self.metrics.ttft.observe(now - seq.arrival)
+                self.metrics.log_ttft(now - seq.arrival)
                 produced += 1
                 self._emit(seq, 1, now)
                 if seq.generated < seq.output_tokens:

@@ -20,6 +20,8 @@ IMPORT_NAMES = {
     "redis": {"redis"},
     "typer": {"typer", "click"},
 }
+# The `loadtest` extra, imported only inside controlplane/loadtest/ (and lazily there).
+LOADTEST_ONLY = {"locust", "gevent", "requests", "matplotlib"}
 # Imported only by code that runs inside an engine's own venv (the tiny-checkpoint writer).
 ENGINE_VENV_ONLY = {"numpy", "tokenizers", "torch", "safetensors", "vllm", "sglang"}
 
@@ -48,9 +50,22 @@ def _imports(path: Path) -> set[str]:
 
 def test_package_imports_only_core_and_serve_dependencies() -> None:
     allowed = _allowed_imports() | set(sys.stdlib_module_names) | ENGINE_VENV_ONLY
-    offenders = {
-        str(path.relative_to(REPO)): sorted(_imports(path) - allowed)
-        for path in (REPO / "controlplane").rglob("*.py")
-        if _imports(path) - allowed
-    }
+    loadtest = REPO / "controlplane" / "loadtest"
+    offenders = {}
+    for path in (REPO / "controlplane").rglob("*.py"):
+        extra = LOADTEST_ONLY if path.is_relative_to(loadtest) else set()
+        if _imports(path) - allowed - extra:
+            offenders[str(path.relative_to(REPO))] = sorted(_imports(path) - allowed - extra)
     assert offenders == {}, f"imports outside the core + serve extras: {offenders}"
+
+
+def test_cli_imports_no_loadtest_dependency() -> None:
+    """`glmctl` starts without the loadtest extra: Locust and matplotlib load on use only."""
+    import subprocess
+
+    code = (
+        "import sys, controlplane.cli.main, controlplane.loadtest.report;"
+        " print(sorted(m for m in ('locust', 'gevent', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
