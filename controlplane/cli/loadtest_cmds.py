@@ -110,8 +110,13 @@ def loadtest(
     sys.exit(0 if passed else 1)
 
 
+_last_progress: list[tuple[str, int, int]] = []
+
+
 def _apply_progress(phase: str, done: int, total: int) -> None:
-    err_console.print(f"  apply: {phase} {done}/{total}", highlight=False)
+    if _last_progress[-1:] != [(phase, done, total)]:  # the backend reports every poll
+        _last_progress.append((phase, done, total))
+        err_console.print(f"  apply: {phase} {done}/{total}", highlight=False)
 
 
 def _run_and_report(cfg: Any) -> bool:
@@ -182,3 +187,146 @@ def _print_report(report: Any) -> None:
 def register(app: typer.Typer) -> None:
     """Add this group's commands to `app`."""
     app.command("loadtest")(loadtest)
+    app.command("sweep")(sweep)
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise UserError(f"{flag} `{text}` is not a list of counts.", fix=f"pass {flag} 4,8.")
+    return values
+
+
+def _mtp_options(text: str) -> tuple[bool, ...]:
+    words = {"on": True, "off": False}
+    parts = [p.strip().lower() for p in text.split(",") if p.strip()]
+    if not parts or any(p not in words for p in parts):
+        raise UserError(f"--mtp `{text}` is not on, off or on,off.", fix="pass --mtp on,off.")
+    return tuple(dict.fromkeys(words[p] for p in parts))
+
+
+def _sweep_base(model: str, precision: str, gpu: str, context: int, batch: int) -> Any:
+    from pydantic import ValidationError
+
+    from controlplane.spec import resolve
+    from controlplane.spec.models import TopologySpec
+
+    doc = {"model": model, "precision": precision.lower(), "context_length": context,
+           "gpus": {"type": gpu, "count": 8}, "max_num_seqs": batch}  # fmt: skip
+    try:
+        return doc, resolve(TopologySpec.model_validate(doc), origin="command line")
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(
+            f"bad sweep options: {problems}.",
+            fix="check --model, --precision and --gpu (`glmctl models`, `glmctl gpus`).",
+        ) from None
+
+
+def sweep(
+    model: Annotated[str, typer.Option("--model", help="Catalog model, e.g. glm-4.5.")],
+    precision: Annotated[str, typer.Option("--precision", help="bf16 or fp8.")],
+    gpu: Annotated[str, typer.Option("--gpu", help="GPU type, e.g. H200.")],
+    gpus: Annotated[str, typer.Option("--gpus", help="GPU counts per replica to try.")] = "4,8",
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Splits to run (x MTP x batch).")
+    ] = 4,
+    mtp: Annotated[str, typer.Option("--mtp", help="on, off or on,off.")] = "on,off",
+    batch: Annotated[str, typer.Option("--batch", help="max_num_seqs values, e.g. 8,32.")] = "8",
+    context: Annotated[int, typer.Option("--context", min=256, help="Context length.")] = 32768,
+    slo: Slo = None,
+    workload: Workload = "chat",
+    time_scale: Annotated[
+        float, typer.Option("--time-scale", min=1, help="Simulated seconds per wall second.")
+    ] = 10.0,
+    step: Annotated[str, typer.Option("--step", help="Model time per rate step.")] = "30s",
+    top: Annotated[int, typer.Option("--top", min=0, help="Write the N best as topologies.")] = 0,
+    out: Out = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of prompts and arrivals.")] = 0,
+) -> None:
+    """Run feasible layouts on the simulated engine under a rate ramp; rank by goodput/GPU."""
+    from controlplane.capacity.layout import layout_of
+    from controlplane.capacity.search import search
+    from controlplane.loadtest.sweep import candidates
+    from controlplane.loadtest.verdict import parse_slo
+    from controlplane.loadtest.workloads import WorkloadConfig
+
+    counts, batches, mtp_options = (
+        _int_list(gpus, "--gpus"),
+        _int_list(batch, "--batch"),
+        _mtp_options(mtp),
+    )
+    step_s, objectives = _seconds(step, "--step"), parse_slo(slo)
+    doc, base_topo = _sweep_base(model, precision, gpu, context, max(batches))
+    found = search(layout_of(base_topo), counts)
+    spec_base = {k: v for k, v in doc.items() if k != "gpus"}
+    spec_base["simulation"] = {"time_scale": time_scale}
+    layouts = candidates(spec_base, found, limit, mtp_options, batches)
+    if not layouts:
+        raise UserError(
+            f"no layout of {gpus} x {gpu} holds {model} {precision} at {context} tokens.",
+            fix="try more --gpus, a shorter --context or --precision fp8.",
+        )
+    cfg = WorkloadConfig(name=workload, model="sweep", context_length=context)
+    _run_sweep(
+        layouts, cfg, objectives, time_scale, step_s, seed, top, out or _default_out("sweep")
+    )
+
+
+def _run_sweep(
+    layouts: list[Any], cfg: Any, slo: Any, time_scale: float, step_s: float, seed: int,
+    top: int, out: Path,
+) -> None:  # fmt: skip
+    from controlplane.loadtest.sweep import explain, rank
+    from controlplane.loadtest.sweep_driver import run_layout
+    from controlplane.loadtest.sweep_report import write_sweep
+
+    started = time.monotonic()
+    console.print(f"sweep: {len(layouts)} layouts, {cfg.name} workload, SLO TTFT p99"
+                  f" {slo.ttft_p99:g} s, ITL p99 {slo.itl_p99 * 1000:g} ms, time scale"
+                  f" {time_scale:g}x, {step_s:g} s per rate step", highlight=False)  # fmt: skip
+
+    def progress(layout: Any, step: Any) -> None:
+        verdict = "; ".join(step.problems(slo)) or "meets the SLO"
+        err_console.print(f"  {layout.label}: {step.rate:.2f} req/s, {step.completed}/{step.sent}"
+                          f" ok, {step.output_tokens_per_s:.0f} tokens/s: {verdict}",
+                          highlight=False)  # fmt: skip
+
+    results = [run_layout(lay, cfg, slo, time_scale, step_s, seed, progress) for lay in layouts]
+    ranked = rank(results)
+    table = Table(
+        "#",
+        "layout",
+        "GPUs",
+        "req/s at SLO",
+        "goodput tok/s/GPU",
+        "tok/s/user",
+        "MTP tok/step",
+        "step ms",
+        "headroom GiB",
+        title="layouts ranked at the SLO",
+    )
+    for i, r in enumerate(ranked, start=1):
+        row = r.row()
+        table.add_row(
+            str(i),
+            row["layout"],
+            str(row["gpus"]),
+            f"{row['sustained_rps']:.2f}",
+            f"{row['goodput_tokens_per_s_per_gpu']:.0f}",
+            f"{row['tokens_per_s_per_user']:.0f}",
+            f"{row['mtp_tokens_per_step']:.2f}",
+            f"{row['decode_step_ms']:.1f}",
+            f"{row['headroom_gib_per_gpu']:.1f}",
+        )
+    console.print(table)
+    for line in explain(ranked):
+        console.print(f"- {line}", highlight=False)
+    meta = {"workload": cfg.name, "slo": slo.model_dump(), "time_scale": time_scale,
+            "step_s": step_s, "wall_s": time.monotonic() - started}  # fmt: skip
+    files = write_sweep(ranked, out, top, meta)
+    console.print(f"{len(layouts)} layouts in {time.monotonic() - started:.0f} s; outputs in"
+                  f" {out}: " + ", ".join(f.name for f in files), highlight=False)  # fmt: skip

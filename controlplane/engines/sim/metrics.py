@@ -25,7 +25,7 @@ ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.
 LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
                    50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
 FINISH_REASONS = ("stop", "length", "abort")
-TTFT_LOG_CAP = 1_000_000
+SAMPLE_LOG_CAP = 2_000_000
 
 
 class Histogram:
@@ -74,14 +74,21 @@ class EngineMetrics:
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
     e2e: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
     queue_time: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
-    # Every TTFT exactly (not bucketed), for load tests that check their client-side timing
-    # against the simulator's own accounting (`/sim/ttft`); capped to bound memory.
+    # Every TTFT and inter-token gap exactly (not bucketed), for load tests that check their
+    # client-side timing against the simulator's own accounting (`/sim/ttft`, `/sim/itl`)
+    # and for sweeps at accelerated time; capped to bound memory.
     ttft_log: list[float] = field(default_factory=list)
+    itl_log: list[float] = field(default_factory=list)
 
     def log_ttft(self, seconds: float) -> None:
         self.ttft.observe(seconds)
-        if len(self.ttft_log) < TTFT_LOG_CAP:
+        if len(self.ttft_log) < SAMPLE_LOG_CAP:
             self.ttft_log.append(seconds)
+
+    def log_itl(self, seconds: float) -> None:
+        self.itl.observe(seconds)
+        if len(self.itl_log) < SAMPLE_LOG_CAP:
+            self.itl_log.append(seconds)
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,7 @@ class Scheduler:
             "waiting": len(self.waiting),
             "kv_usage": self.kv.usage,
             "ttft_count": len(self.metrics.ttft_log),
+            "itl_count": len(self.metrics.itl_log),
             "prompt_tokens": self.metrics.prompt_tokens,
             "generation_tokens": self.metrics.generation_tokens,
         }
@@ -288,13 +289,13 @@ class Scheduler:
         frac = per_step - whole
         rand = self._rng.random
         produced = 0
-        itl = self.metrics.itl
+        log_itl = self.metrics.log_itl
         for seq in batch:
             if seq.aborted:
                 continue
             k = whole + 1 if frac and rand() < frac else whole
             k = min(max(k, 1), seq.output_tokens - seq.generated)
-            itl.observe(now - seq.last_emit)
+            log_itl(now - seq.last_emit)
             produced += k
             self._emit(seq, k, now)
         if self.config.draft_tokens:
