@@ -198,14 +198,15 @@ Built = tuple[list[dict[str, Any]], dict[str, Any]]
 
 
 def _chat(cfg: WorkloadConfig, s: Session, dist: LengthDist, room: int, seed: int) -> Built:
-    system = {"role": "system", "content": shared_system_prompt(cfg.system_prompt_tokens, seed)}
+    system_tokens = min(cfg.system_prompt_tokens, room // 2)  # small contexts: a shorter one
+    system = {"role": "system", "content": shared_system_prompt(system_tokens, seed)}
     question = {"role": "user", "content": words(s.rng, dist.sample(s.rng))}
-    used = sum(len(str(m["content"]).split()) for m in s.history) + cfg.system_prompt_tokens
+    used = sum(len(str(m["content"]).split()) for m in s.history) + system_tokens
     if s.turn >= cfg.turns or used + len(question["content"].split()) > room:
         s.history, s.turn = [], 0  # a new conversation
     s.turn += 1
     s.history.append(question)
-    budget = max(1, room - cfg.system_prompt_tokens)
+    budget = max(1, room - system_tokens)
     if len(question["content"].split()) > budget:  # a system prompt near the context
         question["content"] = words(s.rng, budget)
     return [system, *s.history], {}

@@ -123,3 +123,13 @@ def test_arrivals_keep_the_rate_and_set_the_spread(burstiness: float) -> None:
 def test_arrivals_reject_a_zero_rate() -> None:
     with pytest.raises(UserError, match="To fix"):
         Arrivals(rate=0.0)
+
+
+@pytest.mark.parametrize("name", ["chat", "tools", "thinking", "no-thinking", "summarise", "mix"])
+def test_every_workload_fits_a_small_context(name: str) -> None:
+    cfg = _config(name, context_length=1024)
+    session = Session(random.Random(11))
+    for _ in range(30):
+        planned = next_request(cfg, session)
+        record_reply(session, planned, "reply " * 40)
+        assert planned.prompt_words + planned.body["max_tokens"] <= cfg.context_length
