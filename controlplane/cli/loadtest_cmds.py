@@ -177,7 +177,10 @@ def _print_report(report: Any) -> None:
         checks = Table("cross-check", "client", "reference", "source", "difference", "")
         for c in report.checks:
             mark = "ok" if c.passed else "[yellow]off[/]"
-            checks.add_row(c.name, f"{c.client:.4g}", f"{c.reference:.4g}", c.source,
+            reference = f"{c.reference:.4g}"
+            if c.bucket is not None:
+                reference += f" in ({c.bucket[0]:g}, {c.bucket[1]:g}]"
+            checks.add_row(c.name, f"{c.client:.4g}", reference, c.source,
                            f"{c.difference:.1%}", mark)  # fmt: skip
         console.print(checks)
     word = "[green]PASS[/]" if report.verdict.passed else "[red]FAIL[/]"

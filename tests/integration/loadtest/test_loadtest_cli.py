@@ -116,3 +116,20 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         result = _glmctl(args, env, 60)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert "To fix" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sweep_ranks_layouts_and_writes_topologies(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    result = _glmctl(["sweep", "--model", "glm-4.5", "--precision", "fp8", "--gpu", "H200",
+                      "--gpus", "4", "--limit", "1", "--mtp", "on,off", "--step", "10s",
+                      "--slo", "ttft_p99=5s,itl_p99=200ms", "--top", "2", "--out", str(out)],
+                     _env(tmp_path / "state"), 240)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    ranking = json.loads((out / "sweep.json").read_text())["ranking"]
+    assert [r["mtp"] for r in ranking] == [True, False]  # MTP: more tokens per step
+    assert all(r["goodput_tokens_per_s_per_gpu"] > 0 for r in ranking)
+    assert ranking[0]["mtp_tokens_per_step"] > ranking[1]["mtp_tokens_per_step"] == 1.0
+    assert "wins with" in result.stdout and "Runner-up" in result.stdout
+    assert _pixel_spread(out / "pareto.png") > 0.05
+    best = load_topology(out / "sweep-1.yaml")
+    assert best.spec.gpus.count == 4 and best.speculative is not None
