@@ -326,6 +326,8 @@ def _run_sweep(
             f"{row['headroom_gib_per_gpu']:.1f}",
         )
     console.print(table)
+    for r in ranked:
+        console.print(f"  {r.layout.label}: {r.limit}", highlight=False)
     for line in explain(ranked):
         console.print(f"- {line}", highlight=False)
     meta = {"workload": cfg.name, "slo": slo.model_dump(), "time_scale": time_scale,

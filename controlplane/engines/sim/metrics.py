@@ -74,21 +74,23 @@ class EngineMetrics:
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
     e2e: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
     queue_time: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
-    # Every TTFT and inter-token gap exactly (not bucketed), for load tests that check their
-    # client-side timing against the simulator's own accounting (`/sim/ttft`, `/sim/itl`)
-    # and for sweeps at accelerated time; capped to bound memory.
+    # Every TTFT and inter-token gap exactly (not bucketed), in the model's time: from the
+    # steps' scheduled ends, so a late wake-up of this host (which the histograms, timed by
+    # the wall clock, do show) never reaches them. Load tests check their client-side timing
+    # against them (`/sim/ttft`, `/sim/itl`), and sweeps at accelerated time judge by them.
+    # Capped to bound memory.
     ttft_log: list[float] = field(default_factory=list)
     itl_log: list[float] = field(default_factory=list)
 
-    def log_ttft(self, seconds: float) -> None:
-        self.ttft.observe(seconds)
+    def log_ttft(self, observed: float, model: float) -> None:
+        self.ttft.observe(observed)
         if len(self.ttft_log) < SAMPLE_LOG_CAP:
-            self.ttft_log.append(seconds)
+            self.ttft_log.append(model)
 
-    def log_itl(self, seconds: float) -> None:
-        self.itl.observe(seconds)
+    def log_itl(self, observed: float, model: float) -> None:
+        self.itl.observe(observed)
         if len(self.itl_log) < SAMPLE_LOG_CAP:
-            self.itl_log.append(seconds)
+            self.itl_log.append(model)
 
 
 @dataclass(frozen=True)

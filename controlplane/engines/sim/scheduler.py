@@ -91,6 +91,7 @@ class Sequence:
     prefilled: int = 0
     generated: int = 0
     last_emit: float = 0.0
+    last_model_emit: float = 0.0  # scheduled end of the step that emitted last (model s)
     aborted: bool = False
 
 
@@ -124,6 +125,9 @@ class Scheduler:
         self._gen_window: deque[tuple[float, int]] = deque(maxlen=64)
         self._chunks: list[tuple[Sequence, int]] = []
         self._batch: list[Sequence] = []
+        # (scheduled end, scheduled length) of the step being finished, in model seconds:
+        # the exact sample logs use it, so host lag never shows in them.
+        self._model_step = (0.0, 0.0)
 
     # -- API for the HTTP layer -------------------------------------------------------
     def blocks_for(self, tokens: int) -> int:
@@ -201,6 +205,8 @@ class Scheduler:
             await asyncio.sleep(delay if delay > 0 else 0)
             woke = time.perf_counter()
             self._record_lag(loop.time() - end, end - next_start)
+            scale = self.config.time_scale
+            self._model_step = ((end - self._t0) * scale, (end - next_start) * scale)
             self._finish_step()
             self.stats.busy_wall += time.perf_counter() - woke
             next_start = end
@@ -272,7 +278,8 @@ class Scheduler:
             if seq.prefilled >= seq.prompt_tokens and not seq.aborted:
                 self.prefilling.remove(seq)
                 self.metrics.prompt_tokens += seq.prompt_tokens
-                self.metrics.log_ttft(now - seq.arrival)
+                end, length = self._model_step
+                self.metrics.log_ttft(now - seq.arrival, max(end - seq.arrival, length))
                 produced += 1
                 self._emit(seq, 1, now)
                 if seq.generated < seq.output_tokens:
@@ -295,7 +302,7 @@ class Scheduler:
                 continue
             k = whole + 1 if frac and rand() < frac else whole
             k = min(max(k, 1), seq.output_tokens - seq.generated)
-            log_itl(now - seq.last_emit)
+            log_itl(now - seq.last_emit, self._model_step[0] - seq.last_model_emit)
             produced += k
             self._emit(seq, k, now)
         if self.config.draft_tokens:
@@ -310,6 +317,7 @@ class Scheduler:
         start = seq.generated
         seq.generated = start + count
         seq.last_emit = now
+        seq.last_model_emit = self._model_step[0]
         done = seq.generated >= seq.output_tokens
         seq.mailbox.put((seq.index, start, seq.generated, seq.finish_reason if done else None))
         if done:

@@ -17,7 +17,7 @@ GAUGES = EngineGauges(0, 0, 0.0, 0, 1000, 0.0, 0.0)
 def _metrics(ttfts: list[float], tokens: int, flavor: EngineKind) -> str:
     m = EngineMetrics()
     for value in ttfts:
-        m.log_ttft(value)
+        m.log_ttft(value, value)
     m.generation_tokens = tokens
     return render(flavor, "glm-4.5-fp8", m, GAUGES)
 
