@@ -33,6 +33,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "sim_cmd": ("sim",),
     "router_cmd": ("router",),
     "observe_cmds": ("dashboards", "rules", "top"),
+    "loadtest_cmds": ("loadtest", "sweep"),
 }
 
 

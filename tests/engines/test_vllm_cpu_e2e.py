@@ -236,6 +236,23 @@ def test_router_load_snapshot_from_real_metrics(deployment: Deployment) -> None:
     assert 0 < load["prefix_queries"] <= _metric(engine, "vllm:prefix_cache_queries_total")
 
 
+def test_locustfile_runs_against_real_vllm(deployment: Deployment, tmp_path: Path) -> None:
+    """`glmctl loadtest` (the same locustfile) against real vLLM through the router."""
+    out = tmp_path / "loadtest"
+    result = glmctl(["loadtest", deployment.name, "--workload", "no-thinking", "--users", "2",
+                     "--prompt-tokens", "24", "--output-tokens", "16", "--duration", "60s",
+                     "--max-requests", "6", "--slo", "ttft_p99=60s,itl_p99=10s,availability=0.5",
+                     "--out", str(out)], deployment.env, 300)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["summary"]["completed"] == 6
+    assert summary["summary"]["total_output_tokens"] == 6 * 16  # usage from vLLM, ignore_eos
+    assert summary["summary"]["ttft_s"]["p50"] > 0 and summary["summary"]["itl_s"]["count"] > 0
+    checks = {c["name"]: c for c in summary["cross_check"] if c["source"] != "simulator accounting"}
+    assert checks["output_tokens"]["passed"], checks  # vllm:generation_tokens_total moved by 96
+    assert (out / "locust.html").is_file() and (out / "ttft_cdf.png").is_file()
+
+
 def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():

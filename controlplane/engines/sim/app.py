@@ -2,7 +2,9 @@
 
 Routes: POST /v1/chat/completions, /v1/completions; GET /v1/models, /health, /metrics,
 /version, SGLang's /get_model_info, /model_info, /get_server_info, /server_info,
-/health_generate, and /sim/stats (scheduler lag, for benchmarks).
+/health_generate, /sim/stats (scheduler lag and token counts, for benchmarks) and
+/sim/ttft?start=K and /sim/itl?start=K (every TTFT or inter-token gap from the K-th on,
+simulated seconds, for load-test checks and sweeps).
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class SimApp:
             return
         self.start()
         path, method = scope["path"], scope["method"]
+        if path in ("/sim/ttft", "/sim/itl"):
+            await self._sample_log(path[5:], scope.get("query_string", b""), send)
+            return
         if method == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
             await self._generate(path == "/v1/chat/completions", receive, send)
         elif method in ("GET", "HEAD"):
@@ -113,6 +118,17 @@ class SimApp:
             await _reply(send, 200, orjson.dumps(stats))
         else:
             await _reply(send, 404, b'{"detail":"Not Found"}')
+
+    async def _sample_log(self, kind: str, query: bytes, send: Send) -> None:
+        start = 0
+        for pair in query.decode(errors="replace").split("&"):
+            key, _, value = pair.partition("=")
+            if key == "start" and value.isdigit():
+                start = int(value)
+        metrics = self.scheduler.metrics
+        log = metrics.ttft_log if kind == "ttft" else metrics.itl_log
+        body = {"count": len(log), "start": start, f"{kind}_s": log[start:]}
+        await _reply(send, 200, orjson.dumps(body))
 
     def _models(self) -> dict[str, Any]:
         name = self.info.limits.served_model_name

@@ -25,6 +25,7 @@ ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.
 LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
                    50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
 FINISH_REASONS = ("stop", "length", "abort")
+SAMPLE_LOG_CAP = 2_000_000
 
 
 class Histogram:
@@ -73,6 +74,23 @@ class EngineMetrics:
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
     e2e: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
     queue_time: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
+    # Every TTFT and inter-token gap exactly (not bucketed), in the model's time: from the
+    # steps' scheduled ends, so a late wake-up of this host (which the histograms, timed by
+    # the wall clock, do show) never reaches them. Load tests check their client-side timing
+    # against them (`/sim/ttft`, `/sim/itl`), and sweeps at accelerated time judge by them.
+    # Capped to bound memory.
+    ttft_log: list[float] = field(default_factory=list)
+    itl_log: list[float] = field(default_factory=list)
+
+    def log_ttft(self, observed: float, model: float) -> None:
+        self.ttft.observe(observed)
+        if len(self.ttft_log) < SAMPLE_LOG_CAP:
+            self.ttft_log.append(model)
+
+    def log_itl(self, observed: float, model: float) -> None:
+        self.itl.observe(observed)
+        if len(self.itl_log) < SAMPLE_LOG_CAP:
+            self.itl_log.append(model)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ class Sequence:
     prefilled: int = 0
     generated: int = 0
     last_emit: float = 0.0
+    last_model_emit: float = 0.0  # scheduled end of the step that emitted last (model s)
     aborted: bool = False
 
 
@@ -124,6 +125,9 @@ class Scheduler:
         self._gen_window: deque[tuple[float, int]] = deque(maxlen=64)
         self._chunks: list[tuple[Sequence, int]] = []
         self._batch: list[Sequence] = []
+        # (scheduled end, scheduled length) of the step being finished, in model seconds:
+        # the exact sample logs use it, so host lag never shows in them.
+        self._model_step = (0.0, 0.0)
 
     # -- API for the HTTP layer -------------------------------------------------------
     def blocks_for(self, tokens: int) -> int:
@@ -179,6 +183,10 @@ class Scheduler:
             "running": len(self.prefilling) + len(self.decoding),
             "waiting": len(self.waiting),
             "kv_usage": self.kv.usage,
+            "ttft_count": len(self.metrics.ttft_log),
+            "itl_count": len(self.metrics.itl_log),
+            "prompt_tokens": self.metrics.prompt_tokens,
+            "generation_tokens": self.metrics.generation_tokens,
         }
 
     # -- the loop ---------------------------------------------------------------------
@@ -197,6 +205,8 @@ class Scheduler:
             await asyncio.sleep(delay if delay > 0 else 0)
             woke = time.perf_counter()
             self._record_lag(loop.time() - end, end - next_start)
+            scale = self.config.time_scale
+            self._model_step = ((end - self._t0) * scale, (end - next_start) * scale)
             self._finish_step()
             self.stats.busy_wall += time.perf_counter() - woke
             next_start = end
@@ -268,7 +278,8 @@ class Scheduler:
             if seq.prefilled >= seq.prompt_tokens and not seq.aborted:
                 self.prefilling.remove(seq)
                 self.metrics.prompt_tokens += seq.prompt_tokens
-                self.metrics.ttft.observe(now - seq.arrival)
+                end, length = self._model_step
+                self.metrics.log_ttft(now - seq.arrival, max(end - seq.arrival, length))
                 produced += 1
                 self._emit(seq, 1, now)
                 if seq.generated < seq.output_tokens:
@@ -285,13 +296,13 @@ class Scheduler:
         frac = per_step - whole
         rand = self._rng.random
         produced = 0
-        itl = self.metrics.itl
+        log_itl = self.metrics.log_itl
         for seq in batch:
             if seq.aborted:
                 continue
             k = whole + 1 if frac and rand() < frac else whole
             k = min(max(k, 1), seq.output_tokens - seq.generated)
-            itl.observe(now - seq.last_emit)
+            log_itl(now - seq.last_emit, self._model_step[0] - seq.last_model_emit)
             produced += k
             self._emit(seq, k, now)
         if self.config.draft_tokens:
@@ -306,6 +317,7 @@ class Scheduler:
         start = seq.generated
         seq.generated = start + count
         seq.last_emit = now
+        seq.last_model_emit = self._model_step[0]
         done = seq.generated >= seq.output_tokens
         seq.mailbox.put((seq.index, start, seq.generated, seq.finish_reason if done else None))
         if done:

@@ -20,6 +20,8 @@ IMPORT_NAMES = {
     "redis": {"redis"},
     "typer": {"typer", "click"},
 }
+# The `loadtest` extra, imported only inside controlplane/loadtest/ (and lazily there).
+LOADTEST_ONLY = {"locust", "gevent", "requests", "matplotlib"}
 # Imported only by code that runs inside an engine's own venv (the tiny-checkpoint writer).
 ENGINE_VENV_ONLY = {"numpy", "tokenizers", "torch", "safetensors", "vllm", "sglang"}
 # The `ops` extra, imported only by the modules behind `glmctl dashboards` (which imports
@@ -54,13 +56,23 @@ def _imports(path: Path) -> set[str]:
 
 def test_package_imports_only_core_and_serve_dependencies() -> None:
     allowed = _allowed_imports() | set(sys.stdlib_module_names) | ENGINE_VENV_ONLY
-    offenders = {
-        name: sorted(extra)
-        for path in (REPO / "controlplane").rglob("*.py")
-        if (
-            extra := _imports(path)
-            - allowed
-            - OPS_ONLY.get(name := str(path.relative_to(REPO)), set())
-        )
-    }
+    loadtest = REPO / "controlplane" / "loadtest"
+    offenders = {}
+    for path in (REPO / "controlplane").rglob("*.py"):
+        name = str(path.relative_to(REPO))
+        extra = LOADTEST_ONLY if path.is_relative_to(loadtest) else set()
+        if found := _imports(path) - allowed - extra - OPS_ONLY.get(name, set()):
+            offenders[name] = sorted(found)
     assert offenders == {}, f"imports outside the core + serve extras: {offenders}"
+
+
+def test_cli_imports_no_loadtest_dependency() -> None:
+    """`glmctl` starts without the loadtest extra: Locust and matplotlib load on use only."""
+    import subprocess
+
+    code = (
+        "import sys, controlplane.cli.main, controlplane.loadtest.report;"
+        " print(sorted(m for m in ('locust', 'gevent', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,67 @@
+"""Cross-check against engine metrics (rendered by the simulator's own code), and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controlplane.engines.sim.metrics import EngineGauges, EngineMetrics, render
+from controlplane.loadtest.crosscheck import counter, cross_check, histogram
+from controlplane.loadtest.plots import cdf_plot, pareto_front, pareto_plot
+from controlplane.spec import EngineKind
+
+GAUGES = EngineGauges(0, 0, 0.0, 0, 1000, 0.0, 0.0)
+
+
+def _metrics(ttfts: list[float], tokens: int, flavor: EngineKind) -> str:
+    m = EngineMetrics()
+    for value in ttfts:
+        m.log_ttft(value, value)
+    m.generation_tokens = tokens
+    return render(flavor, "glm-4.5-fp8", m, GAUGES)
+
+
+@pytest.mark.parametrize("flavor", [EngineKind.VLLM, EngineKind.SGLANG])
+def test_histogram_quantile_and_mean(flavor: EngineKind) -> None:
+    ttfts = [0.3 + 0.4 * i / 99 for i in range(100)]  # uniform over 0.3..0.7
+    hist = histogram(_metrics(ttfts, 10, flavor), "time_to_first_token_seconds")
+    assert hist is not None and hist.count == 100
+    assert hist.mean == pytest.approx(0.5)
+    # Buckets 0.25 / 0.5 / 0.75: the median falls at the 0.5 bound.
+    assert hist.quantile(0.5) == pytest.approx(0.5, abs=0.02)
+    assert counter(_metrics([], 1234, flavor), "generation_tokens_total") == 1234
+
+
+def test_cross_check_uses_the_difference_of_two_scrapes() -> None:
+    before = [_metrics([5.0] * 50, 1000, EngineKind.VLLM)]  # an earlier run's traffic
+    run = [0.09, 0.1, 0.11] * 10
+    after = [_metrics([5.0] * 50 + run, 1000 + 600, EngineKind.VLLM)]
+    summary = {"ttft_s": {"p50": 0.1, "mean": 0.1}, "total_output_tokens": 600, "completed": 30}
+    checks = {(c.name, c.source): c for c in cross_check(summary, before, after, run)}
+    assert checks[("output_tokens", "engine counter")].reference == 600
+    assert checks[("ttft_mean_s", "engine histogram")].reference == pytest.approx(0.1)
+    assert checks[("ttft_p50_s", "simulator accounting")].reference == pytest.approx(0.1)
+    assert all(c.passed for c in checks.values())
+    off = cross_check({**summary, "total_output_tokens": 800}, before, after)
+    assert not next(c for c in off if c.name == "output_tokens").passed
+
+
+def _pixel_spread(path: Path) -> float:
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(path)
+    return float(pixels.std())
+
+
+def test_plots_hold_data(tmp_path: Path) -> None:
+    empty = cdf_plot([], None, "empty", tmp_path / "empty.png")
+    full = cdf_plot([0.01 * i for i in range(100)], 0.5, "ttft", tmp_path / "ttft.png")
+    assert _pixel_spread(full) > 0.05 and _pixel_spread(empty) > 0
+    points = [
+        {"label": "a", "tokens_per_s_per_gpu": 100.0, "tokens_per_s_per_user": 50.0},
+        {"label": "b", "tokens_per_s_per_gpu": 200.0, "tokens_per_s_per_user": 30.0},
+        {"label": "c", "tokens_per_s_per_gpu": 150.0, "tokens_per_s_per_user": 20.0},
+    ]
+    assert [p["label"] for p in pareto_front(points)] == ["a", "b"]
+    assert _pixel_spread(pareto_plot(points, tmp_path / "pareto.png")) > 0.05
