@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "deploy_cmds",  # plan, render, apply, status, scale, delete
     "sim_cmd",  # sim serve
     "router_cmd",  # router serve
+    "keys_cmd",  # keys create, list, revoke
 )
 
 app = typer.Typer(

@@ -22,6 +22,8 @@ from controlplane.errors import UserError
 from controlplane.router.config import RouterConfig
 from controlplane.router.state import StateConfig
 
+MAX_CONNECTIONS = 8192
+
 
 def reuseport_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket other processes can bind too (the kernel spreads connections)."""
@@ -56,16 +58,21 @@ def serve_worker(config: RouterConfig) -> None:
     import uvicorn
 
     from controlplane.router.app import RouterApp
+    from controlplane.router.http_guard import guarded_protocol
 
     sock = reuseport_socket(config.host, config.port)
+    limits = config.limits
     uv_config = uvicorn.Config(
         RouterApp(config),
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(
+            limits.max_headers, limits.max_header_bytes, limits.client_idle_timeout
+        ),
         access_log=False,
         lifespan="on",
         log_level="warning",
-        timeout_keep_alive=30,
+        timeout_keep_alive=min(30, max(1, int(limits.client_idle_timeout))),
+        limit_concurrency=MAX_CONNECTIONS,  # per worker; past it uvicorn answers 503
         timeout_graceful_shutdown=5,
         proxy_headers=False,  # no X-Forwarded-* rewriting: one middleware less per request
         backlog=2048,
