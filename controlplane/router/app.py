@@ -3,7 +3,8 @@
 Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,
 GET /metrics. Request bodies are parsed once with orjson (for validation and routing) and
 forwarded as the original bytes, so GLM-4.5 fields (tools, chat_template_kwargs, ...) pass
-untouched. The chosen endpoint is named in the `x-glmctl-endpoint` response header.
+untouched (but a `max_tokens` limit, router/admission.py). The chosen endpoint is named in
+the `x-glmctl-endpoint` response header.
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ from controlplane.router.responses import read_request_body, send_error, send_js
 from controlplane.router.state import RedisState
 from controlplane.router.upstream import UpstreamPool
 from controlplane.router.validation import RequestProblem, validate
-from controlplane.router.views import endpoint_view
+from controlplane.router.views import endpoint_view, models_body
 
 ROUTES = {b"/v1/chat/completions": "chat", b"/v1/completions": "completions"}
 UPSTREAM_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+_AUTH = (b"authorization",)
 _NO_LOOKUP = RouteContext(candidates=())  # frozen: shared by requests that need no lookup
 
 
@@ -92,10 +94,9 @@ class RouterApp:
         self.session = aiohttp.ClientSession(
             connector=connector, timeout=timeout, auto_decompress=False
         )
+        config = self.config
         self.pool = UpstreamPool(
-            self.config.connect_timeout,
-            self.config.read_timeout,
-            self.config.limits.max_response_bytes,
+            config.connect_timeout, config.read_timeout, config.limits.max_response_bytes
         )
         self.state = RedisState(self.config.redis_url, self.router_id, self.config.state)
         self.admission = Admission(self.config, self.state)
@@ -131,7 +132,7 @@ class RouterApp:
             if route is not None and scope["method"] == "POST":
                 await self._completion(scope, receive, send, route)
             elif path == b"/v1/models":
-                await send_json(send, 200, self.models_body())
+                await self._models(scope, send)
             elif path == b"/health":
                 await send_json(send, 200, {"status": "ok", "redis": self._redis_ok()})
             elif path == b"/metrics":
@@ -317,8 +318,7 @@ class RouterApp:
     async def _lookup(
         self, hashes: list[str], session_key: str, key_hash: str, limits: tuple[float, int]
     ) -> RouteContext | float:
-        """Prefix match + session + rate limit in one round trip; when rate limited, the
-        seconds until a retry may pass."""
+        """Prefix, session, rate limit in one round trip; rate limited: seconds to wait."""
         assert self.state is not None
         rate, burst = limits
         if not hashes and not session_key and rate <= 0:
@@ -359,11 +359,16 @@ class RouterApp:
 
     # -- other routes --------------------------------------------------------------------
     def models_body(self) -> dict[str, Any]:
-        data = [
-            {"id": model, "object": "model", "created": 0, "owned_by": "glmctl"}
-            for model in sorted(self._by_model)
-        ]
-        return {"object": "list", "data": data}
+        return models_body(self._by_model)
+
+    async def _models(self, scope: dict[str, Any], send: Send) -> None:
+        assert self.admission is not None
+        try:  # the served models are not for anyone without a key
+            self.admission.authenticate(request_headers(scope, _AUTH).get(b"authorization"))
+        except RequestProblem as problem:
+            await self._error(send, problem.status, problem.message, problem.kind)
+            return
+        await send_json(send, 200, self.models_body())
 
     def _redis_ok(self) -> bool:
         return self.state is not None and self.state.redis_ok

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from controlplane.router.policies import EndpointView
 from controlplane.router.registry import EndpointInfo
 from controlplane.router.state import LocalView
@@ -23,3 +26,12 @@ def endpoint_view(info: EndpointInfo, view: LocalView, own_inflight: int) -> End
         load.waiting,
         load.kv_usage,
     )
+
+
+def models_body(models: Iterable[str]) -> dict[str, Any]:
+    """OpenAI's `GET /v1/models` answer."""
+    data = [
+        {"id": model, "object": "model", "created": 0, "owned_by": "glmctl"}
+        for model in sorted(models)
+    ]
+    return {"object": "list", "data": data}
