@@ -16,6 +16,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+_SLACK = 64 * 1024  # one read of a request that is mostly body
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -48,11 +49,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._head_open:
-            self._head_bytes += len(data)  # may include body bytes: a bound, not a count
-            if self._head_bytes > self.max_header_bytes + 64 * 1024:
-                self._refuse(431)
-                return
+            self._head_bytes += len(data)
         super().data_received(data)  # a callback's _HeadRefused ends in send_400_response
+        # httptools buffers a header line until it ends, without a callback: bound the
+        # bytes fed while a head stays open (a body's bytes count only once it completed).
+        if self._head_open and self._head_bytes > self.max_header_bytes + _SLACK:
+            self._over_limit = True
+            self._refuse(431)
 
     def send_400_response(self, msg: str) -> None:
         if self._over_limit:
