@@ -154,3 +154,60 @@ def test_tokens_concurrency_and_request_size(
 
 def _bearer(secret: str) -> dict[str, str]:
     return {"authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A password-protected Redis that speaks only TLS; yields its rediss:// URL."""
+    import shutil
+
+    from controlplane.local.ports import free_port, wait_port
+    from controlplane.local.secrets import generate_password, write_secret
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl for a test certificate")
+    folder = tmp_path_factory.mktemp("redis-tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    password, port = generate_password(), free_port()
+    conf = write_secret(folder / "redis.conf", f"requirepass {password}\n")
+    server = subprocess.Popen(
+        ["redis-server", str(conf), "--port", "0", "--tls-port", str(port), "--bind",
+         "127.0.0.1", "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+         "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no", "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert wait_port(port, timeout=10)
+        yield f"rediss://:{password}@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_router_and_keys_over_tls_redis(tls_redis: str, topo: Topology) -> None:
+    from controlplane.engines.sim import SimServer
+    from controlplane.router.registry import register_endpoint
+    from controlplane.router.server import RouterProcesses
+
+    engine = SimServer.start(topo, flavor="vllm")
+    router = None
+    try:
+        register_endpoint(tls_redis, "tls-only", engine.url, topo.served_model_name, "g",
+                          "vllm", NS)  # fmt: skip
+        secret = create(tls_redis, "tls")
+        router = RouterProcesses.start(tls_redis, policy="round_robin", namespace=NS)
+        time.sleep(0.3)
+        body = chat_body(topo.served_model_name, "x", max_tokens=2)
+        with httpx.Client(base_url=router.url, timeout=30) as client:
+            assert client.post("/v1/chat/completions", json=body).status_code == 401
+            ok = client.post("/v1/chat/completions", json=body, headers=_bearer(secret))
+            assert ok.status_code == 200, ok.text
+            assert client.get("/health").json()["redis"] is True
+    finally:
+        if router is not None:
+            router.stop()
+        engine.stop()
