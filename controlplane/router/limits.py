@@ -74,14 +74,17 @@ def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
 def request_cost(
     payload: dict[str, Any], limits: RequestLimits, key: KeyLimits | None
 ) -> tuple[int, int | None]:
-    """(tokens the request may cost, `max_tokens` to set when the request left it out).
+    """(tokens the request may cost, `max_tokens` to set when the request left it out);
+    the prompt counts in the cost only when a prompt or tpm limit applies.
 
     Raises RequestProblem(400) for a prompt or `max_tokens` over the lower of the key's and
     the deployment's limit, or a request that could never fit the key's tokens per minute.
     """
     key = key or KeyLimits()
-    prompt = estimate_prompt_tokens(payload)
     most_prompt = _lowest(limits.max_prompt_tokens, key.max_prompt_tokens)
+    # The estimate walks the whole prompt: only when a limit needs it (0 stands in otherwise).
+    needed = most_prompt is not None or key.tpm
+    prompt = estimate_prompt_tokens(payload) if needed else 0
     if most_prompt is not None and prompt > most_prompt:
         raise RequestProblem(
             400,

@@ -29,10 +29,12 @@ def test_prompt_tokens_follow_the_prompt_bytes() -> None:
 def test_cost_is_prompt_plus_max_tokens_and_the_limit_is_injected() -> None:
     payload = _chat("hi", max_tokens=50)
     prompt = estimate_prompt_tokens(payload)
-    assert request_cost(payload, RequestLimits(), None) == (prompt + 50, None)
+    priced = KeyLimits(tpm=10_000)
+    assert request_cost(payload, RequestLimits(), priced) == (prompt + 50, None)
+    assert request_cost(payload, RequestLimits(), None) == (50, None)  # nothing needs the prompt
     bare = _chat("hi")
-    assert request_cost(bare, RequestLimits(max_tokens=300), None) == (prompt + 300, 300)
-    key = KeyLimits(max_tokens=100)
+    assert request_cost(bare, RequestLimits(max_tokens=300), priced) == (prompt + 300, 300)
+    key = KeyLimits(tpm=10_000, max_tokens=100)
     assert request_cost(bare, RequestLimits(max_tokens=300), key) == (prompt + 100, 100)
 
 
