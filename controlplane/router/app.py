@@ -179,9 +179,8 @@ class RouterApp:
 
     async def _route_and_forward(self, scope: dict[str, Any], ex: Exchange, route: str) -> int:
         send, body = ex.send, ex.body
-        headers = request_headers(
-            scope, (b"authorization", self._session_header, self._policy_header)
-        )
+        wanted = (b"authorization", self._session_header, self._policy_header)
+        headers = request_headers(scope, wanted)
         assert self.admission is not None
         try:
             key = self.admission.authenticate(headers.get(b"authorization"))
