@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controlplane.errors import UserError
@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis for router state; unset: glmctl starts a local redis-server."
     )
+    redis_password: SecretStr | None = Field(
+        None, description="Password of that Redis (for example from a Kubernetes Secret)."
+    )
     state_dir: Path = Field(Path.home() / ".glmctl", description="Embedded cluster state.")
     debug: bool = Field(False, description="Show tracebacks for user errors.")
     engine_cache_dir: Path = Field(
@@ -34,7 +37,6 @@ class Settings(BaseSettings):
         validation_alias="VLLM_CACHE_ROOT",
         description="vLLM's compile and kernel cache; unset: a folder beside the engine venvs.",
     )
-
     prometheus_port: int = Field(
         9090, ge=1, le=65535, description="Embedded Prometheus port (a free one if taken)."
     )
@@ -45,6 +47,15 @@ class Settings(BaseSettings):
     grafana_token: str | None = Field(
         None, description="Grafana service-account token for `glmctl dashboards push`."
     )
+
+    def redis_url_with_password(self, url: str | None = None) -> str | None:
+        """`url` (default: GLMCTL_REDIS_URL) with GLMCTL_REDIS_PASSWORD in it, if set."""
+        from controlplane.local.secrets import url_with_password
+
+        url = url or self.redis_url
+        if url is None or self.redis_password is None:
+            return url
+        return url_with_password(url, self.redis_password.get_secret_value())
 
     @field_validator("redis_url")
     @classmethod

@@ -34,6 +34,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "router_cmd": ("router",),
     "observe_cmds": ("dashboards", "rules", "top"),
     "loadtest_cmds": ("loadtest", "sweep"),
+    "keys_cmd": ("keys",),
 }
 
 

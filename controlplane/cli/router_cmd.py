@@ -18,6 +18,12 @@ class PolicyName(StrEnum):
     SESSION = "session"
 
 
+class AuthName(StrEnum):
+    AUTO = "auto"
+    API_KEYS = "api_keys"
+    NONE = "none"
+
+
 RedisOption = Annotated[
     str | None,
     typer.Option("--redis-url", help="Router state (default: GLMCTL_REDIS_URL)."),
@@ -27,15 +33,16 @@ NamespaceOption = Annotated[str, typer.Option(help="Key prefix of this deploymen
 
 def _redis_url(given: str | None) -> str:
     from controlplane.doctor.extras import require
+    from controlplane.local.secrets import redact_url
     from controlplane.settings import REDIS_SCHEMES, get_settings
 
     require("redis")
 
-    url = given or get_settings().redis_url
+    url = get_settings().redis_url_with_password(given)
     if not url:
         raise UserError("no Redis URL given.", fix="pass --redis-url or set GLMCTL_REDIS_URL.")
     if not url.startswith(REDIS_SCHEMES):
-        raise UserError(f"`{url}` is not a Redis URL.",
+        raise UserError(f"`{redact_url(url)}` is not a Redis URL.",
                         fix=f"give one starting with {' or '.join(REDIS_SCHEMES)},"
                         " for example redis://127.0.0.1:6379/0.")  # fmt: skip
     return url
@@ -60,11 +67,15 @@ def register(app: typer.Typer) -> None:
             "x-session-id"
         ),
         namespace: NamespaceOption = "glmctl",
+        auth: Annotated[
+            AuthName, typer.Option(help="auto: keys required off loopback (README Security).")
+        ] = AuthName.AUTO,
     ) -> None:
         """Serve until Ctrl-C. Without a Redis URL, a private redis-server is started."""
         from dataclasses import replace
 
         from controlplane.doctor.extras import require
+        from controlplane.local.secrets import redact_url
 
         require("uvicorn", "orjson", "aiohttp", "redis")
         from controlplane.router.config import RouterConfig
@@ -73,18 +84,21 @@ def register(app: typer.Typer) -> None:
         from controlplane.settings import get_settings
 
         local = None
-        url = _redis_url(redis_url) if redis_url else get_settings().redis_url
+        url = _redis_url(redis_url) if redis_url else get_settings().redis_url_with_password()
         if not url:
             from controlplane.local.redis_server import LocalRedis
 
-            local = LocalRedis.start()
+            password_file = get_settings().state_dir / "router" / "redis.password"
+            local = LocalRedis.start(password_file=password_file)
             url = local.url
         config = RouterConfig(
             redis_url=url, policy=policy.value, host=host, port=port, workers=workers,
             max_queue_per_endpoint=max_queue, session_header=session_header,
-            state=replace(StateConfig(), namespace=namespace),
+            state=replace(StateConfig(), namespace=namespace), auth=auth.value,
         )  # fmt: skip
-        typer.echo(f"router on http://{host}:{port} ({workers} workers, {policy.value}), {url}")
+        typer.echo(
+            f"router on http://{host}:{port} ({workers} workers, {policy.value}), {redact_url(url)}"
+        )
         try:
             supervise(config)
         finally:

@@ -2,6 +2,10 @@
 
 Start it with `LocalRedis.start()`; `stop()` is idempotent. Persistence is off: router
 state is soft state that routers rebuild (endpoints re-register, load is re-scraped).
+With `password_file`, the server requires a password: generated on first start, kept in
+that file (mode 0600) and reused by restarts; `url` then carries it (redact it before
+printing: controlplane.local.secrets.redact_url). The password reaches redis-server
+through its config file (mode 0600 in a private directory), never its command line.
 """
 
 from __future__ import annotations
@@ -15,6 +19,12 @@ from pathlib import Path
 
 from controlplane.errors import UserError
 from controlplane.local.ports import free_port, wait_port
+from controlplane.local.secrets import (
+    generate_password,
+    read_secret,
+    url_with_password,
+    write_secret,
+)
 
 
 @dataclass
@@ -22,14 +32,19 @@ class LocalRedis:
     port: int
     process: subprocess.Popen[bytes] | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="glmctl-redis-")))
+    password: str | None = None
+    password_file: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return url_with_password(f"redis://127.0.0.1:{self.port}/0", self.password)
 
     @classmethod
-    def start(cls, port: int | None = None, timeout: float = 10.0) -> LocalRedis:
-        """Start redis-server bound to 127.0.0.1; raises UserError if it is not installed."""
+    def start(
+        cls, port: int | None = None, timeout: float = 10.0, password_file: Path | None = None
+    ) -> LocalRedis:
+        """Start redis-server bound to 127.0.0.1; raises UserError if it is not installed.
+        `password_file`: require the password in it (generated there if missing)."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise UserError(
@@ -37,10 +52,12 @@ class LocalRedis:
                 fix="run `bash ops/install-system-deps.sh` (Debian: apt-get install"
                 " redis-server), or set GLMCTL_REDIS_URL to an existing Redis.",
             )
-        server = cls(port or free_port())
+        server = cls(port or free_port(), password_file=password_file)
+        config = server._config_file()
         server.process = subprocess.Popen(
             [
                 binary,
+                *([str(config)] if config else []),
                 "--port",
                 str(server.port),
                 "--bind",
@@ -65,6 +82,17 @@ class LocalRedis:
             )
         return server
 
+    def _config_file(self) -> Path | None:
+        """A redis.conf holding `requirepass` (0600), or None without a password file."""
+        if self.password_file is None:
+            return None
+        if self.password_file.exists():
+            self.password = read_secret(self.password_file)
+        else:
+            self.password = generate_password()
+            write_secret(self.password_file, self.password)
+        return write_secret(self.workdir / "redis.conf", f"requirepass {self.password}\n")
+
     def stop(self) -> None:
         """Stop the server (idempotent)."""
         if self.process and self.process.poll() is None:
@@ -82,5 +110,5 @@ class LocalRedis:
         port = self.port
         self.stop()
         time.sleep(down_for)
-        fresh = LocalRedis.start(port=port)
+        fresh = LocalRedis.start(port=port, password_file=self.password_file)
         self.process, self.workdir = fresh.process, fresh.workdir

@@ -95,6 +95,8 @@ class RouterPlan(_Frozen):
     port: int
     max_queue_per_endpoint: int
     session_header: str
+    auth: str = "auto"  # auto | api_keys | none (controlplane/router/auth.py)
+    limits: dict[str, Any] = Field(default_factory=dict, description="router.limits of the spec.")
 
 
 class DeploymentPlan(_Frozen):

@@ -25,7 +25,7 @@ from controlplane.planner.models import (
     ReplicaBounds,
     RouterPlan,
 )
-from controlplane.spec.models import EngineKind
+from controlplane.spec.models import EngineKind, RouterAuth
 
 if TYPE_CHECKING:
     from controlplane.spec import Topology
@@ -66,6 +66,11 @@ def plan(
             f" holds {group.replicas.fits} replica(s) of {topology.gpus_per_replica} GPUs."
         )
     router = topology.spec.router
+    if router.auth == RouterAuth.NONE:
+        warnings.append(
+            "router.auth is `none`: anyone who reaches the router's port can use the model;"
+            " use api_keys (`glmctl keys create`) unless the network in front guards it."
+        )
     return DeploymentPlan(
         name=topology.name,
         origin=topology.origin,
@@ -77,6 +82,8 @@ def plan(
             port=router.port,
             max_queue_per_endpoint=router.max_queue_per_endpoint,
             session_header=router.session_header,
+            auth=router.auth.value,
+            limits=router.limits.model_dump(mode="json"),
         ),
         capacity={**figures.summary, "source": figures.source},
         warnings=tuple(warnings),

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 
 from controlplane.errors import UserError
+from controlplane.router.auth import MODES
 from controlplane.router.config import RouterConfig
+from controlplane.router.limits import RequestLimits
 from controlplane.router.policies import default_policies, get_policy
 from controlplane.router.server import die_with_parent, serve_worker, supervise
 from controlplane.router.state import StateConfig
+from controlplane.settings import get_settings
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[RouterConfig, bool]:
@@ -24,10 +28,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[RouterConfig, bool]:
     parser.add_argument("--session-header", default="x-session-id")
     parser.add_argument("--namespace", default="glmctl")
     parser.add_argument("--scrape-interval", type=float, default=1.0)
+    parser.add_argument("--auth", default="auto", choices=MODES)
+    parser.add_argument("--limits", default="{}", help="JSON of RequestLimits fields")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    try:
+        limits = RequestLimits.from_dict(json.loads(args.limits))
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"--limits is not valid: {exc}", fix="pass a JSON object.") from exc
     config = RouterConfig(
-        redis_url=args.redis_url,
+        redis_url=get_settings().redis_url_with_password(args.redis_url) or args.redis_url,
         policy=args.policy,
         host=args.host,
         port=args.port,
@@ -36,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RouterConfig, bool]:
         session_header=args.session_header,
         scrape_interval=args.scrape_interval,
         state=replace(StateConfig(), namespace=args.namespace),
+        auth=args.auth,
+        limits=limits,
     )
     return config, args.worker
 

@@ -3,13 +3,14 @@
 Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health,
 GET /metrics. Request bodies are parsed once with orjson (for validation and routing) and
 forwarded as the original bytes, so GLM-4.5 fields (tools, chat_template_kwargs, ...) pass
-untouched. The chosen endpoint is named in the `x-glmctl-endpoint` response header.
+untouched (but a `max_tokens` limit, router/admission.py). The chosen endpoint is named in
+the `x-glmctl-endpoint` response header.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import random
 import time
 import uuid
@@ -17,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import orjson
 
 from controlplane.router import collector
+from controlplane.router.admission import Admission, Admitted, RateLimited
 from controlplane.router.config import RouterConfig
 from controlplane.router.metrics import RouterMetrics, merge, redis_up, render
 from controlplane.router.policies import (
@@ -32,22 +33,17 @@ from controlplane.router.policies import (
     default_policies,
 )
 from controlplane.router.prefix import block_hashes, prompt_bytes
-from controlplane.router.proxy import (
-    Receive,
-    Send,
-    UpstreamFailed,
-    error_json,
-    forward,
-    read_body,
-    request_headers,
-)
+from controlplane.router.proxy import Receive, Send, UpstreamFailed, forward, request_headers
 from controlplane.router.registry import EndpointInfo
+from controlplane.router.responses import read_request_body, send_error, send_json, send_text
 from controlplane.router.state import RedisState
 from controlplane.router.upstream import UpstreamPool
 from controlplane.router.validation import RequestProblem, validate
+from controlplane.router.views import endpoint_view, models_body
 
 ROUTES = {b"/v1/chat/completions": "chat", b"/v1/completions": "completions"}
 UPSTREAM_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+_AUTH = (b"authorization",)
 _NO_LOOKUP = RouteContext(candidates=())  # frozen: shared by requests that need no lookup
 
 
@@ -81,6 +77,7 @@ class RouterApp:
         self.state: RedisState | None = None
         self.session: aiohttp.ClientSession | None = None  # health and load probes
         self.pool: UpstreamPool | None = None  # the request path
+        self.admission: Admission | None = None
         self._by_model: dict[str, list[EndpointInfo]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._session_header = config.session_header.lower().encode()
@@ -97,8 +94,12 @@ class RouterApp:
         self.session = aiohttp.ClientSession(
             connector=connector, timeout=timeout, auto_decompress=False
         )
-        self.pool = UpstreamPool(self.config.connect_timeout, self.config.read_timeout)
+        config = self.config
+        self.pool = UpstreamPool(
+            config.connect_timeout, config.read_timeout, config.limits.max_response_bytes
+        )
         self.state = RedisState(self.config.redis_url, self.router_id, self.config.state)
+        self.admission = Admission(self.config, self.state)
         await self.state.refresh({})
         self.reindex()
         self._tasks = collector.start_background(self)
@@ -131,9 +132,9 @@ class RouterApp:
             if route is not None and scope["method"] == "POST":
                 await self._completion(scope, receive, send, route)
             elif path == b"/v1/models":
-                await self._json(send, 200, self.models_body())
+                await self._models(scope, send)
             elif path == b"/health":
-                await self._json(send, 200, {"status": "ok", "redis": self._redis_ok()})
+                await send_json(send, 200, {"status": "ok", "redis": self._redis_ok()})
             elif path == b"/metrics":
                 await self._metrics(send)
             else:
@@ -157,9 +158,20 @@ class RouterApp:
         self, scope: dict[str, Any], receive: Receive, send: Send, route: str
     ) -> None:
         started = time.perf_counter()
-        body = await read_body(receive)
-        exchange = Exchange(body, send, receive, started, UPSTREAM_PATHS[route])
-        status = await self._route_and_forward(scope, exchange, route)
+        limits = self.config.limits
+        try:
+            body = await read_request_body(
+                scope, receive, limits.max_body_bytes, limits.client_idle_timeout
+            )
+        except RequestProblem as problem:
+            status = await self._error(send, problem.status, problem.message, problem.kind)
+        else:
+            exchange = Exchange(body, send, receive, started, UPSTREAM_PATHS[route])
+            try:
+                async with asyncio.timeout(limits.client_total_timeout):
+                    status = await self._route_and_forward(scope, exchange, route)
+            except TimeoutError:
+                status = await self._timed_out(send, limits.client_total_timeout)
         self.metrics.inc(
             "glmctl_router_requests_total", (("route", route), ("status", str(status)))
         )
@@ -167,15 +179,35 @@ class RouterApp:
 
     async def _route_and_forward(self, scope: dict[str, Any], ex: Exchange, route: str) -> int:
         send, body = ex.send, ex.body
-        headers = request_headers(
-            scope, (b"authorization", self._session_header, self._policy_header)
-        )
+        wanted = (b"authorization", self._session_header, self._policy_header)
+        headers = request_headers(scope, wanted)
+        assert self.admission is not None
         try:
+            key = self.admission.authenticate(headers.get(b"authorization"))
             payload = validate(body, route, self._by_model)
             policy = self._policy(headers.get(self._policy_header))
-            key_hash, limits = self._authorize(headers.get(b"authorization"))
+            admitted = await self.admission.admit(key, payload, body)
         except RequestProblem as problem:
             return await self._error(send, problem.status, problem.message, problem.kind)
+        except RateLimited as limited:
+            return await self._error(
+                send, 429, limited.message, "rate_limit_exceeded", limited.retry_after_s
+            )
+        try:
+            return await self._admitted(policy, payload, admitted, headers, ex)
+        finally:
+            self.admission.release(admitted)
+
+    async def _admitted(
+        self,
+        policy: Policy,
+        payload: dict[str, Any],
+        admitted: Admitted,
+        headers: dict[bytes, str],
+        ex: Exchange,
+    ) -> int:
+        send = ex.send
+        ex.body = admitted.body
         candidates = [
             info for info in self._by_model[payload["model"]] if self._is_healthy(info.endpoint_id)
         ]
@@ -188,14 +220,10 @@ class RouterApp:
         hashes = block_hashes(prompt_bytes(payload)) if need_prefix else []
         if not need_prefix and LOOKUP_SESSION not in policy.lookups:
             session_key = ""
-        ctx_base = await self._lookup(hashes, session_key, key_hash, limits)
+        ctx_base = await self._lookup(hashes, session_key, admitted.key_hash, admitted.legacy_rate)
         if isinstance(ctx_base, float):
             return await self._error(
-                send,
-                429,
-                "rate limit exceeded",
-                "rate_limit_exceeded",
-                retry_after=ctx_base,
+                send, 429, "rate limit exceeded", "rate_limit_exceeded", retry_after=ctx_base
             )
         views = [
             v for v in map(self._view, candidates) if v.load < self.config.max_queue_per_endpoint
@@ -289,8 +317,7 @@ class RouterApp:
     async def _lookup(
         self, hashes: list[str], session_key: str, key_hash: str, limits: tuple[float, int]
     ) -> RouteContext | float:
-        """Prefix match + session + rate limit in one round trip; when rate limited, the
-        seconds until a retry may pass."""
+        """Prefix, session, rate limit in one round trip; rate limited: seconds to wait."""
         assert self.state is not None
         rate, burst = limits
         if not hashes and not session_key and rate <= 0:
@@ -318,18 +345,6 @@ class RouterApp:
             )
         return policy
 
-    def _authorize(self, authorization: str | None) -> tuple[str, tuple[float, int]]:
-        assert self.state is not None
-        keys = self.state.view.api_keys
-        if not keys:
-            return "", (0.0, 0)
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        key_hash = hashlib.sha256(token.encode()).hexdigest()
-        record = keys.get(key_hash)
-        if not token or record is None:
-            raise RequestProblem(401, "missing or unknown API key", "authentication_error")
-        return key_hash, (float(record.get("rate", 0)), int(record.get("burst", 1)))
-
     def _is_healthy(self, endpoint_id: str) -> bool:
         assert self.state is not None
         down_until = self.local_down.get(endpoint_id)
@@ -339,30 +354,20 @@ class RouterApp:
 
     def _view(self, info: EndpointInfo) -> EndpointView:
         assert self.state is not None
-        view = self.state.view
-        load = view.load.get(info.endpoint_id)
-        inflight = self.inflight.get(info.endpoint_id, 0) + view.others_inflight.get(
-            info.endpoint_id, 0
-        )
-        if load is None:
-            return EndpointView(info.endpoint_id, info.url, info.model, inflight)
-        return EndpointView(
-            info.endpoint_id,
-            info.url,
-            info.model,
-            inflight,
-            load.running,
-            load.waiting,
-            load.kv_usage,
-        )
+        return endpoint_view(info, self.state.view, self.inflight.get(info.endpoint_id, 0))
 
     # -- other routes --------------------------------------------------------------------
     def models_body(self) -> dict[str, Any]:
-        data = [
-            {"id": model, "object": "model", "created": 0, "owned_by": "glmctl"}
-            for model in sorted(self._by_model)
-        ]
-        return {"object": "list", "data": data}
+        return models_body(self._by_model)
+
+    async def _models(self, scope: dict[str, Any], send: Send) -> None:
+        assert self.admission is not None
+        try:  # the served models are not for anyone without a key
+            self.admission.authenticate(request_headers(scope, _AUTH).get(b"authorization"))
+        except RequestProblem as problem:
+            await self._error(send, problem.status, problem.message, problem.kind)
+            return
+        await send_json(send, 200, self.models_body())
 
     def _redis_ok(self) -> bool:
         return self.state is not None and self.state.redis_ok
@@ -372,28 +377,15 @@ class RouterApp:
         own = self.metrics.export(self.inflight)
         others = await self.state.all_metrics() or []
         exports = [e for e in others if e.get("router") != self.router_id] + [own]
-        text = (render(merge(exports)) + redis_up(self._redis_ok())).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/plain; version=0.0.4")],
-            }
-        )
-        await send({"type": "http.response.body", "body": text})
+        text = render(merge(exports)) + redis_up(self._redis_ok())
+        await send_text(send, text, b"text/plain; version=0.0.4")
 
-    async def _json(
-        self, send: Send, status: int, data: Any, extra: list[tuple[bytes, bytes]] | None = None
-    ) -> int:
-        body = orjson.dumps(data)
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *(extra or []),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return status
+    async def _timed_out(self, send: Send, seconds: float) -> int:
+        """Answer 504 if the response had not started; else the connection just closes."""
+        self.metrics.inc("glmctl_router_errors_total", (("kind", "client_total_timeout"),))
+        with contextlib.suppress(RuntimeError):  # uvicorn: the response already started
+            await send_error(send, 504, f"request took longer than {seconds:g} s", "timeout")
+        return 504
 
     async def _error(
         self,
@@ -403,9 +395,6 @@ class RouterApp:
         kind: str = "invalid_request_error",
         retry_after: float | None = None,
     ) -> int:
-        extra = []
-        if retry_after is not None:
-            extra.append((b"retry-after", str(max(1, round(retry_after + 0.499))).encode()))
         if status >= 500 or status == 429:
             self.metrics.inc("glmctl_router_errors_total", (("kind", kind),))
-        return await self._json(send, status, error_json(message, status, kind), extra)
+        return await send_error(send, status, message, kind, retry_after)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from controlplane.local.secrets import url_password, without_password
+from controlplane.router.limits import RequestLimits
 from controlplane.router.policies import Tuning
 from controlplane.router.state import StateConfig
 
@@ -29,6 +31,8 @@ class RouterConfig:
     metrics_publish_s: float = 2.0
     state: StateConfig = field(default_factory=StateConfig)
     tuning: Tuning = field(default_factory=Tuning)
+    auth: str = "auto"  # auto | api_keys | none (router/auth.py)
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
     @classmethod
     def from_spec(cls, redis_url: str, spec: RouterSpec, namespace: str = "glmctl") -> RouterConfig:
@@ -41,13 +45,22 @@ class RouterConfig:
             max_queue_per_endpoint=spec.max_queue_per_endpoint,
             session_header=spec.session_header.lower(),
             state=replace(StateConfig(), namespace=namespace),
+            auth=spec.auth.value,
+            limits=RequestLimits.from_dict(spec.limits.model_dump()),
         )
 
+    def child_env(self) -> dict[str, str]:
+        """Environment a router process needs beside `cli_args()`: the Redis password,
+        which never goes on a command line (`ps` shows those to every user)."""
+        password = url_password(self.redis_url)
+        return {"GLMCTL_REDIS_PASSWORD": password} if password else {}
+
     def cli_args(self) -> list[str]:
-        """Arguments of `python -m controlplane.router` that reproduce this config."""
+        """Arguments of `python -m controlplane.router` that reproduce this config (with
+        `child_env()`; the Redis URL goes without its password)."""
         return [
             "--redis-url",
-            self.redis_url,
+            without_password(self.redis_url),
             "--host",
             self.host,
             "--port",
@@ -64,4 +77,8 @@ class RouterConfig:
             self.state.namespace,
             "--scrape-interval",
             str(self.scrape_interval),
+            "--auth",
+            self.auth,
+            "--limits",
+            self.limits.to_json(),
         ]

@@ -22,6 +22,8 @@ from controlplane.errors import UserError
 from controlplane.router.config import RouterConfig
 from controlplane.router.state import StateConfig
 
+MAX_CONNECTIONS = 8192
+
 
 def reuseport_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket other processes can bind too (the kernel spreads connections)."""
@@ -56,16 +58,21 @@ def serve_worker(config: RouterConfig) -> None:
     import uvicorn
 
     from controlplane.router.app import RouterApp
+    from controlplane.router.http_guard import guarded_protocol
 
     sock = reuseport_socket(config.host, config.port)
+    limits = config.limits
     uv_config = uvicorn.Config(
         RouterApp(config),
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(
+            limits.max_headers, limits.max_header_bytes, limits.client_idle_timeout
+        ),
         access_log=False,
         lifespan="on",
         log_level="warning",
-        timeout_keep_alive=30,
+        timeout_keep_alive=min(30, max(1, int(limits.client_idle_timeout))),
+        limit_concurrency=MAX_CONNECTIONS,  # per worker; past it uvicorn answers 503
         timeout_graceful_shutdown=5,
         proxy_headers=False,  # no X-Forwarded-* rewriting: one middleware less per request
         backlog=2048,
@@ -73,13 +80,31 @@ def serve_worker(config: RouterConfig) -> None:
     uvicorn.Server(uv_config).run(sockets=[sock])
 
 
+def check_start(config: RouterConfig) -> None:
+    """Refuse to start (UserError with a fix) when Redis refuses the password, or when the
+    router would serve without keys on an address other machines reach (router/auth.py)."""
+    from controlplane.router.auth import refuse_open_bind
+    from controlplane.router.keys import RedisAuthError, count_keys
+
+    key_count: int | None = None
+    try:
+        key_count = count_keys(config.redis_url, config.state.namespace)
+    except RedisAuthError:
+        raise
+    except UserError:  # Redis unreachable: routers tolerate that, but cannot count keys
+        key_count = None
+    refuse_open_bind(config.auth, config.host, key_count)
+
+
 def supervise(config: RouterConfig) -> None:
     """Start `config.workers` worker processes; restart any that dies; stop all on SIGTERM."""
+    check_start(config)
     if config.workers <= 1:
         serve_worker(config)
         return
     command = [sys.executable, "-m", "controlplane.router", *config.cli_args(), "--worker"]
-    children = [subprocess.Popen(command) for _ in range(config.workers)]
+    env = {**os.environ, **config.child_env()}
+    children = [subprocess.Popen(command, env=env) for _ in range(config.workers)]
     stopping = False
 
     def stop(signum: int, _frame: Any) -> None:
@@ -92,7 +117,7 @@ def supervise(config: RouterConfig) -> None:
         time.sleep(0.2)
         for index, child in enumerate(children):
             if child.poll() is not None and not stopping:
-                children[index] = subprocess.Popen(command)
+                children[index] = subprocess.Popen(command, env=env)
     _terminate(children)
 
 
@@ -151,7 +176,8 @@ class RouterProcesses:
         )
         handle = cls(config)
         command = [sys.executable, "-m", "controlplane.router", *config.cli_args()]
-        handle.process = subprocess.Popen(command, start_new_session=True)
+        env = {**os.environ, **config.child_env()}
+        handle.process = subprocess.Popen(command, start_new_session=True, env=env)
         if not handle.wait_healthy(timeout):
             handle.stop()
             raise UserError(

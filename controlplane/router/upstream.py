@@ -8,10 +8,11 @@ decompressed). Against one shared aiohttp session this cut the router's CPU per 
 streamed request from ~500-650 us to ~300 us, and its added p50 latency at one client from
 ~1.1-1.2 ms to ~0.75 ms (ops/benchmarks/router_bench.py, same session, 2-core machine).
 
-Errors: every network failure (refused, reset, closed early, malformed answer, timeout)
-raises `UpstreamError` (an `OSError`). A kept-alive connection the engine closed while it
-sat idle is retried once on a fresh connection when not one response byte came back, so a
-stale pool entry never counts as a failing endpoint.
+Errors: every network failure (refused, reset, closed early, malformed answer, timeout,
+an answer over the size limits: head `MAX_HEAD_BYTES` / `MAX_HEADERS`, body
+`max_body_bytes`) raises `UpstreamError` (an `OSError`). A kept-alive connection the
+engine closed while it sat idle is retried once on a fresh connection when not one
+response byte came back, so a stale pool entry never counts as a failing endpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from urllib.parse import urlsplit
 import httptools
 
 HIGH_WATER = 256 * 1024  # buffered body bytes before reading from the engine pauses
+MAX_HEAD_BYTES = 64 * 1024  # an engine's status line and headers (vLLM / SGLang send < 1 KiB)
+MAX_HEADERS = 100
+DEFAULT_MAX_BODY = 256 * 1024 * 1024
 MAX_IDLE_PER_ENDPOINT = 512
 _NO_BODY_STATUSES = (204, 304)
 
@@ -55,9 +59,14 @@ class Connection(asyncio.Protocol):
     """One kept-alive connection to an engine; serves one response at a time."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, read_timeout: float, key: tuple[str, int]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        read_timeout: float,
+        key: tuple[str, int],
+        max_body_bytes: int = DEFAULT_MAX_BODY,
     ) -> None:
         self.loop = loop
+        self.max_body_bytes = max_body_bytes
         self.key = key
         self.read_timeout = read_timeout
         self.transport: asyncio.Transport | None = None
@@ -78,6 +87,7 @@ class Connection(asyncio.Protocol):
         self.error: Exception | None = None
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
+        self.received = 0  # head bytes until the head is done, then body bytes
         self.paused = False
         self.waiter: asyncio.Future[None] | None = None
 
@@ -91,12 +101,20 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
         self.last_data = self.loop.time()
+        head_open = not self.head_done
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"malformed answer from the engine: {exc}"))
             self.close()
             return
+        if head_open and not self.head_done:
+            self.received += len(data)
+            if self.received > MAX_HEAD_BYTES:  # headers that never end
+                self._fail(UpstreamError(f"engine answer head over {MAX_HEAD_BYTES} bytes"))
+                self.close()
+                self._wake()
+                return
         if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
@@ -104,7 +122,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._stop_watch()
-        if self.head_done and self.close_delimited and not self.complete:
+        if self.head_done and self.close_delimited and not self.complete and self.error is None:
             self.complete = True  # the body ran until the engine closed the connection
         elif not self.complete:
             self._fail(UpstreamError(f"engine closed the connection: {exc or 'EOF'}"))
@@ -112,16 +130,28 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes | None) -> None:
-        self.headers.append((name.lower(), value or b""))
+        if len(self.headers) < MAX_HEADERS:
+            self.headers.append((name.lower(), value or b""))
+        else:
+            self._fail(UpstreamError(f"engine answer has over {MAX_HEADERS} headers"))
+            self.close()
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         self.head_done = True
+        self.received = 0
         framed = any(n in (b"content-length", b"transfer-encoding") for n, _ in self.headers)
         self.close_delimited = not framed and self.status not in _NO_BODY_STATUSES
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        self.received += len(body)
+        if self.received > self.max_body_bytes:
+            if self.error is None:  # a runaway answer: cut it off, the caller sees an error
+                self._fail(UpstreamError(f"engine answer over {self.max_body_bytes} bytes"))
+                self.close()
+                self._wake()
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         self._wake()
@@ -164,10 +194,10 @@ class Connection(asyncio.Protocol):
                     self.paused = False
                     self.transport.resume_reading()
                 return data
-            if self.complete:
-                return b""
             if self.error is not None:
                 raise self.error
+            if self.complete:
+                return b""
             await self._wait()
 
     def header(self, name: bytes) -> bytes | None:
@@ -224,9 +254,12 @@ class Connection(asyncio.Protocol):
 class UpstreamPool:
     """Kept-alive connections per endpoint; `post` returns a connection with its head read."""
 
-    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self, connect_timeout: float, read_timeout: float, max_body_bytes: int = DEFAULT_MAX_BODY
+    ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.max_body_bytes = max_body_bytes
         self._idle: dict[tuple[str, int], list[Connection]] = {}
         self._targets: dict[str, Target] = {}
 
@@ -293,7 +326,7 @@ class UpstreamPool:
         host, port = key
 
         def factory() -> Connection:
-            return Connection(loop, self.read_timeout, key)
+            return Connection(loop, self.read_timeout, key, self.max_body_bytes)
 
         try:
             _transport, conn = await asyncio.wait_for(

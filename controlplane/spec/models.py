@@ -219,8 +219,48 @@ class SloSpec(_Strict):
     )
 
 
+class RouterAuth(StrEnum):
+    AUTO = "auto"  # loopback: keys once any exist; any other address: keys, or refuse to start
+    API_KEYS = "api_keys"  # every request needs a key (`glmctl keys create`)
+    NONE = "none"  # open to anyone who reaches the port; `glmctl plan` warns
+
+
+class RouterLimitsSpec(_Strict):
+    """What one request may cost the deployment (a key's own limits may be lower)."""
+
+    max_body_bytes: PositiveInt = Field(4 * 1024 * 1024, description="Request body size.")
+    max_prompt_tokens: PositiveInt | None = Field(
+        None, description="Estimated prompt tokens per request (bytes / 4); default: no limit."
+    )
+    max_tokens: PositiveInt | None = Field(
+        None, description="`max_tokens` a request may ask for; set when a request leaves it out."
+    )
+    max_concurrent_per_key: PositiveInt | None = Field(
+        None, description="Requests in flight per API key; default: no limit."
+    )
+    max_headers: PositiveInt = Field(100, description="Request headers per request.")
+    max_header_bytes: PositiveInt = Field(16 * 1024, description="Request line plus headers.")
+    client_idle_timeout: Duration = Field(
+        30.0, description="Longest wait for the next bytes of a request's head or body."
+    )
+    client_total_timeout: Duration = Field(
+        900.0, description="Longest a request may take end to end, stream included."
+    )
+    max_response_bytes: PositiveInt = Field(
+        256 * 1024 * 1024, description="Engine answer size before the router cuts it off."
+    )
+
+
 class RouterSpec(_Strict):
     """The OpenAI-compatible router in front of the replicas."""
+
+    auth: RouterAuth = Field(
+        RouterAuth.AUTO,
+        description="api_keys, none, or auto (keys required off loopback; see README Security).",
+    )
+    limits: RouterLimitsSpec = Field(
+        default_factory=RouterLimitsSpec, description="Per-request cost limits."
+    )
 
     policy: RouterPolicy = Field(RouterPolicy.PREFIX_AFFINITY, description="Routing policy.")
     replicas: PositiveInt = Field(2, description="Router processes behind one address.")

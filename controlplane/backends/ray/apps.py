@@ -95,7 +95,7 @@ def _redis_url(args: dict[str, Any]) -> str:
     from controlplane.errors import UserError
     from controlplane.settings import get_settings
 
-    url = args.get("redis_url") or get_settings().redis_url
+    url = get_settings().redis_url_with_password(args.get("redis_url"))
     if not url:
         raise UserError("the rendered config needs a Redis URL.", fix="set GLMCTL_REDIS_URL.")
     return str(url)

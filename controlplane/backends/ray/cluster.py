@@ -35,6 +35,7 @@ from controlplane.backends.ray.loopback import (
     ray_environment,
 )
 from controlplane.errors import UserError
+from controlplane.local.secrets import url_password, without_password
 from controlplane.planner.inventory import GIB, Inventory, InventoryNode, from_ray_nodes
 
 KEEPER_START_TIMEOUT_S = 120.0
@@ -110,8 +111,11 @@ def start_embedded(state_dir: Path, nodes: list[NodeSpec], redis_url: str | None
     folder = embedded_dir(state_dir)
     argv = [sys.executable, "-m", "controlplane.backends.ray.keeper", "--state-dir", str(folder)]
     argv += ["--nodes", json.dumps([n.model_dump() for n in nodes])]
-    if redis_url:
-        argv += ["--redis-url", redis_url]
+    secret_env: dict[str, str] = {}
+    if redis_url:  # its password goes by environment, not on a command line
+        argv += ["--redis-url", without_password(redis_url)]
+        password = url_password(redis_url)
+        secret_env = {"GLMCTL_REDIS_PASSWORD": password} if password else {}
     log = _open_keeper_log(state_dir)
     log_start = log.tell()
     with log:
@@ -120,7 +124,7 @@ def start_embedded(state_dir: Path, nodes: list[NodeSpec], redis_url: str | None
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **ray_environment()},
+            env={**os.environ, **ray_environment(), **secret_env},
         )
     # Import Ray and Serve here while the keeper starts the cluster (seconds saved); the
     # loopback settings Ray reads at import must be in place first.

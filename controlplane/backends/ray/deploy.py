@@ -96,7 +96,8 @@ def resolve_target(
                 f"a Ray cluster at {address} needs a Redis for the router state.",
                 fix="set GLMCTL_REDIS_URL=redis://HOST:PORT/0 (reachable from the cluster).",
             )
-        return cluster.Target(address, settings.redis_url, embedded=False)
+        redis_url = settings.redis_url_with_password() or settings.redis_url
+        return cluster.Target(address, redis_url, embedded=False)
     state = cluster.embedded_state(settings.state_dir)
     healed = False
     if state is not None and not gcs_reachable(state.address):
@@ -107,7 +108,9 @@ def resolve_target(
         if topology is None:
             return None
         nodes = cluster.node_specs(list(embedded_inventory(topology).nodes))
-        state = cluster.start_embedded(settings.state_dir, nodes, settings.redis_url)
+        state = cluster.start_embedded(
+            settings.state_dir, nodes, settings.redis_url_with_password()
+        )
     return cluster.Target(
         state.address, state.redis_url, embedded=True, tmpdir=state.tmpdir, healed=healed
     )

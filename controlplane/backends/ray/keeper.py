@@ -28,12 +28,14 @@ from pydantic import BaseModel, ConfigDict
 
 from controlplane.backends.ray.loopback import LOOPBACK, apply_environment, ray_environment
 from controlplane.errors import UserError
+from controlplane.local.secrets import write_secret
 
 OBJECT_STORE_BYTES = 80 * 1024 * 1024  # per raylet; Ray's minimum is about 75 MiB
 POLL_S = 0.1
 SERVE_STOPPED = "serve-stopped"  # marker: the CLI already shut Serve down
 SERVE_SHUTDOWN_S = 15.0  # replicas drain and stop their engines and routers
 FAILED = "failed.json"  # why the keeper could not start: read by the waiting CLI
+REDIS_PASSWORD_FILE = "redis.password"  # the private Redis's password (0600)
 
 
 class NodeSpec(BaseModel):
@@ -86,9 +88,7 @@ def gcs_reachable(address: str, timeout: float = 2.0) -> bool:
 
 def write_json(path: Path, data: Any) -> None:
     """Write atomically (readers never see half a file)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    write_secret(path, json.dumps(data, indent=1))  # owner-only: state.json has a password
 
 
 class Keeper:
@@ -106,7 +106,7 @@ class Keeper:
         if self.redis_url is None:  # first: a missing redis-server fails in milliseconds
             from controlplane.local.redis_server import LocalRedis
 
-            self.redis = LocalRedis.start()
+            self.redis = LocalRedis.start(password_file=self.state_dir / REDIS_PASSWORD_FILE)
             self.redis_url = self.redis.url
         from ray.cluster_utils import Cluster
 
@@ -127,7 +127,7 @@ class Keeper:
             nodes=self.nodes,
             started_at=time.time(),
         )
-        write_json(self.state_dir / "state.json", state.model_dump())
+        write_json(self.state_dir / "state.json", state.model_dump())  # 0600: holds the password
 
     def serve_requests(self) -> None:
         requests = self.state_dir / "requests"
@@ -207,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True)
     nodes = [NodeSpec.model_validate(n) for n in json.loads(args.nodes)]
-    keeper = Keeper(args.state_dir, nodes, args.redis_url)
+    from controlplane.settings import get_settings
+
+    redis_url = get_settings().redis_url_with_password(args.redis_url)  # password: env only
+    keeper = Keeper(args.state_dir, nodes, redis_url)
 
     def stop(signum: int, frame: Any) -> None:
         keeper.stopping = True

@@ -27,6 +27,7 @@ from controlplane.backends.ray.records import (
     write_record,
 )
 from controlplane.errors import UserError
+from controlplane.local.secrets import redact_url
 from controlplane.planner import PlanError, diff_plans, embedded_inventory, plan, replicas_that_fit
 from controlplane.planner.inventory import Inventory, release
 from controlplane.planner.models import DeploymentPlan
@@ -131,7 +132,7 @@ def status(address: str | None = None) -> dict[str, Any]:
             "address": target.address,
             "embedded": target.embedded,
             "healed": target.healed,
-            "redis_url": target.redis_url,
+            "redis_url": redact_url(target.redis_url),
             "prometheus_url": _prometheus_url() if target.embedded else None,
             "nodes": [n.model_dump() for n in inventory.nodes],
         },

@@ -206,6 +206,7 @@ class RouterHost:
         from controlplane.backends.ray.workers import _die_with_parent
         from controlplane.engines.base import EngineProcess, LaunchCommand
         from controlplane.router.config import RouterConfig
+        from controlplane.router.limits import RequestLimits
         from controlplane.router.state import StateConfig
 
         config = RouterConfig(
@@ -216,10 +217,12 @@ class RouterHost:
             max_queue_per_endpoint=router["max_queue_per_endpoint"],
             session_header=router["session_header"],
             state=replace(StateConfig(), namespace=router_namespace(name)),
+            auth=router.get("auth", "auto"),
+            limits=RequestLimits.from_dict(router.get("limits")),
         )
         argv = (sys.executable, "-m", "controlplane.router", *config.cli_args())
         self.url = f"http://{config.host}:{config.port}"
-        self.process = EngineProcess(LaunchCommand(argv), self.url)
+        self.process = EngineProcess(LaunchCommand(argv, config.child_env()), self.url)
         self.process.start(preexec=_die_with_parent)
         deadline = time.monotonic() + ROUTER_START_TIMEOUT_S
         while not self.process.healthy(timeout=1.0):

@@ -43,7 +43,9 @@ def test_serve_answers_and_keys_gate_requests(redis_server: LocalRedis) -> None:
         assert httpx.post(chat, json=body, timeout=10).status_code == 401
         keyed = httpx.post(chat, json=body, headers={"authorization": f"Bearer {key}"}, timeout=10)
         assert keyed.status_code in {502, 503}  # admitted; the only endpoint is down
-        assert [m["id"] for m in httpx.get(url + "/v1/models").json()["data"]] == ["m"]
+        assert httpx.get(url + "/v1/models").status_code == 401  # the model list needs a key
+        models = httpx.get(url + "/v1/models", headers={"authorization": f"Bearer {key}"})
+        assert [m["id"] for m in models.json()["data"]] == ["m"]
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
