@@ -21,7 +21,8 @@ import orjson
 
 from controlplane.router import collector
 from controlplane.router.config import RouterConfig
-from controlplane.router.metrics import RouterMetrics, merge, render
+from controlplane.router.exposition import models_body, send_metrics
+from controlplane.router.metrics import RouterMetrics
 from controlplane.router.policies import (
     LOOKUP_PREFIX,
     LOOKUP_SESSION,
@@ -42,6 +43,7 @@ from controlplane.router.proxy import (
     request_headers,
 )
 from controlplane.router.registry import EndpointInfo
+from controlplane.router.sessions import bind_first
 from controlplane.router.state import RedisState
 from controlplane.router.upstream import UpstreamPool
 from controlplane.router.validation import RequestProblem, validate
@@ -135,7 +137,7 @@ class RouterApp:
             elif path == b"/health":
                 await self._json(send, 200, {"status": "ok", "redis": self._redis_ok()})
             elif path == b"/metrics":
-                await self._metrics(send)
+                await send_metrics(send, self.state, self.metrics, self.inflight, self.router_id)
             else:
                 await self._error(send, 404, f"no route {scope['path']}", "not_found")
         elif scope["type"] == "lifespan":
@@ -232,6 +234,8 @@ class RouterApp:
                     self.config.tuning,
                 )
             )
+            if session_key and ctx.session_endpoint is None:  # first request: bind-or-get
+                decision = await bind_first(self.state, session_key, decision, views)
             endpoint = decision.endpoint
             self._record(policy, decision, ctx, hashes, session_key)
             self.inflight[endpoint.endpoint_id] = self.inflight.get(endpoint.endpoint_id, 0) + 1
@@ -358,29 +362,10 @@ class RouterApp:
 
     # -- other routes --------------------------------------------------------------------
     def models_body(self) -> dict[str, Any]:
-        data = [
-            {"id": model, "object": "model", "created": 0, "owned_by": "glmctl"}
-            for model in sorted(self._by_model)
-        ]
-        return {"object": "list", "data": data}
+        return models_body(self._by_model)
 
     def _redis_ok(self) -> bool:
         return self.state is not None and self.state.redis_ok
-
-    async def _metrics(self, send: Send) -> None:
-        assert self.state is not None
-        own = self.metrics.export(self.inflight)
-        others = await self.state.all_metrics() or []
-        exports = [e for e in others if e.get("router") != self.router_id] + [own]
-        text = render(merge(exports)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/plain; version=0.0.4")],
-            }
-        )
-        await send({"type": "http.response.body", "body": text})
 
     async def _json(
         self, send: Send, status: int, data: Any, extra: list[tuple[bytes, bytes]] | None = None
