@@ -97,15 +97,18 @@ class Drainer:
             pipe.hget(f"{self.ns}:inflight:{name}", self.endpoint_id)
         return sum(int(count) for count in pipe.execute() if count)
 
+    def _registry(self) -> tuple[dict[str, str], dict[str, str], set[str]]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(f"{self.ns}:endpoints")
+        pipe.hgetall(f"{self.ns}:health")
+        pipe.hkeys(DRAINING.format(ns=self.ns))
+        endpoints, health, draining = (_decoded(v) for v in pipe.execute())
+        return endpoints, health, set(draining)
+
     def wait_for_peer(self, timeout: float) -> float:
         began = time.monotonic()
         while time.monotonic() - began < timeout:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(f"{self.ns}:endpoints")
-            pipe.hgetall(f"{self.ns}:health")
-            pipe.hkeys(DRAINING.format(ns=self.ns))
-            endpoints, health, draining = (_decoded(v) for v in pipe.execute())
-            if has_peer(endpoints, health, set(draining), self.endpoint_id):
+            if has_peer(*self._registry(), self.endpoint_id):
                 break
             time.sleep(POLL_S)
         return time.monotonic() - began
@@ -113,8 +116,13 @@ class Drainer:
     def drain(
         self, timeout: float, engine_idle: Callable[[], bool], peer_wait_s: float = PEER_WAIT_S
     ) -> DrainReport:
-        """Steps 1-3 of the module docstring; returns how long each took."""
-        waited = self.wait_for_peer(peer_wait_s)
+        """Steps 1-3 of the module docstring; returns how long each took. An endpoint that
+        never registered has nothing to drain; one already marked draining (`glmctl delete`
+        marks the whole deployment first) does not wait for a peer."""
+        endpoints, _, draining = self._registry()
+        if self.endpoint_id not in endpoints:
+            return DrainReport(0.0, 0.0, 0)
+        waited = 0.0 if self.endpoint_id in draining else self.wait_for_peer(peer_wait_s)
         self.mark()
         began = time.monotonic()
         time.sleep(ROUTER_NOTICE_S)
@@ -125,6 +133,16 @@ class Drainer:
                 break
             time.sleep(POLL_S)
         return DrainReport(waited, time.monotonic() - began, left)
+
+
+def mark_all_draining(client: Any, namespace: str) -> int:
+    """Take every endpoint of a namespace (one deployment) out of rotation: a delete.
+    Returns how many were marked."""
+    endpoints = [_text(e) for e in client.hkeys(f"{namespace}:endpoints")]
+    if endpoints:
+        now = str(time.time())
+        client.hset(DRAINING.format(ns=namespace), mapping=dict.fromkeys(endpoints, now))
+    return len(endpoints)
 
 
 def _decoded(value: Any) -> Any:

@@ -186,6 +186,13 @@ def status(output: OutputOption = OutputFormat.TEXT, address: Address = None) ->
     console.print(f"cluster {c['address']} ({kind}), {len(c['nodes'])} node(s)")
     console.print(_nodes_table(c["nodes"]))
     console.print(_deployments_table(data["deployments"]))
+    for d in data["deployments"]:
+        if d.get("autoscale"):
+            a = d["autoscale"]
+            console.print(
+                f"{d['name']} autoscaling: wants {a['desired']}, {a['running']} serving,"
+                f" the cluster holds {a['max']}; last: {a['direction']} ({a['reason']})"
+            )
 
 
 def _nodes_table(nodes: list[dict[str, Any]]) -> Table:

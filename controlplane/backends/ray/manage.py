@@ -92,12 +92,28 @@ def delete(name: str, address: str | None = None, keep_cluster: bool = False) ->
     apps = serve.status().applications
     mine = [a for a in apps if a == router_app_name(name) or a.rsplit("-", 1)[0] == name]
     record = read_record(target.redis_url, name)
+    _leave_rotation(target.redis_url, name)
     for app in sorted(mine, key=lambda a: a.endswith("-router")):  # engines first
         serve.delete(app, _blocking=True)
     delete_record(target.redis_url, name)
     if not keep_cluster:
         stop_if_idle(target)
     return bool(mine or record)
+
+
+def _leave_rotation(redis_url: str, name: str) -> None:
+    """Every replica of `name` out of the routers' rotation at once: each then drains its
+    in-flight requests without waiting for a replacement (none comes)."""
+    import redis
+
+    from controlplane.autoscale.drain import mark_all_draining
+    from controlplane.backends.ray.serve_app import router_namespace
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        mark_all_draining(client, router_namespace(name))
+    finally:
+        client.close()
 
 
 def status(address: str | None = None) -> dict[str, Any]:
@@ -124,6 +140,7 @@ def status(address: str | None = None) -> dict[str, Any]:
                 "replicas": record.replicas,
                 "endpoint": record.router_url,
                 "replica_details": replica_records(target.redis_url, record.name, record.app),
+                "autoscale": _autoscale(target.redis_url, record),
             }
         )
     return {
@@ -135,6 +152,23 @@ def status(address: str | None = None) -> dict[str, Any]:
         },
         "deployments": deployments,
     }
+
+
+def _autoscale(redis_url: str, record: DeploymentRecord) -> dict[str, Any] | None:
+    """The autoscaler's last reading (wanted, running, what the cluster holds, why), or None
+    for a fixed replica count."""
+    if record.deployment_plan.group.autoscaling is None:
+        return None
+    import redis
+
+    from controlplane.autoscale.record import read_decisions
+    from controlplane.backends.ray.serve_app import router_namespace
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        return read_decisions(client, router_namespace(record.name)).get(record.name)
+    finally:
+        client.close()
 
 
 class Preview(NamedTuple):

@@ -26,42 +26,13 @@ from controlplane.autoscale.signals import SignalReader
 from controlplane.local.redis_server import LocalRedis
 from controlplane.router.registry import deregister_endpoint
 from controlplane.spec import Topology
+from tests.integration.autoscale.helpers import SteadyLoad
 from tests.integration.router.conftest import Cluster
 from tests.integration.router.helpers import chat_body, held_streams, served_by
 
 pytestmark = pytest.mark.integration
 Factory = Callable[[LocalRedis, Topology], Cluster]
 NS = "glmctl"
-
-
-class SteadyLoad:
-    """Clients sending short streaming requests until stopped; counts every outcome."""
-
-    def __init__(self, url: str, model: str, clients: int = 4) -> None:
-        self.url, self.model = url, model
-        self.statuses: list[int] = []
-        self.served: list[str] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-        for thread in self.threads:
-            thread.start()
-
-    def _run(self) -> None:
-        body = chat_body(self.model, "steady", max_tokens=8, stream=True)
-        with httpx.Client(timeout=30) as client:
-            while not self.stop.is_set():
-                with client.stream("POST", self.url + "/v1/chat/completions", json=body) as r:
-                    data = r.read()
-                ok = r.status_code == 200 and data.rstrip().endswith(b"data: [DONE]")
-                self.statuses.append(r.status_code if ok else 599)
-                self.served.append(r.headers.get("x-glmctl-endpoint", ""))
-
-    def finish(self) -> tuple[int, int]:
-        """(requests sent, failed)."""
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
-        return len(self.statuses), sum(s != 200 for s in self.statuses)
 
 
 def test_drain_leaves_rotation_at_once_and_lets_streams_finish(
