@@ -16,6 +16,7 @@ class SteadyLoad:
         self.url, self.model, self.max_tokens = url, model, max_tokens
         self.statuses: list[int] = []
         self.served: list[str] = []
+        self.cut = 0  # streams an engine failure ended with an SSE error event
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
         for thread in self.threads:
@@ -31,6 +32,8 @@ class SteadyLoad:
                         data = r.read()
                     if r.status_code == 200 and data.rstrip().endswith(b"data: [DONE]"):
                         status = 200
+                    elif r.status_code == 200 and b'"upstream_error"' in data:
+                        status, self.cut = 200, self.cut + 1
                     served = r.headers.get("x-glmctl-endpoint", "")
                 except httpx.HTTPError:
                     pass
@@ -38,8 +41,13 @@ class SteadyLoad:
                 self.served.append(served)
 
     def finish(self) -> tuple[int, int]:
-        """(requests sent, failed)."""
+        """(requests sent, failed). A stream cut mid-way by a crash is counted in `cut`,
+        not as failed: it had started streaming."""
         self.stop.set()
         for thread in self.threads:
-            thread.join(timeout=30)
+            thread.join(timeout=60)
         return len(self.statuses), sum(s != 200 for s in self.statuses)
+
+    def mark(self) -> tuple[int, int, int]:
+        """(sent, failed, cut) so far, to count one event's share."""
+        return len(self.statuses), sum(s != 200 for s in self.statuses), self.cut
