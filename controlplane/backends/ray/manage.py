@@ -18,6 +18,7 @@ from controlplane.backends.ray.deploy import (
     resolve_target,
     serve_api,
     wait_replicas,
+    wait_stopped,
 )
 from controlplane.backends.ray.records import (
     DeploymentRecord,
@@ -75,26 +76,10 @@ def scale(
     built = engine_app(current, target.redis_url, log_dir, num_replicas=replicas)
     serve._run(built, name=record.app, route_prefix=None, _blocking=False)
     wait_replicas(target, current, record.app, replicas, time.monotonic(), progress)
-    _wait_stopped(record.app, shutdown_budget_s(group.graceful_shutdown_s), progress)
+    wait_stopped(record.app, shutdown_budget_s(group.graceful_shutdown_s), progress)
     updated = record.model_copy(update={"replicas": replicas})
     write_record(target.redis_url, updated)
     return updated
-
-
-def _wait_stopped(app: str, timeout: float, progress: Progress) -> None:
-    """Until no replica of `app` is still stopping (draining, then freeing its GPUs), so
-    the count just set is what holds the cluster's GPUs."""
-    from ray import serve
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = serve.status().applications.get(app)
-        states = [d.replica_states for d in status.deployments.values()] if status else []
-        stopping = sum(n for s in states for k, n in s.items() if str(k).endswith("STOPPING"))
-        progress("replicas draining", 0, stopping)
-        if stopping == 0:
-            return
-        time.sleep(0.25)
 
 
 def delete(name: str, address: str | None = None, keep_cluster: bool = False) -> bool:

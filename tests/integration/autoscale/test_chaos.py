@@ -1,7 +1,9 @@
 """Lifecycle events under steady streaming load, one at a time, on the embedded cluster.
 
-The simulated glm45-fp8 topology with 2 fixed replicas. Events: scale down (and back),
-rolling update of a changed spec, kill an engine process, kill a rank's worker actor.
+The simulated glm45-fp8 topology with 2 fixed replicas on one simulated 8 x H200 node, which
+holds exactly those 2 (so the rolling update replaces them one at a time). Events: scale
+down (and back), rolling update of a changed spec, kill an engine process, kill a rank's
+worker actor.
 For each: no request that had not started streaming fails (it is retried elsewhere),
 streams cut by a crash end with an SSE error event and are counted, and the deployment
 returns to 2 serving replicas. Prints a table of events, requests, failed, cut, recovery.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +39,7 @@ context_length: 32768
 max_num_seqs: 8
 replicas: 2
 router: {policy: least_load}
+cluster: {nodes: 1}
 """
 REPLICAS = 2
 RECOVER_S = 90.0
@@ -129,6 +133,16 @@ def test_lifecycle_events_fail_no_request(spec_dir: Path) -> None:
         ("kill worker actor", lambda: kill(engine=False)),
     ]
     rows = []
+    most = [0]
+    sampling = threading.Event()
+
+    def sample() -> None:  # replicas of every version: never more than the cluster holds
+        while not sampling.is_set():
+            most[0] = max(most[0], client.hlen(f"glmctl:replicas:{NAME}"))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     time.sleep(2.0)
     for name, event in events:
         sent0, failed0, cut0 = load.mark()
@@ -143,9 +157,12 @@ def test_lifecycle_events_fail_no_request(spec_dir: Path) -> None:
         sent, failed, cut = load.mark()
         rows.append((name, sent - sent0, failed - failed0, cut - cut0, recover_s))
     load.finish()
+    sampling.set()
+    sampler.join(timeout=5)
     print(f"\n{'event':<22}{'sent':>6}{'failed':>8}{'cut':>5}{'recover s':>11}")
     for name, sent, failed, cut, recover_s in rows:
         print(f"{name:<22}{sent:>6}{failed:>8}{cut:>5}{recover_s:>11.1f}")
     for name, sent, failed, cut, _ in rows:
         assert sent > 0 and failed == 0, name
         assert cut <= (4 if name.startswith("kill") else 0), name
+    assert most[0] <= REPLICAS  # the rolling update never held twice the GPUs
