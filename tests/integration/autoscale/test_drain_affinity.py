@@ -48,6 +48,7 @@ def test_drain_leaves_rotation_at_once_and_lets_streams_finish(
     with held_streams(urls[1], long_body, 4) as held:
         assert "a" in held  # round robin: some long streams run on "a"
         drainer = Drainer(client, NS, "a")
+        time.sleep(0.3)  # the routers publish in-flight counts every 0.1 s
         assert drainer.in_flight() >= held.count("a")
         marked = time.monotonic()
         report = drainer.drain(timeout=60, engine_idle=lambda: True, peer_wait_s=5)
