@@ -37,6 +37,8 @@ from controlplane.settings import get_settings
 if TYPE_CHECKING:
     from controlplane.spec import Topology
 
+PLACEMENT_RELEASE_S = 5.0
+
 
 def _connected(address: str | None) -> cluster.Target | None:
     target = resolve_target(address, None)
@@ -59,11 +61,17 @@ def scale(
         raise UserError(f"no deployment named `{name}` runs.", fix="see `glmctl status`.")
     current = record.deployment_plan
     group = current.group
-    inventory = release(
-        cluster.live_inventory(target.embedded), placements_of(record, target.redis_url)
-    )
     gpu = None if not group.bundles[0].get("GPU") else group.gpu_type
-    fits = replicas_that_fit(inventory, gpu, list(group.bundles))
+    wait_stopped(record.app, shutdown_budget_s(group.graceful_shutdown_s), progress)
+    settle = time.monotonic() + PLACEMENT_RELEASE_S
+    while True:  # a replica that just stopped frees its placement group a moment later
+        inventory = release(
+            cluster.live_inventory(target.embedded), placements_of(record, target.redis_url)
+        )
+        fits = replicas_that_fit(inventory, gpu, list(group.bundles))
+        if replicas <= fits or time.monotonic() > settle:
+            break
+        time.sleep(0.25)
     if replicas > fits:
         raise UserError(
             f"{name}: {replicas} replicas need {replicas * group.nodes * group.gpus_per_node}"
