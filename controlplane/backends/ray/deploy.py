@@ -274,7 +274,7 @@ def execute_apply(
         raise
     record = new_record(new, app, router, port, wanted)
     write_record(target.redis_url, record)
-    if running is not None and running.app != app:
+    if running is not None and running.app != app and running.app in serve.status().applications:
         progress("retire old version", 0, 1)
         serve.delete(running.app, _blocking=True)
         progress("retire old version", 1, 1)
@@ -339,9 +339,12 @@ def _roll(prepared: Prepared, app: str, log_dir: str, progress: Progress) -> Non
         elif old > 0:
             old -= 1
             progress(f"rolling: old replicas left {old}", 0, 1)
-            built = engine_app(old_plan, url, log_dir, num_replicas=old)
-            serve_api()._run(built, name=running.app, route_prefix=None, _blocking=False)
-            wait_stopped(running.app, shutdown_budget_s(old_plan.group.graceful_shutdown_s))
+            if old == 0:  # Serve wants at least one replica: the last leaves with its app
+                serve_api().delete(running.app, _blocking=True)
+            else:
+                built = engine_app(old_plan, url, log_dir, num_replicas=old)
+                serve_api()._run(built, name=running.app, route_prefix=None, _blocking=False)
+                wait_stopped(running.app, shutdown_budget_s(old_plan.group.graceful_shutdown_s))
             _wait_room(new, target.embedded, ROOM_WAIT_S)  # its GPUs free a moment later
         else:
             raise ApplyFailed(
