@@ -237,6 +237,13 @@ def status(output: OutputOption = OutputFormat.TEXT, address: Address = None) ->
         console.print(f"prometheus {c['prometheus_url']}")
     console.print(_nodes_table(c["nodes"]))
     console.print(_deployments_table(data["deployments"]))
+    for d in data["deployments"]:
+        if d.get("autoscale"):
+            a = d["autoscale"]
+            console.print(
+                f"{d['name']} autoscaling: wants {a['desired']}, {a['running']} serving,"
+                f" the cluster holds {a['max']}; last: {a['direction']} ({a['reason']})"
+            )
 
 
 def _nodes_table(nodes: list[dict[str, Any]]) -> Table:

@@ -50,12 +50,21 @@ class ReplicaBounds(_Frozen):
 
 
 class AutoscalingPlan(_Frozen):
+    """glmctl's policy settings (controlplane/autoscale/policy.py `PolicyConfig`)."""
+
     min_replicas: int
     max_replicas: int
     initial_replicas: int
     target_ongoing_requests: float
+    target_kv_usage: float = 0.8
+    max_waiting: int = 5
+    ttft_slo_s: float = 2.0
     upscale_delay_s: float
     downscale_delay_s: float
+    upscale_cooldown_s: float = 30.0
+    downscale_cooldown_s: float = 300.0
+    tolerance: float = 0.1
+    max_scale_up_rate: float = 2.0
 
 
 class EngineGroupPlan(_Frozen):
@@ -86,7 +95,11 @@ class EngineGroupPlan(_Frozen):
     autoscaling: AutoscalingPlan | None = None
     health: HealthCheck
     max_ongoing_requests: int
-    graceful_shutdown_s: float = 30.0
+    graceful_shutdown_s: float = Field(
+        30.0,
+        description="Drain timeout: how long a leaving replica's in-flight requests may run"
+        " (Serve's graceful shutdown and the engine's own drain are set from it).",
+    )
 
 
 class RouterPlan(_Frozen):

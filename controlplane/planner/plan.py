@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from controlplane.capacity.performance import performance_model
 from controlplane.catalog.gpus import GIB
 from controlplane.engines import LaunchContext, build_command, target_version
 from controlplane.engines.cpu import targets_cpu
@@ -39,6 +40,10 @@ ACCELERATOR_CLAIM = 0.001
 # Time for a replica to become healthy: the simulator starts in seconds; a real engine
 # loads up to ~0.7 TB of weights and captures CUDA graphs (tens of minutes on cold disks).
 STARTUP_TIMEOUT_S = {"sim": 60.0, "real": 1800.0}
+# Longest drain of a leaving replica: llm-d's wide-EP DeepSeek-R1 guide allows 300 s for its
+# longest request (llm-d#1653); Ray Serve's own default is 20 s (operations-anchors.md, A).
+DRAIN_CAP_S = 300.0
+DRAIN_FLOOR_S = 20.0  # Ray Serve's graceful_shutdown_timeout_s default: never drain for less
 
 
 class PlanError(UserError):
@@ -136,6 +141,7 @@ def _engine_group(
         autoscaling=_autoscaling(topology, bounds),
         health=HealthCheck(startup_timeout_s=STARTUP_TIMEOUT_S["sim" if simulate else "real"]),
         max_ongoing_requests=topology.spec.router.max_queue_per_endpoint,
+        graceful_shutdown_s=drain_seconds(topology),
     )
 
 
@@ -198,7 +204,23 @@ def _autoscaling(topology: Topology, bounds: ReplicaBounds) -> AutoscalingPlan |
         min_replicas=bounds.min,
         max_replicas=bounds.max,
         initial_replicas=bounds.initial,
-        target_ongoing_requests=auto.target_ongoing_requests,
-        upscale_delay_s=auto.upscale_delay_s,
-        downscale_delay_s=auto.downscale_delay_s,
+        ttft_slo_s=topology.spec.slo.ttft_p99,
+        **auto.model_dump(),
     )
+
+
+def drain_seconds(topology: Topology) -> float:
+    """How long a leaving replica waits for its in-flight requests: `replicas.drain_timeout`,
+    else the longest output (the whole context) at the modelled per-sequence decode speed
+    with a full batch, within [DRAIN_FLOOR_S, DRAIN_CAP_S]; a simulated engine runs
+    `time_scale` times faster, so its drain is that much shorter."""
+    given = topology.spec.replicas.drain_timeout
+    if given is not None:
+        return float(given)
+    batch = topology.spec.max_num_seqs
+    per_sequence = performance_model(topology).decode_tokens_per_second(
+        batch, topology.context_length // 2
+    ) / max(batch, 1)
+    longest = topology.context_length / per_sequence if per_sequence > 0 else DRAIN_CAP_S
+    bounded = min(max(longest, DRAIN_FLOOR_S), DRAIN_CAP_S)
+    return round(bounded / topology.spec.simulation.time_scale, 1)

@@ -22,7 +22,8 @@ import aiohttp
 from controlplane.router import collector
 from controlplane.router.admission import Admission, Admitted, RateLimited
 from controlplane.router.config import RouterConfig
-from controlplane.router.metrics import RouterMetrics, merge, redis_up, render
+from controlplane.router.exposition import send_metrics
+from controlplane.router.metrics import RouterMetrics, redis_up
 from controlplane.router.policies import (
     LOOKUP_PREFIX,
     LOOKUP_SESSION,
@@ -35,7 +36,8 @@ from controlplane.router.policies import (
 from controlplane.router.prefix import block_hashes, prompt_bytes
 from controlplane.router.proxy import Receive, Send, UpstreamFailed, forward, request_headers
 from controlplane.router.registry import EndpointInfo
-from controlplane.router.responses import read_request_body, send_error, send_json, send_text
+from controlplane.router.responses import read_request_body, send_error, send_json
+from controlplane.router.sessions import bind_first
 from controlplane.router.state import RedisState
 from controlplane.router.upstream import UpstreamPool
 from controlplane.router.validation import RequestProblem, validate
@@ -136,7 +138,14 @@ class RouterApp:
             elif path == b"/health":
                 await send_json(send, 200, {"status": "ok", "redis": self._redis_ok()})
             elif path == b"/metrics":
-                await self._metrics(send)
+                await send_metrics(
+                    send,
+                    self.state,
+                    self.metrics,
+                    self.inflight,
+                    self.router_id,
+                    extra=redis_up(self._redis_ok()),
+                )
             else:
                 await self._error(send, 404, f"no route {scope['path']}", "not_found")
         elif scope["type"] == "lifespan":
@@ -260,6 +269,8 @@ class RouterApp:
                     self.config.tuning,
                 )
             )
+            if session_key and ctx.session_endpoint is None:  # first request: bind-or-get
+                decision = await bind_first(self.state, session_key, decision, views)
             endpoint = decision.endpoint
             self._record(policy, decision, ctx, hashes, session_key)
             self.inflight[endpoint.endpoint_id] = self.inflight.get(endpoint.endpoint_id, 0) + 1
@@ -371,14 +382,6 @@ class RouterApp:
 
     def _redis_ok(self) -> bool:
         return self.state is not None and self.state.redis_ok
-
-    async def _metrics(self, send: Send) -> None:
-        assert self.state is not None
-        own = self.metrics.export(self.inflight)
-        others = await self.state.all_metrics() or []
-        exports = [e for e in others if e.get("router") != self.router_id] + [own]
-        text = render(merge(exports)) + redis_up(self._redis_ok())
-        await send_text(send, text, b"text/plain; version=0.0.4")
 
     async def _timed_out(self, send: Send, seconds: float) -> int:
         """Answer 504 if the response had not started; else the connection just closes."""

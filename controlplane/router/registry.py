@@ -94,7 +94,7 @@ def deregister_endpoint(
     """Remove an endpoint (idempotent); routers stop sending to it at their next refresh."""
     with _client(redis_url) as client:
         pipe = client.pipeline()
-        for suffix in ("endpoints", "health", "load"):
+        for suffix in ("endpoints", "health", "load", "draining"):
             pipe.hdel(f"{namespace}:{suffix}", endpoint_id)
         pipe.execute()
 

@@ -12,9 +12,17 @@ Keys (prefix `ns`, default `glmctl`; single-instance Redis, keys are built in th
   ns:sess:<key>         string session key -> endpoint id (TTL)
   ns:apikeys            hash  sha256(api key) -> JSON {name, rate, burst}
   ns:rl:<key hash>      hash  token bucket {tokens, ts}
+  ns:draining           hash  endpoint id -> time it started draining: out of every router's
+                              rotation at their next refresh, in-flight streams finish
+  ns:autoscale          hash  deployment -> JSON of the last scaling decision (autoscale/)
+  ns:autoscale:count    hash  "deployment|direction|reason" -> scaling decisions taken
 """
 
 from __future__ import annotations
+
+DRAINING = "{ns}:draining"
+AUTOSCALE = "{ns}:autoscale"
+AUTOSCALE_COUNT = "{ns}:autoscale:count"
 
 # ARGV: ns, newest bucket, buckets to read, n, hash_1..hash_n, session key, rl key, rate, burst
 # Returns {depth, endpoint, session endpoint, allowed (1/0), retry after ms}.
@@ -81,7 +89,8 @@ return n + m
 """
 
 # ARGV: ns, router id, lease ms, n, (endpoint, in-flight) * n
-# Returns {endpoints, health, load, {router, {ep, count, ...}}..., epoch, api keys}.
+# Returns {endpoints, health, load, {router, {ep, count, ...}}..., epoch, api keys,
+#          draining endpoint ids}.
 REFRESH = """
 local ns = ARGV[1]
 local me = ARGV[2]
@@ -113,5 +122,20 @@ return {
   others,
   redis.call('GET', ns .. ':epoch') or '',
   redis.call('HGETALL', ns .. ':apikeys'),
+  redis.call('HKEYS', ns .. ':draining'),
 }
+"""
+
+# ARGV: ns, session key, endpoint, session ttl ms.
+# Bind-or-get: the first request of a session binds it; concurrent first requests (on any
+# router) all get that first binding back. Returns the endpoint the session is bound to.
+BIND = """
+local key = ARGV[1] .. ':sess:' .. ARGV[2]
+local bound = redis.call('GET', key)
+if bound then
+  redis.call('PEXPIRE', key, tonumber(ARGV[4]))
+  return bound
+end
+redis.call('SET', key, ARGV[3], 'PX', tonumber(ARGV[4]))
+return ARGV[3]
 """

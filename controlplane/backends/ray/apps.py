@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlplane.autoscale.drain import shutdown_budget_s
+from controlplane.autoscale.serve_policy import serve_autoscaling_config
+from controlplane.backends.ray.serve_app import router_namespace
 from controlplane.planner.models import DeploymentPlan
 
 ENGINE_DEPLOYMENT = "EngineGroup"
@@ -26,8 +29,13 @@ def router_app_name(name: str) -> str:
     return f"{name}-router"
 
 
-def engine_options(plan: DeploymentPlan, num_replicas: int | None = None) -> dict[str, Any]:
-    """Ray Serve deployment options of the engine group (pure)."""
+def engine_options(
+    plan: DeploymentPlan, num_replicas: int | None = None, redis_url: str = ""
+) -> dict[str, Any]:
+    """Ray Serve deployment options of the engine group (pure). An autoscaled group runs
+    glmctl's policy (controlplane/autoscale/serve_policy.py); with no `redis_url` (a
+    rendered config) the policy reads GLMCTL_REDIS_URL where the Serve controller runs.
+    Serve's graceful shutdown covers the drain timeout plus the wait for a peer replica."""
     group = plan.group
     options: dict[str, Any] = {
         "name": ENGINE_DEPLOYMENT,
@@ -37,7 +45,7 @@ def engine_options(plan: DeploymentPlan, num_replicas: int | None = None) -> dic
         "max_ongoing_requests": group.max_ongoing_requests,
         "health_check_period_s": group.health.period_s,
         "health_check_timeout_s": group.health.timeout_s,
-        "graceful_shutdown_timeout_s": group.graceful_shutdown_s + 10,
+        "graceful_shutdown_timeout_s": shutdown_budget_s(group.graceful_shutdown_s),
         "max_constructor_retry_count": CONSTRUCTOR_RETRIES,
     }
     auto = group.autoscaling
@@ -46,14 +54,13 @@ def engine_options(plan: DeploymentPlan, num_replicas: int | None = None) -> dic
             num_replicas if num_replicas is not None else group.replicas.initial
         )
     else:
-        options["autoscaling_config"] = {
-            "min_replicas": auto.min_replicas,
-            "max_replicas": auto.max_replicas,
-            "initial_replicas": auto.initial_replicas,
-            "target_ongoing_requests": auto.target_ongoing_requests,
-            "upscale_delay_s": auto.upscale_delay_s,
-            "downscale_delay_s": auto.downscale_delay_s,
-        }
+        options["autoscaling_config"] = serve_autoscaling_config(
+            auto.model_dump(),
+            redis_url,
+            router_namespace(plan.name),
+            plan.name,
+            engine_app_name(plan),
+        )
     return options
 
 
@@ -77,7 +84,7 @@ def engine_app(
 
     from controlplane.backends.ray.serve_app import EngineGroup
 
-    options = engine_options(plan, num_replicas)
+    options = engine_options(plan, num_replicas, redis_url)
     deployment = serve.deployment(EngineGroup).options(**options)  # type: ignore[attr-defined]
     return deployment.bind(plan.to_data(), redis_url, engine_app_name(plan), log_dir)
 

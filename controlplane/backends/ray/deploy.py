@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from controlplane.autoscale.drain import shutdown_budget_s
 from controlplane.backends.ray import cluster
 from controlplane.backends.ray.apps import engine_app, engine_app_name, router_app, router_app_name
 from controlplane.backends.ray.keeper import gcs_reachable
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 PLACEMENT_SLACK_S = 30.0  # scheduling a placement group before the engine's own start-up
 ROUTER_START_S = 60.0
+ROOM_WAIT_S = 15.0  # a stopped replica's placement group is released shortly after it stops
 
 
 class ApplyFailed(UserError):
@@ -228,25 +230,25 @@ def _wait_app_running(app: str, timeout: float) -> None:
     raise ApplyFailed(f"{app} did not start in {timeout:.0f} s.")
 
 
-def _check_room(prepared: Prepared, topology: Topology) -> None:
-    """The new version must fit beside the running one (blue/green) before anything starts."""
-    if prepared.running is None:
-        return
-    group = prepared.plan.group
-    inventory = cluster.live_inventory(simulated=prepared.target.embedded)
+def _room(plan: DeploymentPlan, embedded: bool) -> int:
+    """Replicas of `plan` the cluster can place now."""
+    group = plan.group
     gpu = None if not group.bundles[0].get("GPU") else group.gpu_type
-    if replicas_that_fit(inventory, gpu, list(group.bundles)) >= group.replicas.initial:
-        return
-    if prepared.target.embedded:
+    return replicas_that_fit(cluster.live_inventory(simulated=embedded), gpu, list(group.bundles))
+
+
+def _surges(prepared: Prepared, topology: Topology) -> bool:
+    """True: the new version fits beside the running one (blue/green). False: replace the
+    replicas one at a time (`_roll`). An embedded cluster grows for the surge unless the
+    topology pins its size (`cluster.nodes`)."""
+    if prepared.running is None:
+        return True
+    if _room(prepared.plan, prepared.target.embedded) >= prepared.plan.group.replicas.initial:
+        return True
+    if prepared.target.embedded and topology.spec.cluster.nodes is None:
         _grow(topology, prepared.target)
-        return
-    raise UserError(
-        f"the new version of {prepared.plan.name} needs {group.replicas.initial} replica(s) of"
-        f" {group.nodes} x {group.gpus_per_node} {group.gpu_type} free beside the running"
-        f" version; the cluster has {inventory.gpus_free(group.gpu_type)} {group.gpu_type}"
-        " GPUs free. Nothing was changed.",
-        fix=f"`glmctl delete {prepared.plan.name}` first (downtime), or add nodes.",
-    )
+        return True
+    return False
 
 
 def check_drift(prepared: Prepared, topology: Topology) -> None:
@@ -285,23 +287,28 @@ def execute_apply(
         return running
     if not force:
         check_drift(prepared, topology)
-    _check_room(prepared, topology)
+    surge = _surges(prepared, topology)
     serve = serve_api()
     router, port, router_started = _ensure_router(prepared)
     app = engine_app_name(new)
     wanted = new.group.replicas.initial
     log_dir = str(get_settings().state_dir / "logs")
     started = time.monotonic()
-    serve._run(
-        engine_app(new, target.redis_url, log_dir), name=app, route_prefix=None, _blocking=False
-    )
     try:
-        wait_replicas(target, new, app, wanted, started, progress)
+        if surge:
+            serve._run(engine_app(new, target.redis_url, log_dir), name=app, route_prefix=None,
+                       _blocking=False)  # fmt: skip
+            wait_replicas(target, new, app, wanted, started, progress)
+        else:
+            _roll(prepared, app, log_dir, progress)
         progress("router", 0, 1)
         _wait_app_running(router, ROUTER_START_S)
         progress("router", 1, 1)
     except BaseException:
         serve.delete(app, _blocking=True)
+        if running is not None and not surge:  # the old version back to its own count
+            serve._run(engine_app(running.deployment_plan, target.redis_url, log_dir),
+                       name=running.app, route_prefix=None, _blocking=False)  # fmt: skip
         if router_started and running is None:
             serve.delete(router, _blocking=True)
         raise
@@ -311,7 +318,7 @@ def execute_apply(
         from controlplane.backends.ray import monitor
 
         monitor.ensure_quietly(target.redis_url)
-    if running is not None and running.app != app:
+    if running is not None and running.app != app and running.app in serve.status().applications:
         progress("retire old version", 0, 1)
         serve.delete(running.app, _blocking=True)
         progress("retire old version", 1, 1)
@@ -354,3 +361,67 @@ def wait_replicas(
         " the new version was removed and any previous version keeps serving.",
         fix="check free GPUs with `glmctl status` and the engine logs under the state dir.",
     )
+
+
+def _roll(prepared: Prepared, app: str, log_dir: str, progress: Progress) -> None:
+    """Replace the running version one replica at a time when the cluster cannot hold the
+    whole new version beside it: add a new replica whenever one fits (surge), else drain one
+    old replica first. Old replicas serve until new ones are healthy; only a deployment of
+    one replica with no room for a second has a gap (its replica waits PEER_WAIT_S for a
+    peer, then drains)."""
+    running, new, target = prepared.running, prepared.plan, prepared.target
+    assert running is not None
+    url, old_plan = target.redis_url, running.deployment_plan
+    total = new.group.replicas.initial
+    old = len(replica_records(url, new.name, running.app))
+    fresh = 0
+    while fresh < total or old > 0:
+        if fresh < total and _room(new, target.embedded) > 0:
+            fresh += 1
+            progress(f"rolling: new replica {fresh}/{total}", 0, 1)
+            built = engine_app(new, url, log_dir, num_replicas=fresh)
+            serve_api()._run(built, name=app, route_prefix=None, _blocking=False)
+            wait_replicas(target, new, app, fresh, time.monotonic(), progress)
+        elif old > 0:
+            old -= 1
+            progress(f"rolling: old replicas left {old}", 0, 1)
+            if old == 0:  # Serve wants at least one replica: the last leaves with its app
+                serve_api().delete(running.app, _blocking=True)
+            else:
+                built = engine_app(old_plan, url, log_dir, num_replicas=old)
+                serve_api()._run(built, name=running.app, route_prefix=None, _blocking=False)
+                wait_stopped(running.app, shutdown_budget_s(old_plan.group.graceful_shutdown_s))
+            _wait_room(new, target.embedded, ROOM_WAIT_S)  # its GPUs free a moment later
+        else:
+            raise ApplyFailed(
+                f"{new.name}: a replica of the new version does not fit even with the old"
+                " version gone; the old version was restored.",
+                fix="`glmctl plan FILE` shows what the new version needs.",
+            )
+    if new.group.autoscaling is not None:  # back under the autoscaler at the count reached
+        serve_api()._run(engine_app(new, url, log_dir), name=app, route_prefix=None,
+                         _blocking=False)  # fmt: skip
+
+
+def _wait_room(plan: DeploymentPlan, embedded: bool, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _room(plan, embedded) == 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
+def wait_stopped(app: str, timeout: float, progress: Progress = quiet_progress) -> None:
+    """Until no replica of `app` is still stopping (draining, then freeing its GPUs)."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = serve.status().applications.get(app)
+        states = [d.replica_states for d in status.deployments.values()] if status else []
+        stopping = sum(n for s in states for k, n in s.items() if str(k).endswith("STOPPING"))
+        progress("replicas draining", 0, stopping)
+        if stopping == 0:
+            return
+        time.sleep(0.25)

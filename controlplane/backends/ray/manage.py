@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from controlplane.autoscale.drain import shutdown_budget_s
 from controlplane.backends.ray import cluster
 from controlplane.backends.ray.apps import engine_app, router_app_name
 from controlplane.backends.ray.deploy import (
@@ -17,6 +18,7 @@ from controlplane.backends.ray.deploy import (
     resolve_target,
     serve_api,
     wait_replicas,
+    wait_stopped,
 )
 from controlplane.backends.ray.records import (
     DeploymentRecord,
@@ -35,6 +37,8 @@ from controlplane.settings import get_settings
 
 if TYPE_CHECKING:
     from controlplane.spec import Topology
+
+PLACEMENT_RELEASE_S = 5.0
 
 
 def _connected(address: str | None) -> cluster.Target | None:
@@ -58,11 +62,17 @@ def scale(
         raise UserError(f"no deployment named `{name}` runs.", fix="see `glmctl status`.")
     current = record.deployment_plan
     group = current.group
-    inventory = release(
-        cluster.live_inventory(target.embedded), placements_of(record, target.redis_url)
-    )
     gpu = None if not group.bundles[0].get("GPU") else group.gpu_type
-    fits = replicas_that_fit(inventory, gpu, list(group.bundles))
+    wait_stopped(record.app, shutdown_budget_s(group.graceful_shutdown_s), progress)
+    settle = time.monotonic() + PLACEMENT_RELEASE_S
+    while True:  # a replica that just stopped frees its placement group a moment later
+        inventory = release(
+            cluster.live_inventory(target.embedded), placements_of(record, target.redis_url)
+        )
+        fits = replicas_that_fit(inventory, gpu, list(group.bundles))
+        if replicas <= fits or time.monotonic() > settle:
+            break
+        time.sleep(0.25)
     if replicas > fits:
         raise UserError(
             f"{name}: {replicas} replicas need {replicas * group.nodes * group.gpus_per_node}"
@@ -75,6 +85,7 @@ def scale(
     built = engine_app(current, target.redis_url, log_dir, num_replicas=replicas)
     serve._run(built, name=record.app, route_prefix=None, _blocking=False)
     wait_replicas(target, current, record.app, replicas, time.monotonic(), progress)
+    wait_stopped(record.app, shutdown_budget_s(group.graceful_shutdown_s), progress)
     updated = record.model_copy(update={"replicas": replicas})
     write_record(target.redis_url, updated)
     return updated
@@ -93,12 +104,28 @@ def delete(name: str, address: str | None = None, keep_cluster: bool = False) ->
     apps = serve.status().applications
     mine = [a for a in apps if a == router_app_name(name) or a.rsplit("-", 1)[0] == name]
     record = read_record(target.redis_url, name)
+    _leave_rotation(target.redis_url, name)
     for app in sorted(mine, key=lambda a: a.endswith("-router")):  # engines first
         serve.delete(app, _blocking=True)
     delete_record(target.redis_url, name)
     if not keep_cluster:
         stop_if_idle(target)
     return bool(mine or record)
+
+
+def _leave_rotation(redis_url: str, name: str) -> None:
+    """Every replica of `name` out of the routers' rotation at once: each then drains its
+    in-flight requests without waiting for a replacement (none comes)."""
+    import redis
+
+    from controlplane.autoscale.drain import mark_all_draining
+    from controlplane.backends.ray.serve_app import router_namespace
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        mark_all_draining(client, router_namespace(name))
+    finally:
+        client.close()
 
 
 def status(address: str | None = None) -> dict[str, Any]:
@@ -125,6 +152,7 @@ def status(address: str | None = None) -> dict[str, Any]:
                 "replicas": record.replicas,
                 "endpoint": record.router_url,
                 "replica_details": replica_records(target.redis_url, record.name, record.app),
+                "autoscale": _autoscale(target.redis_url, record),
             }
         )
     return {
@@ -144,6 +172,23 @@ def _prometheus_url() -> str | None:
     from controlplane.backends.ray import monitor
 
     return monitor.prometheus_url()
+
+
+def _autoscale(redis_url: str, record: DeploymentRecord) -> dict[str, Any] | None:
+    """The autoscaler's last reading (wanted, running, what the cluster holds, why), or None
+    for a fixed replica count."""
+    if record.deployment_plan.group.autoscaling is None:
+        return None
+    import redis
+
+    from controlplane.autoscale.record import read_decisions
+    from controlplane.backends.ray.serve_app import router_namespace
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        return read_decisions(client, router_namespace(record.name)).get(record.name)
+    finally:
+        client.close()
 
 
 class Preview(NamedTuple):

@@ -21,6 +21,7 @@ from controlplane.backends.ray.workers import RankWorker
 from controlplane.planner.models import DeploymentPlan
 
 REPLICAS_KEY = "glmctl:replicas:{name}"  # hash: replica id -> JSON of where its ranks run
+FAILURES_KEY = "glmctl:failures:{name}"  # list: times replicas failed (restart backoff)
 HEALTH_POLL_S = 0.2
 ROUTER_START_TIMEOUT_S = 20.0
 UNHEALTHY_CHECKS = 3  # consecutive failed /health answers before Serve replaces a replica
@@ -53,6 +54,8 @@ class EngineGroup:
         self.url = ""
         self.started = time.time()
         self.failed_checks = 0
+        self.failed = False
+        self._back_off()
         try:
             self._start_ranks(log_dir)
             self._wait_healthy()
@@ -60,6 +63,43 @@ class EngineGroup:
         except BaseException:
             self._stop_ranks()
             raise
+
+    def _back_off(self) -> None:
+        """Wait before starting again after recent failures; give up after too many."""
+        from controlplane.autoscale.drain import MAX_RESTARTS, RESTART_WINDOW_S, restart_delay
+
+        client = _redis(self.redis_url)
+        try:
+            failures = [
+                float(t) for t in client.lrange(FAILURES_KEY.format(name=self.plan.name), 0, -1)
+            ]
+        finally:
+            client.close()
+        delay = restart_delay(failures, time.time())
+        if delay is None:
+            raise RuntimeError(
+                f"{self.plan.name}: replicas failed {MAX_RESTARTS} times in"
+                f" {RESTART_WINDOW_S:.0f} s; not restarting. To fix: read the engine logs, then"
+                " `glmctl apply` again."
+            )
+        time.sleep(delay)
+
+    def _fail(self, reason: str) -> RuntimeError:
+        """Out of every router's rotation at once, failure recorded for the restart backoff."""
+        from controlplane.autoscale.drain import Drainer
+
+        self.failed = True
+        client = _redis(self.redis_url)
+        try:
+            Drainer(client, router_namespace(self.plan.name), self.endpoint_id).mark()
+            key = FAILURES_KEY.format(name=self.plan.name)
+            client.rpush(key, str(time.time()))
+            client.ltrim(key, -20, -1)
+        except Exception:  # Redis down: Serve still replaces the replica
+            pass
+        finally:
+            client.close()
+        return RuntimeError(reason)
 
     def _start_ranks(self, log_dir: str) -> None:
         import ray
@@ -146,14 +186,20 @@ class EngineGroup:
         loaded machine is not a dead one; replacing it would drop it from the router)."""
         import ray
 
-        if not all(ray.get([w.alive.remote() for w in self.workers])):
-            raise RuntimeError("an engine process exited")
+        if self.failed:
+            raise RuntimeError("this replica failed; Serve replaces it")
+        try:
+            alive = ray.get([w.alive.remote() for w in self.workers], timeout=30)
+        except Exception as exc:  # a worker actor died, or the node of a rank was lost
+            raise self._fail(f"a rank of this replica is gone: {type(exc).__name__}") from exc
+        if not all(alive):
+            raise self._fail(f"the engine process of rank {alive.index(False)} exited")
         if ray.get(self.workers[0].healthy.remote()):
             self.failed_checks = 0
             return
         self.failed_checks += 1
         if self.failed_checks >= UNHEALTHY_CHECKS:
-            raise RuntimeError(
+            raise self._fail(
                 f"engine at {self.url} did not answer /health {self.failed_checks} times in a row"
             )
 
@@ -170,26 +216,36 @@ class EngineGroup:
         self.workers = []
 
     def __del__(self) -> None:
-        """Deregister first (routers stop sending), drain in-flight requests, then stop."""
-        import ray
-
+        """Leave without failing requests (autoscale/drain.py): wait for a peer, out of the
+        routers' rotation, in-flight requests finish (up to the drain timeout), deregister,
+        stop. A failed replica leaves at once."""
         if not hasattr(self, "plan"):
             return
-        try:
-            from controlplane.router.registry import deregister_endpoint
-
-            deregister_endpoint(
-                self.redis_url, self.endpoint_id, namespace=router_namespace(self.plan.name)
-            )
-            client = _redis(self.redis_url)
-            client.hdel(REPLICAS_KEY.format(name=self.plan.name), self.replica_id)
-            client.close()
-            if self.workers:
-                drain_s = self.plan.group.graceful_shutdown_s
-                ray.get(self.workers[0].drain.remote(drain_s), timeout=drain_s + 5)
-        except Exception:  # best effort: Redis or the worker may be gone; stop ranks anyway
-            pass
+        with contextlib.suppress(Exception):  # Redis or a worker may be gone: stop anyway
+            self._drain()
         self._stop_ranks()
+
+    def _drain(self) -> None:
+        import ray
+
+        from controlplane.autoscale.drain import Drainer
+        from controlplane.router.registry import deregister_endpoint
+
+        namespace = router_namespace(self.plan.name)
+        client = _redis(self.redis_url)
+        try:
+            drainer = Drainer(client, namespace, self.endpoint_id)
+            if self.failed or not self.url:
+                drainer.mark()
+            else:
+                drain_s = self.plan.group.graceful_shutdown_s
+                report = drainer.drain(drain_s, engine_idle=lambda: True)
+                remaining = max(1.0, drain_s - report.drain_s)
+                ray.get(self.workers[0].drain.remote(remaining), timeout=remaining + 5)
+            deregister_endpoint(self.redis_url, self.endpoint_id, namespace=namespace)
+            client.hdel(REPLICAS_KEY.format(name=self.plan.name), self.replica_id)
+        finally:
+            client.close()
 
 
 class RouterHost:

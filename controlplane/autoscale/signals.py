@@ -1,0 +1,145 @@
+"""Signals for the policy, read from what the routers already keep in Redis.
+
+Per serving replica (registered under the deployment's app, healthy, not draining): the
+engine's running / waiting requests and KV usage from the routers' load snapshots
+(`ns:load`, scraped every second), and the requests the routers have in flight to it
+(`ns:inflight:<router>`). For the whole deployment: TTFT p99 over the last reading
+interval, from the routers' merged `glmctl_router_ttft_seconds` histograms
+(`ns:rmetrics:<router>`). Two Redis round trips per reading; nothing on the request path.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane.autoscale.policy import ReplicaSignal, Signals
+from controlplane.router.metrics import LATENCY_BUCKETS
+from controlplane.router.scripts import DRAINING
+
+TTFT_HISTOGRAM = "glmctl_router_ttft_seconds"
+LOAD_STALE_S = 10.0  # a load snapshot older than this is no signal (its prober is gone)
+TTFT_MIN_SAMPLES = 5  # fewer first tokens in an interval: no TTFT signal
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def quantile_from_buckets(counts: list[float], quantile: float) -> float | None:
+    """Upper bound of the bucket holding `quantile` of the observations (counts per bucket
+    in LATENCY_BUCKETS order, then the +Inf bucket); None when there are too few."""
+    total = sum(counts[: len(LATENCY_BUCKETS) + 1])
+    if total < TTFT_MIN_SAMPLES:
+        return None
+    rank, seen = quantile * total, 0.0
+    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=False):
+        seen += count
+        if seen >= rank:
+            return float(bound)
+    return float("inf")
+
+
+@dataclass
+class TtftWindow:
+    """TTFT p99 of the first tokens since the previous reading (histogram deltas)."""
+
+    previous: list[float] = field(default_factory=list)
+
+    def update(self, exports: list[dict[str, Any]]) -> float | None:
+        current: list[float] = []
+        for export in exports:
+            data = export.get("histograms", {}).get(TTFT_HISTOGRAM, [])
+            if len(current) < len(data):
+                current += [0.0] * (len(data) - len(current))
+            for index, value in enumerate(data):
+                current[index] += float(value)
+        delta = [c - p for c, p in zip(current, self.previous, strict=False)]
+        if len(delta) != len(current) or any(d < 0 for d in delta):
+            delta = current  # first reading, or a router restarted: its counters began again
+        first = not self.previous
+        self.previous = current
+        return None if first else quantile_from_buckets(delta, 0.99)
+
+
+def replica_signals(
+    endpoints: dict[str, Any],
+    health: dict[str, Any],
+    load: dict[str, Any],
+    draining: set[str],
+    inflight: dict[str, int],
+    app: str,
+    now: float,
+) -> tuple[ReplicaSignal, ...]:
+    """Serving replicas of `app` from raw Redis hashes (pure)."""
+    out = []
+    for endpoint_id, raw in sorted(endpoints.items()):
+        info = json.loads(raw)
+        if info.get("group") != app or endpoint_id in draining:
+            continue
+        if not json.loads(health.get(endpoint_id, "{}")).get("ok", True):
+            continue
+        snapshot = json.loads(load.get(endpoint_id, "{}"))
+        fresh = now - float(snapshot.get("ts", 0.0)) <= LOAD_STALE_S
+        out.append(
+            ReplicaSignal(
+                endpoint_id,
+                running=int(snapshot.get("running", 0)) if fresh else 0,
+                waiting=int(snapshot.get("waiting", 0)) if fresh else 0,
+                kv_usage=float(snapshot.get("kv_usage", 0.0)) if fresh else 0.0,
+                inflight=inflight.get(endpoint_id, 0),
+            )
+        )
+    return tuple(out)
+
+
+class SignalReader:
+    """Reads one deployment's signals from Redis (sync; the Serve controller calls it)."""
+
+    def __init__(self, redis_url: str, namespace: str, app: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(
+            redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        self.ns = namespace
+        self.app = app
+        self.ttft = TtftWindow()
+
+    def read(self) -> Signals:
+        """One reading; raises redis errors (the caller holds its decision on them)."""
+        ns = self.ns
+        pipe = self.client.pipeline(transaction=False)
+        for suffix in ("endpoints", "health", "load"):
+            pipe.hgetall(f"{ns}:{suffix}")
+        pipe.hkeys(DRAINING.format(ns=ns))
+        pipe.zrangebyscore(f"{ns}:routers", int(time.time() * 1000), "+inf")
+        endpoints, health, load, draining, routers = pipe.execute()
+        pipe = self.client.pipeline(transaction=False)
+        for router in routers:
+            pipe.hgetall(f"{ns}:inflight:{_text(router)}")
+            pipe.get(f"{ns}:rmetrics:{_text(router)}")
+        replies = pipe.execute()
+        inflight: dict[str, int] = {}
+        exports = []
+        for counts, export in zip(replies[::2], replies[1::2], strict=True):
+            for endpoint_id, count in counts.items():
+                key = _text(endpoint_id)
+                inflight[key] = inflight.get(key, 0) + int(count)
+            if export:
+                exports.append(json.loads(export))
+        replicas = replica_signals(
+            {_text(k): v for k, v in endpoints.items()},
+            {_text(k): v for k, v in health.items()},
+            {_text(k): v for k, v in load.items()},
+            {_text(d) for d in draining},
+            inflight,
+            self.app,
+            time.time(),
+        )
+        return Signals(replicas, self.ttft.update(exports))
+
+    def close(self) -> None:
+        self.client.close()
