@@ -17,7 +17,8 @@ from controlplane.errors import UserError
 COMMAND_MODULES = (
     "spec_cmds",  # validate, show, schema, models, gpus
     "capacity_cmd",  # capacity
-    "deploy_cmds",  # plan, render, apply, status, scale, delete
+    "render_cmd",  # render (Ray Serve config, KubeRay manifests)
+    "deploy_cmds",  # plan, apply, status, scale, delete
     "sim_cmd",  # sim serve
     "router_cmd",  # router serve
 )
