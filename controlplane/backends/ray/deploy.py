@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from controlplane.backends.ray import cluster
 from controlplane.backends.ray.apps import engine_app, engine_app_name, router_app, router_app_name
+from controlplane.backends.ray.failures import first_cause
+from controlplane.backends.ray.loopback import LOOPBACK
 from controlplane.backends.ray.records import (
     DeploymentRecord,
     new_record,
     read_record,
     replica_records,
+    router_url,
     write_record,
 )
 from controlplane.errors import UserError
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 PLACEMENT_SLACK_S = 30.0  # scheduling a placement group before the engine's own start-up
 ROUTER_START_S = 60.0
+CLUSTER_LOG_DIR = "/tmp/glmctl-logs"  # on each node of a cluster given by --address
 
 
 class ApplyFailed(UserError):
@@ -76,6 +80,14 @@ def resolve_target(address: str | None, topology: Topology | None) -> cluster.Ta
         nodes = cluster.node_specs(list(embedded_inventory(topology).nodes))
         state = cluster.start_embedded(settings.state_dir, nodes, settings.redis_url)
     return cluster.Target(state.address, state.redis_url, embedded=True, tmpdir=state.tmpdir)
+
+
+def engine_log_dir(target: cluster.Target) -> str:
+    """Where ranks write engine logs: the state dir on the embedded cluster (this machine),
+    else a folder on each node of the cluster (glmctl's machine may not be one)."""
+    if target.embedded:
+        return str(get_settings().state_dir / "logs")
+    return CLUSTER_LOG_DIR
 
 
 def placements_of(record: DeploymentRecord, redis_url: str) -> list[tuple[str, dict[str, float]]]:
@@ -167,7 +179,8 @@ def _ensure_router(prepared: Prepared) -> tuple[str, int, bool]:
     port = running.router_port if running else prepared.plan.router.port
     if prepared.target.embedded and not running:
         port = _free_port(port)
-    built = router_app(prepared.plan, prepared.target.redis_url, port)
+    host = LOOPBACK if prepared.target.embedded else (prepared.plan.router.host or "")
+    built = router_app(prepared.plan, prepared.target.redis_url, port, host)
     serve._run(built, name=app, route_prefix=None, _blocking=False)  # starts beside the engines
     return app, port, True
 
@@ -182,10 +195,16 @@ def _wait_app_running(app: str, timeout: float) -> None:
         if state.endswith("RUNNING"):
             return
         if state.endswith("DEPLOY_FAILED") and status is not None:
-            messages = " ".join(d.message for d in status.deployments.values() if d.message)
-            raise ApplyFailed(f"{app} failed to start: {messages or status.message}"[:4000])
+            messages = _causes(status)
+            raise ApplyFailed(f"{app} failed to start: {messages}"[:4000])
         time.sleep(0.2)
     raise ApplyFailed(f"{app} did not start in {timeout:.0f} s.")
+
+
+def _causes(status: Any) -> str:
+    """The first cause of each failed deployment of a Serve app status, one line each."""
+    messages = [d.message for d in status.deployments.values() if d.message]
+    return " ".join(first_cause(m) for m in messages or [status.message])
 
 
 def _check_room(prepared: Prepared, topology: Topology) -> None:
@@ -250,7 +269,7 @@ def execute_apply(
     router, port, router_started = _ensure_router(prepared)
     app = engine_app_name(new)
     wanted = new.group.replicas.initial
-    log_dir = str(get_settings().state_dir / "logs")
+    log_dir = engine_log_dir(target)
     started = time.monotonic()
     serve._run(
         engine_app(new, target.redis_url, log_dir), name=app, route_prefix=None, _blocking=False
@@ -265,7 +284,8 @@ def execute_apply(
         if router_started and running is None:
             serve.delete(router, _blocking=True)
         raise
-    record = new_record(new, app, router, port, wanted)
+    url = router_url(target.redis_url, new.name)
+    record = new_record(new, app, router, port, wanted, url=url)
     write_record(target.redis_url, record)
     if running is not None and running.app != app:
         progress("retire old version", 0, 1)
@@ -294,10 +314,9 @@ def wait_replicas(
             return
         status = serve.status().applications.get(app)
         if status is not None and str(status.status).endswith("DEPLOY_FAILED"):
-            messages = [d.message for d in status.deployments.values() if d.message]
             raise ApplyFailed(
                 f"{new.name}: the new version failed to start; it was removed and any previous"
-                f" version keeps serving. {' '.join(messages) or status.message}"[:4000],
+                f" version keeps serving. {_causes(status)}"[:4000],
                 fix="read the engine log named above; `glmctl plan FILE` shows the command.",
             )
         time.sleep(0.25)
