@@ -187,18 +187,10 @@ def _driver_environment(target: Target) -> dict[str, str]:
     return {"RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def connect(target: Target, timeout: float | None = None) -> None:
-    """Join the cluster as a driver (idempotent); raises UserError after `timeout`."""
-    if timeout is None:
-        client = target.address.startswith("ray://")
-        timeout = CLIENT_CONNECT_TIMEOUT_S if client else CONNECT_TIMEOUT_S
-    apply_environment(_driver_environment(target))
+def _init_once(target: Target, timeout: float) -> str | None:
+    """One `ray.init` with a timeout; None on success, else why it failed."""
     import ray
 
-    if ray.is_initialized():
-        return
-    for noisy in ("ray", "ray.serve", "ray._private.worker"):  # keep the CLI's output ours
-        logging.getLogger(noisy).setLevel(logging.ERROR)
     error: list[BaseException] = []
 
     def init() -> None:
@@ -216,13 +208,40 @@ def connect(target: Target, timeout: float | None = None) -> None:
     thread = threading.Thread(target=init, daemon=True)
     thread.start()
     thread.join(timeout)
-    if thread.is_alive() or error:
-        why = f"{type(error[0]).__name__}: {error[0]}" if error else f"no answer in {timeout:.0f} s"
-        raise UserError(
-            f"cannot reach the Ray cluster at {target.address} ({why}).",
-            fix="check the address (`--address` / RAY_ADDRESS), or leave it unset for the"
-            " embedded local cluster.",
-        )
+    if thread.is_alive():
+        return f"no answer in {timeout:.0f} s"
+    return f"{type(error[0]).__name__}: {error[0]}" if error else None
+
+
+def connect(target: Target, timeout: float | None = None) -> None:
+    """Join the cluster as a driver (idempotent); raises UserError after `timeout`.
+
+    Through Ray Client, a server process that the head fails to start for this client
+    (seen under load: "Starting Ray client server failed") is retried until `timeout`."""
+    client = target.address.startswith("ray://")
+    if timeout is None:
+        timeout = CLIENT_CONNECT_TIMEOUT_S if client else CONNECT_TIMEOUT_S
+    apply_environment(_driver_environment(target))
+    import ray
+
+    if ray.is_initialized():
+        return
+    for noisy in ("ray", "ray.serve", "ray._private.worker"):  # keep the CLI's output ours
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    deadline = time.monotonic() + timeout
+    while True:
+        why = _init_once(target, max(1.0, deadline - time.monotonic()))
+        if why is None:
+            return
+        retry = client and "client server failed" in why and time.monotonic() < deadline - 5
+        if not retry:
+            break
+        time.sleep(2.0)
+    raise UserError(
+        f"cannot reach the Ray cluster at {target.address} ({why.splitlines()[0]}).",
+        fix="check the address (`--address` / RAY_ADDRESS; from outside the cluster use"
+        " ray://HEAD:10001), or leave it unset for the embedded local cluster.",
+    )
 
 
 def cluster_view() -> tuple[list[dict[str, Any]], dict[str, Any]]:

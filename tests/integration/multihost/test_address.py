@@ -7,6 +7,7 @@ runs in a fourth. Every address used is inside those namespaces.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import pytest
@@ -89,3 +90,40 @@ def test_scale_adds_a_replica_on_the_cluster(namespace_cluster: Cluster) -> None
         assert chat.stdout.startswith("200 "), chat.stdout + chat.stderr
     finally:
         cluster.glmctl("delete", "glm45-air-fp8-h100x2")
+
+
+FAILING_APPLY = """
+import sys
+from pathlib import Path
+from controlplane.backends.ray import deploy
+from controlplane.spec import load_topology
+
+topology = load_topology(Path(sys.argv[1]))
+prepared = deploy.prepare_apply(topology)
+group = prepared.plan.group
+# What a GPU host without SGLang does when rank 0 starts its engine.
+rank = group.ranks[0].model_copy(update={"argv": ("{python}", "-c", "import sglang")})
+broken = group.model_copy(update={"ranks": (rank, *group.ranks[1:])})
+prepared.plan = prepared.plan.model_copy(update={"groups": (broken,)})
+try:
+    deploy.execute_apply(prepared, topology)
+except deploy.ApplyFailed as exc:
+    print(str(exc))
+    sys.exit(3)
+"""
+
+
+def test_an_engine_failure_on_a_worker_host_is_reported_by_its_first_cause(
+    namespace_cluster: Cluster,
+) -> None:
+    cluster = namespace_cluster
+    env = {"GLMCTL_REDIS_URL": cluster.redis_url, "GLMCTL_STATE_DIR": str(cluster.state_dir)}
+    env |= {"RAY_ADDRESS": cluster.address, **cluster.lab.ray_env("client")}
+    argv = [sys.executable, "-c", FAILING_APPLY, AIR]
+    done = cluster.lab.run("client", argv, env, timeout=300)
+    assert done.returncode == 3, done.stdout + done.stderr
+    hosts = "|".join(re.escape(cluster.lab.hosts[h].address) for h in ("gpu1", "gpu2"))
+    pattern = rf"rank 0 on ({hosts}) exited with code 1: ModuleNotFoundError: No module named"
+    assert re.search(pattern, done.stdout), done.stdout
+    assert "ray::" not in done.stdout and 'File "' not in done.stdout, done.stdout
+    assert cluster.status()["deployments"] == []  # what the failed apply started is gone
