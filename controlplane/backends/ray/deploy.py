@@ -63,16 +63,19 @@ def quiet_progress(phase: str, done: int, total: int) -> None:
 
 
 def resolve_target(address: str | None, topology: Topology | None) -> cluster.Target | None:
-    """The cluster to use; starts the embedded one for `topology` when none runs."""
+    """The cluster to use; starts the embedded one for `topology` when none runs.
+
+    A cluster given by `address` / RAY_ADDRESS keeps router state in GLMCTL_REDIS_URL, or,
+    when that is unset, in a Redis glmctl starts on its head (head_redis.py)."""
     settings = get_settings()
     address = address or settings.ray_address
     if address:
-        if not settings.redis_url:
-            raise UserError(
-                f"a Ray cluster at {address} needs a Redis for the router state.",
-                fix="set GLMCTL_REDIS_URL=redis://HOST:PORT/0 (reachable from the cluster).",
-            )
-        return cluster.Target(address, settings.redis_url, embedded=False)
+        if settings.redis_url:
+            return cluster.Target(address, settings.redis_url, embedded=False)
+        from controlplane.backends.ray.head_redis import head_redis_url
+
+        cluster.connect(cluster.Target(address, "", embedded=False))
+        return cluster.Target(address, head_redis_url(), embedded=False)
     state = cluster.embedded_state(settings.state_dir)
     if state is None:
         if topology is None:

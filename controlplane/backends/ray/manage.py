@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -131,11 +132,16 @@ def status(address: str | None = None) -> dict[str, Any]:
         "cluster": {
             "address": target.address,
             "embedded": target.embedded,
-            "redis_url": target.redis_url,
+            "redis_url": redacted(target.redis_url),
             "nodes": [n.model_dump() for n in inventory.nodes],
         },
         "deployments": deployments,
     }
+
+
+def redacted(url: str) -> str:
+    """`url` with any password replaced by `***` (status output is shown and logged)."""
+    return re.sub(r"(://[^:/@]*:)[^@]+@", r"\1***@", url)
 
 
 class Preview(NamedTuple):

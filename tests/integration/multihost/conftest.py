@@ -33,10 +33,12 @@ class Cluster:
     redis_url: str
     state_dir: Path
 
-    def glmctl(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run `glmctl ARGS` on the client host."""
+    def glmctl(
+        self, *args: str, timeout: float = 300, redis: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `glmctl ARGS` on the client host (`redis=False`: without GLMCTL_REDIS_URL)."""
         env = {
-            "GLMCTL_REDIS_URL": self.redis_url,
+            **({"GLMCTL_REDIS_URL": self.redis_url} if redis else {}),
             "GLMCTL_STATE_DIR": str(self.state_dir),
             "RAY_ADDRESS": self.address,
             "NO_COLOR": "1",

@@ -127,3 +127,16 @@ def test_an_engine_failure_on_a_worker_host_is_reported_by_its_first_cause(
     assert re.search(pattern, done.stdout), done.stdout
     assert "ray::" not in done.stdout and 'File "' not in done.stdout, done.stdout
     assert cluster.status()["deployments"] == []  # what the failed apply started is gone
+
+
+def test_without_a_redis_url_glmctl_starts_one_on_the_head(namespace_cluster: Cluster) -> None:
+    cluster = namespace_cluster
+    done = cluster.glmctl("status", "-o", "json", redis=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    import json
+
+    url = json.loads(done.stdout)["cluster"]["redis_url"]
+    head = cluster.lab.hosts["head"].address
+    assert re.fullmatch(rf"redis://:\*\*\*@{re.escape(head)}:\d+/0", url), url
+    again = cluster.glmctl("status", "-o", "json", redis=False)  # the same one, found again
+    assert json.loads(again.stdout)["cluster"]["redis_url"] == url

@@ -64,3 +64,13 @@ def test_other_failures_keep_their_exception_line_only() -> None:
     assert first_cause("placement group could not be scheduled") == (
         "placement group could not be scheduled"
     )
+
+
+def test_status_never_shows_a_redis_password() -> None:
+    from controlplane.backends.ray.manage import redacted
+
+    assert redacted("redis://:s3cret@10.77.0.1:6380/0") == "redis://:***@10.77.0.1:6380/0"
+    assert redacted("rediss://app:s3cret@redis.internal:6380/1") == (
+        "rediss://app:***@redis.internal:6380/1"
+    )
+    assert redacted("redis://10.77.0.1:6380/0") == "redis://10.77.0.1:6380/0"
