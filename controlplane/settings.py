@@ -35,6 +35,17 @@ class Settings(BaseSettings):
         description="vLLM's compile and kernel cache; unset: a folder beside the engine venvs.",
     )
 
+    prometheus_port: int = Field(
+        9090, ge=1, le=65535, description="Embedded Prometheus port (a free one if taken)."
+    )
+    prometheus_interval_s: float = Field(
+        5.0, gt=0, le=300, description="Embedded Prometheus scrape and rule evaluation interval."
+    )
+    grafana_url: str | None = Field(None, description="Grafana for `glmctl dashboards push`.")
+    grafana_token: str | None = Field(
+        None, description="Grafana service-account token for `glmctl dashboards push`."
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, url: str | None) -> str | None:

@@ -1,19 +1,18 @@
-"""How each engine decides how much GPU memory weights + KV cache may use.
+"""How each engine decides how much GPU memory weights + KV cache may use (per GPU).
 
-SGLang (`python/sglang/srt/server_args.py` `_handle_gpu_memory_settings`, and
-`model_executor/model_runner.py` `profile_max_num_token`):
+SGLang 0.5.23 (`python/sglang/srt/server_args.py` `_handle_gpu_memory_settings`;
+`model_executor/model_runner.py` `init_torch_distributed`, and
+`model_runner_kv_cache_mixin.py` `profile_max_num_token`):
     reserved MiB = 512 + max(chunked_prefill, 2048) x 1.5 + cuda_graph_max_bs x 2
                    + tp x pp / 8 x 1024 (+ DP-attention terms);
     at least 10240 MiB on GPUs over 60 GiB; + 2048 MiB for EAGLE / MTP;
     mem_fraction_static = round((gpu MiB - reserved) / gpu MiB, 3)
-    KV pool bytes = free memory after loading - free-at-start x (1 - mem_fraction_static)
-                  = free-at-start x mem_fraction_static - weights.
-vLLM (`vllm/v1/worker/gpu_worker.py` `determine_available_memory`):
-    KV bytes = total x gpu_memory_utilization - (weights + activation peak of a profiling
-    forward at max_num_batched_tokens + non-torch memory); CUDA graphs are captured later
-    and come out of the remaining (1 - utilization) share. (Recent vLLM can also subtract a
-    CUDA-graph estimate, `cudagraph_memory_estimate_applied`, when that profiling is on; it
-    is off by default and not modelled.)
+    pre-load free = torch total - CUDA context - torch.distributed buffers (by TP, NVLink)
+    KV pool bytes = free after loading - pre-load free x (1 - mem_fraction_static)
+                  = pre-load free x mem_fraction_static - weights;
+    tokens = pool // cell (page_size 1), the minimum over pipeline stages.
+vLLM: see `vllm_rules` (torch total x utilisation - weights - activation peak - non-torch
+memory - CUDA-graph estimate, rounded down to whole blocks).
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ from functools import lru_cache
 
 from controlplane.capacity import constants as c
 from controlplane.capacity.layout import Layout
-from controlplane.catalog import MIB, Architecture
+from controlplane.capacity.vllm_rules import VllmInputs, vllm_page_size, vllm_reserved
+from controlplane.catalog import MIB, GpuType
 from controlplane.spec.models import EngineKind
 
 
@@ -37,6 +37,7 @@ class EngineBudget:
     static_bytes: float  # weights + KV pool may use this much of one GPU
     reserved: dict[str, float] = field(default_factory=dict)  # named terms kept back, bytes
     flag: str = ""  # the command-line flag that passes mem_fraction
+    page_tokens: int = 1  # the pool is whole pages of this many tokens (vLLM blocks)
 
     @property
     def reserved_bytes(self) -> float:
@@ -61,11 +62,15 @@ def sglang_defaults(gpu_mib: float, tp: int) -> tuple[int, int]:
     return c.SGLANG_LARGEST_TIER
 
 
+def is_nvlink(gpu: GpuType) -> bool:
+    return gpu.interconnect_bandwidth >= c.NVLINK_MIN_BANDWIDTH
+
+
 @dataclass(frozen=True)
 class SglangInputs:
     """What SGLang's memory rule reads: the GPU, the parallel sizes, a few flags."""
 
-    gpu_bytes: int
+    gpu_bytes: int  # as nvidia-smi reports it (the automatic fraction's base)
     tp_size: int
     pp: int
     dp: int
@@ -73,6 +78,8 @@ class SglangInputs:
     speculative: bool
     chunked_prefill: int | None
     mem_fraction: float | None
+    torch_total_bytes: int = 0  # as torch reports it; 0: gpu_bytes
+    nvlink: bool = True
 
     @classmethod
     def of(cls, layout: Layout) -> SglangInputs:
@@ -85,6 +92,8 @@ class SglangInputs:
             layout.speculative,
             layout.chunked_prefill,
             layout.mem_fraction,
+            layout.gpu.torch_total_bytes,
+            is_nvlink(layout.gpu),
         )
 
 
@@ -113,74 +122,107 @@ def sglang_reserved_mib(inputs: SglangInputs) -> dict[str, float]:
     return terms
 
 
+def sglang_pre_load_terms(inputs: SglangInputs) -> dict[str, float]:
+    """Bytes of torch's total that are gone before SGLang measures its pre-load free memory."""
+    terms = {"cuda_context": float(c.SGLANG_CONTEXT_BYTES)}
+    if inputs.tp_size * inputs.pp > 1:
+        dist = c.SGLANG_DIST_NVLINK_BYTES if inputs.nvlink else c.SGLANG_DIST_PCIE_BYTES
+        terms["torch_distributed"] = float(dist)
+    return terms
+
+
+def sglang_pre_load_free(inputs: SglangInputs) -> float:
+    """The free memory SGLang measures before loading (its `total_gpu_memory`)."""
+    total = inputs.torch_total_bytes or inputs.gpu_bytes
+    return total - sum(sglang_pre_load_terms(inputs).values())
+
+
+def _auto_fraction(inputs: SglangInputs) -> float:
+    gpu_mib = inputs.gpu_bytes / MIB
+    return round((gpu_mib - sum(sglang_reserved_mib(inputs).values())) / gpu_mib, 3)
+
+
 def sglang_static_bytes(inputs: SglangInputs) -> float:
-    """`sglang_budget(inputs).static_bytes` without building the breakdown (the search)."""
+    """`sglang_budget(inputs).static_bytes` without building the breakdown (the search's
+    inner loop: the same sums as `sglang_reserved_mib` and `sglang_pre_load_terms`)."""
     fraction = inputs.mem_fraction
+    gpu_mib = inputs.gpu_bytes / MIB
     if fraction is None:
-        gpu_mib = inputs.gpu_bytes / MIB
-        fraction = round((gpu_mib - sum(sglang_reserved_mib(inputs).values())) / gpu_mib, 3)
-    return (inputs.gpu_bytes - c.CUDA_CONTEXT_BYTES) * fraction
+        chunked, graph_bs = sglang_defaults(gpu_mib, inputs.tp_size)
+        chunked = inputs.chunked_prefill or chunked
+        reserved = (
+            c.SGLANG_RESERVED_BASE_MIB
+            + max(chunked, c.SGLANG_CHUNKED_PREFILL_FLOOR) * c.SGLANG_CHUNKED_PREFILL_FACTOR
+            + graph_bs * c.SGLANG_CUDA_GRAPH_MIB_PER_BS
+            + inputs.tp_size * inputs.pp / 8 * c.SGLANG_PARALLEL_MIB
+        )
+        if inputs.dp_attention:
+            reserved += graph_bs * inputs.dp * (4.5 if graph_bs > 300 else 3)
+        if inputs.gpu_bytes > c.SGLANG_LARGE_GPU_BYTES:
+            reserved = max(reserved, c.SGLANG_LARGE_GPU_MIN_RESERVED_MIB)
+        if inputs.speculative:
+            reserved += c.SGLANG_SPECULATIVE_EXTRA_MIB
+        fraction = round((gpu_mib - reserved) / gpu_mib, 3)
+    free = inputs.torch_total_bytes or inputs.gpu_bytes
+    free -= c.SGLANG_CONTEXT_BYTES
+    if inputs.tp_size * inputs.pp > 1:
+        free -= c.SGLANG_DIST_NVLINK_BYTES if inputs.nvlink else c.SGLANG_DIST_PCIE_BYTES
+    return free * fraction
 
 
 def sglang_auto_fraction(layout: Layout) -> float:
     """SGLang's automatic --mem-fraction-static for this layout."""
-    inputs = SglangInputs.of(layout)
-    gpu_mib = inputs.gpu_bytes / MIB
-    return round((gpu_mib - sum(sglang_reserved_mib(inputs).values())) / gpu_mib, 3)
+    return _auto_fraction(SglangInputs.of(layout))
 
 
 @lru_cache(maxsize=16384)
 def sglang_budget(inputs: SglangInputs) -> EngineBudget:
     """SGLang's budget (cached: one per GPU type and parallel shape, shared across models)."""
-    total = float(inputs.gpu_bytes)
     terms = sglang_reserved_mib(inputs)
-    gpu_mib = total / MIB
-    auto_fraction = round((gpu_mib - sum(terms.values())) / gpu_mib, 3)
     given = inputs.mem_fraction
-    fraction = given if given is not None else auto_fraction
-    # model_runner measures the pool against free memory once the CUDA context exists.
-    free_at_start = total - c.CUDA_CONTEXT_BYTES
+    fraction = given if given is not None else _auto_fraction(inputs)
+    free_at_start = sglang_pre_load_free(inputs)
     static = free_at_start * fraction
-    reserved = {"cuda_context": float(c.CUDA_CONTEXT_BYTES)}
+    # The rows add up to the GPU as nvidia-smi shows it (what the report prints).
+    total = float(inputs.gpu_bytes)
+    reserved = {"not_visible_to_torch": total - (inputs.torch_total_bytes or inputs.gpu_bytes)}
+    reserved.update(sglang_pre_load_terms(inputs))
     if given is None:
         reserved.update({k: v * MIB for k, v in terms.items()})
         reserved["rounding"] = total - static - sum(reserved.values())
     else:
         reserved["outside_mem_fraction_static"] = free_at_start * (1 - fraction)
     return EngineBudget(
-        EngineKind.SGLANG, fraction, given is None, static, reserved, "--mem-fraction-static"
+        EngineKind.SGLANG,
+        fraction,
+        given is None,
+        static,
+        reserved,
+        "--mem-fraction-static",
+        c.SGLANG_PAGE_SIZE,
     )
 
 
-def vllm_activation_bytes(arch: Architecture, tp: int, max_num_seqs: int, tokens: int) -> float:
-    """Peak activation of vLLM's profiling forward over `tokens` batched tokens on one rank.
-
-    Stated model: residual stream and norm buffers (4 x hidden), the attention projections,
-    the widest MLP intermediate (dense gate+up, or MoE top-k gate+up per token), all 16-bit,
-    plus float32 logits of the dummy sampler batch (max_num_seqs x vocab / tp).
-    """
-    qkv = (arch.num_attention_heads / tp + 2 * max(1, arch.num_kv_heads // tp)) * arch.head_dim
-    dense = 2 * arch.intermediate_size / tp if arch.num_dense_layers else 0
-    moe = 2 * arch.experts_per_token * arch.moe_intermediate_size / tp if arch.is_moe else 0
-    per_token = (4 * arch.hidden_size + qkv + max(dense, moe)) * 2
-    logits = max_num_seqs * arch.vocab_size / tp * 4
-    return tokens * per_token + logits
-
-
 def vllm_budget(layout: Layout) -> EngineBudget:
-    total = float(layout.gpu.memory_bytes)
+    """vLLM's budget under `vllm_rules` for the layout's (or glmctl's target) version."""
+    inputs = VllmInputs.of(layout, layout.tp)
     given = layout.mem_fraction
     fraction = given if given is not None else c.VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
-    tokens = layout.chunked_prefill or c.VLLM_DEFAULT_MAX_NUM_BATCHED_TOKENS
-    activation = vllm_activation_bytes(layout.arch, layout.tp, layout.max_num_seqs, tokens)
+    total = float(layout.gpu.torch_total_bytes)
     reserved = {
+        "not_visible_to_torch": float(layout.gpu.memory_bytes - total),
         "outside_gpu_memory_utilization": total * (1 - fraction),
-        "profiled_activation_peak": activation,
-        "non_torch_memory": float(c.VLLM_NON_TORCH_BYTES),
     }
-    static = total * fraction - activation - c.VLLM_NON_TORCH_BYTES
+    reserved.update(vllm_reserved(inputs))
+    static = layout.gpu.memory_bytes - sum(reserved.values())
     return EngineBudget(
-        EngineKind.VLLM, fraction, given is None, static, reserved, "--gpu-memory-utilization"
+        EngineKind.VLLM,
+        fraction,
+        given is None,
+        static,
+        reserved,
+        "--gpu-memory-utilization",
+        vllm_page_size(layout),
     )
 
 

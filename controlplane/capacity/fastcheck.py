@@ -16,13 +16,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from controlplane.capacity import constants as c
-from controlplane.capacity.engine_rules import (
-    SglangInputs,
-    sglang_static_bytes,
-    vllm_activation_bytes,
-)
+from controlplane.capacity.engine_rules import SglangInputs, is_nvlink, sglang_static_bytes
 from controlplane.capacity.layout import Layout
+from controlplane.capacity.vllm_rules import vllm_page_size, vllm_static_bytes
 from controlplane.capacity.weights import distinct_stage_pairs
 from controlplane.catalog import BYTES_PER_VALUE, GIB, Architecture
 from controlplane.spec.models import EngineKind
@@ -59,6 +55,8 @@ class FastCheck:
         self.mtp = arch.num_nextn_layers if base.speculative else 0
         kv_bytes = BYTES_PER_VALUE[base.kv_dtype]
         offload = base.cpu_offload_gb * GIB
+        vllm = base.engine is EngineKind.VLLM
+        self._page = vllm_page_size(base) if vllm else 1
         self.requirement: dict[SplitShape, float] = model_cache(
             arch,
             "req",
@@ -68,12 +66,15 @@ class FastCheck:
             base.context,
             base.max_num_seqs,
             offload,
+            self._page,
         )
-        if base.engine is EngineKind.VLLM:
+        if vllm:
             self.static: dict[SplitShape, float] = {}
         else:
             prefix = (
                 base.gpu.memory_bytes,
+                base.gpu.torch_total_bytes,
+                is_nvlink(base.gpu),
                 base.speculative,
                 base.chunked_prefill,
                 base.mem_fraction,
@@ -97,6 +98,7 @@ class FastCheck:
             arch, base.precision, (shape.tp, moe_group, shape.pp, moe_group, self.mtp)
         )
         tokens = max(1, -(-base.max_num_seqs // shape.dp) * base.context)
+        tokens = -(-tokens // self._page) * self._page
         per_layer = tokens * arch.kv_values_per_token_per_layer(shape.tp) * self._kv_bytes
         return max(max(0.0, w - self._offload) + per_layer * layers for w, layers in pairs)
 
@@ -104,10 +106,7 @@ class FastCheck:
 def _static_bytes(base: Layout, shape: SplitShape) -> float:
     """Per-GPU bytes the engine gives weights + KV (as `engine_rules.engine_budget`)."""
     if base.engine is EngineKind.VLLM:
-        fraction = base.mem_fraction or c.VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
-        tokens = base.chunked_prefill or c.VLLM_DEFAULT_MAX_NUM_BATCHED_TOKENS
-        activation = vllm_activation_bytes(base.arch, shape.tp, base.max_num_seqs, tokens)
-        return base.gpu.memory_bytes * fraction - activation - c.VLLM_NON_TORCH_BYTES
+        return vllm_static_bytes(base, shape.tp, shape.pp, shape.dp)
     inputs = SglangInputs(
         base.gpu.memory_bytes,
         shape.tp * shape.dp,
@@ -117,5 +116,7 @@ def _static_bytes(base: Layout, shape: SplitShape) -> float:
         base.speculative,
         base.chunked_prefill,
         base.mem_fraction,
+        base.gpu.torch_total_bytes,
+        is_nvlink(base.gpu),
     )
     return sglang_static_bytes(inputs)

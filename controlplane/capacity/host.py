@@ -93,16 +93,26 @@ def host_ram(layout: Layout, node_ram: float = c.DEFAULT_NODE_RAM_BYTES) -> list
     ]
 
 
-def card_reference_node_bytes(node_ram: float = c.DEFAULT_NODE_RAM_BYTES) -> float:
-    """What one 8-GPU node serving BF16 GLM-4.5 needs: the case the card's 1 TB is about."""
+def card_reference_parts(node_ram: float = c.DEFAULT_NODE_RAM_BYTES) -> dict[str, float]:
+    """What one 8-GPU node serving BF16 GLM-4.5 needs, by part: the case the card's 1 TB is
+    about. `ray_object_store` is there only because glmctl runs the engines under Ray Serve:
+    SGLang (or vLLM's multiprocessing executor) launched on its own has no object store."""
     from controlplane.catalog import Precision, find_model
 
     entry = find_model("glm-4.5")
     assert entry is not None
-    checkpoint = checkpoint_bytes(entry.arch, Precision.BF16)
     gpus = c.CARD_NODE_GPUS
-    processes = gpus * c.ENGINE_PROCESS_HOST_BYTES + c.ENGINE_FRONTEND_HOST_BYTES
-    return checkpoint + processes + ray_object_store_bytes(node_ram) + c.OS_RESERVE_HOST_BYTES
+    return {
+        "page_cache": checkpoint_bytes(entry.arch, Precision.BF16),
+        "engine_processes": gpus * c.ENGINE_PROCESS_HOST_BYTES + c.ENGINE_FRONTEND_HOST_BYTES,
+        "ray_object_store": ray_object_store_bytes(node_ram),
+        "os_reserve": float(c.OS_RESERVE_HOST_BYTES),
+    }
+
+
+def card_reference_node_bytes(node_ram: float = c.DEFAULT_NODE_RAM_BYTES) -> float:
+    """What one 8-GPU node serving BF16 GLM-4.5 needs under glmctl (Ray included)."""
+    return sum(card_reference_parts(node_ram).values())
 
 
 def model_card_note(layout: Layout, nodes: list[NodeRam]) -> str:
@@ -115,12 +125,20 @@ def model_card_note(layout: Layout, nodes: list[NodeRam]) -> str:
         "slow-load": "the page cache does not all fit, so loading re-reads shards from disk",
         "fails": "even the memory that cannot be reclaimed does not fit",
     }[worst.verdict]
+    card = card_reference_parts()
+    total = sum(card.values())
     return (
         "The model card asks for more than 1 TB of server memory so that loading works: each"
         " node mmaps the safetensors shards of the layers it serves into page cache while the"
-        " engine workers, Ray's object store and the OS run beside them. BF16 GLM-4.5 on one"
-        f" 8-GPU node comes to about {card_reference_node_bytes() / 1e12:.2f} TB, the card's"
-        f" figure. This layout needs {worst.total / 1e9:.0f} GB on its busiest node: page cache"
+        " engine workers and the OS run beside them. BF16 GLM-4.5 on one 8-GPU node comes to"
+        f" about {total / 1e12:.2f} TB under glmctl (the card's figure): page cache"
+        f" {card['page_cache'] / 1e9:.0f} GB,"
+        f" engine workers {card['engine_processes'] / 1e9:.0f} GB, OS"
+        f" {card['os_reserve'] / 1e9:.0f} GB, and Ray's object store"
+        f" {card['ray_object_store'] / 1e9:.0f} GB, which is Ray's, not the engine's: SGLang"
+        " launched on its own, as in the card's commands, has no object store and needs about"
+        f" {(total - card['ray_object_store']) / 1e12:.2f} TB. This layout"
+        f" needs {worst.total / 1e9:.0f} GB on its busiest node: page cache"
         f" {worst.page_cache / 1e9:.0f} GB (of a {checkpoint / 1e9:.0f} GB checkpoint),"
         f" {worst.gpus} engine worker(s) {worst.engine_processes / 1e9:.0f} GB, Ray object store"
         f" {worst.ray_object_store / 1e9:.0f} GB, pinned offload"

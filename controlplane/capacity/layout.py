@@ -38,6 +38,10 @@ class Layout:
     cpu_offload_gb: float = 0.0
     gpus_per_node: int = 8
     weight_format: Precision | None = None  # checkpoint format (block-FP8 checks); None: precision
+    engine_version: tuple[int, int] | None = (
+        None  # (major, minor); None: the version glmctl targets
+    )
+    page_size: int | None = None  # KV page (vLLM --block-size / SGLang --page-size); None: default
 
     @property
     def gpus(self) -> int:
@@ -118,4 +122,16 @@ def layout_of(topo: Topology) -> Layout:
         # GPUs the replica uses per node; one node: the node size (a search may grow it).
         gpus_per_node=topo.gpus_per_node if topo.nodes > 1 else spec.gpus.per_node,
         weight_format=topo.model.weight_format,
+        engine_version=parse_version(spec.engine.version),
     )
+
+
+def parse_version(text: str | None) -> tuple[int, int] | None:
+    """(major, minor) of an engine version string such as "0.32.0" or "v0.5.23rc1"."""
+    if not text:
+        return None
+    parts = text.strip().lstrip("v").split(".")
+    try:
+        return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return None

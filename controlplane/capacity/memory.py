@@ -2,7 +2,13 @@
 
 Per rank: weights (see `weights`), the engine's reserve (see `engine_rules`) and the KV
 pool the engine builds from what is left. A pool's token capacity is its smallest stage's
-(SGLang and vLLM both take the minimum over ranks).
+(SGLang all-reduces the minimum over pipeline ranks, `model_runner_kv_cache_mixin.init_memory`;
+vLLM gives every worker the smallest block count), in whole pages (vLLM blocks).
+
+With EAGLE / MTP the draft layer's weights and its KV (the same token count, one layer) are
+counted inside the static budget: recent SGLang counts the NextN draft weights when it checks
+`mem_fraction_static` ("the EAGLE/NextN draft weights add ~3.07 GB and are now counted",
+SemiAnalysisAI/InferenceX#2128), and the draft pool is sized to the target's token count.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class StageMemory:
     offloaded_bytes: float  # weights streamed from host (vLLM --cpu-offload-gb)
     kv_bytes_per_token: float  # this rank's KV per token (its layers, plus the draft layer)
     kv_pool_bytes: float  # static budget - weights on the GPU (negative: weights do not fit)
+    page_tokens: int = 1  # the engine allocates whole pages of this many tokens (vLLM blocks)
 
     @property
     def weights_on_gpu(self) -> float:
@@ -33,9 +40,11 @@ class StageMemory:
 
     @property
     def kv_tokens(self) -> int:
+        """Tokens the pool holds: whole pages only (vLLM rounds down to whole blocks)."""
         if self.kv_pool_bytes <= 0 or self.kv_bytes_per_token <= 0:
             return 0
-        return int(self.kv_pool_bytes // self.kv_bytes_per_token)
+        pages = int(self.kv_pool_bytes // (self.kv_bytes_per_token * self.page_tokens))
+        return pages * self.page_tokens
 
 
 @dataclass(frozen=True)
@@ -57,9 +66,15 @@ class ReplicaMemory:
     def fits(self) -> bool:
         return self.kv_tokens >= max(1, self.required_tokens)
 
+    @property
+    def required_pool_tokens(self) -> int:
+        """Required tokens rounded up to whole pages (what the pool must reach)."""
+        page = self.budget.page_tokens
+        return -(-max(1, self.required_tokens) // page) * page
+
     def headroom_bytes(self, stage: StageMemory) -> float:
         """Budget left on each rank of `stage` after weights and the required KV."""
-        return stage.kv_pool_bytes - self.required_tokens * stage.kv_bytes_per_token
+        return stage.kv_pool_bytes - self.required_pool_tokens * stage.kv_bytes_per_token
 
     @property
     def tightest(self) -> StageMemory:
@@ -103,6 +118,7 @@ def replica_memory(layout: Layout) -> ReplicaMemory:
                 offloaded_bytes=min(offload, weights.total),
                 kv_bytes_per_token=kv_layers * per_layer,
                 kv_pool_bytes=budget.static_bytes - on_gpu,
+                page_tokens=budget.page_tokens,
             )
         )
     return ReplicaMemory(layout, tuple(stages), budget)

@@ -45,6 +45,11 @@ def preflight(topo: Topology, layout: Layout | None = None) -> list[Finding]:
     """Every known failure and departure from the model card for `topo` (its `layout` may be
     given when it differs from the catalog's, e.g. a device with other memory)."""
     layout = layout or layout_of(topo)
+    return layout_findings(layout) + _card_conditions(topo, layout)
+
+
+def layout_findings(layout: Layout) -> list[Finding]:
+    """The findings that depend on the layout alone (what the search ranks layouts by)."""
     findings: list[Finding] = []
     checks = (
         _heads,
@@ -56,8 +61,14 @@ def preflight(topo: Topology, layout: Layout | None = None) -> list[Finding]:
     )
     for check in checks:
         findings.extend(check(layout))
-    findings.extend(_card_conditions(topo, layout))
     return findings
+
+
+def flag_rank(findings: list[Finding] | tuple[Finding, ...]) -> int:
+    """0: clean; 1: warnings only (runs, but not as the card describes); 2: an error."""
+    if any(f.severity is Severity.ERROR for f in findings):
+        return 2
+    return 1 if findings else 0
 
 
 def _heads(layout: Layout) -> list[Finding]:

@@ -209,6 +209,7 @@ def capacity_report(
             layout.gpu,
             name=f"{layout.gpu.name}-{gpu_memory_bytes / 1e9:g}GB",
             memory_bytes=int(gpu_memory_bytes),
+            torch_total_gib=0.0,
         )
         layout = layout.with_(gpu=gpu)
     memory = replica_memory(layout)

@@ -1,5 +1,9 @@
 """Search: every way to split a model over 1..N GPUs, evaluated, smallest feasible first.
 
+Ranking: layouts the preflight rejects (an error) come after every layout it accepts, and
+layouts it warns about after the clean ones, each with its findings shown; within a rank,
+fewest GPUs first (`Candidate.sort_key`).
+
 A split is tensor x pipeline x data-parallel attention; expert parallelism follows the
 engines' need (block-FP8 experts that tensor parallelism cannot cut are placed whole, as
 `resolve` does). Data parallelism without DP attention is not a bigger layout but more
@@ -12,11 +16,12 @@ per-rank breakdown (`replica_memory`) is built only for the layouts returned.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controlplane.capacity.fastcheck import FastCheck, SplitShape, model_cache
 from controlplane.capacity.layout import Layout
 from controlplane.capacity.memory import ReplicaMemory, replica_memory
+from controlplane.capacity.preflight import Finding, flag_rank, layout_findings
 from controlplane.catalog import FP8_BLOCK, Architecture, AttentionKind, Precision
 from controlplane.spec.layout import moe_split_fails_fp8
 
@@ -44,23 +49,36 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Candidate:
-    """One evaluated layout with its full memory breakdown."""
+    """One evaluated layout with its full memory breakdown and its preflight findings."""
 
     layout: Layout
     memory: ReplicaMemory
+    findings: tuple[Finding, ...] = field(default=())
 
     @property
     def fits(self) -> bool:
         return self.memory.fits
 
     @property
+    def accepted(self) -> bool:
+        """The preflight finds no error (warnings allowed)."""
+        return flag_rank(self.findings) < 2
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """Finding codes, errors first: what the search shows beside a flagged layout."""
+        ordered = sorted(self.findings, key=lambda f: f.severity.value)
+        return tuple(f"{f.severity.value}:{f.code}" for f in ordered)
+
+    @property
     def headroom_bytes(self) -> float:
         return self.memory.min_headroom_bytes
 
-    def sort_key(self) -> tuple[int, int, int, int, float]:
-        """Fewest GPUs, then fewest nodes, no pipeline, no DP attention, most headroom."""
+    def sort_key(self) -> tuple[int, int, int, int, int, float]:
+        """Accepted before rejected (clean before warned), then fewest GPUs, fewest nodes,
+        no pipeline, no DP attention, most headroom."""
         lay = self.layout
-        return (lay.gpus, lay.nodes, lay.pp, lay.dp, -self.headroom_bytes)
+        return (flag_rank(self.findings), lay.gpus, lay.nodes, lay.pp, lay.dp, -self.headroom_bytes)
 
 
 def default_ep(arch: Architecture, weight_format: Precision, moe_group: int) -> int:
@@ -173,14 +191,16 @@ def splits(base: Layout, gpus: int) -> Iterator[Layout]:
 
 
 def search(base: Layout, counts: Iterable[int] = range(1, MAX_GPUS + 1)) -> list[Candidate]:
-    """Feasible layouts over every GPU count in `counts`, best first (`Candidate.sort_key`)."""
+    """Feasible layouts over every GPU count in `counts`, best first (`Candidate.sort_key`):
+    no layout the preflight rejects is ranked above one it accepts."""
     found = []
     check = FastCheck(base)
     for gpus in counts:
         for shape in shapes_for(base, gpus):
             if check.fits(shape):
                 layout = apply_shape(base, shape)
-                found.append(Candidate(layout, replica_memory(layout)))
+                findings = tuple(layout_findings(layout))
+                found.append(Candidate(layout, replica_memory(layout), findings))
     return sorted(found, key=Candidate.sort_key)
 
 
@@ -197,10 +217,11 @@ def count_feasible(base: Layout, counts: Iterable[int]) -> tuple[int, int]:
 
 
 def smallest_fitting(base: Layout, counts: Iterable[int] = POWERS_OF_TWO) -> Candidate | None:
-    """The best feasible layout at the first GPU count (in `counts` order) where one fits."""
+    """The best feasible layout at the first GPU count (in `counts` order) where one fits
+    and the preflight accepts it (warnings allowed)."""
     for gpus in counts:
         found = search(base, (gpus,))
-        if found:
+        if found and found[0].accepted:
             return found[0]
     return None
 

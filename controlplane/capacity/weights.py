@@ -7,7 +7,9 @@
 - Pipeline parallel gives each stage a contiguous run of layers (vLLM `get_pp_indices`: the
   remainder goes to the stages before the last); the embedding sits on the first stage and
   the lm_head (and the MTP draft layer) on the last.
-- The embedding and lm_head are vocab-parallel over TP.
+- The embedding and lm_head are vocab-parallel over TP; under SGLang's DP attention the
+  embedding is split over the attention-TP group only (`VocabParallelEmbedding(...,
+  use_attn_tp_group=...)`) while the lm_head spans the whole TP group.
 - Block-FP8 checkpoints keep the embedding, lm_head, norms, biases and router gate in BF16
   and add one float32 scale per 128 x 128 block of every FP8 matrix. Weight-only INT8/INT4
   keep the same tensors 16-bit and add one FP16 scale per group of 128 values.
@@ -91,8 +93,12 @@ def stage_layers(num_layers: int, pp: int) -> tuple[tuple[int, int], ...]:
     return tuple(ranges)
 
 
-def _quant_overhead(precision: Precision) -> float:
-    """Scale bytes per quantised weight value."""
+def _quant_overhead(precision: Precision, arch: Architecture) -> float:
+    """Scale (and zero-point) bytes per quantised weight value: the checkpoint's own scheme
+    (`quantization_config`) when it is served as stored, else the catalog's default rule."""
+    scheme = arch.quant
+    if scheme is not None and scheme.bytes_per_value == BYTES_PER_VALUE[precision]:
+        return scheme.scale_bytes_per_value
     if precision is Precision.FP8:
         return c.FP8_SCALE_BYTES / (FP8_BLOCK * FP8_BLOCK)
     if precision in (Precision.INT8, Precision.INT4):
@@ -161,7 +167,11 @@ def _layer_rank(arch: Architecture, moe: bool, split: Split) -> _LayerRank:
 def rank_weights(arch: Architecture, precision: Precision, split: Split) -> WeightBreakdown:
     """Weight bytes of one rank of pipeline stage `split.stage` (cached: the search asks for
     the same split under many GPU types and contexts)."""
-    wb, keep, scale = BYTES_PER_VALUE[precision], _keep_bytes(precision), _quant_overhead(precision)
+    wb, keep, scale = (
+        BYTES_PER_VALUE[precision],
+        _keep_bytes(precision),
+        _quant_overhead(precision, arch),
+    )
     start, end = stage_layers(arch.num_layers, split.pp)[split.stage]
     dense_layers = max(0, min(end, arch.num_dense_layers) - start)
     moe_layers = (end - start) - dense_layers
@@ -171,10 +181,11 @@ def rank_weights(arch: Architecture, precision: Precision, split: Split) -> Weig
         name: dense_layers * getattr(dense, name) + moe_layers * getattr(moe, name)
         for name in ("attention", "bias", "dense_mlp", "shared", "routed", "gate_and_norms")
     }
-    vocab_rank = math.ceil(arch.vocab_size / split.dense_tp) * arch.hidden_size
+    head_rank = math.ceil(arch.vocab_size / split.dense_tp) * arch.hidden_size
+    embed_rank = math.ceil(arch.vocab_size / split.tp) * arch.hidden_size
     first, last = split.stage == 0, split.stage == split.pp - 1
-    embedding = vocab_rank * keep if first else 0.0
-    lm_head = vocab_rank * keep if last and (not arch.tie_word_embeddings or split.pp > 1) else 0.0
+    embedding = embed_rank * keep if first else 0.0
+    lm_head = head_rank * keep if last and (not arch.tie_word_embeddings or split.pp > 1) else 0.0
     mtp = _mtp_rank(arch, precision, split) if last else 0.0
     quantised = totals["attention"] + totals["dense_mlp"] + totals["shared"] + totals["routed"]
     final_norm = arch.hidden_size if last else 0
@@ -196,7 +207,11 @@ def _mtp_rank(arch: Architecture, precision: Precision, split: Split) -> float:
     shares the main embedding and lm_head (SGLang EAGLE `set_embed_and_head`)."""
     if split.mtp_layers == 0:
         return 0.0
-    wb, keep, scale = BYTES_PER_VALUE[precision], _keep_bytes(precision), _quant_overhead(precision)
+    wb, keep, scale = (
+        BYTES_PER_VALUE[precision],
+        _keep_bytes(precision),
+        _quant_overhead(precision, arch),
+    )
     layer = _layer_rank(arch, arch.is_moe, split)
     linear = layer.attention + layer.dense_mlp + layer.shared + layer.routed
     eh_proj = 2 * arch.hidden_size * arch.hidden_size / split.tp
@@ -226,7 +241,11 @@ def _layer_bytes(
     arch: Architecture, precision: Precision, split_shape: tuple[int, int, int, int, int]
 ) -> _LayerBytes:
     tp, dense_tp, pp, moe_group, mtp_layers = split_shape
-    wb, keep, scale = BYTES_PER_VALUE[precision], _keep_bytes(precision), _quant_overhead(precision)
+    wb, keep, scale = (
+        BYTES_PER_VALUE[precision],
+        _keep_bytes(precision),
+        _quant_overhead(precision, arch),
+    )
     quant = wb + scale
     attn_linear, bias = _attention_rank(arch, tp)
     common_keep = bias + arch.norm_params()
@@ -239,6 +258,7 @@ def _layer_bytes(
     else:
         moe_linear, moe_keep = dense_linear, common_keep
     vocab = math.ceil(arch.vocab_size / dense_tp) * arch.hidden_size * keep
+    embedding = math.ceil(arch.vocab_size / tp) * arch.hidden_size * keep
     mtp = 0.0
     if mtp_layers:
         eh_proj = 2 * arch.hidden_size * arch.hidden_size / tp
@@ -248,7 +268,10 @@ def _layer_bytes(
     if not arch.tie_word_embeddings or pp > 1:
         last += vocab
     return _LayerBytes(
-        dense_linear * quant + common_keep * keep, moe_linear * quant + moe_keep * keep, vocab, last
+        dense_linear * quant + common_keep * keep,
+        moe_linear * quant + moe_keep * keep,
+        embedding,
+        last,
     )
 
 

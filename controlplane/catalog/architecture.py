@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from controlplane.catalog.quant import QuantScheme
+
 
 class AttentionKind(StrEnum):
     """How keys and values are stored in the KV cache."""
@@ -56,6 +58,9 @@ class Architecture:
     qk_rope_head_dim: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
+    # How a quantised checkpoint stores its linear weights (config.json quantization_config);
+    # None: the catalog's default rule for the precision served (block FP8, 128-groups).
+    quant: QuantScheme | None = None
     sources: tuple[str, ...] = field(default=(), compare=False)
 
     # ----- shape helpers -------------------------------------------------------------

@@ -7,11 +7,13 @@ Qwen3-MoE / Qwen2-MoE, DeepSeek-V3 / V2 (MLA), GLM-4 MoE (GLM-4.5/4.6) and ChatG
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from controlplane.catalog.architecture import Architecture, AttentionKind
 from controlplane.catalog.models import ModelEntry, Precision
+from controlplane.catalog.quant import QuantConfigError, QuantScheme, scheme_from_config
 from controlplane.errors import UserError
 
 DENSE_TYPES = {"llama", "mistral", "qwen2", "qwen3", "glm", "gemma", "phi3"}
@@ -34,13 +36,82 @@ def architecture_from_config(cfg: dict[str, Any], origin: str = "config.json") -
             f"{origin}: model_type `{model_type or '(missing)'}` is not one glmctl can size.",
             fix=f"use a catalog model (`glmctl models`) or a config of: {', '.join(SUPPORTED)}.",
         )
+    _check_counts(cfg, origin)
     try:
-        return _build(cfg, model_type, origin)
-    except (KeyError, TypeError, ValueError) as exc:
+        arch = _build(cfg, model_type, origin)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         raise UserError(
             f"{origin}: a `{model_type}` config is missing or has a bad value for {exc}.",
             fix="point `model_config` at the model's own unmodified config.json.",
         ) from exc
+    _check_shape(arch, origin)
+    return arch
+
+
+# Fields that, when present, must be whole numbers of at least 1 (or 0 where allowed).
+_POSITIVE = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+    "padded_vocab_size",
+    "max_position_embeddings",
+    "seq_length",
+)
+_NON_NEGATIVE = (
+    "intermediate_size",
+    "moe_intermediate_size",
+    "n_routed_experts",
+    "num_experts",
+    "num_local_experts",
+    "n_shared_experts",
+    "num_experts_per_tok",
+    "first_k_dense_replace",
+    "num_nextn_predict_layers",
+    "multi_query_group_num",
+    "kv_channels",
+    "ffn_hidden_size",
+)
+_FIX = "point `model_config` at the model's own unmodified config.json."
+
+
+def _check_counts(cfg: dict[str, Any], origin: str) -> None:
+    """Counts that must be positive (or not negative) are, before any arithmetic on them."""
+    for key in _POSITIVE + _NON_NEGATIVE:
+        value = cfg.get(key)
+        if value is None:
+            continue
+        least = 1 if key in _POSITIVE else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            need = "a whole number of at least 1" if least else "a whole number, 0 or more"
+            raise UserError(f"{origin}: `{key}` is {value!r}; it must be {need}.", fix=_FIX)
+
+
+def _check_shape(arch: Architecture, origin: str) -> None:
+    """Relations between the counts that every engine relies on."""
+    problems = []
+    if arch.attention is AttentionKind.GQA and arch.num_attention_heads % arch.num_kv_heads:
+        problems.append(
+            f"{arch.num_attention_heads} attention heads are not a multiple of"
+            f" {arch.num_kv_heads} key/value heads"
+        )
+    if arch.num_kv_heads > arch.num_attention_heads:
+        problems.append(f"{arch.num_kv_heads} key/value heads exceed the attention heads")
+    if arch.is_moe and not 0 < arch.experts_per_token <= arch.num_routed_experts:
+        problems.append(
+            f"{arch.experts_per_token} experts per token with {arch.num_routed_experts} experts"
+        )
+    if arch.is_moe and arch.moe_intermediate_size <= 0:
+        problems.append("an MoE model with no `moe_intermediate_size`")
+    if arch.first_dense_layers > arch.num_layers:
+        problems.append(
+            f"{arch.first_dense_layers} dense layers of {arch.num_layers} layers in all"
+        )
+    if problems:
+        raise UserError(f"{origin}: " + "; ".join(problems) + ".", fix=_FIX)
 
 
 def _build(cfg: dict[str, Any], model_type: str, origin: str) -> Architecture:
@@ -145,30 +216,39 @@ def _deepseek_mla(cfg: dict[str, Any], common: dict[str, Any]) -> Architecture:
     )
 
 
-def _weight_format(cfg: dict[str, Any]) -> Precision:
-    quant = cfg.get("quantization_config") or {}
-    method = str(quant.get("quant_method", "")).lower()
-    if method == "fp8":
-        return Precision.FP8
-    bits = quant.get("bits")
-    if bits == 4:
-        return Precision.INT4
-    if bits == 8:
-        return Precision.INT8
-    return (
-        Precision.FP16 if str(cfg.get("torch_dtype", "")).lower() == "float16" else Precision.BF16
-    )
+def weight_format(
+    cfg: dict[str, Any], origin: str = "config.json"
+) -> tuple[Precision, QuantScheme | None]:
+    """The precision a checkpoint serves at and its quantisation scheme (None: unquantised).
+
+    `quantization_config` decides (fp8 block or per-tensor, compressed-tensors, AWQ, GPTQ);
+    without one, `torch_dtype` (or transformers 5's `dtype`) float16 is FP16, else BF16.
+    """
+    try:
+        scheme = scheme_from_config(cfg.get("quantization_config"))
+    except (QuantConfigError, TypeError, ValueError) as exc:
+        raise UserError(
+            f"{origin}: quantization_config: {exc}.",
+            fix="size the unquantised checkpoint (`precision: bf16`), or report the format.",
+        ) from exc
+    if scheme is not None:
+        if scheme.float_weights:
+            return Precision.FP8, scheme
+        return (Precision.INT4 if scheme.bits == 4 else Precision.INT8), scheme
+    dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "").lower()
+    return (Precision.FP16 if dtype == "float16" else Precision.BF16), None
 
 
 def load_model_config(path: Path) -> ModelEntry:
     """Read `path` (a config.json or a folder holding one) into an uncatalogued ModelEntry."""
     file = path / "config.json" if path.is_dir() else path
     cfg = _read_config_json(file)
-    arch = architecture_from_config(cfg, origin=str(file))
-    fmt = _weight_format(cfg)
+    fmt, scheme = weight_format(cfg, origin=str(file))
+    arch = replace(architecture_from_config(cfg, origin=str(file)), quant=scheme)
+    # A quantised checkpoint serves only as stored; a 16-bit one at any precision.
     precisions = (
         (fmt,)
-        if fmt is Precision.FP8
+        if scheme is not None
         else (Precision.BF16, Precision.FP16, Precision.FP8, Precision.INT8, Precision.INT4)
     )
     is_glm45 = arch.model_type == "glm4_moe"

@@ -190,6 +190,7 @@ def _search_rows(topo: Any, max_gpus: int, limit: int) -> list[dict[str, Any]]:
                 "kv_tokens": mem.kv_tokens * lay.copies,
                 "max_concurrency": (mem.kv_tokens // lay.context) * lay.copies,
                 "engine_mem_fraction": mem.budget.mem_fraction,
+                "flags": list(cand.flags),
             }
         )
     return rows
@@ -198,7 +199,8 @@ def _search_rows(topo: Any, max_gpus: int, limit: int) -> list[dict[str, Any]]:
 def _print_search(topo: Any, rows: list[dict[str, Any]], max_gpus: int) -> None:
     title = (
         f"Feasible layouts for {topo.model.display_name} {topo.precision.value} on {topo.gpu.name},"
-        f" {topo.spec.max_num_seqs} x {topo.context_length} tokens, smallest first"
+        f" {topo.spec.max_num_seqs} x {topo.context_length} tokens: accepted by preflight first"
+        " (flagged layouts last), then smallest"
     )
     if not rows:
         raise UserError(
@@ -218,6 +220,7 @@ def _print_search(topo: Any, rows: list[dict[str, Any]], max_gpus: int) -> None:
         "KV tokens",
         "max seqs",
         "mem fraction",
+        "preflight",
     ):
         table.add_column(col, justify="right")
     for r in rows:
@@ -225,6 +228,7 @@ def _print_search(topo: Any, rows: list[dict[str, Any]], max_gpus: int) -> None:
             str(r["gpus"]), str(r["nodes"]), str(r["tp"]), str(r["pp"]), str(r["ep"]),
             str(r["dp"]) if r["dp_attention"] else "-", _gib(r["headroom_per_gpu_bytes"]),
             str(r["kv_tokens"]), str(r["max_concurrency"]), str(r["engine_mem_fraction"]),
+            ", ".join(r["flags"]) or "ok",
         )  # fmt: skip
     console.print(table)
 

@@ -147,6 +147,8 @@ def status(output: OutputOption = OutputFormat.TEXT, address: Address = None) ->
     c = data["cluster"]
     kind = "embedded" if c["embedded"] else "remote"
     console.print(f"cluster {c['address']} ({kind}), {len(c['nodes'])} node(s)")
+    if c.get("prometheus_url"):
+        console.print(f"prometheus {c['prometheus_url']}")
     console.print(_nodes_table(c["nodes"]))
     console.print(_deployments_table(data["deployments"]))
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "deploy_cmds",  # plan, apply, status, scale, delete
     "sim_cmd",  # sim serve
     "router_cmd",  # router serve
+    "observe_cmds",  # dashboards render/push, rules render, top
 )
 
 app = typer.Typer(

@@ -21,7 +21,7 @@ import orjson
 
 from controlplane.router import collector
 from controlplane.router.config import RouterConfig
-from controlplane.router.metrics import RouterMetrics, merge, render
+from controlplane.router.metrics import RouterMetrics, merge, redis_up, render
 from controlplane.router.policies import (
     LOOKUP_PREFIX,
     LOOKUP_SESSION,
@@ -372,7 +372,7 @@ class RouterApp:
         own = self.metrics.export(self.inflight)
         others = await self.state.all_metrics() or []
         exports = [e for e in others if e.get("router") != self.router_id] + [own]
-        text = render(merge(exports)).encode()
+        text = (render(merge(exports)) + redis_up(self._redis_ok())).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -142,3 +142,12 @@ def render(merged: dict[str, Any]) -> str:
         lines.append(f'{name}_bucket{{le="+Inf"}} {cumulative}')
         lines += [f"{name}_count {cumulative}", f"{name}_sum {data[-1]}"]
     return "\n".join(lines) + "\n"
+
+
+def redis_up(ok: bool) -> str:
+    """The answering worker's view of Redis (1 reachable, 0 breaker open): alerts use it."""
+    return (
+        "# HELP glmctl_router_redis_up 1 while the answering router worker reaches Redis.\n"
+        "# TYPE glmctl_router_redis_up gauge\n"
+        f"glmctl_router_redis_up {1 if ok else 0}\n"
+    )

@@ -290,6 +290,10 @@ def execute_apply(
     url = router_url(target.redis_url, new.name)
     record = new_record(new, app, router, port, wanted, url=url)
     write_record(target.redis_url, record)
+    if target.embedded:  # Prometheus follows the registry from now on (observe agent)
+        from controlplane.backends.ray import monitor
+
+        monitor.ensure_quietly(target.redis_url)
     if running is not None and running.app != app:
         progress("retire old version", 0, 1)
         serve.delete(running.app, _blocking=True)

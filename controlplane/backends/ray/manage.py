@@ -133,6 +133,7 @@ def status(address: str | None = None) -> dict[str, Any]:
             "address": target.address,
             "embedded": target.embedded,
             "redis_url": redacted(target.redis_url),
+            "prometheus_url": _prometheus_url() if target.embedded else None,
             "nodes": [n.model_dump() for n in inventory.nodes],
         },
         "deployments": deployments,
@@ -142,6 +143,12 @@ def status(address: str | None = None) -> dict[str, Any]:
 def redacted(url: str) -> str:
     """`url` with any password replaced by `***` (status output is shown and logged)."""
     return re.sub(r"(://[^:/@]*:)[^@]+@", r"\1***@", url)
+
+
+def _prometheus_url() -> str | None:
+    from controlplane.backends.ray import monitor
+
+    return monitor.prometheus_url()
 
 
 class Preview(NamedTuple):
@@ -183,5 +190,8 @@ def stop_if_idle(target: cluster.Target) -> bool:
         return False
     import ray
 
+    from controlplane.backends.ray import monitor
+
+    monitor.stop()  # the embedded Prometheus stops with the last deployment
     ray.shutdown()  # the keeper shuts Serve down gracefully (its output goes to its log)
     return cluster.stop_embedded(get_settings().state_dir)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from controlplane.errors import UserError
 from controlplane.planner.models import DeploymentPlan
 from controlplane.render.k8s import monitoring, services
 from controlplane.render.k8s.common import K8sOptions, redis_name
@@ -50,13 +51,27 @@ Dashboards = Mapping[str, Mapping[str, Any]]
 
 
 def observability_catalogue(plan: DeploymentPlan) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rule files and dashboards of the observability catalogue for `plan`.
+    """Rule files and dashboards of the observability catalogue (controlplane.observe) for
+    `plan`: the recording rules, this deployment's SLO alerts and the operational alerts,
+    as the embedded Prometheus loads them (observe/prometheus.py)."""
+    from controlplane.observe import rules
+    from controlplane.spec.models import SloSpec
 
-    Empty until controlplane.observe is merged; wiring it is this one return:
-    `[rules.recording_rules(), rules.alert_rules(plan.spec["slo"])],
-    dashboards.render_dashboards()`.
-    """
-    return [], {}
+    slo = SloSpec.model_validate(plan.spec["slo"])
+    operations = rules.alert_rules(slo)["groups"][-1]
+    rule_files = [
+        rules.recording_rules(),
+        rules.alert_rules(slo, deployment=plan.name),
+        {"groups": [operations]},
+    ]
+    try:
+        from controlplane.observe.dashboards import render_dashboards
+    except ImportError as exc:  # grafana-foundation-sdk: the `ops` extra
+        raise UserError(
+            "the dashboards ConfigMap needs the `ops` extra.",
+            fix="pip install 'glmctl[ops]'.",
+        ) from exc
+    return rule_files, render_dashboards()
 
 
 def _files(

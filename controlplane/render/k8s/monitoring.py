@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from controlplane.errors import UserError
+from controlplane.observe import catalog as cat
 from controlplane.planner.models import DeploymentPlan
 from controlplane.render.k8s.common import (
     RAY_COMPONENT,
@@ -28,6 +29,26 @@ SCRAPE_INTERVAL = "15s"
 GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"
 CONFIGMAP_LIMIT_BYTES = 1024 * 1024  # Kubernetes refuses larger ConfigMaps
 MONITORING = "monitoring"
+RAY_JOB = "glmctl-ray"  # Ray's own metrics (the engines' ports are chosen at start-up)
+
+
+def target_labels(plan: DeploymentPlan, job: str) -> list[dict[str, Any]]:
+    """Relabelings giving each scraped series the catalogue's job and target labels
+    (observe.catalog.TARGET_LABELS), as file-SD does on the embedded cluster."""
+    fixed = {"job": job, cat.DEPLOYMENT: plan.name, cat.MODEL: plan.group.served_model_name}
+    out: list[dict[str, Any]] = [
+        {"action": "replace", "targetLabel": label, "replacement": value}
+        for label, value in fixed.items()
+    ]
+    out.append(
+        {
+            "action": "replace",
+            "sourceLabels": ["__meta_kubernetes_pod_name"],
+            "targetLabel": cat.REPLICA,
+        }
+    )
+    out.append({"action": "replace", "targetLabel": cat.NODE_RANK, "replacement": "0"})
+    return out
 
 
 def service_monitor(plan: DeploymentPlan) -> dict[str, Any]:
@@ -37,7 +58,14 @@ def service_monitor(plan: DeploymentPlan) -> dict[str, Any]:
         "metadata": metadata(plan, router_name(plan), ROUTER_COMPONENT),
         "spec": {
             "selector": {"matchLabels": selector(plan, ROUTER_COMPONENT)},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": SCRAPE_INTERVAL}],
+            "endpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    "interval": SCRAPE_INTERVAL,
+                    "relabelings": target_labels(plan, cat.JOB_ROUTER),
+                }
+            ],
         },
     }
 
@@ -50,7 +78,12 @@ def pod_monitor(plan: DeploymentPlan) -> dict[str, Any]:
         "spec": {
             "selector": {"matchLabels": selector(plan, RAY_COMPONENT)},
             "podMetricsEndpoints": [
-                {"port": "metrics", "path": "/metrics", "interval": SCRAPE_INTERVAL}
+                {
+                    "port": "metrics",
+                    "path": "/metrics",
+                    "interval": SCRAPE_INTERVAL,
+                    "relabelings": target_labels(plan, RAY_JOB),
+                }
             ],
         },
     }

@@ -54,8 +54,13 @@ def test_search_lists_layouts_smallest_first(glmctl) -> None:  # type: ignore[no
     result = glmctl(*argv, "--search", "-o", "json")
     assert result.code == 0, result.text
     rows = json.loads(result.out)
-    assert rows and [r["gpus"] for r in rows] == sorted(r["gpus"] for r in rows)
+    clean = [r for r in rows if not r["flags"]]
+    assert clean and rows[: len(clean)] == clean, "flagged layouts rank after clean ones"
+    assert [r["gpus"] for r in clean] == sorted(r["gpus"] for r in clean)
     assert all(r["headroom_per_gpu_bytes"] >= 0 for r in rows)
+    # 5 x H200 as TP 1 x PP 5 with EAGLE fits in memory but is flagged: never first.
+    flagged = [r for r in rows if any("pp-speculative" in f for f in r["flags"])]
+    assert flagged and rows.index(flagged[0]) >= len(clean)
     text = glmctl(*argv, "--search")
     assert "Feasible layouts" in text.out and "headroom" in text.out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.capacity import constants as c
-from controlplane.capacity.host import host_ram, model_card_note
+from controlplane.capacity.host import card_reference_parts, host_ram, model_card_note
 from controlplane.capacity.layout import layout_of
 from controlplane.capacity.weights import checkpoint_bytes
 from controlplane.catalog import GIB
@@ -22,6 +22,20 @@ def test_glm45_bf16_node_needs_about_the_card_terabyte() -> None:
     assert node.verdict == "ok"
     note = model_card_note(layout, [node])
     assert "1 TB" in note and "meets" in note
+
+
+def test_card_note_says_which_part_is_rays_object_store() -> None:
+    """The 1 TB includes Ray's object store; SGLang launched alone has none (issue 11)."""
+    layout = layout_of(make_topology(precision="bf16", gpu="H200", count=8))
+    (node,) = host_ram(layout)
+    parts = card_reference_parts()
+    store = parts["ray_object_store"]
+    assert store == pytest.approx(min(c.DEFAULT_NODE_RAM_BYTES * 0.3, 200e9))
+    note = model_card_note(layout, [node])
+    assert f"Ray's object store {store / 1e9:.0f} GB, which is Ray's, not the engine's" in note
+    without = (sum(parts.values()) - store) / 1e12
+    assert "SGLang launched on its own" in note and f"{without:.2f} TB" in note
+    assert without < 1.0 < sum(parts.values()) / 1e12 + 0.05
 
 
 def test_small_node_loads_slowly_and_tiny_node_fails() -> None:

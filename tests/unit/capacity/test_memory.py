@@ -15,7 +15,7 @@ from controlplane.capacity.weights import (
     stage_layers,
     stage_weight_totals,
 )
-from controlplane.catalog import GIB, MIB, Precision, find_gpu, find_model
+from controlplane.catalog import GIB, Precision, find_gpu, find_model
 from tests.unit.capacity.conftest import make_topology
 
 GLM45 = find_model("glm-4.5")
@@ -122,9 +122,12 @@ def test_sglang_auto_fraction_follows_its_rule() -> None:
     assert sglang_auto_fraction(layout) == round((gpu_mib - reserved) / gpu_mib, 3)
     budget = engine_budget(layout)
     assert budget.auto and budget.flag == "--mem-fraction-static"
-    assert budget.static_bytes == pytest.approx(
-        (gpu_mib * MIB - c.CUDA_CONTEXT_BYTES) * budget.mem_fraction
-    )
+    # SGLang multiplies the free memory it measured before loading: torch's total (79.19 GiB
+    # on H100, not nvidia-smi's 79.65) less the CUDA context and the NCCL buffers of TP 8.
+    pre_load = 79.19 * GIB - c.SGLANG_CONTEXT_BYTES - c.SGLANG_DIST_NVLINK_BYTES
+    assert budget.static_bytes == pytest.approx(pre_load * budget.mem_fraction)
+    single = engine_budget(layout_of(make_topology(model="glm-4.5-air", gpu="H100", count=1)))
+    assert "torch_distributed" not in single.reserved  # TP 1: no NCCL buffers
 
 
 def test_small_tp_graph_size_and_large_gpu_floor() -> None:
@@ -209,3 +212,68 @@ def test_distinct_stage_pairs_cover_the_tightest_stage(pp: int) -> None:
             assert max(w + need * n for w, n in fast) == pytest.approx(
                 max(w + need * n for w, n in every)
             )
+
+
+def test_dp_attention_splits_the_embedding_over_attention_tp_only() -> None:
+    """SGLang under DP attention: the embedding is vocab-parallel over the attention-TP group
+    (`use_attn_tp_group`), the lm_head over the whole TP group (issue 11)."""
+    layout = layout_of(
+        make_topology(
+            count=8, parallelism={"tensor": 4, "data": 2, "dp_attention": True, "expert": 8}
+        )
+    )
+    assert (layout.tp, layout.dp, layout.moe_group) == (4, 2, 8)
+    weights = replica_memory(layout).stages[0].weights
+    arch = layout.arch
+    assert weights.embedding == pytest.approx(-(-arch.vocab_size // 4) * arch.hidden_size * 2)
+    assert weights.lm_head == pytest.approx(-(-arch.vocab_size // 8) * arch.hidden_size * 2)
+
+
+def test_vllm_pool_is_whole_blocks_and_smallest_stage_decides() -> None:
+    topo = make_topology(
+        model="glm-4.5-air",
+        precision="bf16",
+        count=4,
+        engine="vllm",
+        parallelism={"tensor": 2, "pipeline": 2},
+    )
+    memory = replica_memory(layout_of(topo))
+    assert memory.budget.page_tokens == 16
+    assert all(s.kv_tokens % 16 == 0 for s in memory.stages)
+    assert memory.kv_tokens == min(s.kv_tokens for s in memory.stages)
+    assert len({s.kv_tokens for s in memory.stages}) == 2  # the stages differ
+
+
+def test_vllm_budget_terms_follow_the_version() -> None:
+    """0.21+ subtracts the CUDA-graph estimate; the sampler peak changes with the runner."""
+    from controlplane.capacity.engine_rules import vllm_budget
+
+    base = layout_of(make_topology(model="glm-4.5-air", count=2, engine="vllm"))
+    old = vllm_budget(base.with_(engine_version=(0, 10)))
+    target = vllm_budget(base)
+    assert "cuda_graph_estimate" not in old.reserved
+    assert target.reserved["cuda_graph_estimate"] == c.VLLM_CUDAGRAPH_ESTIMATE_BYTES
+    total = base.gpu.torch_total_bytes
+    kept = ("outside_gpu_memory_utilization", "not_visible_to_torch")
+    assert target.static_bytes == pytest.approx(
+        total * 0.9 - sum(v for k, v in target.reserved.items() if k not in kept)
+    )
+    assert target.static_bytes + target.reserved_bytes == pytest.approx(base.gpu.memory_bytes)
+    wide = vllm_budget(base.with_(max_num_seqs=1024, engine_version=(0, 11)))
+    assert wide.reserved["profiled_activation_peak"] == pytest.approx(
+        1024 * base.arch.vocab_size * 4 * c.VLLM_SAMPLER_COPIES_V1
+    )
+
+
+@pytest.mark.parametrize("gpu", ["H100", "H200", "B200", "L40S", "A100-40G"])
+@pytest.mark.parametrize("spec", [{}, {"speculative": {"algorithm": "none"}}])
+def test_sglang_fast_static_matches_the_budget(gpu: str, spec: dict[str, object]) -> None:
+    """The search's scalar path equals the itemised budget for every shape and flag."""
+    from controlplane.capacity.engine_rules import SglangInputs, sglang_budget, sglang_static_bytes
+
+    base = layout_of(make_topology(model="glm-4.5-air", gpu=gpu, count=1, **spec))
+    for tp, pp, dp in ((1, 1, 1), (2, 1, 1), (4, 2, 1), (8, 1, 1), (2, 1, 4), (8, 2, 2)):
+        for chunked in (None, 2048, 16384):
+            layout = base.with_(tp=tp, pp=pp, dp=dp, dp_attention=dp > 1, chunked_prefill=chunked)
+            inputs = SglangInputs.of(layout)
+            assert sglang_static_bytes(inputs) == pytest.approx(sglang_budget(inputs).static_bytes)

@@ -64,6 +64,15 @@ def test_card_cell(cell: tuple[str, str, str, str, int]) -> None:
     found = smallest_fitting(base, POWERS_OF_TWO)
     assert found is not None, "no power of two up to 64 fits"
     assert found.layout.gpus == published, found.layout
+    lay, memory = found.layout, found.memory
+    held, needed = memory.kv_tokens * lay.copies, memory.required_tokens * lay.copies
+    print(
+        f"\n{_ids(cell)}: {published} x {gpu} TP {lay.tp} PP {lay.pp} DP {lay.dp}"
+        f" EP {lay.ep}: KV {held} tokens for {CARD_BATCH} x {context} = {needed}"
+        f" (margin {held - needed:+d} tokens, {held / needed - 1:+.1%};"
+        f" {found.headroom_bytes / 2**30:.1f} GiB spare per GPU)"
+    )
+    assert held >= needed
     if published > 1:
         assert not any_fits(base, published // 2), "one power of two fewer fits too"
 

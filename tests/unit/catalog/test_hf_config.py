@@ -160,3 +160,105 @@ def test_a_binary_config_is_a_user_error_with_a_fix(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a UTF-8 text file") as caught:
         load_model_config(tmp_path)
     assert caught.value.fix
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"num_attention_heads": 0}, "`num_attention_heads` is 0"),
+        ({"num_hidden_layers": -32}, "`num_hidden_layers` is -32"),
+        ({"num_key_value_heads": 0}, "`num_key_value_heads` is 0"),
+        ({"hidden_size": "4096"}, "`hidden_size` is '4096'"),
+        ({"vocab_size": 0}, "`vocab_size` is 0"),
+        ({"num_key_value_heads": 5}, "not a multiple of 5 key/value heads"),
+    ],
+)
+def test_impossible_counts_get_a_fix_it_error(
+    tmp_path: Path, change: dict[str, Any], named: str
+) -> None:
+    """Issue 11: zero heads gave a traceback, negative layers "at most -32 layers"."""
+    with pytest.raises(UserError) as err:
+        load_model_config(write_config(tmp_path, "bad", {**configs.LLAMA_3_8B, **change}))
+    assert named in err.value.message and err.value.fix
+
+
+def test_moe_config_with_more_active_than_routed_experts_is_refused(tmp_path: Path) -> None:
+    bad = {**configs.QWEN3_30B_A3B, "num_experts_per_tok": 256}
+    with pytest.raises(UserError) as err:
+        load_model_config(write_config(tmp_path, "bad-moe", bad))
+    assert "256 experts per token with 128 experts" in err.value.message
+
+
+FP8_BLOCK_QUANT = {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}
+FP8_TENSOR_QUANT = {"quant_method": "fp8", "activation_scheme": "static"}
+# RedHatAI "FP8-dynamic" checkpoints (llm-compressor): per-channel FP8 weights.
+CT_FP8_QUANT = {
+    "quant_method": "compressed-tensors",
+    "format": "float-quantized",
+    "config_groups": {
+        "group_0": {
+            "targets": ["Linear"],
+            "weights": {"num_bits": 8, "type": "float", "strategy": "channel", "symmetric": True},
+            "input_activations": {"num_bits": 8, "type": "float", "dynamic": True},
+        }
+    },
+    "ignore": ["lm_head"],
+}
+CT_W4A16_QUANT = {
+    "quant_method": "compressed-tensors",
+    "format": "pack-quantized",
+    "config_groups": {
+        "group_0": {
+            "weights": {
+                "num_bits": 4,
+                "type": "int",
+                "strategy": "group",
+                "group_size": 128,
+                "symmetric": True,
+            }
+        }
+    },
+}
+AWQ_QUANT = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True}
+GPTQ_QUANT = {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False}
+GPTQ8_QUANT = {"quant_method": "gptq", "bits": 8, "group_size": -1}
+
+
+@pytest.mark.parametrize(
+    ("quant", "precision", "bytes_per_param"),
+    [
+        (FP8_BLOCK_QUANT, Precision.FP8, 1 + 4 / 128**2),
+        (FP8_TENSOR_QUANT, Precision.FP8, 1.0),
+        (CT_FP8_QUANT, Precision.FP8, 1.0),
+        (CT_W4A16_QUANT, Precision.INT4, 0.5 + 2 / 128),
+        (AWQ_QUANT, Precision.INT4, 0.5 + 2.5 / 128),
+        (GPTQ_QUANT, Precision.INT4, 0.5 + 2.5 / 128),
+        (GPTQ8_QUANT, Precision.INT8, 1.0),
+    ],
+)
+def test_quantized_checkpoints_are_sized_as_loaded(
+    tmp_path: Path, quant: dict[str, Any], precision: Precision, bytes_per_param: float
+) -> None:
+    """Weights by `quantization_config`: the quantised linears at their bits plus scales, the
+    embedding, lm_head and norms 16-bit (compressed-tensors FP8 was read as BF16: 2x)."""
+    from controlplane.capacity.weights import checkpoint_bytes
+
+    entry = load_model_config(
+        write_config(tmp_path, "q", {**configs.LLAMA_3_8B, "quantization_config": quant})
+    )
+    assert entry.weight_format is precision and entry.precisions == (precision,)
+    arch = entry.arch
+    sixteen_bit = arch.embedding_params() + arch.lm_head_params()
+    sixteen_bit += arch.num_layers * arch.norm_params() + arch.hidden_size
+    linear = arch.total_params(include_nextn=False) - sixteen_bit
+    expected = linear * bytes_per_param + sixteen_bit * 2
+    assert checkpoint_bytes(arch, precision) == pytest.approx(expected, rel=1e-6)
+    bf16 = checkpoint_bytes(arch, Precision.BF16)
+    assert checkpoint_bytes(arch, precision) < 0.62 * bf16  # never sized as 16-bit
+
+
+def test_unknown_quant_method_is_a_user_error(tmp_path: Path) -> None:
+    cfg = {**configs.LLAMA_3_8B, "quantization_config": {"quant_method": "mystery"}}
+    with pytest.raises(UserError) as err:
+        load_model_config(write_config(tmp_path, "m", cfg))
+    assert "quant_method `mystery`" in err.value.message

@@ -22,6 +22,12 @@ IMPORT_NAMES = {
 }
 # Imported only by code that runs inside an engine's own venv (the tiny-checkpoint writer).
 ENGINE_VENV_ONLY = {"numpy", "tokenizers", "torch", "safetensors", "vllm", "sglang"}
+# The `ops` extra, imported only by the modules behind `glmctl dashboards` (which imports
+# them inside its functions and names the extra when they are missing).
+OPS_ONLY = {
+    "controlplane/observe/dashboards.py": {"grafana_foundation_sdk"},
+    "controlplane/observe/grafana.py": {"grafana_client"},
+}
 
 
 def _allowed_imports() -> set[str]:
@@ -49,8 +55,12 @@ def _imports(path: Path) -> set[str]:
 def test_package_imports_only_core_and_serve_dependencies() -> None:
     allowed = _allowed_imports() | set(sys.stdlib_module_names) | ENGINE_VENV_ONLY
     offenders = {
-        str(path.relative_to(REPO)): sorted(_imports(path) - allowed)
+        name: sorted(extra)
         for path in (REPO / "controlplane").rglob("*.py")
-        if _imports(path) - allowed
+        if (
+            extra := _imports(path)
+            - allowed
+            - OPS_ONLY.get(name := str(path.relative_to(REPO)), set())
+        )
     }
     assert offenders == {}, f"imports outside the core + serve extras: {offenders}"

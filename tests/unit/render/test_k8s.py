@@ -13,7 +13,12 @@ import yaml
 
 from controlplane.backends.ray.apps import engine_options
 from controlplane.errors import UserError
-from controlplane.render.k8s import K8sOptions, manifest_files, manifests
+from controlplane.render.k8s import (
+    K8sOptions,
+    manifest_files,
+    manifests,
+    observability_catalogue,
+)
 from controlplane.render.k8s.monitoring import (
     CONFIGMAP_LIMIT_BYTES,
     dashboards_configmap,
@@ -62,7 +67,8 @@ def _source(path: Path) -> str:
 def test_committed_manifests_match_a_fresh_render(path: Path) -> None:
     deployment = _plan(path)
     folder = REPO / "manifests" / deployment.name
-    fresh = manifest_files(deployment, _source(path))
+    rule_files, dashboards = observability_catalogue(deployment)
+    fresh = manifest_files(deployment, _source(path), rule_files=rule_files, dashboards=dashboards)
     hint = f"run `glmctl render {_source(path)} --target k8s`"
     assert folder.is_dir(), hint
     assert sorted(p.name for p in folder.iterdir()) == sorted(fresh), hint
@@ -71,11 +77,18 @@ def test_committed_manifests_match_a_fresh_render(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: p.stem)
-def test_every_object_validates(path: Path) -> None:
-    objects = manifests(_plan(path), rule_files=[RULES], dashboards=DASHBOARDS)
+def test_every_committed_object_validates(path: Path) -> None:
+    folder = REPO / "manifests" / _plan(path).name
+    objects = [
+        obj
+        for file in sorted(folder.glob("*.yaml"))
+        if file.name != "kustomization.yaml"
+        for obj in yaml.safe_load_all(file.read_text())
+    ]
     kinds = {o["kind"] for o in objects}
     assert {"RayService", "Deployment", "Service", "StatefulSet", "NetworkPolicy"} <= kinds
     assert {"PodDisruptionBudget", "ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
+    assert "ConfigMap" in kinds  # the dashboards
     for obj in objects:
         validate(obj)
 
