@@ -24,7 +24,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controlplane.backends.ray.loopback import ray_environment
+
 SUBNET = "10.77.0"
+INHERITED_RAY_VARIABLES = (
+    *ray_environment(Path("/")),  # controlplane.backends.ray.loopback
+    "RAY_ADDRESS",
+    "GLMCTL_REDIS_URL",
+)
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -97,9 +104,12 @@ class Lab:
         return self.hosts[host]
 
     def command(self, host: str, argv: Sequence[str], env: Mapping[str, str] = ()) -> list[str]:
-        """`argv` run inside `host`'s namespace with `env` added."""
+        """`argv` run inside `host`'s namespace with `env` added. Variables an embedded
+        cluster's driver sets in this process (loopback-only Ray) are removed: a test run
+        after one would otherwise start hosts that refuse to form a multi-node cluster."""
         extra = [f"{k}={v}" for k, v in dict(env).items()]
-        return ["ip", "netns", "exec", self.hosts[host].name, "env", *extra, *argv]
+        unset = [arg for name in INHERITED_RAY_VARIABLES for arg in ("-u", name)]
+        return ["ip", "netns", "exec", self.hosts[host].name, "env", *unset, *extra, *argv]
 
     def run(
         self, host: str, argv: Sequence[str], env: Mapping[str, str] = (), timeout: float = 300
