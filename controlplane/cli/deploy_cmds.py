@@ -1,4 +1,4 @@
-"""Deploy commands: plan, render, apply, status, scale, delete, demo.
+"""Deploy commands: plan, apply, status, scale, delete, demo.
 
 `apply` follows plan -> show the plan and its diff against what runs -> confirm (`-y`
 skips) -> deploy -> progress until every replica is healthy -> endpoint and a curl example.
@@ -64,7 +64,6 @@ def complete_deployment(incomplete: str) -> list[str]:
 DeploymentName = Annotated[
     str, typer.Argument(help="Deployment name.", autocompletion=complete_deployment)
 ]
-DEPLOYMENTS_DIR = Path("deployments")
 SERVE_MODULES = ("ray", "redis", "uvicorn", "orjson")  # what apply and scale run on
 
 
@@ -95,42 +94,6 @@ def plan_cmd(file: File, output: OutputOption = OutputFormat.TEXT, address: Addr
         _print_plan(shown.plan, shown.diff, shown.running)
     else:
         emit(shown.plan.to_data(), output)
-
-
-def render_cmd(
-    file: File,
-    target: Annotated[str, typer.Option("--target", help="ray (Ray Serve config).")] = "ray",
-    out: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = DEPLOYMENTS_DIR,
-) -> None:
-    """Render the Ray Serve config of a topology into deployments/<name>.yaml."""
-    from controlplane.render.ray_serve import reference_plan, render_yaml
-    from controlplane.spec import load_topology
-
-    if target != "ray":
-        built = " (Kubernetes manifests are not built yet)" if target in ("k8s", "kuberay") else ""
-        raise UserError(
-            f"unknown render target `{target}`{built}.",
-            fix="use `--target ray` (the Ray Serve config).",
-        )
-    topology = load_topology(file)
-    deployment = reference_plan(topology)
-    path = out / f"{deployment.name}.yaml"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_yaml(deployment, _source(file)))
-    except OSError as exc:
-        raise UserError(
-            f"cannot write {path}: {exc.strerror or exc}.",
-            fix="pass `--out` a folder you can write to.",
-        ) from exc
-    console.print(f"wrote {path} (plan {deployment.digest()})")
-
-
-def _source(file: Path) -> str:
-    try:
-        return str(file.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return file.name
 
 
 def _progress_apply(prepared: Any, topology: Any, force: bool) -> DeploymentRecord:
@@ -379,7 +342,6 @@ def _one_request(record: DeploymentRecord) -> None:
 def register(app: typer.Typer) -> None:
     """Add this group's commands to `app`."""
     app.command("plan")(plan_cmd)
-    app.command("render")(render_cmd)
     app.command("apply")(apply)
     app.command("status")(status)
     app.command("scale")(scale)

@@ -106,6 +106,9 @@ class RouterPlan(_Frozen):
     policy: str
     processes: int
     port: int
+    host: str | None = Field(
+        None, description="Listen address; None: 127.0.0.1 embedded, else the node's address."
+    )
     max_queue_per_endpoint: int
     session_header: str
     auth: str = "auto"  # auto | api_keys | none (controlplane/router/auth.py)

@@ -85,6 +85,7 @@ def plan(
             policy=router.policy.value,
             processes=router.replicas,
             port=router.port,
+            host=router.host,
             max_queue_per_endpoint=router.max_queue_per_endpoint,
             session_header=router.session_header,
             auth=router.auth.value,

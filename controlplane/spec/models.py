@@ -310,6 +310,14 @@ class RouterSpec(_Strict):
     policy: RouterPolicy = Field(RouterPolicy.PREFIX_AFFINITY, description="Routing policy.")
     replicas: PositiveInt = Field(2, description="Router processes behind one address.")
     port: Port = Field(8000, description="Port the router listens on.")
+    host: str | None = Field(
+        None,
+        description="Address the router listens on. Unset: 127.0.0.1 on the embedded local"
+        " cluster; on a cluster given by --address, the address of the node it runs on (the"
+        " head), which clients on the cluster's network reach. `0.0.0.0`: every interface.",
+        min_length=1,
+        pattern=r"^[0-9A-Za-z.:\-]+$",
+    )
     max_queue_per_endpoint: PositiveInt = Field(
         256, description="In-flight requests per engine before answering 429."
     )

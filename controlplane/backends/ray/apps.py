@@ -89,13 +89,14 @@ def engine_app(
     return deployment.bind(plan.to_data(), redis_url, engine_app_name(plan), log_dir)
 
 
-def router_app(plan: DeploymentPlan, redis_url: str, port: int) -> Any:
+def router_app(plan: DeploymentPlan, redis_url: str, port: int, host: str = "") -> Any:
+    """The router host app; `host` "" listens on the head's own address (see RouterHost)."""
     from ray import serve
 
     from controlplane.backends.ray.serve_app import RouterHost
 
     deployment = serve.deployment(RouterHost).options(**router_options(plan))  # type: ignore[attr-defined]
-    return deployment.bind(redis_url, plan.router.model_dump(), plan.name, port)
+    return deployment.bind(redis_url, plan.router.model_dump(), plan.name, port, host)
 
 
 def _redis_url(args: dict[str, Any]) -> str:
@@ -117,4 +118,5 @@ def engine_builder(args: dict[str, Any]) -> Any:
 def router_builder(args: dict[str, Any]) -> Any:
     """`import_path` of a rendered config's router application."""
     plan = DeploymentPlan.model_validate(args["plan"])
-    return router_app(plan, _redis_url(args), int(args.get("port", plan.router.port)))
+    port = int(args.get("port", plan.router.port))
+    return router_app(plan, _redis_url(args), port, str(args.get("host", plan.router.host or "")))

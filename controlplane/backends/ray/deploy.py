@@ -9,7 +9,6 @@ the previous version serving. `delete` is idempotent.
 
 from __future__ import annotations
 
-import re
 import socket
 import time
 from collections.abc import Callable
@@ -19,12 +18,15 @@ from typing import TYPE_CHECKING, Any
 from controlplane.autoscale.drain import shutdown_budget_s
 from controlplane.backends.ray import cluster
 from controlplane.backends.ray.apps import engine_app, engine_app_name, router_app, router_app_name
+from controlplane.backends.ray.failures import first_cause
 from controlplane.backends.ray.keeper import gcs_reachable
+from controlplane.backends.ray.loopback import LOOPBACK
 from controlplane.backends.ray.records import (
     DeploymentRecord,
     new_record,
     read_record,
     replica_records,
+    router_url,
     write_record,
 )
 from controlplane.errors import UserError
@@ -40,6 +42,7 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 PLACEMENT_SLACK_S = 30.0  # scheduling a placement group before the engine's own start-up
 ROUTER_START_S = 60.0
 ROOM_WAIT_S = 15.0  # a stopped replica's placement group is released shortly after it stops
+CLUSTER_LOG_DIR = "/tmp/glmctl-logs"  # on each node of a cluster given by --address
 
 
 class ApplyFailed(UserError):
@@ -62,44 +65,25 @@ def quiet_progress(phase: str, done: int, total: int) -> None:
     """A `Progress` that reports nothing."""
 
 
-_CHAIN_HEADERS = ("Traceback (most recent call last)", "The above exception", "During handling")
-_RAY_WRAPPER = re.compile(r"^ray\.exceptions\.\w+(\(\w+\))?: ray::")
-
-
-def without_tracebacks(message: str) -> str:
-    """A Serve status message with each traceback cut to its exception lines (pure).
-
-    A replica that failed to start reports Python's traceback through Serve; the user needs
-    its exception lines (the root cause first, as Python prints chains), not the frames.
-    Ray's own wrapper line (`ray.exceptions.RayTaskError(...): ray::...`) is dropped.
-    """
-    kept, inside = [], False
-    for line in message.splitlines():
-        if line.startswith(_CHAIN_HEADERS):
-            inside = True
-            continue
-        if _RAY_WRAPPER.match(line) or (inside and (not line.strip() or line[0].isspace())):
-            continue
-        kept.append(line.strip())
-    return " ".join(part for part in kept if part)
-
-
 def resolve_target(
     address: str | None, topology: Topology | None, heal: bool = True
 ) -> cluster.Target | None:
     """The cluster to use; starts the embedded one for `topology` when none runs, and
     restarts it (same nodes, `healed=True`) when its Ray died under a live keeper. With
-    `heal=False` a dead embedded cluster counts as none (a dry run starts nothing)."""
+    `heal=False` a dead embedded cluster counts as none (a dry run starts nothing).
+
+    A cluster given by `address` / RAY_ADDRESS keeps router state in GLMCTL_REDIS_URL, or,
+    when that is unset, in a Redis glmctl starts on its head (head_redis.py)."""
     settings = get_settings()
     address = address or settings.ray_address
     if address:
-        if not settings.redis_url:
-            raise UserError(
-                f"a Ray cluster at {address} needs a Redis for the router state.",
-                fix="set GLMCTL_REDIS_URL=redis://HOST:PORT/0 (reachable from the cluster).",
-            )
-        redis_url = settings.redis_url_with_password() or settings.redis_url
-        return cluster.Target(address, redis_url, embedded=False)
+        if settings.redis_url:
+            redis_url = settings.redis_url_with_password() or settings.redis_url
+            return cluster.Target(address, redis_url, embedded=False)
+        from controlplane.backends.ray.head_redis import head_redis_url
+
+        cluster.connect(cluster.Target(address, "", embedded=False))
+        return cluster.Target(address, head_redis_url(), embedded=False)
     state = cluster.embedded_state(settings.state_dir)
     healed = False
     if state is not None and not gcs_reachable(state.address):
@@ -116,6 +100,14 @@ def resolve_target(
     return cluster.Target(
         state.address, state.redis_url, embedded=True, tmpdir=state.tmpdir, healed=healed
     )
+
+
+def engine_log_dir(target: cluster.Target) -> str:
+    """Where ranks write engine logs: the state dir on the embedded cluster (this machine),
+    else a folder on each node of the cluster (glmctl's machine may not be one)."""
+    if target.embedded:
+        return str(get_settings().state_dir / "logs")
+    return CLUSTER_LOG_DIR
 
 
 def placements_of(record: DeploymentRecord, redis_url: str) -> list[tuple[str, dict[str, float]]]:
@@ -207,7 +199,8 @@ def _ensure_router(prepared: Prepared) -> tuple[str, int, bool]:
     port = running.router_port if running else prepared.plan.router.port
     if prepared.target.embedded and not running:
         port = _free_port(port)
-    built = router_app(prepared.plan, prepared.target.redis_url, port)
+    host = LOOPBACK if prepared.target.embedded else (prepared.plan.router.host or "")
+    built = router_app(prepared.plan, prepared.target.redis_url, port, host)
     serve._run(built, name=app, route_prefix=None, _blocking=False)  # starts beside the engines
     return app, port, True
 
@@ -222,12 +215,15 @@ def _wait_app_running(app: str, timeout: float) -> None:
         if state.endswith("RUNNING"):
             return
         if state.endswith("DEPLOY_FAILED") and status is not None:
-            messages = " ".join(
-                without_tracebacks(d.message) for d in status.deployments.values() if d.message
-            )
-            raise ApplyFailed(f"{app} failed to start: {messages or status.message}"[:4000])
+            raise ApplyFailed(f"{app} failed to start: {_causes(status)}"[:4000])
         time.sleep(0.2)
     raise ApplyFailed(f"{app} did not start in {timeout:.0f} s.")
+
+
+def _causes(status: Any) -> str:
+    """The first cause of each failed deployment of a Serve app status, one line each."""
+    messages = [d.message for d in status.deployments.values() if d.message]
+    return " ".join(first_cause(m) for m in messages or [status.message])
 
 
 def _room(plan: DeploymentPlan, embedded: bool) -> int:
@@ -292,7 +288,7 @@ def execute_apply(
     router, port, router_started = _ensure_router(prepared)
     app = engine_app_name(new)
     wanted = new.group.replicas.initial
-    log_dir = str(get_settings().state_dir / "logs")
+    log_dir = engine_log_dir(target)
     started = time.monotonic()
     try:
         if surge:
@@ -312,7 +308,8 @@ def execute_apply(
         if router_started and running is None:
             serve.delete(router, _blocking=True)
         raise
-    record = new_record(new, app, router, port, wanted)
+    url = router_url(target.redis_url, new.name)
+    record = new_record(new, app, router, port, wanted, url=url)
     write_record(target.redis_url, record)
     if target.embedded:  # Prometheus follows the registry from now on (observe agent)
         from controlplane.backends.ray import monitor
@@ -345,12 +342,9 @@ def wait_replicas(
             return
         status = serve.status().applications.get(app)
         if status is not None and str(status.status).endswith("DEPLOY_FAILED"):
-            messages = [
-                without_tracebacks(d.message) for d in status.deployments.values() if d.message
-            ]
             raise ApplyFailed(
                 f"{new.name}: the new version failed to start; it was removed and any previous"
-                f" version keeps serving. {' '.join(messages) or status.message}"[:4000],
+                f" version keeps serving. {_causes(status)}"[:4000],
                 fix="read the engine log named above; `glmctl plan FILE` shows the command.",
             )
         time.sleep(0.25)

@@ -13,6 +13,7 @@ from controlplane.backends.ray import cluster
 from controlplane.backends.ray.apps import engine_app, router_app_name
 from controlplane.backends.ray.deploy import (
     Progress,
+    engine_log_dir,
     placements_of,
     quiet_progress,
     resolve_target,
@@ -81,7 +82,7 @@ def scale(
             fix=f"scale to at most {fits}, or add {group.gpu_type} nodes.",
         )
     serve = serve_api()
-    log_dir = str(get_settings().state_dir / "logs")
+    log_dir = engine_log_dir(target)
     built = engine_app(current, target.redis_url, log_dir, num_replicas=replicas)
     serve._run(built, name=record.app, route_prefix=None, _blocking=False)
     wait_replicas(target, current, record.app, replicas, time.monotonic(), progress)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from controlplane.backends.ray.serve_app import REPLICAS_KEY
+from controlplane.backends.ray.serve_app import REPLICAS_KEY, ROUTER_KEY
 from controlplane.planner.models import DeploymentPlan
 
 DEPLOYMENT_KEY = "glmctl:deployment:{name}"
@@ -66,7 +66,11 @@ def delete_record(redis_url: str, name: str) -> None:
     client = _client(redis_url)
     try:
         pipe = client.pipeline()
-        pipe.delete(DEPLOYMENT_KEY.format(name=name), REPLICAS_KEY.format(name=name))
+        pipe.delete(
+            DEPLOYMENT_KEY.format(name=name),
+            REPLICAS_KEY.format(name=name),
+            ROUTER_KEY.format(name=name),
+        )
         pipe.srem(DEPLOYMENTS, name)
         pipe.execute()
     finally:
@@ -105,16 +109,32 @@ def replica_records(redis_url: str, name: str, app: str | None = None) -> list[d
     )
 
 
+def router_url(redis_url: str, name: str) -> str | None:
+    """The URL the deployment's router published (RouterHost), None before it started."""
+    client = _client(redis_url)
+    try:
+        url = client.get(ROUTER_KEY.format(name=name))
+    finally:
+        client.close()
+    return str(url) if url else None
+
+
 def new_record(
-    plan: DeploymentPlan, app: str, router_app: str, router_port: int, replicas: int
+    plan: DeploymentPlan,
+    app: str,
+    router_app: str,
+    router_port: int,
+    replicas: int,
+    url: str | None = None,
 ) -> DeploymentRecord:
+    """`url`: where clients reach the router (default: loopback, the embedded cluster)."""
     return DeploymentRecord(
         name=plan.name,
         app=app,
         version=plan.digest(),
         plan=plan.to_data(),
         router_app=router_app,
-        router_url=f"http://127.0.0.1:{router_port}",
+        router_url=url or f"http://127.0.0.1:{router_port}",
         router_port=router_port,
         replicas=replicas,
         applied_at=time.time(),

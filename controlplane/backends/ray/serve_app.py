@@ -22,6 +22,7 @@ from controlplane.planner.models import DeploymentPlan
 
 REPLICAS_KEY = "glmctl:replicas:{name}"  # hash: replica id -> JSON of where its ranks run
 FAILURES_KEY = "glmctl:failures:{name}"  # list: times replicas failed (restart backoff)
+ROUTER_KEY = "glmctl:router:{name}"  # the URL clients reach the deployment's router at
 HEALTH_POLL_S = 0.2
 ROUTER_START_TIMEOUT_S = 20.0
 UNHEALTHY_CHECKS = 3  # consecutive failed /health answers before Serve replaces a replica
@@ -255,9 +256,16 @@ class RouterHost:
     replica (PR_SET_PDEATHSIG) and is stopped as a group, so no router worker outlives it.
     """
 
-    def __init__(self, redis_url: str, router: dict[str, Any], name: str, port: int) -> None:
+    def __init__(
+        self, redis_url: str, router: dict[str, Any], name: str, port: int, host: str = ""
+    ) -> None:
+        """`host`: the address to listen on; empty: this node's own address (a cluster
+        given by --address: reachable from other hosts). The URL clients use is published
+        in Redis (`ROUTER_KEY`), so `glmctl` learns it wherever it runs."""
         import sys
         from dataclasses import replace
+
+        import ray
 
         from controlplane.backends.ray.workers import _die_with_parent
         from controlplane.engines.base import EngineProcess, LaunchCommand
@@ -265,8 +273,11 @@ class RouterHost:
         from controlplane.router.limits import RequestLimits
         from controlplane.router.state import StateConfig
 
+        node = ray.util.get_node_ip_address()
+        bind = host or node
         config = RouterConfig(
             redis_url=redis_url,
+            host=bind,
             port=port,
             workers=router["processes"],
             policy=router["policy"],
@@ -277,7 +288,7 @@ class RouterHost:
             limits=RequestLimits.from_dict(router.get("limits")),
         )
         argv = (sys.executable, "-m", "controlplane.router", *config.cli_args())
-        self.url = f"http://{config.host}:{config.port}"
+        self.url = f"http://{node if bind == '0.0.0.0' else bind}:{config.port}"
         self.process = EngineProcess(LaunchCommand(argv, config.child_env()), self.url)
         self.process.start(preexec=_die_with_parent)
         deadline = time.monotonic() + ROUTER_START_TIMEOUT_S
@@ -289,6 +300,11 @@ class RouterHost:
                     f" (exit code {self.process.exit_code()}); is port {port} free?"
                 )
             time.sleep(HEALTH_POLL_S)
+        client = _redis(redis_url)
+        try:
+            client.set(ROUTER_KEY.format(name=name), self.url)
+        finally:
+            client.close()
 
     def check_health(self) -> None:
         if not self.process.alive():

@@ -91,7 +91,8 @@ class RankWorker:
         if self.log_path.exists():
             data = self.log_path.read_bytes()[-LOG_TAIL_BYTES:]
             tail = data.decode("utf-8", "replace").strip()
-        return f"rank {self.rank} exit code {code}; log {self.log_path}:\n{tail}"
+        host = self.node()["host"]
+        return f"rank {self.rank} on {host} exit code {code}; log {self.log_path}:\n{tail}"
 
     def metrics(self) -> str:
         return self.engine.metrics() if self.engine else ""

@@ -131,7 +131,7 @@ def test_failed_new_version_leaves_the_old_one_serving(embedded: Path) -> None:
     broken_group = group.model_copy(update={"ranks": (broken_rank,)})
     prepared.plan = prepared.plan.model_copy(update={"groups": (broken_group,)})
     before = deploy.read_record(prepared.target.redis_url, "glm45-fp8")
-    with pytest.raises(deploy.ApplyFailed, match="exit code 3"):
+    with pytest.raises(deploy.ApplyFailed, match=r"rank 0 on \S+ exited with code 3: boom"):
         deploy.execute_apply(prepared, topo)
     after = deploy.read_record(prepared.target.redis_url, "glm45-fp8")
     assert before is not None and after is not None and after.version == before.version

@@ -1,0 +1,188 @@
+"""Redis, the router Deployment and Service, PodDisruptionBudgets and the Redis
+NetworkPolicy of one deployment (pure: plan -> manifest dicts).
+
+Redis holds the routers' shared state and Ray's GCS tables. Its password lives only in the
+Secret `<name>-redis` (key `password`) that the user creates; pods read it through
+`secretKeyRef` and Kubernetes expands it into the URL (common.redis_env).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.backends.ray.serve_app import router_namespace
+from controlplane.planner.models import DeploymentPlan
+from controlplane.render.k8s.common import (
+    RAY_COMPONENT,
+    REDIS_COMPONENT,
+    REDIS_PORT,
+    ROUTER_COMPONENT,
+    K8sOptions,
+    labels,
+    metadata,
+    redis_env,
+    redis_name,
+    router_name,
+    selector,
+)
+from controlplane.router.config import RouterConfig
+from controlplane.router.state import StateConfig
+
+REDIS_IMAGE = "redis:7.4"
+REDIS_STORAGE = "8Gi"  # append-only file of router state and GCS tables: megabytes in practice
+REDIS_RESOURCES = {"cpu": "1", "memory": "2Gi"}
+ROUTER_RESOURCES = {"cpu": "2", "memory": "2Gi"}
+
+
+def redis_objects(plan: DeploymentPlan, options: K8sOptions) -> list[dict[str, Any]]:
+    """A one-replica Redis StatefulSet with a volume, and its Service; none when external."""
+    if options.external_redis:
+        return []
+    name = redis_name(plan)
+    container = {
+        "name": "redis",
+        "image": REDIS_IMAGE,
+        "env": redis_env(plan, options)[:1],
+        "command": ["redis-server"],
+        "args": ["--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes", "--dir", "/data"],
+        "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
+        "readinessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 5},
+        "resources": {"requests": REDIS_RESOURCES, "limits": REDIS_RESOURCES},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": metadata(plan, name, REDIS_COMPONENT),
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": selector(plan, REDIS_COMPONENT)},
+            "template": {
+                "metadata": {"labels": labels(plan, REDIS_COMPONENT)},
+                "spec": {"containers": [container]},
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": REDIS_STORAGE}},
+                    },
+                }
+            ],
+        },
+    }
+    service = _service(plan, name, REDIS_COMPONENT, "redis", REDIS_PORT)
+    service["spec"]["clusterIP"] = "None"  # the StatefulSet's governing (headless) service
+    return [statefulset, service]
+
+
+def _service(
+    plan: DeploymentPlan, name: str, component: str, port_name: str, port: int
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(plan, name, component),
+        "spec": {
+            "selector": selector(plan, component),
+            "ports": [{"name": port_name, "port": port, "targetPort": port_name}],
+        },
+    }
+
+
+def router_args(plan: DeploymentPlan) -> list[str]:
+    """`python -m controlplane.router` arguments: one process per pod on all interfaces;
+    the URL is expanded from the pod's environment by Kubernetes."""
+    router = plan.router
+    config = RouterConfig(
+        redis_url="$(GLMCTL_REDIS_URL)",
+        policy=router.policy,
+        host="0.0.0.0",
+        port=router.port,
+        workers=1,
+        max_queue_per_endpoint=router.max_queue_per_endpoint,
+        session_header=router.session_header,
+        state=StateConfig(namespace=router_namespace(plan.name)),
+    )
+    return config.cli_args()
+
+
+def router_objects(plan: DeploymentPlan, options: K8sOptions) -> list[dict[str, Any]]:
+    """Router Deployment (`router.replicas` pods, one process each) and its Service."""
+    name = router_name(plan)
+    probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5}
+    container = {
+        "name": "router",
+        "image": options.router_image_for(),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "controlplane.router"],
+        "args": router_args(plan),
+        "env": redis_env(plan, options),
+        "ports": [{"name": "http", "containerPort": plan.router.port}],
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "failureThreshold": 6},
+        "resources": {"requests": ROUTER_RESOURCES, "limits": ROUTER_RESOURCES},
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(plan, name, ROUTER_COMPONENT),
+        "spec": {
+            "replicas": plan.router.processes,
+            "selector": {"matchLabels": selector(plan, ROUTER_COMPONENT)},
+            "template": {
+                "metadata": {"labels": labels(plan, ROUTER_COMPONENT)},
+                "spec": {"containers": [container]},
+            },
+        },
+    }
+    return [deployment, _service(plan, name, ROUTER_COMPONENT, "http", plan.router.port)]
+
+
+def disruption_budgets(plan: DeploymentPlan) -> list[dict[str, Any]]:
+    """Voluntary evictions (node drains) keep one router and `replicas.min` whole replicas."""
+    router = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(plan, router_name(plan), ROUTER_COMPONENT),
+        "spec": {
+            "minAvailable": max(1, plan.router.processes - 1),
+            "selector": {"matchLabels": selector(plan, ROUTER_COMPONENT)},
+        },
+    }
+    workers = {**selector(plan, RAY_COMPONENT), "ray.io/node-type": "worker"}
+    group = plan.group
+    engines = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(plan, f"{plan.name}-workers", RAY_COMPONENT),
+        "spec": {
+            "minAvailable": max(1, group.replicas.min) * group.nodes,
+            "selector": {"matchLabels": workers},
+        },
+    }
+    return [router, engines]
+
+
+def redis_network_policy(plan: DeploymentPlan, options: K8sOptions) -> list[dict[str, Any]]:
+    """Only this deployment's routers and Ray pods may open the Redis port."""
+    if options.external_redis:
+        return []
+    allowed = [
+        {"podSelector": {"matchLabels": selector(plan, component)}}
+        for component in (ROUTER_COMPONENT, RAY_COMPONENT)
+    ]
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": metadata(plan, redis_name(plan), REDIS_COMPONENT),
+            "spec": {
+                "podSelector": {"matchLabels": selector(plan, REDIS_COMPONENT)},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": allowed, "ports": [{"protocol": "TCP", "port": REDIS_PORT}]}],
+            },
+        }
+    ]
