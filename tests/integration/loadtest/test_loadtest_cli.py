@@ -92,7 +92,7 @@ def test_url_target_tight_slo_fails(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with SimServer.start(topo, flavor="vllm") as engine:
         result = _glmctl(["loadtest", engine.url, "--workload", "mix", "--users", "4",
-                          "--duration", "15s", "--max-requests", "24", "--out", str(out),
+                          "--duration", "60s", "--max-requests", "24", "--out", str(out),
                           "--metrics-url", engine.url, "--slo", "ttft_p99=5ms,itl_p99=1ms"],
                          _env(tmp_path / "state"), 120)  # fmt: skip
     assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-4000:]
