@@ -16,6 +16,7 @@ from typing import Any
 
 from controlplane.router.metrics import RouterMetrics, merge, render
 from controlplane.router.proxy import Send
+from controlplane.router.responses import send_text
 from controlplane.router.state import RedisState
 
 _GAUGES = {
@@ -60,7 +61,5 @@ async def send_metrics(
         others = await state.all_metrics() or []
         exports += [e for e in others if e.get("router") != router_id]
         decisions, counts = await state.autoscale_records()
-    text = (render(merge(exports)) + render_autoscale(decisions, counts) + extra).encode()
-    headers = [(b"content-type", b"text/plain; version=0.0.4")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": text})
+    text = render(merge(exports)) + render_autoscale(decisions, counts) + extra
+    await send_text(send, text, b"text/plain; version=0.0.4")
