@@ -74,12 +74,13 @@ def _render(
     external_redis: str | None,
 ) -> dict[str, str]:
     from controlplane.planner.models import DeploymentPlan
-    from controlplane.render.k8s import K8sOptions, manifest_files, observability_catalogue
     from controlplane.render.ray_serve import render_yaml
 
     assert isinstance(deployment, DeploymentPlan)
     if target == "ray":
         return {f"{deployment.name}.yaml": render_yaml(deployment, source)}
+    from controlplane.render.k8s import K8sOptions, manifest_files, observability_catalogue
+
     options = K8sOptions(ray_image=image, router_image=router_image, external_redis=external_redis)
     rule_files, dashboards = observability_catalogue(deployment)
     return manifest_files(deployment, source, options, rule_files, dashboards)

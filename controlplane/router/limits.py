@@ -21,9 +21,6 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from controlplane.router.prefix import prompt_bytes
-from controlplane.router.validation import RequestProblem
-
 BYTES_PER_TOKEN = 4
 
 
@@ -68,6 +65,10 @@ def _lowest(*values: int | None) -> int | None:
 
 
 def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
+    # Imported here: RequestLimits is also read by `render --target k8s`, which runs without
+    # the http extra (orjson).
+    from controlplane.router.prefix import prompt_bytes
+
     return math.ceil(len(prompt_bytes(payload)) / BYTES_PER_TOKEN)
 
 
@@ -80,6 +81,8 @@ def request_cost(
     Raises RequestProblem(400) for a prompt or `max_tokens` over the lower of the key's and
     the deployment's limit, or a request that could never fit the key's tokens per minute.
     """
+    from controlplane.router.validation import RequestProblem  # orjson: the http extra
+
     key = key or KeyLimits()
     most_prompt = _lowest(limits.max_prompt_tokens, key.max_prompt_tokens)
     # The estimate walks the whole prompt: only when a limit needs it (0 stands in otherwise).

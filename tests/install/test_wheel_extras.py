@@ -119,6 +119,14 @@ def test_every_command_of_the_extra_without_a_traceback(
         _no_traceback(result, argv)
         assert result.returncode == 2, f"[{extra}] glmctl {' '.join(argv)}: {result.stderr}"
         assert f"pip install 'glmctl[{needed}]'" in result.stderr, result.stderr
+    manifests = env.run("render", TOPOLOGY, "--target", "k8s", "--out", "manifests")
+    _no_traceback(manifests, ("render", "--target", "k8s"))
+    if extra in ("ops", "k8s", "dev"):  # the manifests carry the dashboards (ops)
+        kustomization = env.workdir / "manifests" / "glm45-fp8" / "kustomization.yaml"
+        assert manifests.returncode == 0 and kustomization.is_file(), manifests.stderr
+    else:
+        assert manifests.returncode == 2, manifests.stderr
+        assert "pip install 'glmctl[ops]'" in manifests.stderr, manifests.stderr
     doctor = env.run("doctor", TOPOLOGY)
     _no_traceback(doctor, ("doctor",))
     ready = extra in ENABLED
