@@ -5,7 +5,7 @@ GLMCTL   := $(VENV)/bin/glmctl
 TOPOLOGY ?= topologies/glm45-fp8.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck unit integration engines install-tier bench system-deps clean
+.PHONY: run test slow lint typecheck unit integration engines install-tier bench system-deps clean
 
 UV       := $(VENV)/bin/uv
 # uv installs in seconds what pip takes a minute for; it is bootstrapped into the venv with
@@ -42,8 +42,14 @@ typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy
 
 # Everything CI runs: lint, types, then every test tier that fits CI's time.
+# The `slow` tier (multi-host namespace cluster, chaos, autoscaling on Ray, self-healing,
+# the secret-leak cycle: about 13 minutes more) runs with `make slow`; with it CI came to
+# 26 minutes on this 2-core machine, too close to its 30-minute budget.
 test: $(VENV)/.dev system-deps lint typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+slow: $(VENV)/.dev system-deps
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 unit: $(VENV)/.dev
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
