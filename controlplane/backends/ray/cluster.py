@@ -44,6 +44,10 @@ HEAL_STOP_TIMEOUT_S = 15.0  # a keeper whose cluster died skips Serve's shutdown
 # Ray Client (`ray://`): the head starts a server process per client first (8 s measured on
 # an idle 2-core machine, over 30 s under load).
 CLIENT_CONNECT_TIMEOUT_S = 120.0
+# The head failed to start its per-client server this time (seen under load: "Starting Ray
+# client server failed"; a zombie of an earlier client's server: "Initialization failure
+# from server ... ZombieProcess"): worth another try.
+_CLIENT_SERVER_FAILED = re.compile(r"client server failed|Initialization failure from server")
 
 
 @dataclass(frozen=True)
@@ -305,7 +309,7 @@ def connect(target: Target, timeout: float | None = None) -> None:
     """Join the cluster as a driver (idempotent); raises UserError after `timeout`.
 
     Through Ray Client, a server process that the head fails to start for this client
-    (seen under load: "Starting Ray client server failed") is retried until `timeout`."""
+    (see _CLIENT_SERVER_FAILED) is retried until `timeout`."""
     client = target.address.startswith("ray://")
     if timeout is None:
         timeout = CLIENT_CONNECT_TIMEOUT_S if client else CONNECT_TIMEOUT_S
@@ -321,7 +325,7 @@ def connect(target: Target, timeout: float | None = None) -> None:
         why = _init_once(target, max(1.0, deadline - time.monotonic()))
         if why is None:
             return
-        retry = client and "client server failed" in why and time.monotonic() < deadline - 5
+        retry = client and _CLIENT_SERVER_FAILED.search(why) and time.monotonic() < deadline - 5
         if not retry:
             break
         time.sleep(2.0)

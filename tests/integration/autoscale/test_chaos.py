@@ -73,11 +73,20 @@ def _apply(path: Path, text: str) -> object:
     return deploy.execute_apply(deploy.prepare_apply(topo), topo)
 
 
+def _redis_url() -> str:
+    """The embedded Redis's URL with its password (status shows it redacted)."""
+    from controlplane.backends.ray.cluster import embedded_state
+    from controlplane.settings import get_settings
+
+    state = embedded_state(get_settings().state_dir)
+    assert state is not None
+    return state.redis_url
+
+
 def _replicas(client: redis.Redis) -> list[dict[str, object]]:
     from controlplane.backends.ray.records import read_record, replica_records
 
-    url = client.connection_pool.connection_kwargs
-    redis_url = f"redis://{url['host']}:{url['port']}/{url.get('db', 0)}"
+    redis_url = _redis_url()
     record = read_record(redis_url, NAME)
     assert record is not None
     return replica_records(redis_url, NAME, record.app)
@@ -112,7 +121,7 @@ def test_lifecycle_events_fail_no_request(spec_dir: Path) -> None:
 
     path = spec_dir / f"{NAME}.yaml"
     record = _apply(path, SPEC)
-    client = redis.Redis.from_url(manage.status()["cluster"]["redis_url"], decode_responses=True)
+    client = redis.Redis.from_url(_redis_url(), decode_responses=True)
     load = SteadyLoad(record.router_url, "glm-4.5-fp8", clients=4, max_tokens=48)  # type: ignore[attr-defined]
 
     def kill(engine: bool) -> str:

@@ -54,18 +54,29 @@ class Cluster:
         data: dict[str, object] = json.loads(done.stdout)
         return data
 
-    def chat(self, url: str, model: str) -> subprocess.CompletedProcess[str]:
+    def api_key(self, deployment: str) -> str:
+        """A new API key of `deployment` (created before apply: a router bound to a cluster
+        address refuses to start without one)."""
+        done = self.glmctl("keys", "create", deployment, "--name", "multihost-test")
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.splitlines()[0].strip()
+
+    def chat(self, url: str, model: str, key: str = "") -> subprocess.CompletedProcess[str]:
         """One chat request from the client host; prints status, endpoint header, body."""
         code = (
             "import json, sys, urllib.request\n"
             "body = json.dumps({'model': sys.argv[2], 'max_tokens': 8,"
             " 'messages': [{'role': 'user', 'content': 'hi'}]}).encode()\n"
-            "request = urllib.request.Request(sys.argv[1] + '/v1/chat/completions', body,"
-            " {'content-type': 'application/json'})\n"
+            "headers = {'content-type': 'application/json'}\n"
+            "if sys.argv[3]:\n"
+            "    headers['authorization'] = 'Bearer ' + sys.argv[3]\n"
+            "url = sys.argv[1] + '/v1/chat/completions'\n"
+            "request = urllib.request.Request(url, body, headers)\n"
             "with urllib.request.urlopen(request, timeout=30) as r:\n"
             "    print(r.status, r.headers.get('x-glmctl-endpoint'), r.read().decode())\n"
         )
-        return self.lab.run("client", [sys.executable, "-c", code, url, model], timeout=60)
+        argv = [sys.executable, "-c", code, url, model, key]
+        return self.lab.run("client", argv, timeout=60)
 
 
 @pytest.fixture(scope="package")

@@ -26,6 +26,7 @@ def _deployment(status: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_apply_spreads_a_two_node_replica_over_two_hosts(namespace_cluster: Cluster) -> None:
     cluster = namespace_cluster
+    key = cluster.api_key("glm45-bf16")
     done = cluster.glmctl("apply", BF16, "-y")
     assert done.returncode == 0, done.stdout + done.stderr
     status = cluster.status()
@@ -42,7 +43,8 @@ def test_apply_spreads_a_two_node_replica_over_two_hosts(namespace_cluster: Clus
     head = cluster.lab.hosts["head"].address
     assert deployment["endpoint"] == f"http://{head}:8000"
     assert deployment["endpoint"] in done.stdout
-    chat = cluster.chat(deployment["endpoint"], deployment["model"])
+    assert cluster.chat(deployment["endpoint"], deployment["model"]).returncode != 0  # 401
+    chat = cluster.chat(deployment["endpoint"], deployment["model"], key)
     assert chat.returncode == 0, chat.stderr
     assert chat.stdout.startswith("200 ") and '"choices"' in chat.stdout
 
@@ -79,6 +81,7 @@ def test_a_topology_larger_than_the_cluster_is_refused_before_anything_starts(
 
 def test_scale_adds_a_replica_on_the_cluster(namespace_cluster: Cluster) -> None:
     cluster = namespace_cluster
+    key = cluster.api_key("glm45-air-fp8-h100x2")
     done = cluster.glmctl("apply", AIR, "-y")
     assert done.returncode == 0, done.stdout + done.stderr
     try:
@@ -86,7 +89,7 @@ def test_scale_adds_a_replica_on_the_cluster(namespace_cluster: Cluster) -> None
         assert scaled.returncode == 0, scaled.stdout + scaled.stderr
         deployment = _deployment(cluster.status(), "glm45-air-fp8-h100x2")
         assert deployment["replicas"] == 2 and len(deployment["replica_details"]) == 2
-        chat = cluster.chat(deployment["endpoint"], deployment["model"])
+        chat = cluster.chat(deployment["endpoint"], deployment["model"], key)
         assert chat.stdout.startswith("200 "), chat.stdout + chat.stderr
     finally:
         cluster.glmctl("delete", "glm45-air-fp8-h100x2")
