@@ -160,9 +160,23 @@ def prepare_apply(topology: Topology, address: str | None = None) -> Prepared:
     running = read_record(target.redis_url, topology.name)
     freed = placements_of(running, target.redis_url) if running else []
     new = _plan_with_growth(topology, target, freed)
+    _check_router_auth(new, target)
     return Prepared(
         target, new, running, diff_plans(running.plan if running else None, new.to_data())
     )
+
+
+def _check_router_auth(plan: DeploymentPlan, target: cluster.Target) -> None:
+    """On a cluster given by --address the router listens where other machines reach it and
+    refuses to start without an API key (router/auth.py): say so before anything starts."""
+    if target.embedded:
+        return
+    from controlplane.backends.ray.serve_app import router_namespace
+    from controlplane.router.auth import refuse_open_bind
+    from controlplane.router.keys import count_keys
+
+    keys = count_keys(target.redis_url, router_namespace(plan.name))
+    refuse_open_bind(plan.router.auth, plan.router.host or "the head node's address", keys)
 
 
 def _free_port(preferred: int) -> int:

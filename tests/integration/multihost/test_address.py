@@ -143,3 +143,17 @@ def test_without_a_redis_url_glmctl_starts_one_on_the_head(namespace_cluster: Cl
     assert re.fullmatch(rf"redis://:\*\*\*@{re.escape(head)}:\d+/0", url), url
     again = cluster.glmctl("status", "-o", "json", redis=False)  # the same one, found again
     assert json.loads(again.stdout)["cluster"]["redis_url"] == url
+
+
+def test_apply_without_an_api_key_is_refused_before_anything_starts(
+    namespace_cluster: Cluster,
+) -> None:
+    """The router would listen on the head's cluster address: without a key, apply stops
+    with the fix before placing anything (the router itself would also refuse to start)."""
+    cluster = namespace_cluster
+    done = cluster.glmctl("apply", "topologies/glm45-fp8-h100x8.yaml", "-y")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no API key exists" in done.stderr and "glmctl keys create" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    names = [d["name"] for d in cluster.status()["deployments"]]  # type: ignore[union-attr]
+    assert "glm45-fp8-h100x8" not in names
