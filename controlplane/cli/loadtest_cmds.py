@@ -29,7 +29,7 @@ Out = Annotated[Path | None, typer.Option("--out", help="Output folder (default:
 
 
 def _seconds(text: str, flag: str) -> float:
-    from controlplane.spec.models import parse_duration
+    from controlplane.spec.fields import parse_duration
 
     try:
         value = float(parse_duration(text))

@@ -7,14 +7,19 @@ and engine; validation here is structural and pure (no files, no network).
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from controlplane.catalog.models import Precision
+from controlplane.spec.fields import (  # the spec's field types
+    Duration,
+    NonNegativeInt,
+    Port,
+    PositiveInt,
+)
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # a DNS-1123 label: k8s and Ray agree
 
@@ -48,19 +53,6 @@ class RouterPolicy(StrEnum):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
-
-
-def _no_bool(value: Any) -> Any:
-    # YAML `true` would otherwise pass as the number 1 (pydantic's lax int mode).
-    if isinstance(value, bool):
-        raise PydanticCustomError("int_type", "Input should be a valid integer")
-    return value
-
-
-# Constraints come before the validator so the JSON schema gets `minimum` (pydantic order).
-PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_no_bool)]
-NonNegativeInt = Annotated[int, Field(ge=0), BeforeValidator(_no_bool)]
-Port = Annotated[int, Field(ge=1, le=65535), BeforeValidator(_no_bool)]
 
 
 class GpuSpec(_Strict):
@@ -147,26 +139,6 @@ class EngineSpec(_Strict):
     def _bare_kind(cls, value: Any) -> Any:
         # `engine: vllm` is shorthand for `engine: {kind: vllm}`.
         return {"kind": value} if isinstance(value, str) else value
-
-
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
-
-
-def parse_duration(value: Any) -> Any:
-    """Seconds from a number or a string such as `2s`, `50ms`, `1.5m`; other input unchanged."""
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*", value)
-        if match is None:
-            raise PydanticCustomError(
-                "duration",
-                "expected a duration such as 2s, 50ms or 1.5m, got `{value}`",
-                {"value": value},
-            )
-        return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
-    return value
-
-
-Duration = Annotated[float, Field(gt=0), BeforeValidator(parse_duration)]
 
 
 class ReplicaSpec(_Strict):

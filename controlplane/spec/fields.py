@@ -1,0 +1,44 @@
+"""Field types of the topology spec: integers that refuse YAML booleans, ports, durations."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+from pydantic_core import PydanticCustomError
+
+__all__ = ["Duration", "NonNegativeInt", "Port", "PositiveInt", "parse_duration"]
+
+
+def _no_bool(value: Any) -> Any:
+    # YAML `true` would otherwise pass as the number 1 (pydantic's lax int mode).
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+# Constraints come before the validator so the JSON schema gets `minimum` (pydantic order).
+PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_no_bool)]
+NonNegativeInt = Annotated[int, Field(ge=0), BeforeValidator(_no_bool)]
+Port = Annotated[int, Field(ge=1, le=65535), BeforeValidator(_no_bool)]
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds from a number or a string such as `2s`, `50ms`, `1.5m`; other input unchanged."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*", value)
+        if match is None:
+            raise PydanticCustomError(
+                "duration",
+                "expected a duration such as 2s, 50ms or 1.5m, got `{value}`",
+                {"value": value},
+            )
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    return value
+
+
+Duration = Annotated[float, Field(gt=0), BeforeValidator(parse_duration)]
