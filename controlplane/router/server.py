@@ -81,9 +81,12 @@ def serve_worker(config: RouterConfig) -> None:
 
 
 def check_start(config: RouterConfig) -> None:
-    """Refuse to start (UserError with a fix) when Redis refuses the password, or when the
-    router would serve without keys on an address other machines reach (router/auth.py)."""
+    """Refuse to start (UserError with a fix) when Redis refuses the password, when the
+    router would serve without keys on an address other machines reach (router/auth.py),
+    or when an external endpoint's key is not where its reference says (then register the
+    external endpoints, so status and every router see them)."""
     from controlplane.router.auth import refuse_open_bind
+    from controlplane.router.external import routes, sync_registry
     from controlplane.router.keys import RedisAuthError, count_keys
 
     key_count: int | None = None
@@ -94,6 +97,9 @@ def check_start(config: RouterConfig) -> None:
     except UserError:  # Redis unreachable: routers tolerate that, but cannot count keys
         key_count = None
     refuse_open_bind(config.auth, config.host, key_count)
+    routes(config.external, config.secrets_dir)
+    if key_count is not None:
+        sync_registry(config.redis_url, config.state.namespace, config.external)
 
 
 def supervise(config: RouterConfig) -> None:
