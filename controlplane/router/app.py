@@ -368,6 +368,8 @@ class RouterApp:
         error, answer = str(failure), f"{endpoint_id} did not answer"
         if external is not None and failure.status:
             error, answer = external.failure(failure.status, True), external.failure(failure.status)
+        if external is not None and self._is_healthy(endpoint_id):
+            collector.log.warning("external endpoint %s is out of rotation: %s", endpoint_id, error)
         kind = "upstream_auth" if failure.status in (401, 403) else "upstream_connect"
         self.metrics.inc("glmctl_router_errors_total", (("kind", kind),))
         self.metrics.inc("glmctl_router_retries_total")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from controlplane.router.app import RouterApp
 
 _background: set[asyncio.Task[Any]] = set()
+log = logging.getLogger("controlplane.router")
 BACKOFF_CAP_S = 30.0  # longest wait between probes of an external endpoint that is down
 
 
@@ -127,6 +129,8 @@ async def probe_external(app: RouterApp, route: ExternalRoute, timeout: Any) -> 
             return
         error = route.failure(status, True) if status in (401, 403, 429) else f"HTTP {status}"
     failures = app.probe_failures[endpoint_id] = app.probe_failures.get(endpoint_id, 0) + 1
+    if failures == 1:  # once per outage: the reason, never the key
+        log.warning("external endpoint %s is out of rotation: %s", endpoint_id, error)
     app.probe_after[endpoint_id] = time.monotonic() + backoff_s(
         failures, app.config.scrape_interval
     )

@@ -163,12 +163,14 @@ class RouterProcesses:
         policy: str = "prefix_affinity",
         namespace: str = "glmctl",
         timeout: float = 20.0,
+        log_file: str | None = None,
         **options: Any,
     ) -> RouterProcesses:
         """Start `python -m controlplane.router ...`; returns once /health answers.
 
         `options`: other `RouterConfig` fields that `cli_args()` carries
-        (max_queue_per_endpoint, session_header, scrape_interval).
+        (max_queue_per_endpoint, session_header, scrape_interval, external, overflow_at).
+        `log_file`: where its output goes (default: this process's).
         """
         from controlplane.local.ports import free_port
 
@@ -183,7 +185,14 @@ class RouterProcesses:
         handle = cls(config)
         command = [sys.executable, "-m", "controlplane.router", *config.cli_args()]
         env = {**os.environ, **config.child_env()}
-        handle.process = subprocess.Popen(command, start_new_session=True, env=env)
+        log = open(log_file, "ab") if log_file else None  # noqa: SIM115  (the child owns it)
+        try:
+            handle.process = subprocess.Popen(
+                command, start_new_session=True, env=env, stdout=log, stderr=log
+            )
+        finally:
+            if log is not None:
+                log.close()
         if not handle.wait_healthy(timeout):
             handle.stop()
             raise UserError(
