@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from controlplane.errors import UserError
+from controlplane.local.secrets import read_secret, write_secret
 from controlplane.router.registry import EndpointInfo
 
 EXTERNAL = "external"  # EndpointInfo.kind of an external endpoint (engines: "engine")
@@ -104,19 +105,32 @@ def secret_file(secrets_dir: Path, secret: str) -> Path:
     return secrets_dir / name / key
 
 
+def env_stash(secrets_dir: Path, name: str) -> Path:
+    """Where `glmctl apply` hands the embedded cluster's router an `{env: NAME}` key: the
+    cluster's processes were started earlier, from another shell's environment."""
+    return secrets_dir / "env" / name
+
+
+def stash_env_key(secrets_dir: Path, name: str, value: str) -> None:
+    """Write an `{env: NAME}` key for the embedded cluster's router (mode 0600)."""
+    write_secret(env_stash(secrets_dir, name), value)
+
+
 def resolve_key(endpoint: ExternalEndpoint, secrets_dir: Path | None = None) -> str | None:
     """The endpoint's key from the router's environment or secrets folder; None for an
     endpoint without a key reference; UserError (naming the reference only) when unset."""
     from controlplane.settings import environment_value
 
     if endpoint.key_env:
-        value = environment_value(endpoint.key_env)
+        stash = env_stash(secrets_dir, endpoint.key_env) if secrets_dir else None
+        value = read_secret(stash) if stash and stash.is_file() else None
+        value = value or environment_value(endpoint.key_env)
         where = f"the variable {endpoint.key_env} is not set in the router's environment"
     elif endpoint.key_secret:
         value = environment_value(secret_env_name(endpoint.key_secret))
         path = secret_file(secrets_dir, endpoint.key_secret) if secrets_dir else None
         if value is None and path is not None and path.is_file():
-            value = path.read_text(encoding="utf-8").strip() or None
+            value = read_secret(path) or None
         where = (
             f"neither {secret_env_name(endpoint.key_secret)} nor the file"
             f" {path or '<state dir>/secrets/' + endpoint.key_secret} holds it"
