@@ -23,9 +23,9 @@ from controlplane.router import collector
 from controlplane.router.admission import Admission, Admitted, RateLimited
 from controlplane.router.config import RouterConfig
 from controlplane.router.exposition import send_metrics
-from controlplane.router.external import RETRY_STATUSES, ExternalRoute, routes
+from controlplane.router.external import ExternalRoute, routes
 from controlplane.router.metrics import RouterMetrics, endpoint_info, redis_up
-from controlplane.router.overflow import select
+from controlplane.router.overflow import Selection, select
 from controlplane.router.policies import (
     LOOKUP_PREFIX,
     LOOKUP_SESSION,
@@ -159,7 +159,8 @@ class RouterApp:
                     self.metrics,
                     self.inflight,
                     self.router_id,
-                    extra=redis_up(self._redis_ok()) + self._endpoint_info(),
+                    extra=redis_up(self._redis_ok())
+                    + endpoint_info(self.endpoints().values(), self._is_healthy),
                 )
             else:
                 await self._error(send, 404, f"no route {scope['path']}", "not_found")
@@ -317,7 +318,7 @@ class RouterApp:
             "upstream_error",
         )
 
-    def _offer(self, views: list[EndpointView]) -> Any:
+    def _offer(self, views: list[EndpointView]) -> Selection:
         """The endpoints the policy may choose from (router/overflow.py)."""
         return select(views, self.config.max_queue_per_endpoint, self.config.overflow_at)
 
@@ -326,19 +327,10 @@ class RouterApp:
         assert self.pool is not None
         tag = [(b"x-glmctl-endpoint", endpoint.endpoint_id.encode())]
         external = self.externals.get(endpoint.endpoint_id)
-        if external is None:
-            url = endpoint.url + ex.upstream_path
-            return await forward(self.pool, url, ex.body, ex.send, tag, ex.receive)
-        return await forward(
-            self.pool,
-            external.url(ex.route),
-            external.body(ex.body),
-            ex.send,
-            tag,
-            ex.receive,
-            external.header,
-            RETRY_STATUSES,
-        )
+        if external is not None:
+            return await external.forward(self.pool, ex.route, ex.body, ex.send, tag, ex.receive)
+        url = endpoint.url + ex.upstream_path
+        return await forward(self.pool, url, ex.body, ex.send, tag, ex.receive)
 
     def _record(
         self,
@@ -366,19 +358,18 @@ class RouterApp:
         assert self.state is not None
         external = self.externals.get(endpoint_id)
         error, answer = str(failure), f"{endpoint_id} did not answer"
-        if external is not None and failure.status:
-            error, answer = external.failure(failure.status, True), external.failure(failure.status)
-        if external is not None and self._is_healthy(endpoint_id):
-            collector.log.warning("external endpoint %s is out of rotation: %s", endpoint_id, error)
+        if external is not None:
+            error, answer = external.explain(failure)
+            if self._is_healthy(endpoint_id):
+                collector.log.warning(
+                    "external endpoint %s is out of rotation: %s", endpoint_id, error
+                )
         kind = "upstream_auth" if failure.status in (401, 403) else "upstream_connect"
         self.metrics.inc("glmctl_router_errors_total", (("kind", kind),))
         self.metrics.inc("glmctl_router_retries_total")
         self.local_down[endpoint_id] = time.monotonic() + 2 * self.config.scrape_interval
         collector.spawn(self.state.set_health(endpoint_id, False, error))
         return answer
-
-    def _endpoint_info(self) -> str:
-        return endpoint_info(self.endpoints().values(), self._is_healthy)
 
     async def _lookup(
         self, hashes: list[str], session_key: str, key_hash: str, limits: tuple[float, int]

@@ -25,7 +25,9 @@ import orjson
 
 from controlplane.errors import UserError
 from controlplane.local.secrets import read_secret, write_secret
+from controlplane.router.proxy import Receive, Send, UpstreamFailed, forward
 from controlplane.router.registry import EndpointInfo
+from controlplane.router.upstream import UpstreamPool
 
 EXTERNAL = "external"  # EndpointInfo.kind of an external endpoint (engines: "engine")
 POOL, OVERFLOW = "pool", "overflow"  # roles: shares traffic / only when local is saturated
@@ -175,6 +177,28 @@ class ExternalRoute:
         payload = orjson.loads(body)
         payload["model"] = self.endpoint.upstream_model
         return orjson.dumps(payload)
+
+    async def forward(
+        self,
+        pool: UpstreamPool,
+        route: str,
+        body: bytes,
+        send: Send,
+        tag: list[tuple[bytes, bytes]],
+        receive: Receive,
+    ) -> tuple[int, float, bool]:
+        """`proxy.forward` to this endpoint: its URL, its model name, its key; a refused key
+        or its own rate limit is a failure to retry elsewhere, not the client's answer."""
+        url, upstream_body = self.url(route), self.body(body)
+        return await forward(
+            pool, url, upstream_body, send, tag, receive, self.header, RETRY_STATUSES
+        )
+
+    def explain(self, failure: UpstreamFailed) -> tuple[str, str]:
+        """(for the operator: health record, log; for the client: the error message)."""
+        if not failure.status:
+            return str(failure), f"external endpoint `{self.endpoint.name}` did not answer"
+        return self.failure(failure.status, True), self.failure(failure.status)
 
     def failure(self, status: int, for_operator: bool = False) -> str:
         """Why an answer with `status` (one of RETRY_STATUSES) is not passed to the client;
