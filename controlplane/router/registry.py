@@ -125,6 +125,32 @@ def list_endpoints(redis_url: str, namespace: str = DEFAULT_NAMESPACE) -> list[E
     )
 
 
+def external_health(redis_url: str, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, Any]]:
+    """External endpoints with their last probe: id, url, role, ok, error (no key: none is
+    stored). For `glmctl status`."""
+    with _client(redis_url) as client:
+        pipe = client.pipeline()
+        pipe.hgetall(f"{namespace}:endpoints")
+        pipe.hgetall(f"{namespace}:health")
+        endpoints, health = pipe.execute()
+    out = []
+    for raw_id, raw in sorted(endpoints.items()):
+        info = EndpointInfo.from_json(raw_id.decode(), raw)
+        if info.kind != "external":
+            continue
+        record = json.loads(health.get(raw_id, b"{}"))
+        out.append(
+            {
+                "endpoint": info.endpoint_id,
+                "url": info.url,
+                "role": info.role,
+                "ok": bool(record.get("ok", True)),
+                "error": str(record.get("error", "")),
+            }
+        )
+    return out
+
+
 def add_api_key(
     redis_url: str,
     key: str,
