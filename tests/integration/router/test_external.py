@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,28 @@ def test_external_down_fails_over_to_local_with_no_failed_request(setup: Setup) 
     out = drive(setup.url, setup.cluster.model, 10, max_tokens=20)
     assert out.statuses == [200] * 10 and out.complete == 10
     assert set(out.served) == {"local"}  # queued at the local replica beyond saturation
+
+
+def test_external_killed_under_load_loses_no_request_that_had_not_started(
+    setup: Setup,
+) -> None:
+    """Waves of streams saturate the local replica; the hosted endpoint dies mid-way. Streams
+    it had started end with an error event; every other request is answered in full."""
+    waves: list[Results] = []
+    runner = threading.Thread(
+        target=lambda: waves.extend(drive(setup.url, setup.cluster.model, 8) for _ in range(3))
+    )
+    runner.start()
+    time.sleep(0.8)  # inside the first wave: streams are running at the hosted endpoint
+    setup.hosted.process.kill()
+    runner.join(timeout=100)
+    statuses = [s for wave in waves for s in wave.statuses]
+    complete = sum(wave.complete for wave in waves)
+    cut = sum(b'"upstream_error"' in body for wave in waves for body in wave.bodies)
+    print(f"\n24 requests: {complete} complete, {cut} cut mid-stream at the killed endpoint")
+    assert statuses == [200] * 24  # none failed before its first byte
+    assert complete + cut == 24 and cut <= 8  # only streams already at the hosted endpoint
+    assert set(waves[-1].served) == {"local"} and waves[-1].complete == 8
 
 
 def test_local_down_fails_over_to_external(setup: Setup) -> None:
