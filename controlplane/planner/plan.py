@@ -112,8 +112,8 @@ def external_plans(topology: Topology) -> tuple[ExternalPlan, ...]:
             role="overflow" if e.name in targets else "pool",
             capacity=e.capacity,
             health_path=e.health_path,
-            key_env=(e.api_key.env or "") if e.api_key else "",
-            key_secret=(e.api_key.secret or "") if e.api_key else "",
+            key_env=(e.key_ref.env or "") if e.key_ref else "",
+            key_secret=(e.key_ref.secret or "") if e.key_ref else "",
         )
         for e in topology.spec.external
     )

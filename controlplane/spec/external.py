@@ -12,7 +12,7 @@ resolves when it starts (controlplane/router/external.py).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -78,7 +78,7 @@ class ExternalEndpointSpec(_Strict):
         " `model` (the topology's served_model_name) to it.",
         examples=["glm-4.5"],
     )
-    api_key: ApiKeyRef | None = Field(
+    api_key: ApiKeyRef | Literal["none"] = Field(
         description="Reference to the endpoint's API key, {env: NAME} or {secret: name/key};"
         " `none` for a server that takes no key. Never the key itself.",
         examples=[{"env": "ZHIPU_API_KEY"}],
@@ -95,11 +95,14 @@ class ExternalEndpointSpec(_Strict):
     @field_validator("api_key", mode="before")
     @classmethod
     def _key_reference(cls, value: Any) -> Any:
-        if value == NO_KEY or value is None:
-            return None
-        if isinstance(value, str):  # never echo it: it may be the key itself
+        if isinstance(value, str) and value != NO_KEY:  # never echoed: it may be the key
             raise PydanticCustomError("api_key_literal", "a key written into the spec")
         return value
+
+    @property
+    def key_ref(self) -> ApiKeyRef | None:
+        """The key's reference; None for `api_key: none`."""
+        return self.api_key if isinstance(self.api_key, ApiKeyRef) else None
 
     @field_validator("base_url")
     @classmethod

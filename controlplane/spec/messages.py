@@ -35,7 +35,16 @@ class Problem:
 def without_masked(problems: list[Problem]) -> list[Problem]:
     """Drop "`type` is missing" when the spec has the typo `tpye`: one mistake, one message."""
     typos = {(p.path[:-1], p.renamed_to) for p in problems if p.renamed_to}
-    return [p for p in problems if not (p.missing and (p.path[:-1], p.path[-1]) in typos)]
+    kept = [p for p in problems if not (p.missing and (p.path[:-1], p.path[-1]) in typos)]
+    # `api_key` ({env|secret} or `none`) reports one error per alternative: keep the first.
+    out, keys = [], set()
+    for problem in kept:
+        if problem.path[-1:] == ("api_key",):
+            if problem.path in keys:
+                continue
+            keys.add(problem.path)
+        out.append(problem)
+    return out
 
 
 def dotted(path: Path_) -> str:

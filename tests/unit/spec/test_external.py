@@ -63,10 +63,10 @@ def test_defaults_and_the_shorthand(tmp_path: Path) -> None:
     path.write_text(text)
     spec = load_topology(path).spec
     zhipu, local = spec.external
-    assert (zhipu.capacity, zhipu.health_path, zhipu.api_key and zhipu.api_key.env) == (
+    assert (zhipu.capacity, zhipu.health_path, zhipu.key_ref and zhipu.key_ref.env) == (
         32, "/models", "ZHIPU_API_KEY"
     )  # fmt: skip
-    assert local.api_key is None and local.base_url == "http://127.0.0.1:9997/v1"
+    assert local.key_ref is None and local.base_url == "http://127.0.0.1:9997/v1"
     assert spec.router.overflow is not None
     assert spec.router.overflow.to == ["zhipu"]
     assert spec.router.overflow.saturated_at == spec.max_num_seqs  # full batch: saturated
