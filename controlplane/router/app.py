@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from controlplane.router import collector
+from controlplane.router import collector, decisions
 from controlplane.router.admission import Admission, Admitted, RateLimited
 from controlplane.router.config import RouterConfig
 from controlplane.router.exposition import send_metrics
@@ -29,7 +29,6 @@ from controlplane.router.overflow import Selection, select
 from controlplane.router.policies import (
     LOOKUP_PREFIX,
     LOOKUP_SESSION,
-    Decision,
     EndpointView,
     Policy,
     RouteContext,
@@ -48,7 +47,6 @@ from controlplane.router.views import endpoint_view, models_body
 ROUTES = {b"/v1/chat/completions": "chat", b"/v1/completions": "completions"}
 UPSTREAM_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _AUTH = (b"authorization",)
-_NO_LOOKUP = RouteContext(candidates=())  # frozen: shared by requests that need no lookup
 
 
 @dataclass(slots=True)
@@ -245,7 +243,10 @@ class RouterApp:
         hashes = block_hashes(prompt_bytes(payload)) if need_prefix else []
         if not need_prefix and LOOKUP_SESSION not in policy.lookups:
             session_key = ""
-        ctx_base = await self._lookup(hashes, session_key, admitted.key_hash, admitted.legacy_rate)
+        assert self.state is not None
+        ctx_base = await decisions.lookup(
+            self.state, self.metrics, hashes, session_key, admitted.key_hash, admitted.legacy_rate
+        )
         if isinstance(ctx_base, float):
             return await self._error(
                 send, 429, "rate limit exceeded", "rate_limit_exceeded", retry_after=ctx_base
@@ -290,7 +291,7 @@ class RouterApp:
                     self.state, session_key, decision, list(offered.endpoints)
                 )
             endpoint = decision.endpoint
-            self._record(policy, decision, ctx, hashes, session_key)
+            decisions.record(self.state, self.metrics, policy, decision, ctx, hashes, session_key)
             if offered.overflow and endpoint.role == "overflow":
                 labels = (("reason", offered.overflow), ("endpoint", endpoint.endpoint_id))
                 self.metrics.inc("glmctl_router_overflow_total", labels)
@@ -332,27 +333,6 @@ class RouterApp:
         url = endpoint.url + ex.upstream_path
         return await forward(self.pool, url, ex.body, ex.send, tag, ex.receive)
 
-    def _record(
-        self,
-        policy: Policy,
-        decision: Decision,
-        ctx: RouteContext,
-        hashes: list[str],
-        session_key: str,
-    ) -> None:
-        assert self.state is not None
-        endpoint_id = decision.endpoint.endpoint_id
-        self.metrics.inc(
-            "glmctl_router_decisions_total",
-            (("policy", policy.name), ("endpoint", endpoint_id), ("reason", decision.reason)),
-        )
-        if hashes:
-            matched = ctx.prefix_depth if ctx.prefix_endpoint == endpoint_id else 0
-            self.metrics.inc("glmctl_router_prefix_blocks_total", (), len(hashes))
-            self.metrics.inc("glmctl_router_prefix_blocks_matched_total", (), matched)
-        if hashes or session_key:
-            self.state.record(endpoint_id, hashes, session_key)
-
     def _upstream_failed(self, endpoint_id: str, failure: UpstreamFailed) -> str:
         """Take the endpoint out for a while; returns what to tell the client about it."""
         assert self.state is not None
@@ -370,28 +350,6 @@ class RouterApp:
         self.local_down[endpoint_id] = time.monotonic() + 2 * self.config.scrape_interval
         collector.spawn(self.state.set_health(endpoint_id, False, error))
         return answer
-
-    async def _lookup(
-        self, hashes: list[str], session_key: str, key_hash: str, limits: tuple[float, int]
-    ) -> RouteContext | float:
-        """Prefix, session, rate limit in one round trip; rate limited: seconds to wait."""
-        assert self.state is not None
-        rate, burst = limits
-        if not hashes and not session_key and rate <= 0:
-            return _NO_LOOKUP
-        began = time.perf_counter()
-        found = await self.state.lookup(
-            hashes, session_key, key_hash if rate > 0 else "", rate, burst
-        )
-        self.metrics.observe("glmctl_router_redis_seconds", time.perf_counter() - began)
-        if not found.allowed:
-            return max(found.retry_after_s, 0.001)
-        return RouteContext(
-            candidates=(),
-            prefix_endpoint=found.prefix_endpoint,
-            prefix_depth=found.prefix_depth,
-            session_endpoint=found.session_endpoint,
-        )
 
     def _policy(self, override: str | None) -> Policy:
         name = override or self.config.policy
