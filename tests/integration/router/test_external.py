@@ -141,6 +141,7 @@ def test_overflow_goes_to_the_external_endpoint_only_when_local_is_saturated(
     out = drive(url, model, 12)
     assert out.statuses == [200] * 12 and out.complete == 12
     at_hosted = started_at(setup.hosted)
+    print(f"\n12 concurrent streams: {out.served.count('local')} local, {at_hosted} overflowed")
     assert out.served.count("external/hosted") == at_hosted  # the hosted API's own count
     assert at_hosted >= 12 - 2 * SATURATED_AT  # local took at most its share (twice, with
     assert out.served.count("local") >= 1  # the router's view up to a refresh behind)
