@@ -64,7 +64,8 @@ def test_apply_with_an_overflow_endpoint_never_shows_its_key(tmp_path: Path) -> 
         url = next(line for line in status.splitlines() if '"endpoint"' in line)
         url = url.split('"endpoint": "')[1].rstrip('",')
         served = drive(url, 8)
-        assert set(served) <= {"external/hosted"} | {s for s in served if "/" in s}
+        local = [s for s in served if s != "external/hosted"]
+        assert local and all(s.startswith(f"{NAME}-") for s in local)  # the engine replica
         assert "external/hosted" in served  # overflow reached the stand-in
         at_hosted = httpx.get(hosted.url + "/sim/stats", timeout=5).json()["ttft_count"]
         assert at_hosted == served.count("external/hosted")
@@ -73,7 +74,8 @@ def test_apply_with_an_overflow_endpoint_never_shows_its_key(tmp_path: Path) -> 
             'glmctl_router_overflow_total{reason="saturated",endpoint="external/hosted"}'
             in (outputs["metrics"])
         )
-        glmctl("status")
+        shown = glmctl("status")
+        assert f"{NAME} external/hosted (overflow) {hosted.url}/v1: up" in shown
         glmctl("plan", str(spec), extra={"HOSTED_KEY": key})
         outputs["command lines (ps)"] = subprocess.run(
             ["ps", "-eo", "args"], capture_output=True, text=True
