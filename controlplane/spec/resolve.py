@@ -248,6 +248,14 @@ def _check_trtllm(s: TopologySpec, entry: ModelEntry, problems: list[Problem]) -
     )
     if refused is not None:
         problems.append(Problem(("engine",), refused.reason + ".", refused.fix + "."))
+    if s.gpus.type.upper() == "CPU":
+        problems.append(
+            Problem(
+                ("gpus", "type"),
+                "TensorRT-LLM builds and runs engines on NVIDIA GPUs only.",
+                "name a GPU type, or serve on the CPU with `engine: vllm`.",
+            )
+        )
     method = s.engine.trtllm_quant
     through_quantize = s.precision is Precision.FP8 or method is TrtllmQuant.AWQ
     if s.kv_cache_dtype is KvCacheDtype.FP8 and not through_quantize:
