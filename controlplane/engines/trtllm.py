@@ -60,6 +60,10 @@ class TrtllmSteps:
     build: tuple[str, ...]
     serve: tuple[str, ...]
 
+    @property
+    def served_name(self) -> str:
+        return self.serve[1]
+
 
 def method_of(topology: Topology) -> str:
     """The int8 / int4 method (`engine.trtllm_quant`, default weight-only); "" otherwise."""
@@ -115,10 +119,19 @@ def build_argv(topology: Topology) -> tuple[str, ...]:
     return (*argv, "--workers", str(topology.tp))
 
 
+def served_link(topology: Topology) -> str:
+    """The name the engine is served under: trtllm-serve has no served-model-name flag and
+    names the model by its folder (serve/openai_server.py `model_dir.name`), so the script
+    links `served_model_name` to `engine/`; a name with a `/` cannot be a folder name."""
+    name = topology.served_model_name
+    return ENGINE_DIR if "/" in name or name in (".", "..", CHECKPOINT_DIR) else name
+
+
 def serve_argv(topology: Topology, context: LaunchContext, source: str) -> tuple[str, ...]:
-    """`trtllm-serve engine --backend tensorrt ...` (OpenAI-compatible on {host}:{port})."""
+    """`trtllm-serve <served name> --backend tensorrt ...` (OpenAI API on {host}:{port})."""
     spec = topology.spec
-    argv = ["trtllm-serve", ENGINE_DIR, "--backend", "tensorrt", "--tokenizer", source]
+    model = served_link(topology)
+    argv = ["trtllm-serve", model, "--backend", "tensorrt", "--tokenizer", source]
     argv += ["--trust_remote_code", "--host", HOST, "--port", PORT]
     argv += ["--max_batch_size", str(spec.max_num_seqs)]
     argv += ["--max_seq_len", str(topology.context_length), "--tp_size", str(topology.tp)]
@@ -185,6 +198,11 @@ def script(plan: TrtllmSteps) -> str:
             f"  rm -rf {CHECKPOINT_DIR}",
             "fi",
             "exec 9>&-",
+            *(
+                [f"ln -sfn {ENGINE_DIR} {shlex.quote(plan.served_name)}"]
+                if plan.served_name != ENGINE_DIR
+                else []
+            ),
             f"exec {_line(plan.serve)}",
         ]
     )

@@ -97,6 +97,9 @@ def test_script_builds_once_then_serves(tmp_path: Path) -> None:
     assert calls == ["convert", "build", "serve", "serve"]
     folder = tmp_path / "cache" / key(topo(), LaunchContext(mem_fraction=0.9))
     assert (folder / "engine" / "config.json").exists() and not (folder / "checkpoint").exists()
+    # trtllm-serve names the model by its folder: the served name links to the engine.
+    assert (folder / "chatglm2-6b").resolve() == (folder / "engine").resolve()
+    assert "serve chatglm2-6b --backend tensorrt" in log.read_text()
     assert "/app/tensorrt_llm/examples/models/core/glm-4-9b/convert_checkpoint.py" in (
         log.read_text()
     )
@@ -170,3 +173,11 @@ def test_weights_follow_the_built_format() -> None:
     wo4 = weights(precision="int4")
     awq = weights(precision="int4", engine={"kind": "trtllm", "trtllm_quant": "awq"})
     assert wo4 < int8 < fp16 and wo4 < awq < int8
+
+
+def test_served_name_is_the_engine_link_unless_it_cannot_be_a_folder() -> None:
+    named = builder.steps(topo(served_model_name="glm-small"), LaunchContext())
+    assert named.served_name == "glm-small" and "ln -sfn engine glm-small" in builder.script(named)
+    slashed = builder.steps(topo(served_model_name="thudm/chatglm2"), LaunchContext())
+    assert slashed.served_name == "engine" and "ln -sfn" not in builder.script(slashed)
+    assert named.cache_key.rsplit("-", 1)[1] == slashed.cache_key.rsplit("-", 1)[1]

@@ -100,7 +100,7 @@ def test_matrix_cell_parses(model: str, precision: str, method: str | None, tp: 
     assert built.gpt_attention_plugin == "auto"
     assert built.context_fmha == ("disable" if model == "chatglm-6b" else "enable")
     served = parse_click(VERSION, "trtllm_serve", list(serve[1:]))
-    assert served["model"] == built.output_dir and served["backend"] == "tensorrt"
+    assert served["model"] == topo.served_model_name and served["backend"] == "tensorrt"
     assert served["tensor_parallel_size"] == tp and served["max_batch_size"] == 16
     assert served["trust_remote_code"] and served["port"] == 8000
 
