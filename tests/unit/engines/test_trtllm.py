@@ -181,3 +181,18 @@ def test_served_name_is_the_engine_link_unless_it_cannot_be_a_folder() -> None:
     slashed = builder.steps(topo(served_model_name="thudm/chatglm2"), LaunchContext())
     assert slashed.served_name == "engine" and "ln -sfn" not in builder.script(slashed)
     assert named.cache_key.rsplit("-", 1)[1] == slashed.cache_key.rsplit("-", 1)[1]
+
+
+def test_layout_search_offers_only_what_trtllm_runs_and_agrees_with_the_full_model() -> None:
+    """No PP and no multi-node layout; the fast check answers as the per-stage model does."""
+    from controlplane.capacity.fastcheck import FastCheck
+    from controlplane.capacity.search import apply_shape, search, shapes_for
+
+    base = layout_of(topo(max_num_seqs=64, context_length=32768))
+    found = search(base, range(1, 17))
+    assert found and all(c.layout.pp == 1 and c.layout.nodes == 1 for c in found)
+    assert {c.layout.tp for c in found} >= {2, 4, 8}
+    check = FastCheck(base)
+    for gpus in (1, 2, 4, 8):
+        for shape in shapes_for(base, gpus):
+            assert check.fits(shape) == replica_memory(apply_shape(base, shape)).fits, shape
