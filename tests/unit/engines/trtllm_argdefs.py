@@ -5,7 +5,9 @@ here. tests/data/trtllm/<version>/*.json record their argument definitions, tran
 from the upstream source at the commit each file names (`source.commit`), read through the
 code search index of NVIDIA/TensorRT-LLM (a full clone is 2.5 GB, over the mirror limit of
 this machine, and PyPI offers no tensorrt-llm wheel here). Upstream code is not copied into
-this repository; only the definitions (flags, types, choices, nargs, actions) are.
+this repository; only the definitions (flags, types, choices, nargs, actions) are. To re-pin
+from a checkout or container of another version, `trtllm_extract.py` reads the same
+definitions out of the source files with `ast` (tested on sources of the same shape).
 
 From them, `argparse_parser` builds a real `argparse.ArgumentParser` (convert_checkpoint.py,
 quantize.py, trtllm-build) and `click_command` a real `click.Command` (trtllm-serve), so
