@@ -104,7 +104,7 @@ def resolve(
     resolve_layout(resolved, checkpoint, problems, warnings)
     _resolve_serving(resolved, checkpoint, gpu, problems, warnings)
     if resolved.engine.kind is EngineKind.TRTLLM and not problems:
-        _check_trtllm(resolved, checkpoint, problems)
+        _check_trtllm(resolved, checkpoint, gpu, problems)
     if problems:
         _raise(problems, origin, lines)
     return Topology(resolved, checkpoint, gpu, origin, tuple(warnings))
@@ -239,7 +239,9 @@ def _resolve_serving(
     _resolve_replicas(s, problems)
 
 
-def _check_trtllm(s: TopologySpec, entry: ModelEntry, problems: list[Problem]) -> None:
+def _check_trtllm(
+    s: TopologySpec, entry: ModelEntry, gpu: GpuType, problems: list[Problem]
+) -> None:
     """TensorRT-LLM's matrix limits on the split and batch, and the KV dtypes its
     conversion path can build (FP8 KV only through quantize.py: precision fp8 or awq)."""
     assert s.gpus.nodes is not None and s.context_length is not None
@@ -254,6 +256,16 @@ def _check_trtllm(s: TopologySpec, entry: ModelEntry, problems: list[Problem]) -
                 ("gpus", "type"),
                 "TensorRT-LLM builds and runs engines on NVIDIA GPUs only.",
                 "name a GPU type, or serve on the CPU with `engine: vllm`.",
+            )
+        )
+    fp8 = s.precision is Precision.FP8 or s.kv_cache_dtype is KvCacheDtype.FP8
+    if fp8 and not gpu.supports_fp8 and gpu.name.upper() != "CPU":
+        problems.append(
+            Problem(
+                ("precision",),
+                f"TensorRT-LLM's FP8 engines need FP8 tensor cores (Ada, Hopper or newer);"
+                f" {gpu.display_name} has none.",
+                "set `precision: int8` (weight-only) on this GPU, or use an FP8 GPU.",
             )
         )
     method = s.engine.trtllm_quant

@@ -138,6 +138,7 @@ def test_sixteen_bit_and_fp8_use_their_converters() -> None:
         ({"kv_cache_dtype": "fp8"}, ["no FP8 KV cache", "precision: fp8"]),
         ({"gpus": {"type": "L40S", "count": 2, "nodes": 2}}, ["mpirun", "one node"]),
         ({"gpus": {"type": "CPU", "count": 1, "per_node": 1}}, ["NVIDIA GPUs only"]),
+        ({"precision": "fp8", "gpus": "1xA100-80G"}, ["FP8 tensor cores", "precision: int8"]),
     ],
 )
 def test_refusals_say_why_and_what_works(changes: dict[str, Any], words: list[str]) -> None:
