@@ -1,7 +1,8 @@
 """TensorRT-LLM launch commands: convert the checkpoint, build the engine, serve it.
 
 Targets TensorRT-LLM 1.2 (tensorrt_llm/version.py "1.2.0rc2"); flags checked against its
-own argument definitions in tests/unit/engines/test_trtllm_parsers.py:
+own argument definitions in tests/unit/engines/test_trtllm_parsers.py (which says which
+commit of each file):
 - conversion: examples/models/core/glm-4-9b/convert_checkpoint.py (the GLM converter for
   every ChatGLM generation, `--chatglm_version`) for 16-bit, weight-only and SmoothQuant;
   examples/quantization/quantize.py (`--qformat fp8 | int4_awq`) for FP8 and AWQ, as the

@@ -1,9 +1,12 @@
 """TensorRT-LLM plans for every cell of its GLM support matrix, parsed by its own parsers.
 
-The parsers are rebuilt from TensorRT-LLM 1.2's argument definitions without importing
-tensorrt_llm (it needs CUDA): see trtllm_argdefs.py. Pinned sources (NVIDIA/TensorRT-LLM,
-tensorrt_llm/version.py "1.2.0rc2" at b35ac1b), one commit per file, recorded in
-tests/data/trtllm/1.2.0rc2/*.json:
+The parsers are rebuilt from TensorRT-LLM's argument definitions without importing
+tensorrt_llm (it needs CUDA): see trtllm_argdefs.py. How the sources were obtained: a git
+mirror of NVIDIA/TensorRT-LLM was refused (2.5 GB, over this machine's 500 MB limit), so each
+file was read through the code search index, which stores files at the commits below (one
+per file, the index's recent versions of the main line; tensorrt_llm/version.py there, at
+b35ac1b, says "1.2.0rc2", hence the data folder's name; that all five commits belong to one
+release tag could not be checked). Recorded in tests/data/trtllm/1.2.0rc2/*.json:
 - examples/models/core/glm-4-9b/convert_checkpoint.py @6e1dd9c (`parse_arguments`)
 - examples/quantization/quantize.py @c8c6df0 (the `__main__` parser)
 - tensorrt_llm/commands/build.py @65f1d15 (`parse_arguments`) with the plugin flags of
