@@ -111,7 +111,10 @@ def build_argv(topology: Topology) -> tuple[str, ...]:
     argv = ["trtllm-build", "--checkpoint_dir", CHECKPOINT_DIR, "--output_dir", ENGINE_DIR]
     argv += ["--gemm_plugin", "auto", "--gpt_attention_plugin", "auto"]
     argv += ["--kv_cache_type", "paged", "--remove_input_padding", "enable"]
-    argv += ["--context_fmha", "enable" if fmha else "disable"]
+    # Paged context FMHA (chunked context, on by default) runs on context FMHA: both go off
+    # for a model whose matrix row has no FMHA (ChatGLM-6B).
+    switch = "enable" if fmha else "disable"
+    argv += ["--context_fmha", switch, "--use_paged_context_fmha", switch]
     argv += ["--max_batch_size", str(spec.max_num_seqs)]
     argv += ["--max_input_len", str(topology.context_length)]
     argv += ["--max_seq_len", str(topology.context_length)]

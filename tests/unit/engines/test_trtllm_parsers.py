@@ -101,7 +101,8 @@ def test_matrix_cell_parses(model: str, precision: str, method: str | None, tp: 
     assert (built.max_batch_size, built.max_seq_len, built.workers) == (16, 2048, tp)
     assert (built.kv_cache_type, built.remove_input_padding) == ("paged", "enable")
     assert built.gpt_attention_plugin == "auto"
-    assert built.context_fmha == ("disable" if model == "chatglm-6b" else "enable")
+    fmha = "disable" if model == "chatglm-6b" else "enable"
+    assert built.context_fmha == built.use_paged_context_fmha == fmha
     served = parse_click(VERSION, "trtllm_serve", list(serve[1:]))
     assert served["model"] == topo.served_model_name and served["backend"] == "tensorrt"
     assert served["tensor_parallel_size"] == tp and served["max_batch_size"] == 16
