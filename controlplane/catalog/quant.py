@@ -42,6 +42,7 @@ class QuantScheme:
     detail: str = ""  # e.g. "block 128x128", "group 128", "per-channel"
     row_bytes: float = 0.0  # per input row of each matrix (GPTQ `g_idx`, int32)
     column_bytes: float = 0.0  # per output column (a per-channel scale and zero point)
+    block: tuple[int, int] | None = None  # (rows, columns) of a block-scaled format
 
     @property
     def bytes_per_value(self) -> float:
@@ -62,7 +63,9 @@ def _fp8(quant: dict[str, Any]) -> QuantScheme:
         if len(block) != 2 or min(int(b) for b in block) <= 0:
             raise QuantConfigError(f"weight_block_size {block} is not two positive sizes")
         rows, cols = int(block[0]), int(block[1])
-        return QuantScheme("fp8", 8, True, SCALE_FP32 / (rows * cols), f"block {rows}x{cols}")
+        return QuantScheme(
+            "fp8", 8, True, SCALE_FP32 / (rows * cols), f"block {rows}x{cols}", block=(rows, cols)
+        )
     return QuantScheme("fp8", 8, True, 0.0, "per-tensor")
 
 
@@ -82,7 +85,12 @@ def _compressed_tensors(quant: dict[str, Any]) -> QuantScheme:
     if strategy == "block":
         rows, cols = (int(b) for b in weights.get("block_structure") or (128, 128))
         return QuantScheme(
-            "compressed-tensors", bits, is_float, SCALE_FP32 / (rows * cols), f"block {rows}x{cols}"
+            "compressed-tensors",
+            bits,
+            is_float,
+            SCALE_FP32 / (rows * cols),
+            f"block {rows}x{cols}",
+            block=(rows, cols),
         )
     if strategy in ("group", "tensor_group"):
         size = int(weights.get("group_size") or 128)
