@@ -160,8 +160,10 @@ def quant_launch(
     repo = entry.hf_repo
     if engine == TRTLLM:
         return _trtllm_launch(entry, precision, method)
-    if engine not in ARCH_SUPPORT:  # the simulator: sizes the catalog's rule, no flags
-        return QuantLaunch(precision, repo, None, entry.arch.quant, f"{precision.value} (sim)")
+    if engine not in ARCH_SUPPORT:  # the simulator: sized as SGLang loads it, no flags
+        mimic = quant_launch(entry, precision, SGLANG)
+        scheme = entry.arch.quant if isinstance(mimic, Refusal) else mimic.scheme
+        return QuantLaunch(precision, repo, None, scheme, f"{precision.value} (sim)")
     scheme = entry.arch.quant
     if precision is entry.weight_format or (
         precision in SIXTEEN_BIT and entry.weight_format in SIXTEEN_BIT
