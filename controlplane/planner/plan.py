@@ -119,6 +119,12 @@ def external_plans(topology: Topology) -> tuple[ExternalPlan, ...]:
     )
 
 
+# Engines whose metric names the router reads as the simulator's flavour: the simulator
+# itself, and TensorRT-LLM (trtllm-serve's metric names are not modelled; resolve gives it
+# the vLLM flavour).
+SIM_FLAVORED = (EngineKind.SIM, EngineKind.TRTLLM)
+
+
 def _bundles(topology: Topology, inventory: Inventory, host_ram: float) -> list[dict[str, float]]:
     memory = inventory.memory_amount(host_ram)
     bundles: list[dict[str, float]] = []
@@ -148,7 +154,7 @@ def _engine_group(
         name="engine",
         engine=topology.engine.value,
         runtime="sim" if simulate else topology.engine.value,
-        flavor=flavor.value if topology.engine is EngineKind.SIM else topology.engine.value,
+        flavor=flavor.value if topology.engine in SIM_FLAVORED else topology.engine.value,
         engine_version=topology.spec.engine.version or target_version(topology.engine),
         model=topology.model.name,
         served_model_name=topology.served_model_name,

@@ -5,10 +5,11 @@ validate (orjson, 400) -> authorize (hashed API keys, 401) -> candidates (health
 serving the model) -> at most one Redis round trip (prefix match, session binding,
 rate-limit bucket; none for load-only policies without keys) -> who may be chosen
 (`overflow.py`: local replicas first, overflow endpoints when they are saturated or down;
-queue limit: 429 + Retry-After) -> pure policy -> forward the original body bytes over a kept-alive pooled
-connection (`upstream.py`: asyncio Protocol + httptools, no aiohttp on the request path) ->
-stream the SSE bytes back as they arrive. Details: `state.py` (the Redis design),
-`proxy.py` (retry and mid-stream failure contract), `upstream.py`, `policies.py`.
+queue limit: 429 + Retry-After) -> pure policy -> forward the original body bytes over a
+kept-alive pooled connection (`upstream.py`: asyncio Protocol + httptools, no aiohttp on
+the request path) -> stream the SSE bytes back as they arrive. Details: `state.py` (the
+Redis design), `proxy.py` (retry and mid-stream failure contract), `upstream.py`,
+`policies.py`.
 
 Modules: `policies` (pure, registered by name), `prefix` (prompt block hashes, pure),
 `engine_metrics` (vLLM / SGLang `/metrics` parser, pure), `validation` (pure), `scripts`

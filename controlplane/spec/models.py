@@ -36,6 +36,15 @@ class EngineKind(StrEnum):
     SGLANG = "sglang"
     VLLM = "vllm"
     SIM = "sim"
+    TRTLLM = "trtllm"
+
+
+class TrtllmQuant(StrEnum):
+    """TensorRT-LLM's int8 / int4 method (catalog/trtllm_matrix.py)."""
+
+    WEIGHT_ONLY = "weight_only"  # convert_checkpoint.py --use_weight_only (int8 or int4)
+    SMOOTHQUANT = "smoothquant"  # convert_checkpoint.py --smoothquant (int8 W8A8)
+    AWQ = "awq"  # quantization/quantize.py --qformat int4_awq (int4)
 
 
 class KvCacheDtype(StrEnum):
@@ -120,7 +129,7 @@ class SpeculativeSpec(_Strict):
 class EngineSpec(_Strict):
     """The serving engine and its extra arguments."""
 
-    kind: EngineKind = Field(EngineKind.SGLANG, description="sglang, vllm or sim.")
+    kind: EngineKind = Field(EngineKind.SGLANG, description="sglang, vllm, trtllm or sim.")
     version: str | None = Field(None, description="Engine version the command line targets.")
     mem_fraction: float | None = Field(
         None,
@@ -131,6 +140,11 @@ class EngineSpec(_Strict):
     )
     chunked_prefill: PositiveInt | None = Field(None, description="Chunked-prefill size (tokens).")
     cpu_offload_gb: float = Field(0.0, ge=0.0, description="vLLM --cpu-offload-gb per GPU.")
+    trtllm_quant: TrtllmQuant | None = Field(
+        None,
+        description="TensorRT-LLM's method for precision int8 / int4: weight_only (default),"
+        " smoothquant (int8) or awq (int4), where its support matrix allows.",
+    )
     args: dict[str, Any] = Field(
         default_factory=dict, description="Extra engine flags, e.g. {enable-torch-compile: true}."
     )
