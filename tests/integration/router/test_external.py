@@ -186,6 +186,14 @@ def test_local_down_fails_over_to_external(setup: Setup) -> None:
     out = drive(setup.url, setup.cluster.model, 4, max_tokens=10)
     assert out.statuses == [200] * 4 and set(out.served) == {"external/hosted"}
     assert router_metric(setup.url, 'glmctl_router_overflow_total{reason="failover"') >= 1
+    setup.hosted.stop()  # nothing left: 502 while the router still tries, then 503 + Retry-After
+    body = chat_body(setup.cluster.model, "hi", max_tokens=2)
+    deadline = time.monotonic() + 10
+    while (answer := httpx.post(setup.url + "/v1/chat/completions", json=body, timeout=10)
+           ).status_code != 503 and time.monotonic() < deadline:  # fmt: skip
+        assert answer.status_code == 502
+        time.sleep(0.2)
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
 
 
 def test_a_revoked_key_is_surfaced_and_traffic_stays_local(
