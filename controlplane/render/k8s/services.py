@@ -28,6 +28,7 @@ from controlplane.render.k8s.common import (
 )
 from controlplane.router.config import RouterConfig
 from controlplane.router.external import ExternalEndpoint, secret_env_name
+from controlplane.router.limits import RequestLimits
 from controlplane.router.state import StateConfig
 
 REDIS_IMAGE = "redis:7.4"
@@ -107,6 +108,8 @@ def router_args(plan: DeploymentPlan) -> list[str]:
         max_queue_per_endpoint=router.max_queue_per_endpoint,
         session_header=router.session_header,
         state=StateConfig(namespace=router_namespace(plan.name)),
+        auth=router.auth,
+        limits=RequestLimits.from_dict(router.limits),
         external=tuple(ExternalEndpoint.from_dict(e.model_dump()) for e in router.external),
         overflow_at=router.overflow_at,
     )
