@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from controlplane.router.engine_metrics import parse_engine_metrics
+from controlplane.router.engine_metrics import FLAVOR_TRTLLM, parse_engine_metrics
 from controlplane.router.registry import EndpointInfo
 
 if TYPE_CHECKING:
@@ -77,19 +77,40 @@ async def probe_all(app: RouterApp) -> None:
 
 
 async def probe(app: RouterApp, endpoint: EndpointInfo) -> None:
-    """GET /health then /metrics; healthy endpoints rejoin the rotation."""
+    """GET /health then /metrics; healthy endpoints rejoin the rotation.
+
+    trtllm-serve's `/metrics` is a long poll (engine_metrics.py: it returns once 2 s pass
+    without a new iteration), so for that flavour only /health decides health and a read
+    that does not finish in time leaves the last load in place."""
     assert app.session is not None and app.state is not None
     timeout = aiohttp.ClientTimeout(total=max(0.5, app.config.scrape_interval))
+    long_poll = endpoint.flavor == FLAVOR_TRTLLM
+    text: str | None = None
     try:
         async with app.session.get(endpoint.url + "/health", timeout=timeout) as response:
             await response.read()
             if response.status != 200:
                 raise RuntimeError(f"/health answered {response.status}")
-        async with app.session.get(endpoint.url + "/metrics", timeout=timeout) as response:
-            text = await response.text() if response.status == 200 else ""
+        text = await _metrics_text(app, endpoint, timeout, tolerate=long_poll)
     except Exception as exc:
         await app.state.set_health(endpoint.endpoint_id, False, f"{type(exc).__name__}: {exc}")
         return
     app.local_down.pop(endpoint.endpoint_id, None)
     await app.state.set_health(endpoint.endpoint_id, True)
-    await app.state.set_load(endpoint.endpoint_id, parse_engine_metrics(text, endpoint.flavor))
+    if text is not None:
+        await app.state.set_load(endpoint.endpoint_id, parse_engine_metrics(text, endpoint.flavor))
+
+
+async def _metrics_text(
+    app: RouterApp, endpoint: EndpointInfo, timeout: aiohttp.ClientTimeout, tolerate: bool
+) -> str | None:
+    """The /metrics body ('' on a non-200 answer); None when `tolerate` and the read
+    failed or timed out (the caller keeps the last load)."""
+    assert app.session is not None
+    try:
+        async with app.session.get(endpoint.url + "/metrics", timeout=timeout) as response:
+            return await response.text() if response.status == 200 else ""
+    except (aiohttp.ClientError, TimeoutError):
+        if tolerate:
+            return None
+        raise

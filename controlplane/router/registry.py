@@ -27,7 +27,7 @@ class EndpointInfo:
     url: str  # base URL, e.g. http://127.0.0.1:9001 (the router appends /v1/...)
     model: str  # served model name, matched against the request's `model`
     group: str = ""  # engine group of the plan
-    flavor: str = "vllm"  # vllm | sglang: metric names to parse
+    flavor: str = "vllm"  # vllm | sglang | trtllm: what /metrics holds (engine_metrics.py)
 
     def to_json(self) -> str:
         data = asdict(self)

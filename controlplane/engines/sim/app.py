@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from controlplane.engines.sim import responses
-from controlplane.engines.sim.metrics import render
+from controlplane.engines.sim.metrics import KvBlocks, iteration_stats, render
 from controlplane.engines.sim.requests import ApiError, Limits, Request, parse_request
 from controlplane.engines.sim.scheduler import Mailbox, Scheduler, Sequence
 from controlplane.engines.sim.tokens import block_hashes
@@ -54,6 +54,7 @@ class SimApp:
         self._counter = 0
         self._open = 0  # generation requests whose response has not ended
         self._created = int(time.time())
+        self._stats_read = 0  # the last step TensorRT-LLM's `/metrics` handed out
 
     def start(self) -> None:
         if self._task is None:
@@ -99,6 +100,8 @@ class SimApp:
         info = self.info
         if path in ("/health", "/health_generate", "/ping"):
             await _reply(send, 200, b"")
+        elif path == "/metrics" and info.flavor is EngineKind.TRTLLM:
+            await _reply(send, 200, orjson.dumps(self._iteration_stats()))
         elif path == "/metrics":
             text = render(info.flavor, info.limits.served_model_name, self.scheduler.metrics,
                           self.scheduler.gauges())  # fmt: skip
@@ -129,6 +132,18 @@ class SimApp:
         log = metrics.ttft_log if kind == "ttft" else metrics.itl_log
         body = {"count": len(log), "start": start, f"{kind}_s": log[start:]}
         await _reply(send, 200, orjson.dumps(body))
+
+    def _iteration_stats(self) -> list[dict[str, object]]:
+        """TensorRT-LLM's `/metrics`: the iterations since the last read, drained by the
+        read (an idle engine answers `[]`). One entry, the latest step: the real list holds
+        every iteration, and readers use the newest (router/engine_metrics.py)."""
+        sched = self.scheduler
+        step = sched.stats.steps
+        if step == self._stats_read:
+            return []
+        self._stats_read = step
+        kv = KvBlocks(sched.kv.total_blocks, sched.kv.used_blocks, sched.config.block_tokens)
+        return [iteration_stats(step, sched.gauges(), kv, sched.config.max_num_seqs, sched.metrics)]
 
     def _models(self) -> dict[str, Any]:
         name = self.info.limits.served_model_name
