@@ -150,10 +150,11 @@ _RUNNING = re.compile(
 )
 
 
-# trtllm-serve's /metrics waits up to 2 s for further iterations (openai_server.py
-# `get_stats_async(2)`), so a drain reads it with a longer timeout, and an empty list must
-# persist over several polls (other readers drain the same queue) before it means idle.
-TRTLLM_READ_S = 5.0
+# trtllm-serve's /metrics is a long poll: it answers once 2 s pass without a new iteration
+# (openai_server.py `get_stats_async(2)`), so a drain keeps one read open (up to its time
+# left, capped), and an empty list must persist over several polls (other readers drain
+# the same queue) before it means idle.
+TRTLLM_READ_CAP_S = 30.0
 TRTLLM_QUIET_S = 1.0
 
 
@@ -234,7 +235,8 @@ class EngineProcess:
         deadline = time.monotonic() + timeout
         quiet_since: float | None = None
         while time.monotonic() < deadline and self.alive():
-            idle = self._idle_trtllm() if trtllm else running_requests(self.metrics()) == 0
+            left = deadline - time.monotonic()
+            idle = self._idle_trtllm(left) if trtllm else running_requests(self.metrics()) == 0
             now = time.monotonic()
             quiet_since = (quiet_since or now) if idle else None
             if quiet_since is not None and now - quiet_since >= quiet_needed:
@@ -242,10 +244,12 @@ class EngineProcess:
             time.sleep(0.2)
         return not self.alive()
 
-    def _idle_trtllm(self) -> bool:
+    def _idle_trtllm(self, left: float) -> bool:
+        """One long-poll read (up to the drain's time left): idle when it holds no
+        iteration, or the newest shows no active and no queued request."""
         from controlplane.router.engine_metrics import latest_iteration
 
-        text = self.metrics(timeout=TRTLLM_READ_S)
+        text = self.metrics(timeout=max(0.5, min(left, TRTLLM_READ_CAP_S)))
         if not text.strip():
             return False  # no answer: unknown, not idle
         latest = latest_iteration(text)

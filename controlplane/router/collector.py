@@ -77,40 +77,56 @@ async def probe_all(app: RouterApp) -> None:
 
 
 async def probe(app: RouterApp, endpoint: EndpointInfo) -> None:
-    """GET /health then /metrics; healthy endpoints rejoin the rotation.
-
-    trtllm-serve's `/metrics` is a long poll (engine_metrics.py: it returns once 2 s pass
-    without a new iteration), so for that flavour only /health decides health and a read
-    that does not finish in time leaves the last load in place."""
+    """GET /health then /metrics; healthy endpoints rejoin the rotation. A TensorRT-LLM
+    endpoint's /metrics is read by `_long_poll` instead (at most one read at a time)."""
     assert app.session is not None and app.state is not None
     timeout = aiohttp.ClientTimeout(total=max(0.5, app.config.scrape_interval))
     long_poll = endpoint.flavor == FLAVOR_TRTLLM
-    text: str | None = None
     try:
         async with app.session.get(endpoint.url + "/health", timeout=timeout) as response:
             await response.read()
             if response.status != 200:
                 raise RuntimeError(f"/health answered {response.status}")
-        text = await _metrics_text(app, endpoint, timeout, tolerate=long_poll)
+        text = "" if long_poll else await _metrics_text(app, endpoint.url, timeout)
     except Exception as exc:
         await app.state.set_health(endpoint.endpoint_id, False, f"{type(exc).__name__}: {exc}")
         return
     app.local_down.pop(endpoint.endpoint_id, None)
     await app.state.set_health(endpoint.endpoint_id, True)
-    if text is not None:
+    if not long_poll:
         await app.state.set_load(endpoint.endpoint_id, parse_engine_metrics(text, endpoint.flavor))
+        return
+    key = (id(app), endpoint.endpoint_id)
+    if key not in _polling:
+        _polling.add(key)
+        spawn(_long_poll(app, endpoint, key))
 
 
-async def _metrics_text(
-    app: RouterApp, endpoint: EndpointInfo, timeout: aiohttp.ClientTimeout, tolerate: bool
-) -> str | None:
-    """The /metrics body ('' on a non-200 answer); None when `tolerate` and the read
-    failed or timed out (the caller keeps the last load)."""
+async def _metrics_text(app: RouterApp, url: str, timeout: aiohttp.ClientTimeout) -> str:
+    """The /metrics body; '' on a non-200 answer."""
     assert app.session is not None
+    async with app.session.get(url + "/metrics", timeout=timeout) as response:
+        return await response.text() if response.status == 200 else ""
+
+
+# trtllm-serve's /metrics is a long poll: it answers once 2 s pass without a new iteration
+# (router/engine_metrics.py), so under steady traffic it may not answer for a long time.
+# One read per endpoint at a time, off the probe loop (health keeps its period, and
+# abandoned reads do not pile up in the server); a read that fails or outlives the cap
+# leaves the last load in place, and the routers' own in-flight counts still bound it.
+TRTLLM_POLL_CAP_S = 60.0
+_polling: set[tuple[int, str]] = set()
+
+
+async def _long_poll(app: RouterApp, endpoint: EndpointInfo, key: tuple[int, str]) -> None:
     try:
-        async with app.session.get(endpoint.url + "/metrics", timeout=timeout) as response:
-            return await response.text() if response.status == 200 else ""
-    except (aiohttp.ClientError, TimeoutError):
-        if tolerate:
-            return None
-        raise
+        with contextlib.suppress(Exception):  # the next probe starts another read
+            timeout = aiohttp.ClientTimeout(total=TRTLLM_POLL_CAP_S)
+            text = await _metrics_text(app, endpoint.url, timeout)
+            state = app.state
+            # An endpoint deregistered while the read was open keeps no load record.
+            if state is not None and endpoint.endpoint_id in state.view.endpoints:
+                load = parse_engine_metrics(text, endpoint.flavor)
+                await state.set_load(endpoint.endpoint_id, load)
+    finally:
+        _polling.discard(key)

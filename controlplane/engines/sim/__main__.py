@@ -26,6 +26,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--served-model-name")
     parser.add_argument("--kv-tokens", type=int, help="Override the KV-cache token budget.")
     parser.add_argument("--max-num-seqs", type=int, help="Override the running-sequence cap.")
+    parser.add_argument(
+        "--trtllm-stats-wait",
+        type=float,
+        default=0.0,
+        help="TensorRT-LLM flavour: seconds /metrics waits for more iterations (trtllm-serve: 2).",
+    )
     return parser.parse_args(argv)
 
 
@@ -43,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             served_model_name=args.served_model_name,
             kv_tokens=args.kv_tokens,
             max_num_seqs=args.max_num_seqs,
+            trtllm_stats_wait_s=args.trtllm_stats_wait,
         )
         serve(build_app(topo, options), args.host, args.port)
     except UserError as exc:

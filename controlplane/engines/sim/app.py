@@ -47,9 +47,11 @@ class EngineInfo:
 class SimApp:
     """ASGI callable; owns the scheduler task (started at lifespan startup or first use)."""
 
-    def __init__(self, scheduler: Scheduler, info: EngineInfo) -> None:
+    def __init__(self, scheduler: Scheduler, info: EngineInfo, stats_wait_s: float = 0.0) -> None:
         self.scheduler = scheduler
         self.info = info
+        self.stats_wait_s = stats_wait_s  # TensorRT-LLM's /metrics long poll (0: none)
+        self._stats_armed = False  # a request arrived since the last long poll ran dry
         self._task: asyncio.Task[None] | None = None
         self._counter = 0
         self._open = 0  # generation requests whose response has not ended
@@ -101,7 +103,7 @@ class SimApp:
         if path in ("/health", "/health_generate", "/ping"):
             await _reply(send, 200, b"")
         elif path == "/metrics" and info.flavor is EngineKind.TRTLLM:
-            await _reply(send, 200, orjson.dumps(self._iteration_stats()))
+            await _reply(send, 200, orjson.dumps(await self._iteration_stats()))
         elif path == "/metrics":
             text = render(info.flavor, info.limits.served_model_name, self.scheduler.metrics,
                           self.scheduler.gauges())  # fmt: skip
@@ -133,10 +135,30 @@ class SimApp:
         body = {"count": len(log), "start": start, f"{kind}_s": log[start:]}
         await _reply(send, 200, orjson.dumps(body))
 
-    def _iteration_stats(self) -> list[dict[str, object]]:
+    async def _iteration_stats(self) -> list[dict[str, object]]:
         """TensorRT-LLM's `/metrics`: the iterations since the last read, drained by the
-        read (an idle engine answers `[]`). One entry, the latest step: the real list holds
-        every iteration, and readers use the newest (router/engine_metrics.py)."""
+        read. With `stats_wait_s`, as trtllm-serve 1.2 does it (openai_server.py
+        `get_stats_async(2)`, executor/result.py `IterationResult`): keep collecting until
+        `stats_wait_s` pass without a new iteration, then answer `[]` at once until the next
+        request arrives; before the first request, `[]`. One entry per read pass (the real
+        list holds every iteration; readers use the newest, router/engine_metrics.py)."""
+        entries = self._take_iteration()
+        if self.stats_wait_s <= 0:
+            return entries
+        if not self._stats_armed:
+            return []
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
+        while loop.time() - quiet_since < self.stats_wait_s:
+            await asyncio.sleep(0.05)
+            new = self._take_iteration()
+            if new:
+                entries = new  # the newest is what readers use
+                quiet_since = loop.time()
+        self._stats_armed = False
+        return entries
+
+    def _take_iteration(self) -> list[dict[str, object]]:
         sched = self.scheduler
         step = sched.stats.steps
         if step == self._stats_read:
@@ -147,6 +169,9 @@ class SimApp:
 
     def _models(self) -> dict[str, Any]:
         name = self.info.limits.served_model_name
+        if self.info.flavor is EngineKind.TRTLLM:  # serve/openai_protocol.py `ModelCard`
+            card = {"id": name, "object": "model", "created": self._created}
+            return {"object": "list", "data": [{**card, "owned_by": "tensorrt_llm"}]}
         model = {
             "id": name,
             "object": "model",
@@ -180,6 +205,7 @@ class SimApp:
             except orjson.JSONDecodeError as exc:
                 raise ApiError(400, f"The request body is not valid JSON: {exc}.") from None
             self._counter += 1
+            self._stats_armed = True  # trtllm-serve: a submitted request re-arms the stats
             req = parse_request(data, chat, self.info.limits, self._counter)
             total = req.prompt_tokens + max(c.total_tokens for c in req.choices)
             if not self.scheduler.fits_ever(total):

@@ -34,6 +34,9 @@ class SimOptions:
     served_model_name: str | None = None
     kv_tokens: int | None = None  # override the KV budget (tests, what-if runs)
     max_num_seqs: int | None = None
+    # TensorRT-LLM flavour: how long `/metrics` waits for further iterations before it
+    # answers (trtllm-serve: 2 s, a long poll; engines/sim/app.py). 0: answer at once.
+    trtllm_stats_wait_s: float = 0.0
 
 
 def topology_from_json(text: str) -> Topology:
@@ -79,7 +82,7 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
     )
     word_stream()  # build the text source now, not inside the first request
     info = EngineInfo(flavor=flavor, limits=limits, version=SIM_VERSION, topology=topo.name)
-    return SimApp(Scheduler(timing, config), info)
+    return SimApp(Scheduler(timing, config), info, stats_wait_s=options.trtllm_stats_wait_s)
 
 
 def serve(app: SimApp, host: str = "127.0.0.1", port: int = 8100) -> None:
@@ -128,6 +131,7 @@ class SimServer:
         served_model_name: str | None = None,
         host: str = "127.0.0.1",
         timeout: float = 30.0,
+        trtllm_stats_wait_s: float = 0.0,
     ) -> SimServer:
         """Start `python -m controlplane.engines.sim` and wait until /health answers."""
         from controlplane.local.ports import free_port
@@ -144,6 +148,8 @@ class SimServer:
             args += ["--max-num-seqs", str(max_num_seqs)]
         if served_model_name is not None:
             args += ["--served-model-name", served_model_name]
+        if trtllm_stats_wait_s:
+            args += ["--trtllm-stats-wait", str(trtllm_stats_wait_s)]
         process = subprocess.Popen(args, env=os.environ.copy(), stdin=subprocess.DEVNULL)
         server = cls(process, host, port)
         server._wait_healthy(timeout)
