@@ -20,7 +20,8 @@ Load signals: trtllm-serve answers `GET /metrics` with the executor's iteration 
 JSON (router/engine_metrics.py reads them). The TensorRT backend always records them
 (serve/openai_server.py @00057725: "tensorrt backend ... always has iter stats enabled"),
 into a buffer of `iter_stats_max_iterations` entries (llmapi/llm_args.py `BaseLlmArgs`,
-None: the executor's default). The script pins that buffer in an `--extra_llm_api_options`
+None: the executor's default; every version of that file the code index returned, from
+@fcd3f31 on, has it there). The script pins that buffer in an `--extra_llm_api_options`
 file, so the router's signal does not hang on a default. Not written there, on purpose:
 `enable_iter_perf_stats` is a `TorchLlmArgs` field (PyTorch backend) and `BaseLlmArgs`
 forbids extra keys, so the TensorRT backend would refuse to start; `return_perf_metrics`

@@ -18,10 +18,18 @@ C++ struct's (cpp/tensorrt_llm/executor/jsonSerialization.cpp @086f692):
 `cacheHitRate`, ...}, which is null when the engine has no KV cache manager. The latest
 entry (highest `iter`) is the engine's present state. An empty list means no iteration ran
 since the last read: the engine is idle (or another reader took the entries; the queue is
-drained by every read). Prometheus names (`trtllm_*`) exist only at `/prometheus/metrics`
-with `return_perf_metrics: true`, and at this version they are per-request latency
-histograms (tensorrt_llm/metrics/collector.py, the five-histogram `MetricsCollector`):
-no running / waiting gauges, so the router reads the JSON.
+drained by every read). The read is a long poll: `IterationResult` waits up to 2 s for each
+further entry, so it answers once 2 s pass without an iteration, then `[]` at once until a
+request re-arms it (collector.py reads it off its probe loop). Commits are the code index's
+versions of each file (no git checkout here); that they match the 1.2.0rc2 tag is not
+verified, but these routes and fields are the same in every version the index returned.
+Prometheus names (`trtllm_*`) exist only at `/prometheus/metrics`
+with `return_perf_metrics: true`, and around this version they are per-request metrics
+(NVIDIA Dynamo's "TensorRT-LLM Prometheus Metrics" page: five for 1.1.0rc5; the oldest
+tensorrt_llm/metrics/collector.py in the code index adds only `trtllm_kv_cache_hit_rate`
+and `trtllm_kv_cache_utilization`): no running / waiting gauges, which appear later
+(collector.py @050f80d `trtllm_num_requests_running`, read by a background task that then
+shares the stats queue with `/metrics`). So the router reads the JSON.
 """
 
 from __future__ import annotations
