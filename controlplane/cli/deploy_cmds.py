@@ -201,6 +201,9 @@ def status(output: OutputOption = OutputFormat.TEXT, address: Address = None) ->
     console.print(_nodes_table(c["nodes"]))
     console.print(_deployments_table(data["deployments"]))
     for d in data["deployments"]:
+        for e in d.get("external", []):
+            health = "up" if e["ok"] else f"DOWN: {e['error'] or 'no answer'}"
+            console.print(f"{d['name']} {e['endpoint']} ({e['role']}) {e['url']}: {health}")
         if d.get("autoscale"):
             a = d["autoscale"]
             console.print(

@@ -21,6 +21,7 @@ from controlplane.planner.models import (
     AutoscalingPlan,
     DeploymentPlan,
     EngineGroupPlan,
+    ExternalPlan,
     HealthCheck,
     RankPlan,
     ReplicaBounds,
@@ -90,9 +91,31 @@ def plan(
             session_header=router.session_header,
             auth=router.auth.value,
             limits=router.limits.model_dump(mode="json"),
+            external=external_plans(topology),
+            overflow_at=router.overflow.saturated_at or 0 if router.overflow else 0,
         ),
         capacity={**figures.summary, "source": figures.source},
         warnings=tuple(warnings),
+    )
+
+
+def external_plans(topology: Topology) -> tuple[ExternalPlan, ...]:
+    """The topology's external endpoints for the router (key references only)."""
+    overflow = topology.spec.router.overflow
+    targets = set(overflow.to) if overflow else set()
+    return tuple(
+        ExternalPlan(
+            name=e.name,
+            base_url=e.base_url,
+            model=topology.served_model_name,
+            upstream_model=e.model,
+            role="overflow" if e.name in targets else "pool",
+            capacity=e.capacity,
+            health_path=e.health_path,
+            key_env=(e.key_ref.env or "") if e.key_ref else "",
+            key_secret=(e.key_ref.secret or "") if e.key_ref else "",
+        )
+        for e in topology.spec.external
     )
 
 

@@ -48,6 +48,18 @@ def plan_summary(plan: DeploymentPlan) -> str:
         f"  router     {rp.processes} process(es), policy {rp.policy}, port {rp.port},"
         f" queue {rp.max_queue_per_endpoint} per endpoint"
     )
+    for e in rp.external:
+        role = (
+            f"overflow at {rp.overflow_at} in flight per replica"
+            if e.role == "overflow"
+            else e.role
+        )
+        key = f"env {e.key_env}" if e.key_env else f"secret {e.key_secret}"
+        key = f"key from {key}" if e.key_env or e.key_secret else "no key"
+        lines.append(
+            f"  external   {e.name}: {e.base_url} as `{e.upstream_model}`, {role},"
+            f" up to {e.capacity} in flight, {key}"
+        )
     lines += [f"  warning    {w}" for w in plan.warnings]
     return "\n".join(lines)
 

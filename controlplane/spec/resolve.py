@@ -237,6 +237,51 @@ def _resolve_serving(
     if s.simulation.flavor is None:
         s.simulation.flavor = SIM_FLAVOR.get(engine.kind, engine.kind)
     _resolve_replicas(s, problems)
+    _resolve_external(s, problems)
+
+
+def _resolve_external(s: TopologySpec, problems: list[Problem]) -> None:
+    """Unique endpoint names, overflow targets that exist, a saturation point the router's
+    queue limit leaves room for (default: max_num_seqs)."""
+    names = [e.name for e in s.external]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            problems.append(
+                Problem(
+                    ("external", index, "name"),
+                    f"two external endpoints are called `{name}`.",
+                    "give each entry of `external` its own `name`.",
+                )
+            )
+    overflow = s.router.overflow
+    if overflow is None:
+        return
+    for index, target in enumerate(overflow.to):
+        if target not in names:
+            guess = suggest(target, names)
+            hint = f" Did you mean `{guess}`?" if guess else ""
+            known = ", ".join(f"`{n}`" for n in names) or "none"
+            problems.append(
+                Problem(
+                    ("router", "overflow", "to", index),
+                    f"router.overflow names `{target}`, which is not an external endpoint"
+                    f" (defined: {known}).{hint}",
+                    "add it under `external:` ({name, base_url, model, api_key}) or name one"
+                    " that is defined.",
+                )
+            )
+    if overflow.saturated_at is None:
+        overflow.saturated_at = min(s.max_num_seqs, s.router.max_queue_per_endpoint)
+    elif overflow.saturated_at > s.router.max_queue_per_endpoint:
+        problems.append(
+            Problem(
+                ("router", "overflow", "saturated_at"),
+                f"router.overflow.saturated_at {overflow.saturated_at} is above"
+                f" router.max_queue_per_endpoint {s.router.max_queue_per_endpoint}: a local"
+                " replica would answer 429 before it counts as saturated.",
+                f"set `saturated_at` to at most {s.router.max_queue_per_endpoint}.",
+            )
+        )
 
 
 def _check_trtllm(

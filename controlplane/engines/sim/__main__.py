@@ -32,15 +32,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="TensorRT-LLM flavour: seconds /metrics waits for more iterations (trtllm-serve: 2).",
     )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="Require `Authorization: Bearer $NAME` on /v1/ routes, as a hosted API does"
+        " (the key is read from the variable, never given on the command line).",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     from controlplane.engines.sim.server import SimOptions, build_app, serve, topology_from_json
+    from controlplane.settings import environment_value
     from controlplane.spec import load_topology
 
     args = parse_args(argv)
     try:
+        api_key = None
+        if args.api_key_env:
+            api_key = environment_value(args.api_key_env)
+            if api_key is None:
+                raise UserError(
+                    f"--api-key-env names {args.api_key_env}, which is not set.",
+                    fix=f"export {args.api_key_env}=<key> before starting the simulator.",
+                )
         topo = load_topology(args.topology) if args.topology else topology_from_json(args.spec_json)
         options = SimOptions(
             flavor=EngineKind(args.flavor) if args.flavor else None,
@@ -50,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             kv_tokens=args.kv_tokens,
             max_num_seqs=args.max_num_seqs,
             trtllm_stats_wait_s=args.trtllm_stats_wait,
+            api_key=api_key,
         )
         serve(build_app(topo, options), args.host, args.port)
     except UserError as exc:

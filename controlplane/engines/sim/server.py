@@ -37,6 +37,7 @@ class SimOptions:
     # TensorRT-LLM flavour: how long `/metrics` waits for further iterations before it
     # answers (trtllm-serve: 2 s, a long poll; engines/sim/app.py). 0: answer at once.
     trtllm_stats_wait_s: float = 0.0
+    api_key: str | None = None  # require it as `Authorization: Bearer` (a hosted API)
 
 
 def topology_from_json(text: str) -> Topology:
@@ -82,7 +83,7 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
     )
     word_stream()  # build the text source now, not inside the first request
     info = EngineInfo(flavor=flavor, limits=limits, version=SIM_VERSION, topology=topo.name)
-    return SimApp(Scheduler(timing, config), info, stats_wait_s=options.trtllm_stats_wait_s)
+    return SimApp(Scheduler(timing, config), info, options.api_key, options.trtllm_stats_wait_s)
 
 
 def serve(app: SimApp, host: str = "127.0.0.1", port: int = 8100) -> None:
@@ -132,8 +133,13 @@ class SimServer:
         host: str = "127.0.0.1",
         timeout: float = 30.0,
         trtllm_stats_wait_s: float = 0.0,
+        api_key_env: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> SimServer:
-        """Start `python -m controlplane.engines.sim` and wait until /health answers."""
+        """Start `python -m controlplane.engines.sim` and wait until /health answers.
+
+        `api_key_env`: the variable (of `env`, added to this process's environment) holding
+        the key the engine then requires, as a hosted API does."""
         from controlplane.local.ports import free_port
 
         port = port or free_port(host)
@@ -150,7 +156,11 @@ class SimServer:
             args += ["--served-model-name", served_model_name]
         if trtllm_stats_wait_s:
             args += ["--trtllm-stats-wait", str(trtllm_stats_wait_s)]
-        process = subprocess.Popen(args, env=os.environ.copy(), stdin=subprocess.DEVNULL)
+        if api_key_env is not None:
+            args += ["--api-key-env", api_key_env]
+        process = subprocess.Popen(
+            args, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL
+        )
         server = cls(process, host, port)
         server._wait_healthy(timeout)
         return server
