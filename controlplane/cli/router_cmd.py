@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
         endpoint_id: Annotated[str, typer.Argument(help="Unique endpoint name.")],
         url: Annotated[str, typer.Argument(help="Engine base URL, e.g. http://127.0.0.1:8100.")],
         model: Annotated[str, typer.Option(help="Served model name.")],
-        flavor: Annotated[str, typer.Option(help="Metric names: vllm or sglang.")] = "vllm",
+        flavor: Annotated[str, typer.Option(help="Metric names: vllm, sglang or trtllm.")] = "vllm",
         group: Annotated[str, typer.Option(help="Engine group.")] = "",
         redis_url: RedisOption = None,
         namespace: NamespaceOption = "glmctl",

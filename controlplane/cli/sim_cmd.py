@@ -12,6 +12,7 @@ import typer
 class Flavor(StrEnum):
     SGLANG = "sglang"
     VLLM = "vllm"
+    TRTLLM = "trtllm"
 
 
 def _positive(value: float | None) -> float | None:

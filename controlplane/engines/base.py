@@ -150,6 +150,14 @@ _RUNNING = re.compile(
 )
 
 
+# trtllm-serve's /metrics is a long poll: it answers once 2 s pass without a new iteration
+# (openai_server.py `get_stats_async(2)`), so a drain keeps one read open (up to its time
+# left, capped), and an empty list must persist over several polls (other readers drain
+# the same queue) before it means idle.
+TRTLLM_READ_CAP_S = 30.0
+TRTLLM_QUIET_S = 1.0
+
+
 def running_requests(metrics_text: str) -> float:
     """Requests in flight from an engine's Prometheus text (vLLM or SGLang names)."""
     return sum(float(v) for v in _RUNNING.findall(metrics_text))
@@ -213,14 +221,41 @@ class EngineProcess:
         status, text = self._get("/metrics", timeout)
         return text if status == 200 else ""
 
-    def drain(self, timeout: float) -> bool:
-        """Wait until no request runs (the router stopped sending); False on timeout."""
+    def drain(self, timeout: float, flavor: str | None = None) -> bool:
+        """Wait until no request runs (the router stopped sending); False on timeout.
+
+        `flavor` says what `/metrics` holds (None: vLLM or SGLang names). TensorRT-LLM's
+        JSON list is drained by every reader and is a long poll (router/engine_metrics.py):
+        a failed read is not idle, and `[]` (no iteration since the last read, which may
+        have been the router's) must hold for TRTLLM_QUIET_S before the engine counts idle."""
+        from controlplane.router.engine_metrics import FLAVOR_TRTLLM
+
+        trtllm = flavor == FLAVOR_TRTLLM
+        quiet_needed = TRTLLM_QUIET_S if trtllm else 0.0
         deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
         while time.monotonic() < deadline and self.alive():
-            if running_requests(self.metrics()) == 0:
+            left = deadline - time.monotonic()
+            idle = self._idle_trtllm(left) if trtllm else running_requests(self.metrics()) == 0
+            now = time.monotonic()
+            quiet_since = (quiet_since or now) if idle else None
+            if quiet_since is not None and now - quiet_since >= quiet_needed:
                 return True
             time.sleep(0.2)
         return not self.alive()
+
+    def _idle_trtllm(self, left: float) -> bool:
+        """One long-poll read (up to the drain's time left): idle when it holds no
+        iteration, or the newest shows no active and no queued request."""
+        from controlplane.router.engine_metrics import latest_iteration
+
+        text = self.metrics(timeout=max(0.5, min(left, TRTLLM_READ_CAP_S)))
+        if not text.strip():
+            return False  # no answer: unknown, not idle
+        latest = latest_iteration(text)
+        if latest is None:
+            return text.strip() == "[]"
+        return not latest.get("numActiveRequests") and not latest.get("numQueuedRequests")
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the process group, SIGKILL after `timeout` s (idempotent)."""

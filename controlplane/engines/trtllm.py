@@ -16,6 +16,18 @@ commit of each file):
   nodes need `mpirun ... trtllm-llmapi-launch`, which glmctl does not start (resolve
   refuses them).
 
+Load signals: trtllm-serve answers `GET /metrics` with the executor's iteration stats as
+JSON (router/engine_metrics.py reads them). The TensorRT backend always records them
+(serve/openai_server.py @00057725: "tensorrt backend ... always has iter stats enabled"),
+into a buffer of `iter_stats_max_iterations` entries (llmapi/llm_args.py `BaseLlmArgs`,
+None: the executor's default; every version of that file the code index returned, from
+@fcd3f31 on, has it there). The script pins that buffer in an `--extra_llm_api_options`
+file, so the router's signal does not hang on a default. Not written there, on purpose:
+`enable_iter_perf_stats` is a `TorchLlmArgs` field (PyTorch backend) and `BaseLlmArgs`
+forbids extra keys, so the TensorRT backend would refuse to start; `return_perf_metrics`
+only adds `/prometheus/metrics` (per-request histograms at this version, no running or
+waiting gauges) and, in later versions, a second reader of the same stats queue.
+
 One node rank runs `sh -c SCRIPT`: in the cache folder of the build's content hash it
 converts and builds when `engine/config.json` is missing (under `flock`, so replicas on one
 node build once), then `exec`s the server. The hash covers the TensorRT-LLM version, the
@@ -47,6 +59,8 @@ CONVERT_SCRIPT = f"{EXAMPLES}/models/core/glm-4-9b/convert_checkpoint.py"
 QUANTIZE_SCRIPT = f"{EXAMPLES}/quantization/quantize.py"
 CACHE_DEFAULT = "$HOME/.cache/glmctl/trtllm"  # GLMCTL_TRTLLM_CACHE overrides it
 CHECKPOINT_DIR, ENGINE_DIR = "checkpoint", "engine"  # inside the cache folder
+STATS_OPTIONS = "stats.yaml"  # the `--extra_llm_api_options` file, beside engine/
+ITER_STATS_MAX_ITERATIONS = 1000  # the C++ ExecutorConfig default, written out
 SMOOTHQUANT_ALPHA = "0.5"  # convert_checkpoint.py help: "A good first try is 0.5"
 DTYPE = {Precision.FP16: "float16", Precision.BF16: "bfloat16"}
 QFORMAT = {(Precision.FP8, ""): "fp8", (Precision.INT4, matrix.AWQ): "int4_awq"}
@@ -137,6 +151,7 @@ def serve_argv(topology: Topology, context: LaunchContext, source: str) -> tuple
     model = served_link(topology)
     argv = ["trtllm-serve", model, "--backend", "tensorrt", "--tokenizer", source]
     argv += ["--trust_remote_code", "--host", HOST, "--port", PORT]
+    argv += ["--extra_llm_api_options", STATS_OPTIONS]
     argv += ["--max_batch_size", str(spec.max_num_seqs)]
     argv += ["--max_seq_len", str(topology.context_length), "--tp_size", str(topology.tp)]
     if spec.engine.chunked_prefill:
@@ -201,6 +216,7 @@ def script(plan: TrtllmSteps) -> str:
             f"  {_line(plan.build)}",
             f"  rm -rf {CHECKPOINT_DIR}",
             "fi",
+            stats_options_line(),  # under the lock: replicas of a node share the folder
             "exec 9>&-",
             *(
                 [f"ln -sfn {ENGINE_DIR} {shlex.quote(plan.served_name)}"]
@@ -210,6 +226,12 @@ def script(plan: TrtllmSteps) -> str:
             f"exec {_line(plan.serve)}",
         ]
     )
+
+
+def stats_options_line() -> str:
+    """The shell line writing the `--extra_llm_api_options` YAML (module docstring)."""
+    body = f"iter_stats_max_iterations: {ITER_STATS_MAX_ITERATIONS}"
+    return f"printf '%s\\n' {shlex.quote(body)} > {STATS_OPTIONS}"
 
 
 def build_command(topology: Topology, context: LaunchContext) -> LaunchCommand:

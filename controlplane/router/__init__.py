@@ -12,12 +12,12 @@ Redis design), `proxy.py` (retry and mid-stream failure contract), `upstream.py`
 `policies.py`.
 
 Modules: `policies` (pure, registered by name), `prefix` (prompt block hashes, pure),
-`engine_metrics` (vLLM / SGLang `/metrics` parser, pure), `validation` (pure), `scripts`
-(Lua and key layout), `state` (Redis adapter + local view), `collector` (background
-refresh, health and load probes), `upstream` (lean HTTP/1.1 client), `proxy`, `app`
-(ASGI), `decisions` (the lookup before a policy, the record after), `overflow` (pure),
-`external` (external OpenAI-compatible endpoints: their URL, model name and own key),
-`metrics` (router's own), `server` (processes), `registry` (sync API), `config`.
+`engine_metrics` (vLLM / SGLang / TensorRT-LLM `/metrics` parsers, pure), `validation`
+(pure), `scripts` (Lua and key layout), `state` (Redis adapter + local view), `collector`
+(background refresh, health and load probes), `upstream` (lean HTTP/1.1 client), `proxy`,
+`app` (ASGI), `decisions` (the lookup before a policy, the record after), `overflow`
+(pure), `external` (external OpenAI-compatible endpoints: their URL, model name and own
+key), `metrics` (router's own), `server` (processes), `registry` (sync API), `config`.
 
 Interfaces for others:
 - Endpoints (sync, no event loop, idempotent; usable from a Ray actor):
@@ -25,7 +25,8 @@ Interfaces for others:
   namespace="glmctl") -> EndpointInfo`, `registry.deregister_endpoint(redis_url,
   endpoint_id)`, `registry.list_endpoints(redis_url) -> list[EndpointInfo]`. `url` is the
   engine's base URL (`http://127.0.0.1:PORT`); `model` its served model name; `flavor`
-  names its metrics (`vllm` | `sglang`). Routers see changes within 0.1 s.
+  names what its `/metrics` holds (`vllm` | `sglang` | `trtllm`). Routers see changes
+  within 0.1 s.
 - External endpoints (a topology's `external:`): `--external JSON` (key references only)
   and `--overflow-at N`; keys are resolved at start (`external.resolve_key`), never stored.
 - API keys: `registry.add_api_key(redis_url, key, name, rate_per_s=0, burst=0)`,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from controlplane.router.engine_metrics import parse_engine_metrics
+from controlplane.router.engine_metrics import FLAVOR_TRTLLM, parse_engine_metrics
 from controlplane.router.external import ExternalRoute
 from controlplane.router.registry import EndpointInfo
 
@@ -84,26 +84,63 @@ async def probe_all(app: RouterApp) -> None:
 
 
 async def probe(app: RouterApp, endpoint: EndpointInfo) -> None:
-    """GET /health then /metrics; healthy endpoints rejoin the rotation."""
+    """GET /health then /metrics; healthy endpoints rejoin the rotation. A TensorRT-LLM
+    endpoint's /metrics is read by `_long_poll` instead (at most one read at a time)."""
     assert app.session is not None and app.state is not None
     timeout = aiohttp.ClientTimeout(total=max(0.5, app.config.scrape_interval))
     external = app.externals.get(endpoint.endpoint_id)
     if external is not None:
         await probe_external(app, external, timeout)
         return
+    long_poll = endpoint.flavor == FLAVOR_TRTLLM
     try:
         async with app.session.get(endpoint.url + "/health", timeout=timeout) as response:
             await response.read()
             if response.status != 200:
                 raise RuntimeError(f"/health answered {response.status}")
-        async with app.session.get(endpoint.url + "/metrics", timeout=timeout) as response:
-            text = await response.text() if response.status == 200 else ""
+        text = "" if long_poll else await _metrics_text(app, endpoint.url, timeout)
     except Exception as exc:
         await app.state.set_health(endpoint.endpoint_id, False, f"{type(exc).__name__}: {exc}")
         return
     app.local_down.pop(endpoint.endpoint_id, None)
     await app.state.set_health(endpoint.endpoint_id, True)
-    await app.state.set_load(endpoint.endpoint_id, parse_engine_metrics(text, endpoint.flavor))
+    if not long_poll:
+        await app.state.set_load(endpoint.endpoint_id, parse_engine_metrics(text, endpoint.flavor))
+        return
+    key = (id(app), endpoint.endpoint_id)
+    if key not in _polling:
+        _polling.add(key)
+        spawn(_long_poll(app, endpoint, key))
+
+
+async def _metrics_text(app: RouterApp, url: str, timeout: aiohttp.ClientTimeout) -> str:
+    """The /metrics body; '' on a non-200 answer."""
+    assert app.session is not None
+    async with app.session.get(url + "/metrics", timeout=timeout) as response:
+        return await response.text() if response.status == 200 else ""
+
+
+# trtllm-serve's /metrics is a long poll: it answers once 2 s pass without a new iteration
+# (router/engine_metrics.py), so under steady traffic it may not answer for a long time.
+# One read per endpoint at a time, off the probe loop (health keeps its period, and
+# abandoned reads do not pile up in the server); a read that fails or outlives the cap
+# leaves the last load in place, and the routers' own in-flight counts still bound it.
+TRTLLM_POLL_CAP_S = 60.0
+_polling: set[tuple[int, str]] = set()
+
+
+async def _long_poll(app: RouterApp, endpoint: EndpointInfo, key: tuple[int, str]) -> None:
+    try:
+        with contextlib.suppress(Exception):  # the next probe starts another read
+            timeout = aiohttp.ClientTimeout(total=TRTLLM_POLL_CAP_S)
+            text = await _metrics_text(app, endpoint.url, timeout)
+            state = app.state
+            # An endpoint deregistered while the read was open keeps no load record.
+            if state is not None and endpoint.endpoint_id in state.view.endpoints:
+                load = parse_engine_metrics(text, endpoint.flavor)
+                await state.set_load(endpoint.endpoint_id, load)
+    finally:
+        _polling.discard(key)
 
 
 async def probe_external(app: RouterApp, route: ExternalRoute, timeout: Any) -> None:

@@ -1,4 +1,5 @@
-"""Engine load from its Prometheus `/metrics` text (pure parser, vLLM and SGLang names).
+"""Engine load from its `/metrics` answer (pure parsers: vLLM and SGLang Prometheus names,
+TensorRT-LLM's JSON iteration stats).
 
 vLLM (v1 engine) exports `vllm:num_requests_running`, `vllm:num_requests_waiting`,
 `vllm:kv_cache_usage_perc` (older: `vllm:gpu_cache_usage_perc`), and the counters
@@ -6,15 +7,41 @@ vLLM (v1 engine) exports `vllm:num_requests_running`, `vllm:num_requests_waiting
 `sglang:num_running_reqs`, `sglang:num_queue_reqs`, `sglang:token_usage` and
 `sglang:cache_hit_rate`. Values of one name with several label sets are summed (one
 engine may report per model or per data-parallel rank); ratios are averaged.
+
+TensorRT-LLM (`trtllm-serve`, 1.2.0rc2, the version engines/trtllm.py targets) answers
+`GET /metrics` with JSON, not Prometheus text: a list of the iteration stats its executor
+queued since the last read (tensorrt_llm/serve/openai_server.py @00057725
+`get_iteration_stats`: `generator.get_stats_async(2)`, each entry `json.loads` of the C++
+`IterationStats` in executor/result.py @005bc84 `IterationResult`). The field names are the
+C++ struct's (cpp/tensorrt_llm/executor/jsonSerialization.cpp @086f692):
+`numActiveRequests`, `numQueuedRequests` and `kvCacheStats` {`maxNumBlocks`, `usedNumBlocks`,
+`cacheHitRate`, ...}, which is null when the engine has no KV cache manager. The latest
+entry (highest `iter`) is the engine's present state. An empty list means no iteration ran
+since the last read: the engine is idle (or another reader took the entries; the queue is
+drained by every read). The read is a long poll: `IterationResult` waits up to 2 s for each
+further entry, so it answers once 2 s pass without an iteration, then `[]` at once until a
+request re-arms it (collector.py reads it off its probe loop). Commits are the code index's
+versions of each file (no git checkout here); that they match the 1.2.0rc2 tag is not
+verified, but these routes and fields are the same in every version the index returned.
+Prometheus names (`trtllm_*`) exist only at `/prometheus/metrics`
+with `return_perf_metrics: true`, and around this version they are per-request metrics
+(NVIDIA Dynamo's "TensorRT-LLM Prometheus Metrics" page: five for 1.1.0rc5; the oldest
+tensorrt_llm/metrics/collector.py in the code index adds only `trtllm_kv_cache_hit_rate`
+and `trtllm_kv_cache_utilization`): no running / waiting gauges, which appear later
+(collector.py @050f80d `trtllm_num_requests_running`, read by a background task that then
+shares the stats queue with `/metrics`). So the router reads the JSON.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
 FLAVOR_VLLM = "vllm"
 FLAVOR_SGLANG = "sglang"
+FLAVOR_TRTLLM = "trtllm"
+FLAVORS = (FLAVOR_VLLM, FLAVOR_SGLANG, FLAVOR_TRTLLM)
 
 _SUMMED: dict[str, dict[str, tuple[str, ...]]] = {
     FLAVOR_VLLM: {
@@ -81,7 +108,9 @@ def parse_samples(text: str) -> dict[str, list[float]]:
 
 
 def detect_flavor(text: str) -> str | None:
-    """`vllm` or `sglang` from the metric names present, None when neither appears."""
+    """`vllm`, `sglang` or `trtllm` (a JSON list) from the text, None when none fits."""
+    if text.lstrip().startswith("["):
+        return FLAVOR_TRTLLM
     if "vllm:" in text:
         return FLAVOR_VLLM
     if "sglang:" in text:
@@ -97,8 +126,11 @@ def _first(samples: dict[str, list[float]], names: tuple[str, ...]) -> list[floa
 
 
 def parse_engine_metrics(text: str, flavor: str | None = None) -> LoadSnapshot:
-    """The load snapshot in `text`; `flavor` None detects it from the names."""
-    flavor = flavor if flavor in _SUMMED else detect_flavor(text)
+    """The load snapshot in `text`; `flavor` None detects it from the names. Text that
+    does not parse as the flavor says (an error page, an empty answer) is no load."""
+    flavor = flavor if flavor in FLAVORS else detect_flavor(text)
+    if flavor == FLAVOR_TRTLLM:
+        return parse_trtllm_stats(text) or LoadSnapshot()
     if flavor is None:
         return LoadSnapshot()
     samples = parse_samples(text)
@@ -117,4 +149,41 @@ def parse_engine_metrics(text: str, flavor: str | None = None) -> LoadSnapshot:
         prefix_hit_rate=values.get("prefix_hit_rate", 0.0),
         prefix_hits=values.get("prefix_hits", 0.0),
         prefix_queries=values.get("prefix_queries", 0.0),
+    )
+
+
+def _count(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def latest_iteration(text: str) -> dict[str, Any] | None:
+    """The newest entry (highest `iter`) of trtllm-serve's `/metrics` JSON list; None for
+    an empty list or anything that is not a list of objects."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, list):
+        return None
+    entries = [entry for entry in data if isinstance(entry, dict)]
+    if not entries:
+        return None
+    return max(enumerate(entries), key=lambda pair: (_count(pair[1].get("iter")), pair[0]))[1]
+
+
+def parse_trtllm_stats(text: str) -> LoadSnapshot | None:
+    """Load from TensorRT-LLM's iteration stats (module docstring); None: no entry to read.
+    KV usage is used / max blocks of `kvCacheStats`."""
+    latest = latest_iteration(text)
+    if latest is None:
+        return None
+    kv = latest.get("kvCacheStats")
+    kv = kv if isinstance(kv, dict) else {}
+    max_blocks = _count(kv.get("maxNumBlocks"))
+    hit_rate = kv.get("cacheHitRate")
+    return LoadSnapshot(
+        running=_count(latest.get("numActiveRequests")),
+        waiting=_count(latest.get("numQueuedRequests")),
+        kv_usage=_count(kv.get("usedNumBlocks")) / max_blocks if max_blocks > 0 else 0.0,
+        prefix_hit_rate=float(hit_rate) if isinstance(hit_rate, int | float) else 0.0,
     )

@@ -27,7 +27,7 @@ class EndpointInfo:
     url: str  # base URL, e.g. http://127.0.0.1:9001 (the router appends /v1/...)
     model: str  # served model name, matched against the request's `model`
     group: str = ""  # engine group of the plan
-    flavor: str = "vllm"  # vllm | sglang: metric names to parse
+    flavor: str = "vllm"  # vllm | sglang | trtllm: what /metrics holds (engine_metrics.py)
     kind: str = "engine"  # engine | external (router/external.py)
     role: str = "pool"  # pool: shares traffic | overflow: only when local is saturated
     capacity: int = 0  # most requests in flight; 0: the router's max_queue_per_endpoint

@@ -54,9 +54,9 @@ DEFAULT_ENGINE_VERSION = {
     EngineKind.SIM: "0.1.0",
     EngineKind.TRTLLM: "1.2.0rc2",
 }
-# The API the simulator mimics per engine: trtllm-serve is OpenAI-compatible but its metric
-# names are not modelled, so a simulated TensorRT-LLM replica speaks vLLM's.
-SIM_FLAVOR = {EngineKind.SIM: EngineKind.SGLANG, EngineKind.TRTLLM: EngineKind.VLLM}
+# The API the simulator mimics per engine (its own, but `engine: sim` mimics SGLang); a
+# simulated TensorRT-LLM replica answers `/metrics` with trtllm-serve's JSON iteration stats.
+SIM_FLAVOR = {EngineKind.SIM: EngineKind.SGLANG}
 # The model card's MTP settings (GLM-4.5 README); vLLM's recipe drafts one token.
 CARD_SPECULATIVE = {"num_steps": 3, "eagle_topk": 1, "num_draft_tokens": 4}
 VLLM_MTP_TOKENS = 1

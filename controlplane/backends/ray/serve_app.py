@@ -150,6 +150,7 @@ class EngineGroup:
         raise RuntimeError(f"engine not healthy after {timeout:.0f} s: {reason}")
 
     def _register(self) -> None:
+        from controlplane.router.engine_metrics import FLAVORS
         from controlplane.router.registry import register_endpoint
 
         group = self.plan.group
@@ -159,7 +160,7 @@ class EngineGroup:
             self.url,
             group.served_model_name,
             group=self.app_name,
-            flavor=group.flavor if group.flavor in ("vllm", "sglang") else "sglang",
+            flavor=group.flavor if group.flavor in FLAVORS else "sglang",
             namespace=router_namespace(self.plan.name),
         )
         client = _redis(self.redis_url)
@@ -242,7 +243,8 @@ class EngineGroup:
                 drain_s = self.plan.group.graceful_shutdown_s
                 report = drainer.drain(drain_s, engine_idle=lambda: True)
                 remaining = max(1.0, drain_s - report.drain_s)
-                ray.get(self.workers[0].drain.remote(remaining), timeout=remaining + 5)
+                flavor = self.plan.group.flavor
+                ray.get(self.workers[0].drain.remote(remaining, flavor), timeout=remaining + 5)
             deregister_endpoint(self.redis_url, self.endpoint_id, namespace=namespace)
             client.hdel(REPLICAS_KEY.format(name=self.plan.name), self.replica_id)
         finally:

@@ -97,8 +97,8 @@ class RankWorker:
     def metrics(self) -> str:
         return self.engine.metrics() if self.engine else ""
 
-    def drain(self, timeout: float) -> bool:
-        return self.engine.drain(timeout) if self.engine else True
+    def drain(self, timeout: float, flavor: str | None = None) -> bool:
+        return self.engine.drain(timeout, flavor) if self.engine else True
 
     def stop(self) -> None:
         if self.engine is not None:

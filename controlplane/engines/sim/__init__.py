@@ -1,14 +1,16 @@
-"""Simulated engine: an OpenAI-compatible stand-in for SGLang / vLLM serving a topology.
+"""Simulated engine: an OpenAI-compatible stand-in for SGLang, vLLM or TensorRT-LLM.
 
-It answers like the engine it mimics (API, SSE framing, errors, `/metrics` names) and runs
+It answers like the engine it mimics (API, SSE framing, errors, `/metrics` names; for
+TensorRT-LLM the JSON iteration stats of trtllm-serve's `/metrics`) and runs
 continuous batching timed by `controlplane.capacity.performance` for the topology's model,
 precision, GPUs and parallelism, with the topology's KV budget, prefix cache and MTP.
 
 Interfaces:
-- CLI: `glmctl sim serve FILE --port P [--flavor sglang|vllm] [--time-scale X] [--seed S]`.
+- CLI: `glmctl sim serve FILE --port P [--flavor sglang|vllm|trtllm] [--time-scale X]
+  [--seed S]`.
 - Subprocess (what the Ray engine group starts):
   `python -m controlplane.engines.sim (--topology FILE | --spec-json JSON) --host 127.0.0.1
-  --port P [--flavor sglang|vllm] [--time-scale X] [--seed S] [--served-model-name NAME]
+  --port P [--flavor sglang|vllm|trtllm] [--time-scale X] [--seed S] [--served-model-name NAME]
   [--kv-tokens N] [--max-num-seqs N]`, where JSON is `topo.spec.model_dump_json(by_alias=True)`.
   Exits 2 with a one-line message on a user error; SIGTERM stops it.
 - Python: `SimServer.start(topo, port=None, flavor=None, time_scale=1.0, seed=0,

@@ -17,12 +17,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--spec-json", help="Resolved TopologySpec as JSON.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument("--flavor", choices=[EngineKind.SGLANG.value, EngineKind.VLLM.value])
+    parser.add_argument(
+        "--flavor",
+        choices=[EngineKind.SGLANG.value, EngineKind.VLLM.value, EngineKind.TRTLLM.value],
+    )
     parser.add_argument("--time-scale", type=float, help="Simulated seconds per wall second.")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--served-model-name")
     parser.add_argument("--kv-tokens", type=int, help="Override the KV-cache token budget.")
     parser.add_argument("--max-num-seqs", type=int, help="Override the running-sequence cap.")
+    parser.add_argument(
+        "--trtllm-stats-wait",
+        type=float,
+        default=0.0,
+        help="TensorRT-LLM flavour: seconds /metrics waits for more iterations (trtllm-serve: 2).",
+    )
     parser.add_argument(
         "--api-key-env",
         metavar="NAME",
@@ -55,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             served_model_name=args.served_model_name,
             kv_tokens=args.kv_tokens,
             max_num_seqs=args.max_num_seqs,
+            trtllm_stats_wait_s=args.trtllm_stats_wait,
             api_key=api_key,
         )
         serve(build_app(topo, options), args.host, args.port)

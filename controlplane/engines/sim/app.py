@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from controlplane.engines.sim import responses
-from controlplane.engines.sim.metrics import render
+from controlplane.engines.sim.metrics import KvBlocks, iteration_stats, render
 from controlplane.engines.sim.requests import ApiError, Limits, Request, parse_request
 from controlplane.engines.sim.scheduler import Mailbox, Scheduler, Sequence
 from controlplane.engines.sim.tokens import block_hashes
@@ -48,16 +48,26 @@ class EngineInfo:
 class SimApp:
     """ASGI callable; owns the scheduler task (started at lifespan startup or first use)."""
 
-    def __init__(self, scheduler: Scheduler, info: EngineInfo, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        info: EngineInfo,
+        api_key: str | None = None,
+        stats_wait_s: float = 0.0,
+    ) -> None:
         """`api_key`: require `Authorization: Bearer <api_key>` on /v1/ routes, as a hosted
-        API does (the simulator then stands in for one); None: open, like vLLM/SGLang."""
+        API does (the simulator then stands in for one); None: open, like vLLM/SGLang.
+        `stats_wait_s`: TensorRT-LLM's /metrics long poll (0: none)."""
         self.scheduler = scheduler
         self.info = info
         self._authorization = f"Bearer {api_key}".encode() if api_key else None
+        self.stats_wait_s = stats_wait_s
+        self._stats_armed = False  # a request arrived since the last long poll ran dry
         self._task: asyncio.Task[None] | None = None
         self._counter = 0
         self._open = 0  # generation requests whose response has not ended
         self._created = int(time.time())
+        self._stats_read = 0  # the last step TensorRT-LLM's `/metrics` handed out
 
     def start(self) -> None:
         if self._task is None:
@@ -113,6 +123,8 @@ class SimApp:
         info = self.info
         if path in ("/health", "/health_generate", "/ping"):
             await _reply(send, 200, b"")
+        elif path == "/metrics" and info.flavor is EngineKind.TRTLLM:
+            await _reply(send, 200, orjson.dumps(await self._iteration_stats()))
         elif path == "/metrics":
             text = render(info.flavor, info.limits.served_model_name, self.scheduler.metrics,
                           self.scheduler.gauges())  # fmt: skip
@@ -144,8 +156,43 @@ class SimApp:
         body = {"count": len(log), "start": start, f"{kind}_s": log[start:]}
         await _reply(send, 200, orjson.dumps(body))
 
+    async def _iteration_stats(self) -> list[dict[str, object]]:
+        """TensorRT-LLM's `/metrics`: the iterations since the last read, drained by the
+        read. With `stats_wait_s`, as trtllm-serve 1.2 does it (openai_server.py
+        `get_stats_async(2)`, executor/result.py `IterationResult`): keep collecting until
+        `stats_wait_s` pass without a new iteration, then answer `[]` at once until the next
+        request arrives; before the first request, `[]`. One entry per read pass (the real
+        list holds every iteration; readers use the newest, router/engine_metrics.py)."""
+        entries = self._take_iteration()
+        if self.stats_wait_s <= 0:
+            return entries
+        if not self._stats_armed:
+            return []
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
+        while loop.time() - quiet_since < self.stats_wait_s:
+            await asyncio.sleep(0.05)
+            new = self._take_iteration()
+            if new:
+                entries = new  # the newest is what readers use
+                quiet_since = loop.time()
+        self._stats_armed = False
+        return entries
+
+    def _take_iteration(self) -> list[dict[str, object]]:
+        sched = self.scheduler
+        step = sched.stats.steps
+        if step == self._stats_read:
+            return []
+        self._stats_read = step
+        kv = KvBlocks(sched.kv.total_blocks, sched.kv.used_blocks, sched.config.block_tokens)
+        return [iteration_stats(step, sched.gauges(), kv, sched.config.max_num_seqs, sched.metrics)]
+
     def _models(self) -> dict[str, Any]:
         name = self.info.limits.served_model_name
+        if self.info.flavor is EngineKind.TRTLLM:  # serve/openai_protocol.py `ModelCard`
+            card = {"id": name, "object": "model", "created": self._created}
+            return {"object": "list", "data": [{**card, "owned_by": "tensorrt_llm"}]}
         model = {
             "id": name,
             "object": "model",
@@ -179,6 +226,7 @@ class SimApp:
             except orjson.JSONDecodeError as exc:
                 raise ApiError(400, f"The request body is not valid JSON: {exc}.") from None
             self._counter += 1
+            self._stats_armed = True  # trtllm-serve: a submitted request re-arms the stats
             req = parse_request(data, chat, self.info.limits, self._counter)
             total = req.prompt_tokens + max(c.total_tokens for c in req.choices)
             if not self.scheduler.fits_ever(total):

@@ -6,10 +6,16 @@ labels follow vLLM (`vllm/v1/metrics/loggers.py`: labels `model_name`, `engine`)
 (`sglang/srt/metrics/collector.py`: scheduler gauges labelled `model_name`, `engine_type`,
 `tp_rank`, `pp_rank`; request metrics labelled `model_name`). Times are simulated seconds
 (wall seconds x time_scale), what the engine being simulated would report.
+
+TensorRT-LLM's `/metrics` is no Prometheus text but a JSON list of iteration stats
+(router/engine_metrics.py says where from): `iteration_stats` builds one entry with the
+C++ `IterationStats` field names (cpp/tensorrt_llm/executor/jsonSerialization.cpp @086f692,
+the 1.2 field set without the later ForwardPassMetrics fields).
 """
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,8 +110,47 @@ class EngineGauges:
     gen_throughput: float
 
 
+@dataclass(frozen=True)
+class KvBlocks:
+    """The KV pool in blocks, as TensorRT-LLM's `kvCacheStats` counts it."""
+
+    total: int
+    used: int
+    tokens_per_block: int
+
+
+def iteration_stats(
+    iteration: int, g: EngineGauges, kv: KvBlocks, max_batch: int, m: EngineMetrics
+) -> dict[str, object]:
+    """One TensorRT-LLM `IterationStats` entry for the state after step `iteration`."""
+    hit_rate = m.prefix_hits / m.prefix_queries if m.prefix_queries else 0.0
+    kv_stats = {
+        "maxNumBlocks": kv.total, "freeNumBlocks": kv.total - kv.used,
+        "usedNumBlocks": kv.used, "tokensPerBlock": kv.tokens_per_block,
+        "allocTotalBlocks": kv.used, "allocNewBlocks": 0, "reusedBlocks": 0,
+        "missedBlocks": 0, "cacheHitRate": hit_rate,
+    }  # fmt: skip
+    batching = {
+        "numScheduledRequests": g.running, "numContextRequests": 0,
+        "numGenRequests": g.running, "numPausedRequests": 0, "numCtxTokens": 0,
+        "microBatchId": 0, "avgNumDecodedTokensPerIter": 1.0,
+    }  # fmt: skip
+    return {
+        "timestamp": time.strftime("%m-%d-%Y %H:%M:%S"), "iter": iteration,
+        "iterLatencyMS": 0.0, "newActiveRequestsQueueLatencyMS": 0.0,
+        "numNewActiveRequests": 0, "numActiveRequests": g.running,
+        "numQueuedRequests": g.waiting, "numCompletedRequests": 0,
+        "maxNumActiveRequests": max_batch, "maxBatchSizeStatic": max_batch,
+        "maxBatchSizeTunerRecommended": max_batch, "maxBatchSizeRuntime": max_batch,
+        "maxNumTokensStatic": 0, "maxNumTokensTunerRecommended": 0, "maxNumTokensRuntime": 0,
+        "gpuMemUsage": 0, "cpuMemUsage": 0, "pinnedMemUsage": 0,
+        "kvCacheStats": kv_stats, "staticBatchingStats": None,
+        "inflightBatchingStats": batching, "specDecodingStats": None,
+    }  # fmt: skip
+
+
 def render(flavor: EngineKind, model_name: str, m: EngineMetrics, g: EngineGauges) -> str:
-    """The `/metrics` text of one flavour."""
+    """The Prometheus `/metrics` text of vLLM or SGLang (TensorRT-LLM: `iteration_stats`)."""
     model = model_name.replace("\\", "\\\\").replace('"', '\\"')
     render_flavor = _render_vllm if flavor is EngineKind.VLLM else _render_sglang
     return "\n".join(render_flavor(model, m, g)) + "\n"

@@ -34,6 +34,9 @@ class SimOptions:
     served_model_name: str | None = None
     kv_tokens: int | None = None  # override the KV budget (tests, what-if runs)
     max_num_seqs: int | None = None
+    # TensorRT-LLM flavour: how long `/metrics` waits for further iterations before it
+    # answers (trtllm-serve: 2 s, a long poll; engines/sim/app.py). 0: answer at once.
+    trtllm_stats_wait_s: float = 0.0
     api_key: str | None = None  # require it as `Authorization: Bearer` (a hosted API)
 
 
@@ -80,7 +83,7 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
     )
     word_stream()  # build the text source now, not inside the first request
     info = EngineInfo(flavor=flavor, limits=limits, version=SIM_VERSION, topology=topo.name)
-    return SimApp(Scheduler(timing, config), info, options.api_key)
+    return SimApp(Scheduler(timing, config), info, options.api_key, options.trtllm_stats_wait_s)
 
 
 def serve(app: SimApp, host: str = "127.0.0.1", port: int = 8100) -> None:
@@ -129,6 +132,7 @@ class SimServer:
         served_model_name: str | None = None,
         host: str = "127.0.0.1",
         timeout: float = 30.0,
+        trtllm_stats_wait_s: float = 0.0,
         api_key_env: str | None = None,
         env: dict[str, str] | None = None,
     ) -> SimServer:
@@ -150,6 +154,8 @@ class SimServer:
             args += ["--max-num-seqs", str(max_num_seqs)]
         if served_model_name is not None:
             args += ["--served-model-name", served_model_name]
+        if trtllm_stats_wait_s:
+            args += ["--trtllm-stats-wait", str(trtllm_stats_wait_s)]
         if api_key_env is not None:
             args += ["--api-key-env", api_key_env]
         process = subprocess.Popen(

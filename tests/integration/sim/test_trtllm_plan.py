@@ -1,4 +1,4 @@
-"""An `engine: trtllm` plan without a GPU: rank 0 runs the simulator (vLLM flavour), and
+"""An `engine: trtllm` plan without a GPU: rank 0 runs the simulator (TensorRT-LLM flavour), and
 the plan keeps TensorRT-LLM's three steps as the command a GPU node would run.
 
 Started here as `glmctl apply` starts it (the rank's argv with its placeholders filled),
@@ -27,7 +27,7 @@ def test_trtllm_topology_runs_on_the_simulator_and_plans_three_steps() -> None:
     topology = load_topology(TOPOLOGIES / "chatglm2-6b-trtllm-int8-l40sx1.yaml")
     deployment = plan(topology, embedded_inventory(topology))
     group = deployment.group
-    assert (group.engine, group.runtime, group.flavor) == ("trtllm", "sim", "vllm")
+    assert (group.engine, group.runtime, group.flavor) == ("trtllm", "sim", "trtllm")
     rank = group.ranks[0]
     steps = script_steps(rank.engine_argv[2])
     assert [s[0] for s in steps] == ["python3", "trtllm-build", "trtllm-serve"]
@@ -44,7 +44,9 @@ def test_trtllm_topology_runs_on_the_simulator_and_plans_three_steps() -> None:
             assert http.get("/health").status_code == 200
             body = {"model": "chatglm2-6b", "prompt": "a b", "max_tokens": 3}
             assert http.post("/v1/completions", json=body).status_code == 200
-            assert "vllm:num_requests_running" in http.get("/metrics").text
+            # trtllm-serve's /metrics: JSON iteration stats, the newest after the request.
+            stats = http.get("/metrics").json()
+            assert stats and {"numActiveRequests", "kvCacheStats"} <= set(stats[-1])
     finally:
         proc.terminate()
         proc.wait(10)

@@ -100,6 +100,10 @@ def test_script_builds_once_then_serves(tmp_path: Path) -> None:
     # trtllm-serve names the model by its folder: the served name links to the engine.
     assert (folder / "chatglm2-6b").resolve() == (folder / "engine").resolve()
     assert "serve chatglm2-6b --backend tensorrt" in log.read_text()
+    # The serve options file pins the iteration-stats buffer the router reads (/metrics).
+    assert "--extra_llm_api_options stats.yaml" in log.read_text()
+    options = yaml.safe_load((folder / builder.STATS_OPTIONS).read_text())
+    assert options == {"iter_stats_max_iterations": builder.ITER_STATS_MAX_ITERATIONS}
     assert "/app/tensorrt_llm/examples/models/core/glm-4-9b/convert_checkpoint.py" in (
         log.read_text()
     )
@@ -108,7 +112,7 @@ def test_script_builds_once_then_serves(tmp_path: Path) -> None:
 def test_target_version_and_simulated_flavour() -> None:
     t = topo()
     assert target_version(EngineKind.TRTLLM) == builder.TARGET_VERSION == t.spec.engine.version
-    assert t.spec.simulation.flavor is EngineKind.VLLM
+    assert t.spec.simulation.flavor is EngineKind.TRTLLM
 
 
 def test_sixteen_bit_and_fp8_use_their_converters() -> None:

@@ -107,6 +107,7 @@ def test_matrix_cell_parses(model: str, precision: str, method: str | None, tp: 
     assert served["model"] == topo.served_model_name and served["backend"] == "tensorrt"
     assert served["tensor_parallel_size"] == tp and served["max_batch_size"] == 16
     assert served["trust_remote_code"] and served["port"] == 8000
+    assert served["extra_llm_api_options"] == builder.STATS_OPTIONS
 
 
 def _bad(name: str, argv: list[str]) -> None:

@@ -47,6 +47,21 @@ def test_cross_check_uses_the_difference_of_two_scrapes() -> None:
     assert not next(c for c in off if c.name == "output_tokens").passed
 
 
+def test_trtllm_json_scrapes_give_no_engine_checks() -> None:
+    """TensorRT-LLM's /metrics (JSON iteration stats) has no TTFT histogram and no token
+    counter: the engine checks are left out, not failed against zeros."""
+    import json
+
+    from controlplane.engines.sim.metrics import KvBlocks, iteration_stats
+
+    entry = iteration_stats(3, GAUGES, KvBlocks(10, 2, 16), 16, EngineMetrics())
+    before, after = ["[]"], [json.dumps([entry])]
+    summary = {"ttft_s": {"p50": 0.1, "mean": 0.1}, "total_output_tokens": 600, "completed": 30}
+    checks = cross_check(summary, before, after, [0.1] * 30)
+    assert {c.source for c in checks} == {"simulator accounting"}
+    assert all(c.passed for c in checks)
+
+
 def _pixel_spread(path: Path) -> float:
     import matplotlib.image
 

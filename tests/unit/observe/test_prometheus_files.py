@@ -61,6 +61,21 @@ def test_targets_follow_the_registry(tmp_path: Path) -> None:
     assert len(json.loads((layout.sd_dir / "glmctl-engine.json").read_text())) == 1
 
 
+def test_trtllm_engines_are_scraped_at_health(tmp_path: Path) -> None:
+    """trtllm-serve's /metrics is JSON (and drained by each read): Prometheus gets /health."""
+    record = _record("chatglm2-6b-trtllm-int8-l40sx1", replicas=1)
+    layout = prom.Layout(tmp_path)
+    replicas = {record.name: [_replica("r1", 9001)]}
+    assert prom.write_targets(layout, monitor.targets([record], replicas, "127.0.0.1:7000"))
+    engines = json.loads((layout.sd_dir / "glmctl-engine.json").read_text())
+    assert engines[0]["labels"]["__metrics_path__"] == "/health"
+    vllm = _record()
+    replicas = {vllm.name: [_replica("r1", 9001)]}
+    assert prom.write_targets(layout, monitor.targets([vllm], replicas, "127.0.0.1:7000"))
+    engines = json.loads((layout.sd_dir / "glmctl-engine.json").read_text())
+    assert "__metrics_path__" not in engines[0]["labels"]
+
+
 def test_rule_files_carry_each_deployments_slo(tmp_path: Path) -> None:
     layout = prom.Layout(tmp_path)
     fast = SloSpec(ttft_p99=0.5, itl_p99=0.025, availability=0.99)

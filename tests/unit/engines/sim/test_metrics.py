@@ -73,3 +73,42 @@ def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
     assert 'x_bucket{a="b",le="1.0"} 1.0' in lines
     assert 'x_bucket{a="b",le="2.0"} 2.0' in lines
     assert 'x_bucket{a="b",le="+Inf"} 3.0' in lines
+
+
+# The members NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE serialises in TensorRT-LLM's
+# cpp/tensorrt_llm/executor/jsonSerialization.cpp @086f692 (1.2 field set, without the later
+# ForwardPassMetrics fields), copied from that file, not from the simulator.
+ITERATION_STATS_FIELDS = {
+    "timestamp", "iter", "iterLatencyMS", "newActiveRequestsQueueLatencyMS",
+    "numNewActiveRequests", "numActiveRequests", "numQueuedRequests", "numCompletedRequests",
+    "maxNumActiveRequests", "maxBatchSizeStatic", "maxBatchSizeTunerRecommended",
+    "maxBatchSizeRuntime", "maxNumTokensStatic", "maxNumTokensTunerRecommended",
+    "maxNumTokensRuntime", "gpuMemUsage", "cpuMemUsage", "pinnedMemUsage", "kvCacheStats",
+    "staticBatchingStats", "inflightBatchingStats", "specDecodingStats",
+}  # fmt: skip
+KV_CACHE_STATS_FIELDS = {
+    "maxNumBlocks", "freeNumBlocks", "usedNumBlocks", "tokensPerBlock", "allocTotalBlocks",
+    "allocNewBlocks", "reusedBlocks", "missedBlocks", "cacheHitRate",
+}  # fmt: skip
+INFLIGHT_BATCHING_FIELDS = {
+    "numScheduledRequests", "numContextRequests", "numGenRequests", "numPausedRequests",
+    "numCtxTokens", "microBatchId", "avgNumDecodedTokensPerIter",
+}  # fmt: skip
+
+
+def test_trtllm_iteration_stats_have_the_cpp_names_and_parse_as_load() -> None:
+    import json
+
+    from controlplane.engines.sim.metrics import KvBlocks, iteration_stats
+    from controlplane.router.engine_metrics import parse_engine_metrics
+
+    m = EngineMetrics(prefix_queries=100, prefix_hits=25)
+    entry = iteration_stats(7, GAUGES, KvBlocks(total=50, used=20, tokens_per_block=16), 16, m)
+    assert set(entry) == ITERATION_STATS_FIELDS
+    kv = entry["kvCacheStats"]
+    batching = entry["inflightBatchingStats"]
+    assert isinstance(kv, dict) and isinstance(batching, dict)
+    assert set(kv) == KV_CACHE_STATS_FIELDS and set(batching) == INFLIGHT_BATCHING_FIELDS
+    assert kv["freeNumBlocks"] == 30 and kv["cacheHitRate"] == 0.25
+    snap = parse_engine_metrics(json.dumps([entry]), "trtllm")
+    assert (snap.running, snap.waiting, snap.kv_usage) == (3, 2, 20 / 50)
