@@ -37,8 +37,8 @@ from controlplane.router.prefix import block_hashes, prompt_bytes
 from controlplane.router.proxy import Receive, Send, UpstreamFailed, forward, request_headers
 from controlplane.router.registry import EndpointInfo
 from controlplane.router.responses import read_request_body, send_error, send_json
-from controlplane.router.sessions import bind_first
-from controlplane.router.state import RedisState
+from controlplane.router.sessions import session_decision
+from controlplane.router.state import Lookup, RedisState
 from controlplane.router.upstream import UpstreamPool
 from controlplane.router.validation import RequestProblem, validate
 from controlplane.router.views import endpoint_view, models_body
@@ -46,7 +46,7 @@ from controlplane.router.views import endpoint_view, models_body
 ROUTES = {b"/v1/chat/completions": "chat", b"/v1/completions": "completions"}
 UPSTREAM_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _AUTH = (b"authorization",)
-_NO_LOOKUP = RouteContext(candidates=())  # frozen: shared by requests that need no lookup
+_NO_LOOKUP = Lookup()  # frozen: shared by requests that need no lookup
 
 
 @dataclass(slots=True)
@@ -229,10 +229,10 @@ class RouterApp:
         hashes = block_hashes(prompt_bytes(payload)) if need_prefix else []
         if not need_prefix and LOOKUP_SESSION not in policy.lookups:
             session_key = ""
-        ctx_base = await self._lookup(hashes, session_key, admitted.key_hash, admitted.legacy_rate)
-        if isinstance(ctx_base, float):
+        found = await self._lookup(hashes, session_key, admitted.key_hash, admitted.legacy_rate)
+        if isinstance(found, float):
             return await self._error(
-                send, 429, "rate limit exceeded", "rate_limit_exceeded", retry_after=ctx_base
+                send, 429, "rate limit exceeded", "rate_limit_exceeded", retry_after=found
             )
         views = [
             v for v in map(self._view, candidates) if v.load < self.config.max_queue_per_endpoint
@@ -241,12 +241,12 @@ class RouterApp:
             return await self._error(
                 send, 429, "every endpoint's queue is full", "rate_limit_exceeded", retry_after=1.0
             )
-        return await self._attempts(policy, ctx_base, views, hashes, session_key, ex)
+        return await self._attempts(policy, found, views, hashes, session_key, ex)
 
     async def _attempts(
         self,
         policy: Policy,
-        ctx: RouteContext,
+        ctx: Lookup,
         views: list[EndpointView],
         hashes: list[str],
         session_key: str,
@@ -269,8 +269,8 @@ class RouterApp:
                     self.config.tuning,
                 )
             )
-            if session_key and ctx.session_endpoint is None:  # first request: bind-or-get
-                decision = await bind_first(self.state, session_key, decision, views)
+            if session_key:  # one endpoint for a session's concurrent first requests
+                decision = await session_decision(self.state, session_key, decision, ctx, views)
             endpoint = decision.endpoint
             self._record(policy, decision, ctx, hashes, session_key)
             self.inflight[endpoint.endpoint_id] = self.inflight.get(endpoint.endpoint_id, 0) + 1
@@ -301,7 +301,7 @@ class RouterApp:
         self,
         policy: Policy,
         decision: Decision,
-        ctx: RouteContext,
+        ctx: Lookup,
         hashes: list[str],
         session_key: str,
     ) -> None:
@@ -327,7 +327,7 @@ class RouterApp:
 
     async def _lookup(
         self, hashes: list[str], session_key: str, key_hash: str, limits: tuple[float, int]
-    ) -> RouteContext | float:
+    ) -> Lookup | float:
         """Prefix, session, rate limit in one round trip; rate limited: seconds to wait."""
         assert self.state is not None
         rate, burst = limits
@@ -340,12 +340,7 @@ class RouterApp:
         self.metrics.observe("glmctl_router_redis_seconds", time.perf_counter() - began)
         if not found.allowed:
             return max(found.retry_after_s, 0.001)
-        return RouteContext(
-            candidates=(),
-            prefix_endpoint=found.prefix_endpoint,
-            prefix_depth=found.prefix_depth,
-            session_endpoint=found.session_endpoint,
-        )
+        return found
 
     def _policy(self, override: str | None) -> Policy:
         name = override or self.config.policy
