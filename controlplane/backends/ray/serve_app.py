@@ -197,12 +197,25 @@ class EngineGroup:
             raise self._fail(f"the engine process of rank {alive.index(False)} exited")
         if ray.get(self.workers[0].healthy.remote()):
             self.failed_checks = 0
+            self._republish()
             return
         self.failed_checks += 1
         if self.failed_checks >= UNHEALTHY_CHECKS:
             raise self._fail(
                 f"engine at {self.url} did not answer /health {self.failed_checks} times in a row"
             )
+
+    def _republish(self) -> None:
+        """Register again when Redis lost this replica's records (it restarted empty: it
+        keeps no files); the routers re-seed the endpoint too. Redis down: next check."""
+        with contextlib.suppress(Exception):
+            client = _redis(self.redis_url)
+            try:
+                if client.hexists(REPLICAS_KEY.format(name=self.plan.name), self.replica_id):
+                    return
+            finally:
+                client.close()
+            self._register()
 
     async def __call__(self, request: Any = None) -> dict[str, Any]:
         return self.info()
@@ -300,6 +313,7 @@ class RouterHost:
                     f" (exit code {self.process.exit_code()}); is port {port} free?"
                 )
             time.sleep(HEALTH_POLL_S)
+        self.redis_url, self.name = redis_url, name
         client = _redis(redis_url)
         try:
             client.set(ROUTER_KEY.format(name=name), self.url)
@@ -307,8 +321,16 @@ class RouterHost:
             client.close()
 
     def check_health(self) -> None:
+        """Fails when the router processes exited; publishes the router's URL again when
+        Redis lost it (restarted empty)."""
         if not self.process.alive():
             raise RuntimeError("router processes exited")
+        with contextlib.suppress(Exception):
+            client = _redis(self.redis_url)
+            try:
+                client.set(ROUTER_KEY.format(name=self.name), self.url, nx=True)
+            finally:
+                client.close()
 
     async def __call__(self, request: Any = None) -> str:
         return self.url
