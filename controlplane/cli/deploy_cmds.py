@@ -201,6 +201,11 @@ def status(output: OutputOption = OutputFormat.TEXT, address: Address = None) ->
     console.print(_nodes_table(c["nodes"]))
     console.print(_deployments_table(data["deployments"]))
     for d in data["deployments"]:
+        if d.get("restarts_stopped"):
+            from controlplane.autoscale.restarts import StoppedRestarts
+
+            stopped = StoppedRestarts(**d["restarts_stopped"])
+            console.print(f"[red]{stopped.message(d['name'])}[/red]", highlight=False)
         if d.get("autoscale"):
             a = d["autoscale"]
             console.print(

@@ -23,6 +23,7 @@ from controlplane.backends.ray.keeper import gcs_reachable
 from controlplane.backends.ray.loopback import LOOPBACK
 from controlplane.backends.ray.records import (
     DeploymentRecord,
+    clear_failures,
     new_record,
     read_record,
     replica_records,
@@ -291,8 +292,11 @@ def execute_apply(
     """Deploy the plan beside what runs, wait until healthy, switch, retire the old version.
 
     With `force=False`, first re-plan and refuse if anything drifted since `prepare_apply`.
+    Every apply clears the deployment's replica failures and a report that stopped its
+    restarts (autoscale/restarts.py): Serve's next try of a replica starts its engine.
     """
     new, running, target = prepared.plan, prepared.running, prepared.target
+    clear_failures(target.redis_url, new.name)
     if prepared.unchanged and running is not None:
         return running
     if not force:

@@ -267,3 +267,50 @@ def test_lost_node_of_a_two_node_replica(spec_dir: Path) -> None:
         assert sent > 0 and failed == 0, name
         assert cut <= 4, name
     assert len(_keeper().raylet_pids) == 3  # the lost worker node was replaced
+
+
+def test_restarts_stop_after_the_limit_and_apply_clears_them(spec_dir: Path) -> None:
+    """MAX_RESTARTS failures in the window (all but the last recorded beforehand, the last
+    a killed engine): the replacement starts no engine and the report names the first
+    cause; the other replica keeps serving; `apply` of the same spec clears the report and
+    the waiting replacement starts."""
+    from controlplane.autoscale.drain import MAX_RESTARTS
+    from controlplane.autoscale.restarts import failure_entry
+    from controlplane.backends.ray import manage
+    from controlplane.backends.ray.serve_app import FAILURES_KEY
+
+    path = spec_dir / f"{NAME}.yaml"
+    record = _apply(path, SPEC)
+    client = redis.Redis.from_url(_redis_url(), decode_responses=True)
+    now = time.time()
+    for index in range(MAX_RESTARTS - 1):
+        entry = failure_entry(now - 60 + index, f"seed {index}")
+        client.rpush(FAILURES_KEY.format(name=NAME), entry)
+    load = SteadyLoad(record.router_url, "glm-4.5-fp8", clients=2, max_tokens=16)  # type: ignore[attr-defined]
+    replica = _replicas(NAME)[0]
+    os.kill(_engine_pid(int(replica["ranks"][0]["pid"])), signal.SIGKILL)  # type: ignore[index]
+    deadline = time.monotonic() + RECOVER_S
+
+    def report() -> dict[str, object] | None:
+        return next(d for d in manage.status()["deployments"] if d["name"] == NAME)[
+            "restarts_stopped"
+        ]
+
+    while (stopped := report()) is None:
+        assert time.monotonic() < deadline, "restarts never stopped"
+        time.sleep(1.0)
+    assert stopped["failures"] == MAX_RESTARTS and stopped["first_cause"] == "seed 0"
+    time.sleep(5.0)  # no replacement starts meanwhile; the other replica serves
+    assert [r["replica_id"] for r in _replicas(NAME)] != [replica["replica_id"]]
+    assert len(_replicas(NAME)) == REPLICAS - 1
+    sent, failed, _ = load.mark()
+    assert sent > 0 and failed == 0
+    began = time.monotonic()
+    _apply(path, SPEC)  # the same spec: clears the report, the waiting replica starts
+    while not _recovered(client, NAME, str(replica["replica_id"])):
+        assert time.monotonic() - began < RECOVER_S, "not back to full count after apply"
+        time.sleep(0.5)
+    assert report() is None
+    sent, failed = load.finish()
+    assert failed == 0
+    print(f"\nrestarts stopped, then cleared by apply: back in {time.monotonic() - began:.1f} s")
