@@ -4,7 +4,7 @@
   again on the same port with the same password, so every router, replica and the
   autoscaler reconnects to the URL it already has. Redis keeps no files (router state is
   soft state), so what only a one-off command writes is copied every `SNAPSHOT_S` and put
-  back: deployment records, router URLs, restart-failure times, API keys (`durable_keys`).
+  back: deployment records, router URLs, restart failures and a report that stopped them, API keys (`durable_keys`).
   The rest comes back by itself: routers re-seed the endpoints and draining marks they
   knew (router/state.py), replicas re-publish their own records at their next health check
   (serve_app.py), load and health are scraped again.
@@ -26,7 +26,12 @@ def durable_keys(deployments: set[str]) -> list[str]:
     delete, `glmctl keys`), for the recorded deployments: found by name, never by a SCAN
     over the whole keyspace (which holds every session binding)."""
     from controlplane.backends.ray.records import DEPLOYMENT_KEY, DEPLOYMENTS
-    from controlplane.backends.ray.serve_app import FAILURES_KEY, ROUTER_KEY, router_namespace
+    from controlplane.backends.ray.serve_app import (
+        FAILURES_KEY,
+        ROUTER_KEY,
+        STOPPED_KEY,
+        router_namespace,
+    )
 
     keys = [DEPLOYMENTS, "glmctl:apikeys"]
     for name in sorted(deployments):
@@ -34,6 +39,7 @@ def durable_keys(deployments: set[str]) -> list[str]:
             DEPLOYMENT_KEY.format(name=name),
             ROUTER_KEY.format(name=name),
             FAILURES_KEY.format(name=name),
+            STOPPED_KEY.format(name=name),
             f"{router_namespace(name)}:apikeys",
         ]
     return keys

@@ -10,13 +10,14 @@ from controlplane.backends.ray.keeper_heal import DurableKeys, durable_keys, los
 def test_durable_keys_are_found_by_deployment_name() -> None:
     keys = durable_keys({"b", "a"})
     assert keys[:2] == ["glmctl:deployments", "glmctl:apikeys"]
-    assert keys[2:6] == [
+    assert keys[2:7] == [
         "glmctl:deployment:a",
         "glmctl:router:a",
         "glmctl:failures:a",
+        "glmctl:restarts-stopped:a",
         "glmctl-a:apikeys",  # the deployment's router namespace
     ]
-    assert len(keys) == 10
+    assert len(keys) == 12
     assert not any("sess" in key or "*" in key for key in keys)  # never a keyspace scan
 
 
