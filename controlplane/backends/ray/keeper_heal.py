@@ -4,7 +4,8 @@
   again on the same port with the same password, so every router, replica and the
   autoscaler reconnects to the URL it already has. Redis keeps no files (router state is
   soft state), so what only a one-off command writes is copied every `SNAPSHOT_S` and put
-  back: deployment records, router URLs, restart failures and a report that stopped them, API keys (`durable_keys`).
+  back (`durable_keys`): deployment records, router URLs, restart failures and a report
+  that stopped them, API keys.
   The rest comes back by itself: routers re-seed the endpoints and draining marks they
   knew (router/state.py), replicas re-publish their own records at their next health check
   (serve_app.py), load and health are scraped again.
