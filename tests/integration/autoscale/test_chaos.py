@@ -58,6 +58,18 @@ replicas: 2
 router: {policy: least_load}
 cluster: {nodes: 4}
 """
+SOLO_NAME = "solo-fp8"
+SOLO_SPEC = """
+name: solo-fp8
+model: glm-4.5
+precision: fp8
+gpus: {type: H200, count: 8}
+context_length: 32768
+max_num_seqs: 8
+replicas: 1
+router: {policy: least_load}
+cluster: {nodes: 1}
+"""
 REPLICAS = 2
 RECOVER_S = 90.0
 Row = tuple[str, int, int, int, float]
@@ -75,7 +87,7 @@ def spec_dir(tmp_path: Path) -> Iterator[Path]:
     finally:
         from controlplane.backends.ray import manage
 
-        for name in (NAME, BF16_NAME):
+        for name in (NAME, BF16_NAME, SOLO_NAME):
             with contextlib.suppress(Exception):  # not applied by this test
                 manage.delete(name)
         if old is None:
@@ -314,3 +326,54 @@ def test_restarts_stop_after_the_limit_and_apply_clears_them(spec_dir: Path) -> 
     sent, failed = load.finish()
     assert failed == 0
     print(f"\nrestarts stopped, then cleared by apply: back in {time.monotonic() - began:.1f} s")
+
+
+def test_one_replica_update_without_room_needs_allow_downtime(spec_dir: Path) -> None:
+    """One replica filling its only node: `glmctl apply` of a changed spec refuses up front
+    (nothing changes), and with --allow-downtime replaces it with a gap the message bounds."""
+    import subprocess
+    import sys
+
+    from controlplane.backends.ray import deploy
+    from controlplane.backends.ray.records import read_record
+
+    path = spec_dir / f"{SOLO_NAME}.yaml"
+    record = _apply(path, SOLO_SPEC)
+    changed = SOLO_SPEC + "simulation: {seed: 1}\n"
+    path.write_text(changed)
+    gap = deploy.prepare_apply(load_topology(path)).gap
+    assert gap is not None
+    glmctl = [sys.executable, "-c", "from controlplane.cli.main import run; run()"]
+    refused = subprocess.run([*glmctl, "apply", str(path), "-y"], capture_output=True,
+                             text=True, timeout=120, check=False)  # fmt: skip
+    output = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode != 0 and "--allow-downtime" in output, output
+    assert f"a gap of up to {gap.longest_s:.0f} s" in output
+    assert read_record(_redis_url(), SOLO_NAME).version == record.version  # type: ignore[union-attr,attr-defined]
+    client = redis.Redis.from_url(_redis_url(), decode_responses=True)
+    ns = f"glmctl-{SOLO_NAME}"
+    longest, empty_since, watching = [0.0], [None], threading.Event()
+
+    def watch() -> None:  # the longest stretch with no serving endpoint
+        while not watching.is_set():
+            with contextlib.suppress(redis.RedisError):
+                serving = client.hlen(f"{ns}:endpoints") - client.hlen(f"{ns}:draining")
+                now = time.monotonic()
+                if serving <= 0 and empty_since[0] is None:
+                    empty_since[0] = now  # type: ignore[assignment]
+                elif serving > 0 and empty_since[0] is not None:
+                    longest[0] = max(longest[0], now - empty_since[0])  # type: ignore[operator]
+                    empty_since[0] = None
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    allowed = subprocess.run([*glmctl, "apply", str(path), "-y", "--allow-downtime"],
+                             capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    watching.set()
+    watcher.join(timeout=5)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert read_record(_redis_url(), SOLO_NAME).version != record.version  # type: ignore[union-attr,attr-defined]
+    assert 0 < longest[0] < gap.longest_s
+    print(f"\none-replica update: no replica served for {longest[0]:.1f} s"
+          f" (stated bound {gap.longest_s:.0f} s)")  # fmt: skip
