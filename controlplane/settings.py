@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -84,3 +85,12 @@ def get_settings() -> Settings:
             f"bad environment variable(s): {problems}.",
             fix="correct or unset the variable(s) named above.",
         ) from exc
+
+
+def environment_value(name: str) -> str | None:
+    """The variable `name` of this process's environment, or None when unset or empty.
+
+    For names the user chooses (an external endpoint's `api_key: {env: NAME}`, the
+    simulator's `--api-key-env`), which no fixed settings field can declare.
+    """
+    return os.environ.get(name) or None

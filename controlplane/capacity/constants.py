@@ -131,25 +131,9 @@ HBM_EFFICIENCY = 0.75
 # Fraction of peak tensor FLOP/s a large prefill achieves (model FLOPs utilisation). Stated
 # assumption: published MFU for MoE inference prefill is about 40-60%; 0.5 is taken.
 FLOPS_EFFICIENCY = 0.5
-# Fixed cost of one decode step outside the roofline: scheduling, sampling, kernel launch
-# gaps with CUDA graphs. Stated assumption: about 2 ms in SGLang/vLLM step logs at batch 1.
-STEP_OVERHEAD_S = 0.002
-# Latency floor of one decoder layer at small batch: its chain of ~20 kernels (norms, QKV,
-# attention, MoE routing, grouped GEMMs, all-reduce launch) at ~5-10 us each even when the
-# bytes are few. Stated assumption, checked against vLLM's single-stream GLM-4.6 BF16 on
-# 8 x H200: 47 tok/s without MTP, 73 with one MTP token (vllm-project/vllm#25993), which the
-# model gives as ~57 and ~95 with this floor (and ~160 / ~225 without it).
-LAYER_LATENCY_S = 150e-6
 # One all-reduce of a small decode activation: NVLink latency within a node about 10 us,
 # InfiniBand across nodes about 30 us (NCCL small-message latency). Two per layer under TP.
 ALLREDUCE_LATENCY_INTRA_S = 10e-6
 ALLREDUCE_LATENCY_INTER_S = 30e-6
-# Fixed cost of one draft forward of the MTP layer (a small CUDA graph replay). Assumption.
-DRAFT_STEP_OVERHEAD_S = 0.0003
 # Pipeline stage hand-off (send activations to the next stage): about 50 us per boundary.
 PP_STAGE_LATENCY_S = 50e-6
-# Per-position acceptance of the GLM-4.5 MTP draft, geometric model: accept length
-# 1 + a + a^2 + a^3 = 2.6 at the model card's 3 / 1 / 4 (SGLang reports an accept length of
-# about 2.5-3 for GLM-4.5 MTP at 3 / 1 / 4) gives a = 0.72; with one draft token this gives
-# 1.72, matching vLLM's one-token MTP speed-up (vllm-project/vllm#25993: 47 -> 73 tok/s).
-MTP_POSITION_ACCEPTANCE = 0.72

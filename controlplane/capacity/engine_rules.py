@@ -230,4 +230,22 @@ def engine_budget(layout: Layout) -> EngineBudget:
     """The per-GPU budget under the engine's own rule (or the layout's explicit fraction)."""
     if layout.engine is EngineKind.VLLM:
         return vllm_budget(layout)
+    if layout.engine is EngineKind.TRTLLM:
+        return trtllm_budget(layout)
     return sglang_budget(SglangInputs.of(layout))
+
+
+def trtllm_budget(layout: Layout) -> EngineBudget:
+    """TensorRT-LLM's budget: weights + its KV fraction of the memory left after them."""
+    from controlplane.capacity import trtllm_rules
+
+    fraction, static, reserved = trtllm_rules.trtllm_terms(layout)
+    return EngineBudget(
+        EngineKind.TRTLLM,
+        fraction,
+        layout.mem_fraction is None,
+        static,
+        reserved,
+        "--kv_cache_free_gpu_memory_fraction",
+        trtllm_rules.TOKENS_PER_BLOCK,
+    )

@@ -68,7 +68,7 @@ class FastCheck:
             offload,
             self._page,
         )
-        if vllm:
+        if vllm or base.engine is EngineKind.TRTLLM:  # rules that depend on more than the GPU
             self.static: dict[SplitShape, float] = {}
         else:
             prefix = (
@@ -107,6 +107,11 @@ def _static_bytes(base: Layout, shape: SplitShape) -> float:
     """Per-GPU bytes the engine gives weights + KV (as `engine_rules.engine_budget`)."""
     if base.engine is EngineKind.VLLM:
         return vllm_static_bytes(base, shape.tp, shape.pp, shape.dp)
+    if base.engine is EngineKind.TRTLLM:
+        from controlplane.capacity.trtllm_rules import trtllm_terms
+
+        split = base.with_(tp=shape.tp, pp=shape.pp, dp=shape.dp, ep=shape.ep)
+        return trtllm_terms(split.with_(dp_attention=shape.dp > 1))[1]
     inputs = SglangInputs(
         base.gpu.memory_bytes,
         shape.tp * shape.dp,

@@ -24,6 +24,7 @@ from controlplane.capacity.memory import ReplicaMemory, replica_memory
 from controlplane.capacity.preflight import Finding, flag_rank, layout_findings
 from controlplane.catalog import FP8_BLOCK, Architecture, AttentionKind, Precision
 from controlplane.spec.layout import moe_split_fails_fp8
+from controlplane.spec.models import EngineKind
 
 MAX_GPUS = 64
 POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64)
@@ -172,6 +173,10 @@ def shapes_for(
         found = table[gpus] = _split_shapes(
             base.arch, base.checkpoint_format, gpus, base.gpus_per_node
         )
+    if base.engine is EngineKind.TRTLLM:
+        # Its matrix has no PP for the GLM models, and glmctl starts no multi-node
+        # TensorRT-LLM replica (catalog/trtllm_matrix.py): TP within one node only.
+        return tuple(s for s in found if s.pp == 1 and gpus <= base.gpus_per_node)
     return found
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from controlplane.capacity import constants as c
+from controlplane.capacity.matrices import layer_edges, mtp_extra_edges
 from controlplane.catalog import BYTES_PER_VALUE, FP8_BLOCK, Architecture, AttentionKind, Precision
 
 
@@ -106,6 +107,26 @@ def _quant_overhead(precision: Precision, arch: Architecture) -> float:
     return 0.0
 
 
+def _edge_bytes(precision: Precision, arch: Architecture) -> tuple[float, float]:
+    """(bytes per input row, per output column) of each quantised matrix: the checkpoint's
+    own scheme's, when it is served as stored (GPTQ `g_idx`, per-channel scales)."""
+    scheme = arch.quant
+    if scheme is not None and scheme.bytes_per_value == BYTES_PER_VALUE[precision]:
+        return scheme.row_bytes, scheme.column_bytes
+    return 0.0, 0.0
+
+
+def _layer_edge_bytes(
+    arch: Architecture, precision: Precision, moe: bool, split: tuple[int, int, int]
+) -> float:
+    """Edge bytes of one decoder layer on a rank of (tp, dense_tp, moe_group)."""
+    row_b, col_b = _edge_bytes(precision, arch)
+    if not (row_b or col_b):
+        return 0.0
+    rows, cols = layer_edges(arch, moe, *split)
+    return rows * row_b + cols * col_b
+
+
 def _keep_bytes(precision: Precision) -> float:
     """Bytes of the tensors a quantised checkpoint keeps unquantised (16-bit)."""
     return max(BYTES_PER_VALUE[precision], 2.0)
@@ -188,6 +209,9 @@ def rank_weights(arch: Architecture, precision: Precision, split: Split) -> Weig
     lm_head = head_rank * keep if last and (not arch.tie_word_embeddings or split.pp > 1) else 0.0
     mtp = _mtp_rank(arch, precision, split) if last else 0.0
     quantised = totals["attention"] + totals["dense_mlp"] + totals["shared"] + totals["routed"]
+    shape = (split.tp, split.dense_tp, split.moe_group)
+    edges = dense_layers * _layer_edge_bytes(arch, precision, False, shape)
+    edges += moe_layers * _layer_edge_bytes(arch, precision, arch.is_moe, shape)
     final_norm = arch.hidden_size if last else 0
     return WeightBreakdown(
         embedding=embedding,
@@ -197,7 +221,7 @@ def rank_weights(arch: Architecture, precision: Precision, split: Split) -> Weig
         shared_experts=totals["shared"] * wb,
         routed_experts=totals["routed"] * wb,
         router_and_norms=(totals["gate_and_norms"] + final_norm) * keep,
-        quant_scales=quantised * scale,
+        quant_scales=quantised * scale + edges,
         mtp_draft=mtp,
     )
 
@@ -217,7 +241,18 @@ def _mtp_rank(arch: Architecture, precision: Precision, split: Split) -> float:
     eh_proj = 2 * arch.hidden_size * arch.hidden_size / split.tp
     norms = layer.gate_and_norms + 3 * arch.hidden_size
     per_layer = (linear + eh_proj) * (wb + scale) + (norms + layer.bias) * keep
+    per_layer += _mtp_edge_bytes(arch, precision, split.tp, split.dense_tp, split.moe_group)
     return split.mtp_layers * per_layer
+
+
+def _mtp_edge_bytes(
+    arch: Architecture, precision: Precision, tp: int, dense_tp: int, moe_group: int
+) -> float:
+    """Edge bytes of one MTP layer: its decoder layer and `eh_proj`."""
+    row_b, col_b = _edge_bytes(precision, arch)
+    rows, cols = mtp_extra_edges(arch, tp)
+    extra = rows * row_b + cols * col_b
+    return extra + _layer_edge_bytes(arch, precision, arch.is_moe, (tp, dense_tp, moe_group))
 
 
 def checkpoint_bytes(arch: Architecture, precision: Precision, with_mtp: bool = True) -> float:
@@ -259,17 +294,20 @@ def _layer_bytes(
         moe_linear, moe_keep = dense_linear, common_keep
     vocab = math.ceil(arch.vocab_size / dense_tp) * arch.hidden_size * keep
     embedding = math.ceil(arch.vocab_size / tp) * arch.hidden_size * keep
+    dense_edges = _layer_edge_bytes(arch, precision, False, (tp, dense_tp, moe_group))
+    moe_edges = _layer_edge_bytes(arch, precision, arch.is_moe, (tp, dense_tp, moe_group))
     mtp = 0.0
     if mtp_layers:
         eh_proj = 2 * arch.hidden_size * arch.hidden_size / tp
         keep_params = moe_keep + 3 * arch.hidden_size
         mtp = mtp_layers * ((moe_linear + eh_proj) * quant + keep_params * keep)
+        mtp += mtp_layers * _mtp_edge_bytes(arch, precision, tp, dense_tp, moe_group)
     last = arch.hidden_size * keep + mtp
     if not arch.tie_word_embeddings or pp > 1:
         last += vocab
     return _LayerBytes(
-        dense_linear * quant + common_keep * keep,
-        moe_linear * quant + moe_keep * keep,
+        dense_linear * quant + common_keep * keep + dense_edges,
+        moe_linear * quant + moe_keep * keep + moe_edges,
         embedding,
         last,
     )

@@ -35,12 +35,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controlplane.catalog import trtllm_matrix
 from controlplane.catalog.architecture import MlpKind
 from controlplane.catalog.models import ModelEntry, Precision
 from controlplane.catalog.quant import QuantScheme
 
-VLLM, SGLANG, SIM = "vllm", "sglang", "sim"
-ENGINE_LABEL = {VLLM: "vLLM 0.32", SGLANG: "SGLang 0.5.23", SIM: "the simulator"}
+VLLM, SGLANG, SIM, TRTLLM = "vllm", "sglang", "sim", "trtllm"
+ENGINE_LABEL = {
+    VLLM: "vLLM 0.32",
+    SGLANG: "SGLang 0.5.23",
+    SIM: "the simulator",
+    TRTLLM: trtllm_matrix.LABEL,
+}
 SIXTEEN_BIT = (Precision.BF16, Precision.FP16)
 
 # How each engine implements an architecture (`architectures[0]` of config.json).
@@ -117,6 +123,12 @@ def engine_support(entry: ModelEntry, engine: str) -> Refusal | None:
     Only what the pinned sources settle is refused (ChatGLM-6B v1); an architecture outside
     `ARCH_SUPPORT` passes and the engine decides when it loads.
     """
+    if engine == TRTLLM:
+        if entry.family in trtllm_matrix.MATRIX:
+            return None
+        answer = trtllm_matrix.trtllm_launch(entry, entry.weight_format, None)
+        assert isinstance(answer, trtllm_matrix.MatrixRefusal)
+        return Refusal(answer.reason, answer.fix)
     if engine not in ARCH_SUPPORT:
         return None  # the simulator serves any shape
     label = ENGINE_LABEL[engine]
@@ -132,8 +144,13 @@ def engine_support(entry: ModelEntry, engine: str) -> Refusal | None:
     return None
 
 
-def quant_launch(entry: ModelEntry, precision: Precision, engine: str) -> QuantLaunch | Refusal:
+def quant_launch(
+    entry: ModelEntry, precision: Precision, engine: str, method: str | None = None
+) -> QuantLaunch | Refusal:
     """How `engine` loads `entry` at `precision`, or why it cannot.
+
+    `method` is TensorRT-LLM's int8 / int4 method (`engine.trtllm_quant`); TensorRT-LLM
+    converts the 16-bit checkpoint itself, so its answer comes from its support matrix.
 
     `entry` is the checkpoint `checkpoint_for` picked. A checkpoint that stores the
     precision is loaded as stored (with its own method as the flag when config.json names
@@ -141,8 +158,12 @@ def quant_launch(entry: ModelEntry, precision: Precision, engine: str) -> QuantL
     engine can (FP8), else refused with the engine's reason.
     """
     repo = entry.hf_repo
-    if engine not in ARCH_SUPPORT:  # the simulator: sizes the catalog's rule, no flags
-        return QuantLaunch(precision, repo, None, entry.arch.quant, f"{precision.value} (sim)")
+    if engine == TRTLLM:
+        return _trtllm_launch(entry, precision, method)
+    if engine not in ARCH_SUPPORT:  # the simulator: sized as SGLang loads it, no flags
+        mimic = quant_launch(entry, precision, SGLANG)
+        scheme = entry.arch.quant if isinstance(mimic, Refusal) else mimic.scheme
+        return QuantLaunch(precision, repo, None, scheme, f"{precision.value} (sim)")
     scheme = entry.arch.quant
     if precision is entry.weight_format or (
         precision in SIXTEEN_BIT and entry.weight_format in SIXTEEN_BIT
@@ -198,3 +219,20 @@ def _no_online_int(entry: ModelEntry, precision: Precision, engine: str) -> Refu
         " folder as `model_config: path/to/checkpoint`, set `precision: fp8` (quantised at"
         " load), or use `engine: sim` to size it for another runtime",
     )
+
+
+def _trtllm_launch(
+    entry: ModelEntry, precision: Precision, method: str | None
+) -> QuantLaunch | Refusal:
+    """TensorRT-LLM quantises the 16-bit checkpoint at conversion, per its matrix."""
+    answer = trtllm_matrix.trtllm_launch(entry, precision, method)
+    if isinstance(answer, trtllm_matrix.MatrixRefusal):
+        return Refusal(answer.reason, answer.fix)
+    if entry.weight_format not in SIXTEEN_BIT:
+        return Refusal(
+            f"TensorRT-LLM converts a 16-bit checkpoint; {entry.name} stores"
+            f" {entry.weight_format.value} weights",
+            "serve the family's 16-bit checkpoint",
+        )
+    how = f"{answer.method or precision.value} ({answer.column}), built by TensorRT-LLM"
+    return QuantLaunch(precision, entry.hf_repo, None, answer.scheme, how)

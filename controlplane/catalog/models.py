@@ -14,6 +14,7 @@ from typing import Any
 from controlplane.catalog.architecture import Architecture
 from controlplane.catalog.shapes import (  # re-exported: the catalog's architectures
     CHATGLM2_6B,
+    CHATGLM2_6B_32K,
     CHATGLM_6B,
     GLM4_9B,
     GLM45,
@@ -197,6 +198,16 @@ MODELS: tuple[ModelEntry, ...] = (
         _SMALL_PRECISIONS,
         "ChatGLM2-6B",
         sources=("THUDM/chatglm2-6b",),
+    ),
+    ModelEntry(
+        "chatglm2-6b-32k",
+        "chatglm2-6b-32k",
+        "THUDM/chatglm2-6b-32k",
+        CHATGLM2_6B_32K,
+        Precision.FP16,
+        _SMALL_PRECISIONS,
+        "ChatGLM2-6B-32K",
+        sources=("THUDM/chatglm2-6b-32k",),
     ),
     ModelEntry(
         "chatglm-6b",

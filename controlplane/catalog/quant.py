@@ -13,7 +13,8 @@ Recognised (the `quant_method` values vLLM and SGLang accept for these formats):
   `strategy` tensor / channel / group / block, `group_size`, `symmetric`);
 - `awq`: 4-bit groups with float16 scales and packed 4-bit zero points;
 - `gptq` / `gptq_marlin`: `bits`-bit groups with float16 scales and packed zero points
-  (`group_size: -1` is one scale per output channel).
+  (`group_size: -1` is one scale per output channel), plus `g_idx` per input row
+  (`capacity.matrices` sizes the per-row and per-column bytes).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 SCALE_FP32 = 4  # bytes of a float32 scale (block FP8 `weight_scale_inv`)
 SCALE_16BIT = 2  # bytes of a float16 / bfloat16 scale (AWQ, GPTQ, compressed-tensors groups)
+GPTQ_G_IDX = 4  # bytes of one `g_idx` entry (int32) per input row of a GPTQ matrix
 
 
 class QuantConfigError(ValueError):
@@ -38,6 +40,9 @@ class QuantScheme:
     float_weights: bool  # FP8 (True) or integer (False)
     scale_bytes_per_value: float  # scales + zero points per quantised weight value
     detail: str = ""  # e.g. "block 128x128", "group 128", "per-channel"
+    row_bytes: float = 0.0  # per input row of each matrix (GPTQ `g_idx`, int32)
+    column_bytes: float = 0.0  # per output column (a per-channel scale and zero point)
+    block: tuple[int, int] | None = None  # (rows, columns) of a block-scaled format
 
     @property
     def bytes_per_value(self) -> float:
@@ -58,7 +63,9 @@ def _fp8(quant: dict[str, Any]) -> QuantScheme:
         if len(block) != 2 or min(int(b) for b in block) <= 0:
             raise QuantConfigError(f"weight_block_size {block} is not two positive sizes")
         rows, cols = int(block[0]), int(block[1])
-        return QuantScheme("fp8", 8, True, SCALE_FP32 / (rows * cols), f"block {rows}x{cols}")
+        return QuantScheme(
+            "fp8", 8, True, SCALE_FP32 / (rows * cols), f"block {rows}x{cols}", block=(rows, cols)
+        )
     return QuantScheme("fp8", 8, True, 0.0, "per-tensor")
 
 
@@ -78,7 +85,12 @@ def _compressed_tensors(quant: dict[str, Any]) -> QuantScheme:
     if strategy == "block":
         rows, cols = (int(b) for b in weights.get("block_structure") or (128, 128))
         return QuantScheme(
-            "compressed-tensors", bits, is_float, SCALE_FP32 / (rows * cols), f"block {rows}x{cols}"
+            "compressed-tensors",
+            bits,
+            is_float,
+            SCALE_FP32 / (rows * cols),
+            f"block {rows}x{cols}",
+            block=(rows, cols),
         )
     if strategy in ("group", "tensor_group"):
         size = int(weights.get("group_size") or 128)
@@ -99,9 +111,15 @@ def _awq(quant: dict[str, Any]) -> QuantScheme:
 def _gptq(quant: dict[str, Any]) -> QuantScheme:
     bits = int(quant.get("bits", 4))
     size = int(quant.get("group_size", 128))
-    # GPTQ checkpoints ship packed qzeros whether or not `sym` is set.
-    detail = "per-channel" if size <= 0 else f"group {size}"
-    return QuantScheme("gptq", bits, False, _group_overhead(size, bits, True), detail)
+    # GPTQ checkpoints ship packed qzeros whether or not `sym` is set, and `g_idx` (the
+    # group of each input row, int32) whether or not `desc_act` reorders them.
+    if size <= 0:  # `scales` [1, out] float16 and `qzeros` [1, out / pack] per matrix
+        return QuantScheme(
+            "gptq", bits, False, 0.0, "per-channel", GPTQ_G_IDX, SCALE_16BIT + bits / 8
+        )
+    return QuantScheme(
+        "gptq", bits, False, _group_overhead(size, bits, True), f"group {size}", GPTQ_G_IDX
+    )
 
 
 _READERS = {

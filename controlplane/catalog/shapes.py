@@ -7,6 +7,8 @@ typed in here: `Architecture.total_params` derives them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from controlplane.catalog.architecture import Architecture, MlpKind
 
 _MB_GLM45 = "NVIDIA Megatron-Bridge GLM-4.5 model page; zai-org/GLM-4.5 config.json"
@@ -75,6 +77,16 @@ CHATGLM2_6B = Architecture(
     max_context=32768,  # seq_length
     attention_bias=True,  # add_qkv_bias
     sources=("THUDM/chatglm2-6b config.json; reference/glm45-deployment.md (TensorRT-LLM)",),
+)
+
+# The 32K variant: the same shapes with RoPE base 160000 (rope_ratio 16); glmctl's numbers
+# do not depend on the RoPE base, only the engines' support does (catalog/trtllm_matrix.py).
+CHATGLM2_6B_32K = replace(
+    CHATGLM2_6B,
+    sources=(
+        "THUDM/chatglm2-6b-32k config.json; TensorRT-LLM examples/chatglm/README.md model"
+        " comparison (RoPE base=160000 rather than 10000 in chatglm2_6b)",
+    ),
 )
 
 CHATGLM_6B = Architecture(

@@ -273,7 +273,7 @@ def capacity(
     ] = None,
     context: Annotated[int | None, typer.Option("--context", help="Tokens per sequence.")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Concurrent sequences.")] = 8,
-    engine: Annotated[str | None, typer.Option("--engine", help="sglang or vllm.")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="sglang, vllm or trtllm.")] = None,
     mtp: Annotated[bool, typer.Option("--mtp/--no-mtp", help="MTP speculative decoding.")] = True,
     do_search: Annotated[bool, typer.Option("--search", help="List feasible layouts.")] = False,
     max_gpus: Annotated[

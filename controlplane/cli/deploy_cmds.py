@@ -234,6 +234,9 @@ def status(output: OutputOption = OutputFormat.TEXT, address: Address = None) ->
 
             stopped = StoppedRestarts(**d["restarts_stopped"])
             console.print(f"[red]{stopped.message(d['name'])}[/red]", highlight=False)
+        for e in d.get("external", []):
+            health = "up" if e["ok"] else f"DOWN: {e['error'] or 'no answer'}"
+            console.print(f"{d['name']} {e['endpoint']} ({e['role']}) {e['url']}: {health}")
         if d.get("autoscale"):
             a = d["autoscale"]
             console.print(

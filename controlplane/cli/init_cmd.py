@@ -33,7 +33,7 @@ def init(
     gpus: Annotated[int | None, typer.Option("--gpus", help="GPUs available in all.")] = None,
     context: Annotated[int | None, typer.Option("--context", help="Tokens per sequence.")] = None,
     batch: Annotated[int | None, typer.Option("--batch", help="Concurrent sequences.")] = None,
-    engine: Annotated[str | None, typer.Option("--engine", help="sglang or vllm.")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="sglang, vllm or trtllm.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Deployment name.")] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="File to write (default: NAME.yaml).")
@@ -53,7 +53,7 @@ def init(
             str(_ask(context, "Context length (tokens per sequence)", DEFAULT_CONTEXT, int))
         ),
         batch=int(str(_ask(batch, "Concurrent sequences per replica", 8, int))),
-        engine=str(_ask(engine, "Engine (sglang, vllm)", "sglang")).lower(),
+        engine=str(_ask(engine, "Engine (sglang, vllm, trtllm)", "sglang")).lower(),
         name=name,
         model_config=_local_model(model_name),
     )

@@ -1,4 +1,4 @@
-"""Engines behind one interface (base.py): SGLang, vLLM and the simulator.
+"""Engines behind one interface (base.py): SGLang, vLLM, TensorRT-LLM and the simulator.
 
 `build_command(topology, context, simulate=False)` picks the builder for the topology's
 engine; with `simulate` (no real GPU, or `engine: sim`) it returns the simulator's command,
@@ -71,6 +71,10 @@ def build_command(
         from controlplane.engines import vllm
 
         return vllm.build_command(topology, context)
+    if topology.engine is EngineKind.TRTLLM:
+        from controlplane.engines import trtllm
+
+        return trtllm.build_command(topology, context)
     from controlplane.engines import sglang
 
     return sglang.build_command(topology, context)
@@ -86,4 +90,8 @@ def target_version(kind: EngineKind) -> str:
         from controlplane.engines import sglang
 
         return sglang.TARGET_VERSION
+    if kind is EngineKind.TRTLLM:
+        from controlplane.engines import trtllm
+
+        return trtllm.TARGET_VERSION
     return "sim"

@@ -67,6 +67,10 @@ ROUTER = (
     M("glmctl_router_e2e_seconds", H, R, "Time to the last byte."),
     M("glmctl_router_redis_seconds", H, R, "Latency of the routing lookup in Redis."),
     M("glmctl_router_redis_up", G, R, "1 while the answering router worker reaches Redis."),
+    M("glmctl_router_overflow_total", C, R, "Requests sent to overflow endpoints.",
+      ("reason", "endpoint")),
+    M("glmctl_router_endpoint_up", G, R, "1 while an endpoint is healthy (external: kind).",
+      ("endpoint", "kind", "role")),
 )  # fmt: skip
 AUTOSCALER = (
     M("glmctl_autoscale_desired_replicas", G, A, "Replicas the policy wants.", ("deployment",)),

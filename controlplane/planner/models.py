@@ -10,7 +10,13 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 PLAN_API_VERSION = "glmctl/v1"
 
@@ -102,6 +108,21 @@ class EngineGroupPlan(_Frozen):
     )
 
 
+class ExternalPlan(_Frozen):
+    """An external OpenAI-compatible endpoint the router sends to (controlplane/router/
+    external.py `ExternalEndpoint`): its key as a reference only, never the value."""
+
+    name: str
+    base_url: str
+    model: str = Field(description="What clients ask for: the topology's served_model_name.")
+    upstream_model: str = Field(description="What the endpoint calls the model.")
+    role: str = Field(description="pool: shares traffic; overflow: only when local is full.")
+    capacity: int
+    health_path: str
+    key_env: str = ""
+    key_secret: str = ""
+
+
 class RouterPlan(_Frozen):
     policy: str
     processes: int
@@ -113,6 +134,19 @@ class RouterPlan(_Frozen):
     session_header: str
     auth: str = "auto"  # auto | api_keys | none (controlplane/router/auth.py)
     limits: dict[str, Any] = Field(default_factory=dict, description="router.limits of the spec.")
+    external: tuple[ExternalPlan, ...] = ()
+    overflow_at: int = Field(
+        0, description="In-flight requests per engine replica at which overflow starts; 0: none."
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unused_external(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Plans without external endpoints serialise (digest, render) as before them.
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("external") and not data.get("overflow_at"):
+            data.pop("external", None)
+            data.pop("overflow_at", None)
+        return data
 
 
 class DeploymentPlan(_Frozen):

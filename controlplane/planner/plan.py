@@ -21,6 +21,7 @@ from controlplane.planner.models import (
     AutoscalingPlan,
     DeploymentPlan,
     EngineGroupPlan,
+    ExternalPlan,
     HealthCheck,
     RankPlan,
     ReplicaBounds,
@@ -90,10 +91,38 @@ def plan(
             session_header=router.session_header,
             auth=router.auth.value,
             limits=router.limits.model_dump(mode="json"),
+            external=external_plans(topology),
+            overflow_at=router.overflow.saturated_at or 0 if router.overflow else 0,
         ),
         capacity={**figures.summary, "source": figures.source},
         warnings=tuple(warnings),
     )
+
+
+def external_plans(topology: Topology) -> tuple[ExternalPlan, ...]:
+    """The topology's external endpoints for the router (key references only)."""
+    overflow = topology.spec.router.overflow
+    targets = set(overflow.to) if overflow else set()
+    return tuple(
+        ExternalPlan(
+            name=e.name,
+            base_url=e.base_url,
+            model=topology.served_model_name,
+            upstream_model=e.model,
+            role="overflow" if e.name in targets else "pool",
+            capacity=e.capacity,
+            health_path=e.health_path,
+            key_env=(e.key_ref.env or "") if e.key_ref else "",
+            key_secret=(e.key_ref.secret or "") if e.key_ref else "",
+        )
+        for e in topology.spec.external
+    )
+
+
+# Engines whose metric names the router reads as the simulator's flavour: the simulator
+# itself, and TensorRT-LLM (trtllm-serve's metric names are not modelled; resolve gives it
+# the vLLM flavour).
+SIM_FLAVORED = (EngineKind.SIM, EngineKind.TRTLLM)
 
 
 def _bundles(topology: Topology, inventory: Inventory, host_ram: float) -> list[dict[str, float]]:
@@ -125,7 +154,7 @@ def _engine_group(
         name="engine",
         engine=topology.engine.value,
         runtime="sim" if simulate else topology.engine.value,
-        flavor=flavor.value if topology.engine is EngineKind.SIM else topology.engine.value,
+        flavor=flavor.value if topology.engine in SIM_FLAVORED else topology.engine.value,
         engine_version=topology.spec.engine.version or target_version(topology.engine),
         model=topology.model.name,
         served_model_name=topology.served_model_name,

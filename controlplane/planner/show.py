@@ -34,16 +34,44 @@ def plan_summary(plan: DeploymentPlan) -> str:
         cmd = shlex.join(rank.argv) if rank.argv else "(holds its GPUs; rank 0 runs the replica)"
         if len(cmd) > 160:
             cmd = cmd[:157] + "..."
-        lines.append(f"  rank {rank.rank}     {cmd}")
+        steps = _script_steps(rank.argv) if not rank.engine_argv else []
+        lines.append(f"  rank {rank.rank}     {'(steps below)' if steps else cmd}")
         if rank.engine_argv:
-            lines.append(f"    on GPUs: {shlex.join(rank.engine_argv)}")
+            steps = _script_steps(rank.engine_argv)
+            if not steps:
+                lines.append(f"    on GPUs: {shlex.join(rank.engine_argv)}")
+            else:
+                lines.append("    on GPUs: convert + build on an engine cache miss, then serve:")
+        lines += [f"    {name:8s}{shlex.join(argv)}" for name, argv in steps]
     rp = plan.router
     lines.append(
         f"  router     {rp.processes} process(es), policy {rp.policy}, port {rp.port},"
         f" queue {rp.max_queue_per_endpoint} per endpoint"
     )
+    for e in rp.external:
+        role = (
+            f"overflow at {rp.overflow_at} in flight per replica"
+            if e.role == "overflow"
+            else e.role
+        )
+        key = f"env {e.key_env}" if e.key_env else f"secret {e.key_secret}"
+        key = f"key from {key}" if e.key_env or e.key_secret else "no key"
+        lines.append(
+            f"  external   {e.name}: {e.base_url} as `{e.upstream_model}`, {role},"
+            f" up to {e.capacity} in flight, {key}"
+        )
     lines += [f"  warning    {w}" for w in plan.warnings]
     return "\n".join(lines)
+
+
+def _script_steps(argv: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+    """A TensorRT-LLM rank's `sh -c SCRIPT` as its named steps (convert, build, serve)."""
+    if len(argv) != 3 or argv[:2] != ("sh", "-c"):
+        return []
+    from controlplane.engines.trtllm import script_steps
+
+    found = script_steps(argv[2])
+    return list(zip(("convert", "build", "serve"), found, strict=False))
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -3,17 +3,21 @@
 Request path (per worker process, raw ASGI on uvicorn + uvloop + httptools, no access log):
 validate (orjson, 400) -> authorize (hashed API keys, 401) -> candidates (healthy endpoints
 serving the model) -> at most one Redis round trip (prefix match, session binding,
-rate-limit bucket; none for load-only policies without keys) -> queue limit (429 +
-Retry-After) -> pure policy -> forward the original body bytes over a kept-alive pooled
-connection (`upstream.py`: asyncio Protocol + httptools, no aiohttp on the request path) ->
-stream the SSE bytes back as they arrive. Details: `state.py` (the Redis design),
-`proxy.py` (retry and mid-stream failure contract), `upstream.py`, `policies.py`.
+rate-limit bucket; none for load-only policies without keys) -> who may be chosen
+(`overflow.py`: local replicas first, overflow endpoints when they are saturated or down;
+queue limit: 429 + Retry-After) -> pure policy -> forward the original body bytes over a
+kept-alive pooled connection (`upstream.py`: asyncio Protocol + httptools, no aiohttp on
+the request path) -> stream the SSE bytes back as they arrive. Details: `state.py` (the
+Redis design), `proxy.py` (retry and mid-stream failure contract), `upstream.py`,
+`policies.py`.
 
 Modules: `policies` (pure, registered by name), `prefix` (prompt block hashes, pure),
 `engine_metrics` (vLLM / SGLang `/metrics` parser, pure), `validation` (pure), `scripts`
 (Lua and key layout), `state` (Redis adapter + local view), `collector` (background
 refresh, health and load probes), `upstream` (lean HTTP/1.1 client), `proxy`, `app`
-(ASGI), `metrics` (router's own), `server` (processes), `registry` (sync API), `config`.
+(ASGI), `decisions` (the lookup before a policy, the record after), `overflow` (pure),
+`external` (external OpenAI-compatible endpoints: their URL, model name and own key),
+`metrics` (router's own), `server` (processes), `registry` (sync API), `config`.
 
 Interfaces for others:
 - Endpoints (sync, no event loop, idempotent; usable from a Ray actor):
@@ -22,6 +26,8 @@ Interfaces for others:
   endpoint_id)`, `registry.list_endpoints(redis_url) -> list[EndpointInfo]`. `url` is the
   engine's base URL (`http://127.0.0.1:PORT`); `model` its served model name; `flavor`
   names its metrics (`vllm` | `sglang`). Routers see changes within 0.1 s.
+- External endpoints (a topology's `external:`): `--external JSON` (key references only)
+  and `--overflow-at N`; keys are resolved at start (`external.resolve_key`), never stored.
 - API keys: `registry.add_api_key(redis_url, key, name, rate_per_s=0, burst=0)`,
   `remove_api_key(...)`. No keys registered = no authentication.
 - Processes: `python -m controlplane.router --redis-url URL --host 127.0.0.1 --port P

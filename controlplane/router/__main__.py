@@ -10,6 +10,7 @@ from dataclasses import replace
 from controlplane.errors import UserError
 from controlplane.router.auth import MODES
 from controlplane.router.config import RouterConfig
+from controlplane.router.external import externals_from_json
 from controlplane.router.limits import RequestLimits
 from controlplane.router.policies import default_policies, get_policy
 from controlplane.router.server import die_with_parent, serve_worker, supervise
@@ -30,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[RouterConfig, bool]:
     parser.add_argument("--scrape-interval", type=float, default=1.0)
     parser.add_argument("--auth", default="auto", choices=MODES)
     parser.add_argument("--limits", default="{}", help="JSON of RequestLimits fields")
+    parser.add_argument("--external", default="[]", help="JSON of external endpoints (no keys)")
+    parser.add_argument("--overflow-at", type=int, default=0)
+    parser.add_argument("--secrets-dir", default="")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -48,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[RouterConfig, bool]:
         state=replace(StateConfig(), namespace=args.namespace),
         auth=args.auth,
         limits=limits,
+        external=externals_from_json(args.external),
+        overflow_at=args.overflow_at,
+        secrets_dir=args.secrets_dir,
     )
     return config, args.worker
 

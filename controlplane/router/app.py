@@ -19,15 +19,16 @@ from typing import Any
 
 import aiohttp
 
-from controlplane.router import collector
+from controlplane.router import collector, decisions
 from controlplane.router.admission import Admission, Admitted, RateLimited
 from controlplane.router.config import RouterConfig
 from controlplane.router.exposition import send_metrics
-from controlplane.router.metrics import RouterMetrics, redis_up
+from controlplane.router.external import ExternalRoute, routes
+from controlplane.router.metrics import RouterMetrics, endpoint_info, redis_up
+from controlplane.router.overflow import Selection, select
 from controlplane.router.policies import (
     LOOKUP_PREFIX,
     LOOKUP_SESSION,
-    Decision,
     EndpointView,
     Policy,
     RouteContext,
@@ -46,7 +47,6 @@ from controlplane.router.views import endpoint_view, models_body
 ROUTES = {b"/v1/chat/completions": "chat", b"/v1/completions": "completions"}
 UPSTREAM_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _AUTH = (b"authorization",)
-_NO_LOOKUP = Lookup()  # frozen: shared by requests that need no lookup
 
 
 @dataclass(slots=True)
@@ -58,6 +58,7 @@ class Exchange:
     receive: Receive
     started: float
     upstream_path: str
+    route: str = "chat"  # chat | completions
 
 
 class RouterApp:
@@ -81,6 +82,9 @@ class RouterApp:
         self.pool: UpstreamPool | None = None  # the request path
         self.admission: Admission | None = None
         self._by_model: dict[str, list[EndpointInfo]] = {}
+        self.externals: dict[str, ExternalRoute] = {}  # endpoint id -> route (holds its key)
+        self.probe_failures: dict[str, int] = {}  # external endpoint -> failed probes in a row
+        self.probe_after: dict[str, float] = {}  # external endpoint -> next probe (monotonic)
         self._tasks: list[asyncio.Task[None]] = []
         self._session_header = config.session_header.lower().encode()
         self._policy_header = config.policy_header.lower().encode()
@@ -102,6 +106,7 @@ class RouterApp:
         )
         self.state = RedisState(self.config.redis_url, self.router_id, self.config.state)
         self.admission = Admission(self.config, self.state)
+        self.externals = routes(config.external, config.secrets_dir)
         await self.state.refresh({})
         self.reindex()
         self._tasks = collector.start_background(self)
@@ -122,9 +127,17 @@ class RouterApp:
         """Rebuild model -> endpoints after the view changed."""
         assert self.state is not None
         by_model: dict[str, list[EndpointInfo]] = {}
-        for info in sorted(self.state.view.endpoints.values(), key=lambda i: i.endpoint_id):
+        for info in sorted(self.endpoints().values(), key=lambda i: i.endpoint_id):
             by_model.setdefault(info.model, []).append(info)
         self._by_model = by_model
+
+    def endpoints(self) -> dict[str, EndpointInfo]:
+        """Registered endpoints, with this config's external ones even while Redis is down."""
+        assert self.state is not None
+        known = dict(self.state.view.endpoints)
+        for endpoint_id, route in self.externals.items():
+            known[endpoint_id] = route.endpoint.info()
+        return known
 
     # -- ASGI ----------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -144,7 +157,8 @@ class RouterApp:
                     self.metrics,
                     self.inflight,
                     self.router_id,
-                    extra=redis_up(self._redis_ok()),
+                    extra=redis_up(self._redis_ok())
+                    + endpoint_info(self.endpoints().values(), self._is_healthy),
                 )
             else:
                 await self._error(send, 404, f"no route {scope['path']}", "not_found")
@@ -175,7 +189,7 @@ class RouterApp:
         except RequestProblem as problem:
             status = await self._error(send, problem.status, problem.message, problem.kind)
         else:
-            exchange = Exchange(body, send, receive, started, UPSTREAM_PATHS[route])
+            exchange = Exchange(body, send, receive, started, UPSTREAM_PATHS[route], route)
             try:
                 async with asyncio.timeout(limits.client_total_timeout):
                     status = await self._route_and_forward(scope, exchange, route)
@@ -222,26 +236,27 @@ class RouterApp:
         ]
         if not candidates:
             return await self._error(
-                send, 503, "no healthy endpoint serves this model", "service_unavailable"
+                send, 503, "no healthy endpoint serves this model", "service_unavailable", 1.0
             )
         session_key = headers.get(self._session_header, "") or str(payload.get("user") or "")
         need_prefix = LOOKUP_PREFIX in policy.lookups
         hashes = block_hashes(prompt_bytes(payload)) if need_prefix else []
         if not need_prefix and LOOKUP_SESSION not in policy.lookups:
             session_key = ""
-        found = await self._lookup(hashes, session_key, admitted.key_hash, admitted.legacy_rate)
-        if isinstance(found, float):
+        assert self.state is not None
+        ctx_base = await decisions.lookup(
+            self.state, self.metrics, hashes, session_key, admitted.key_hash, admitted.legacy_rate
+        )
+        if isinstance(ctx_base, float):
             return await self._error(
-                send, 429, "rate limit exceeded", "rate_limit_exceeded", retry_after=found
+                send, 429, "rate limit exceeded", "rate_limit_exceeded", retry_after=ctx_base
             )
-        views = [
-            v for v in map(self._view, candidates) if v.load < self.config.max_queue_per_endpoint
-        ]
-        if not views:
+        views = [self._view(info) for info in candidates]
+        if not self._offer(views).endpoints:
             return await self._error(
                 send, 429, "every endpoint's queue is full", "rate_limit_exceeded", retry_after=1.0
             )
-        return await self._attempts(policy, found, views, hashes, session_key, ex)
+        return await self._attempts(policy, ctx_base, views, hashes, session_key, ex)
 
     async def _attempts(
         self,
@@ -252,14 +267,16 @@ class RouterApp:
         session_key: str,
         ex: Exchange,
     ) -> int:
-        assert self.pool is not None and self.state is not None
+        assert self.state is not None
+        failures: list[str] = []
         for _attempt in range(self.config.max_attempts):
-            if not views:
+            offered = self._offer(views)
+            if not offered.endpoints:
                 break
             self.sequence += 1
             decision = policy.choose(
                 RouteContext(
-                    tuple(views),
+                    offered.endpoints,
                     self.sequence,
                     (random.random(), random.random()),
                     ctx.prefix_endpoint,
@@ -270,21 +287,19 @@ class RouterApp:
                 )
             )
             if session_key:  # one endpoint for a session's concurrent first requests
-                decision = await session_decision(self.state, session_key, decision, ctx, views)
+                decision = await session_decision(
+                    self.state, session_key, decision, ctx, list(offered.endpoints)
+                )
             endpoint = decision.endpoint
-            self._record(policy, decision, ctx, hashes, session_key)
+            decisions.record(self.state, self.metrics, policy, decision, ctx, hashes, session_key)
+            if offered.overflow and endpoint.role == "overflow":
+                labels = (("reason", offered.overflow), ("endpoint", endpoint.endpoint_id))
+                self.metrics.inc("glmctl_router_overflow_total", labels)
             self.inflight[endpoint.endpoint_id] = self.inflight.get(endpoint.endpoint_id, 0) + 1
             try:
-                status, first_byte_at, failed = await forward(
-                    self.pool,
-                    endpoint.url + ex.upstream_path,
-                    ex.body,
-                    ex.send,
-                    [(b"x-glmctl-endpoint", endpoint.endpoint_id.encode())],
-                    ex.receive,
-                )
+                status, first_byte_at, failed = await self._forward(endpoint, ex)
             except UpstreamFailed as exc:
-                self._upstream_failed(endpoint.endpoint_id, str(exc))
+                failures.append(self._upstream_failed(endpoint.endpoint_id, exc))
                 views = [v for v in views if v.endpoint_id != endpoint.endpoint_id]
                 continue
             finally:
@@ -293,54 +308,48 @@ class RouterApp:
             if failed:
                 self.metrics.inc("glmctl_router_errors_total", (("kind", "upstream_midstream"),))
             return status
+        if not failures:  # every endpoint left is full
+            return await self._error(
+                ex.send, 429, "every endpoint's queue is full", "rate_limit_exceeded", 1.0
+            )
         return await self._error(
-            ex.send, 502, "every endpoint tried failed before answering", "upstream_error"
+            ex.send,
+            502,
+            "every endpoint tried failed before answering: " + "; ".join(failures),
+            "upstream_error",
         )
 
-    def _record(
-        self,
-        policy: Policy,
-        decision: Decision,
-        ctx: Lookup,
-        hashes: list[str],
-        session_key: str,
-    ) -> None:
-        assert self.state is not None
-        endpoint_id = decision.endpoint.endpoint_id
-        self.metrics.inc(
-            "glmctl_router_decisions_total",
-            (("policy", policy.name), ("endpoint", endpoint_id), ("reason", decision.reason)),
-        )
-        if hashes:
-            matched = ctx.prefix_depth if ctx.prefix_endpoint == endpoint_id else 0
-            self.metrics.inc("glmctl_router_prefix_blocks_total", (), len(hashes))
-            self.metrics.inc("glmctl_router_prefix_blocks_matched_total", (), matched)
-        if hashes or session_key:
-            self.state.record(endpoint_id, hashes, session_key)
+    def _offer(self, views: list[EndpointView]) -> Selection:
+        """The endpoints the policy may choose from (router/overflow.py)."""
+        return select(views, self.config.max_queue_per_endpoint, self.config.overflow_at)
 
-    def _upstream_failed(self, endpoint_id: str, error: str) -> None:
+    async def _forward(self, endpoint: EndpointView, ex: Exchange) -> tuple[int, float, bool]:
+        """One try on `endpoint`; an external one gets its own URL, model name and key."""
+        assert self.pool is not None
+        tag = [(b"x-glmctl-endpoint", endpoint.endpoint_id.encode())]
+        external = self.externals.get(endpoint.endpoint_id)
+        if external is not None:
+            return await external.forward(self.pool, ex.route, ex.body, ex.send, tag, ex.receive)
+        url = endpoint.url + ex.upstream_path
+        return await forward(self.pool, url, ex.body, ex.send, tag, ex.receive)
+
+    def _upstream_failed(self, endpoint_id: str, failure: UpstreamFailed) -> str:
+        """Take the endpoint out for a while; returns what to tell the client about it."""
         assert self.state is not None
-        self.metrics.inc("glmctl_router_errors_total", (("kind", "upstream_connect"),))
+        external = self.externals.get(endpoint_id)
+        error, answer = str(failure), f"{endpoint_id} did not answer"
+        if external is not None:
+            error, answer = external.explain(failure)
+            if self._is_healthy(endpoint_id):
+                collector.log.warning(
+                    "external endpoint %s is out of rotation: %s", endpoint_id, error
+                )
+        kind = "upstream_auth" if failure.status in (401, 403) else "upstream_connect"
+        self.metrics.inc("glmctl_router_errors_total", (("kind", kind),))
         self.metrics.inc("glmctl_router_retries_total")
         self.local_down[endpoint_id] = time.monotonic() + 2 * self.config.scrape_interval
         collector.spawn(self.state.set_health(endpoint_id, False, error))
-
-    async def _lookup(
-        self, hashes: list[str], session_key: str, key_hash: str, limits: tuple[float, int]
-    ) -> Lookup | float:
-        """Prefix, session, rate limit in one round trip; rate limited: seconds to wait."""
-        assert self.state is not None
-        rate, burst = limits
-        if not hashes and not session_key and rate <= 0:
-            return _NO_LOOKUP
-        began = time.perf_counter()
-        found = await self.state.lookup(
-            hashes, session_key, key_hash if rate > 0 else "", rate, burst
-        )
-        self.metrics.observe("glmctl_router_redis_seconds", time.perf_counter() - began)
-        if not found.allowed:
-            return max(found.retry_after_s, 0.001)
-        return found
+        return answer
 
     def _policy(self, override: str | None) -> Policy:
         name = override or self.config.policy

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from controlplane.local.secrets import url_password, without_password
+from controlplane.router.external import ExternalEndpoint, externals_json
 from controlplane.router.limits import RequestLimits
 from controlplane.router.policies import Tuning
 from controlplane.router.state import StateConfig
@@ -33,6 +34,9 @@ class RouterConfig:
     tuning: Tuning = field(default_factory=Tuning)
     auth: str = "auto"  # auto | api_keys | none (router/auth.py)
     limits: RequestLimits = field(default_factory=RequestLimits)
+    external: tuple[ExternalEndpoint, ...] = ()  # key references only (router/external.py)
+    overflow_at: int = 0  # in-flight per engine at which it is saturated; 0: no overflow
+    secrets_dir: str = ""  # where `{secret: name/key}` files are, outside Kubernetes
 
     @classmethod
     def from_spec(cls, redis_url: str, spec: RouterSpec, namespace: str = "glmctl") -> RouterConfig:
@@ -81,4 +85,11 @@ class RouterConfig:
             self.auth,
             "--limits",
             self.limits.to_json(),
+            *self._external_args(),
         ]
+
+    def _external_args(self) -> list[str]:
+        if not self.external:
+            return []
+        args = ["--external", externals_json(self.external), "--overflow-at", str(self.overflow_at)]
+        return [*args, "--secrets-dir", self.secrets_dir] if self.secrets_dir else args

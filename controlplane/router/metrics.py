@@ -8,7 +8,10 @@ every few seconds and `/metrics` on any worker renders the sum over all live wor
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from controlplane.router.registry import EndpointInfo
 
 # Latency buckets in seconds: from the 0.5 ms added-latency target up to long generations.
 LATENCY_BUCKETS = (
@@ -35,6 +38,8 @@ _HELP = {
     "glmctl_router_errors_total": "Errors, by kind (upstream_connect, upstream_midstream, ...).",
     "glmctl_router_decisions_total": "Routing decisions, by policy, endpoint and reason.",
     "glmctl_router_retries_total": "Requests retried on another endpoint before the first byte.",
+    "glmctl_router_overflow_total": "Requests sent to an overflow endpoint, by reason"
+    " (saturated: every local replica full; failover: none healthy) and endpoint.",
     "glmctl_router_prefix_blocks_total": "Prompt prefix blocks of requests routed by prefix.",
     "glmctl_router_prefix_blocks_matched_total": "Of those, blocks cached on the chosen endpoint.",
     "glmctl_router_ttft_seconds": "Time to the first upstream byte.",
@@ -141,6 +146,19 @@ def render(merged: dict[str, Any]) -> str:
         cumulative += data[len(buckets)]
         lines.append(f'{name}_bucket{{le="+Inf"}} {cumulative}')
         lines += [f"{name}_count {cumulative}", f"{name}_sum {data[-1]}"]
+    return "\n".join(lines) + "\n"
+
+
+def endpoint_info(infos: Iterable[EndpointInfo], healthy: Callable[[str], bool]) -> str:
+    """1 per endpoint in rotation, 0 while out; `kind` marks external ones, `role` overflow."""
+    name = "glmctl_router_endpoint_up"
+    lines = [
+        f"# HELP {name} 1 while the endpoint is healthy in this router's view, by kind and role.",
+        f"# TYPE {name} gauge",
+    ]
+    for info in sorted(infos, key=lambda i: i.endpoint_id):
+        labels = f'endpoint="{info.endpoint_id}",kind="{info.kind}",role="{info.role}"'
+        lines.append(f"{name}{{{labels}}} {1 if healthy(info.endpoint_id) else 0}")
     return "\n".join(lines) + "\n"
 
 

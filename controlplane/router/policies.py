@@ -29,6 +29,9 @@ class EndpointView:
     running: int = 0  # engine's own counts from its last /metrics scrape
     waiting: int = 0
     kv_usage: float = 0.0
+    kind: str = "engine"  # engine | external
+    role: str = "pool"  # pool | overflow (router/overflow.py picks who may be chosen)
+    capacity: int = 0  # most requests in flight; 0: the router's max_queue_per_endpoint
 
     @property
     def load(self) -> int:

@@ -22,7 +22,12 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class UpstreamFailed(Exception):
-    """The endpoint failed before the first byte reached the client."""
+    """The endpoint failed before the first byte reached the client (`status`: the HTTP
+    status that counted as a failure, 0 for a network failure)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def error_json(message: str, status: int, kind: str = "invalid_request_error") -> dict[str, Any]:
@@ -43,15 +48,18 @@ async def forward(
     send: Send,
     extra_headers: list[tuple[bytes, bytes]],
     receive: Receive,
+    upstream_headers: bytes = b"",
+    retry_statuses: tuple[int, ...] = (),
 ) -> tuple[int, float, bool]:
-    """Proxy one request; returns (status, perf_counter at the first byte, failed mid-stream)."""
+    """Proxy one request; returns (status, perf_counter at the first byte, failed mid-stream).
+    Answers >= 500 or in `retry_statuses` raise UpstreamFailed (the caller tries elsewhere)."""
     try:
-        conn = await pool.post(url, body)
+        conn = await pool.post(url, body, upstream_headers)
     except UpstreamError as exc:
         raise UpstreamFailed(str(exc)) from exc
     try:
-        if conn.status >= 500:
-            raise UpstreamFailed(f"HTTP {conn.status}")
+        if conn.status >= 500 or conn.status in retry_statuses:
+            raise UpstreamFailed(f"HTTP {conn.status}", conn.status)
         content_type = conn.header(b"content-type") or b"application/json"
         headers = [(b"content-type", content_type), *extra_headers]
         encoding = conn.header(b"content-encoding")

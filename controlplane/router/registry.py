@@ -28,6 +28,10 @@ class EndpointInfo:
     model: str  # served model name, matched against the request's `model`
     group: str = ""  # engine group of the plan
     flavor: str = "vllm"  # vllm | sglang: metric names to parse
+    kind: str = "engine"  # engine | external (router/external.py)
+    role: str = "pool"  # pool: shares traffic | overflow: only when local is saturated
+    capacity: int = 0  # most requests in flight; 0: the router's max_queue_per_endpoint
+    upstream_model: str = ""  # the model name the endpoint itself serves, if not `model`
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -43,6 +47,10 @@ class EndpointInfo:
             model=str(data["model"]),
             group=str(data.get("group", "")),
             flavor=str(data.get("flavor", "vllm")),
+            kind=str(data.get("kind", "engine")),
+            role=str(data.get("role", "pool")),
+            capacity=int(data.get("capacity", 0)),
+            upstream_model=str(data.get("upstream_model", "")),
         )
 
 
@@ -79,6 +87,14 @@ def register_endpoint(
 ) -> EndpointInfo:
     """Add or replace an endpoint; routers pick it up within their refresh interval."""
     info = EndpointInfo(endpoint_id, url.rstrip("/"), model, group, flavor)
+    return register_info(redis_url, info, namespace)
+
+
+def register_info(
+    redis_url: str, info: EndpointInfo, namespace: str = DEFAULT_NAMESPACE
+) -> EndpointInfo:
+    """`register_endpoint` for a ready-made entry (external endpoints carry more fields)."""
+    endpoint_id = info.endpoint_id
     with _client(redis_url) as client:
         pipe = client.pipeline()
         pipe.hset(f"{namespace}:endpoints", endpoint_id, info.to_json())
@@ -107,6 +123,32 @@ def list_endpoints(redis_url: str, namespace: str = DEFAULT_NAMESPACE) -> list[E
         (EndpointInfo.from_json(key.decode(), value) for key, value in raw.items()),
         key=lambda info: info.endpoint_id,
     )
+
+
+def external_health(redis_url: str, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, Any]]:
+    """External endpoints with their last probe: id, url, role, ok, error (no key: none is
+    stored). For `glmctl status`."""
+    with _client(redis_url) as client:
+        pipe = client.pipeline()
+        pipe.hgetall(f"{namespace}:endpoints")
+        pipe.hgetall(f"{namespace}:health")
+        endpoints, health = pipe.execute()
+    out = []
+    for raw_id, raw in sorted(endpoints.items()):
+        info = EndpointInfo.from_json(raw_id.decode(), raw)
+        if info.kind != "external":
+            continue
+        record = json.loads(health.get(raw_id, b"{}"))
+        out.append(
+            {
+                "endpoint": info.endpoint_id,
+                "url": info.url,
+                "role": info.role,
+                "ok": bool(record.get("ok", True)),
+                "error": str(record.get("error", "")),
+            }
+        )
+    return out
 
 
 def add_api_key(

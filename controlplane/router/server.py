@@ -81,9 +81,12 @@ def serve_worker(config: RouterConfig) -> None:
 
 
 def check_start(config: RouterConfig) -> None:
-    """Refuse to start (UserError with a fix) when Redis refuses the password, or when the
-    router would serve without keys on an address other machines reach (router/auth.py)."""
+    """Refuse to start (UserError with a fix) when Redis refuses the password, when the
+    router would serve without keys on an address other machines reach (router/auth.py),
+    or when an external endpoint's key is not where its reference says (then register the
+    external endpoints, so status and every router see them)."""
     from controlplane.router.auth import refuse_open_bind
+    from controlplane.router.external import routes, sync_registry
     from controlplane.router.keys import RedisAuthError, count_keys
 
     key_count: int | None = None
@@ -94,6 +97,9 @@ def check_start(config: RouterConfig) -> None:
     except UserError:  # Redis unreachable: routers tolerate that, but cannot count keys
         key_count = None
     refuse_open_bind(config.auth, config.host, key_count)
+    routes(config.external, config.secrets_dir)
+    if key_count is not None:
+        sync_registry(config.redis_url, config.state.namespace, config.external)
 
 
 def supervise(config: RouterConfig) -> None:
@@ -157,12 +163,14 @@ class RouterProcesses:
         policy: str = "prefix_affinity",
         namespace: str = "glmctl",
         timeout: float = 20.0,
+        log_file: str | None = None,
         **options: Any,
     ) -> RouterProcesses:
         """Start `python -m controlplane.router ...`; returns once /health answers.
 
         `options`: other `RouterConfig` fields that `cli_args()` carries
-        (max_queue_per_endpoint, session_header, scrape_interval).
+        (max_queue_per_endpoint, session_header, scrape_interval, external, overflow_at).
+        `log_file`: where its output goes (default: this process's).
         """
         from controlplane.local.ports import free_port
 
@@ -177,7 +185,14 @@ class RouterProcesses:
         handle = cls(config)
         command = [sys.executable, "-m", "controlplane.router", *config.cli_args()]
         env = {**os.environ, **config.child_env()}
-        handle.process = subprocess.Popen(command, start_new_session=True, env=env)
+        log = open(log_file, "ab") if log_file else None  # noqa: SIM115  (the child owns it)
+        try:
+            handle.process = subprocess.Popen(
+                command, start_new_session=True, env=env, stdout=log, stderr=log
+            )
+        finally:
+            if log is not None:
+                log.close()
         if not handle.wait_healthy(timeout):
             handle.stop()
             raise UserError(

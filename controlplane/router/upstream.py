@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections import deque
 from typing import cast
 from urllib.parse import urlsplit
@@ -38,21 +39,29 @@ class UpstreamError(ConnectionError):
 
 
 class Target:
-    """A parsed upstream URL with its request line and fixed headers ready as bytes."""
+    """A parsed upstream URL with its request line and fixed headers ready as bytes.
 
-    __slots__ = ("head", "key")
+    `headers`: extra CRLF-terminated header lines (an external endpoint's key): kept in
+    these bytes only, never in a message."""
 
-    def __init__(self, url: str) -> None:
+    __slots__ = ("head", "key", "tls")
+
+    def __init__(self, url: str, headers: bytes = b"") -> None:
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"only http:// upstream URLs are supported, not {url!r}")
-        port = parts.port or 80
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"only http:// and https:// upstream URLs are supported, not {url!r}")
+        self.tls = parts.scheme == "https"
+        port = parts.port or (443 if self.tls else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.key = (parts.hostname, port)
         self.head = (
-            f"POST {path} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
-            "content-type: application/json\r\naccept: */*\r\ncontent-length: "
-        ).encode("latin-1")
+            (
+                f"POST {path} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
+                "content-type: application/json\r\naccept: */*\r\n"
+            ).encode("latin-1")
+            + headers
+            + b"content-length: "
+        )
 
 
 class Connection(asyncio.Protocol):
@@ -261,19 +270,20 @@ class UpstreamPool:
         self.read_timeout = read_timeout
         self.max_body_bytes = max_body_bytes
         self._idle: dict[tuple[str, int], list[Connection]] = {}
-        self._targets: dict[str, Target] = {}
+        self._targets: dict[tuple[str, bytes], Target] = {}
 
-    def target(self, url: str) -> Target:
-        found = self._targets.get(url)
+    def target(self, url: str, headers: bytes = b"") -> Target:
+        found = self._targets.get((url, headers))
         if found is None:
             if len(self._targets) > 4096:  # endpoints come and go: stay bounded
                 self._targets.clear()
-            found = self._targets[url] = Target(url)
+            found = self._targets[(url, headers)] = Target(url, headers)
         return found
 
-    async def post(self, url: str, body: bytes) -> Connection:
-        """POST `body`; the caller reads the body, then `release`s (or closes) the connection."""
-        target = self.target(url)
+    async def post(self, url: str, body: bytes, headers: bytes = b"") -> Connection:
+        """POST `body` (with extra `headers` lines); the caller reads the body, then
+        `release`s (or closes) the connection."""
+        target = self.target(url, headers)
         conn = self._take_idle(target.key)
         if conn is not None:
             conn.start(target, body)
@@ -285,7 +295,7 @@ class UpstreamPool:
                 if conn.got_bytes:
                     raise
                 # a stale kept-alive connection: one fresh try
-        conn = await self._connect(target.key)
+        conn = await self._connect(target.key, target.tls)
         conn.start(target, body)
         try:
             await conn.head()
@@ -321,17 +331,28 @@ class UpstreamPool:
                 return conn
         return None
 
-    async def _connect(self, key: tuple[str, int]) -> Connection:
+    async def _connect(self, key: tuple[str, int], tls: bool = False) -> Connection:
         loop = asyncio.get_running_loop()
         host, port = key
 
         def factory() -> Connection:
             return Connection(loop, self.read_timeout, key, self.max_body_bytes)
 
+        context = _tls_context() if tls else None
         try:
             _transport, conn = await asyncio.wait_for(
-                loop.create_connection(factory, host, port), self.connect_timeout
+                loop.create_connection(factory, host, port, ssl=context), self.connect_timeout
             )
         except (TimeoutError, OSError) as exc:
             raise UpstreamError(f"cannot connect to {host}:{port}: {exc!r}") from exc
         return conn
+
+
+_TLS: list[ssl.SSLContext] = []
+
+
+def _tls_context() -> ssl.SSLContext:
+    """One verifying client context per process (hosted APIs behind https://)."""
+    if not _TLS:
+        _TLS.append(ssl.create_default_context())
+    return _TLS[0]

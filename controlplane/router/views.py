@@ -15,16 +15,17 @@ def endpoint_view(info: EndpointInfo, view: LocalView, own_inflight: int) -> End
     come from the shared view."""
     load = view.load.get(info.endpoint_id)
     inflight = own_inflight + view.others_inflight.get(info.endpoint_id, 0)
-    if load is None:
-        return EndpointView(info.endpoint_id, info.url, info.model, inflight)
     return EndpointView(
         info.endpoint_id,
         info.url,
         info.model,
         inflight,
-        load.running,
-        load.waiting,
-        load.kv_usage,
+        load.running if load else 0,
+        load.waiting if load else 0,
+        load.kv_usage if load else 0.0,
+        info.kind,
+        info.role,
+        info.capacity,
     )
 
 

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
-__all__ = ["Duration", "NonNegativeInt", "Port", "PositiveInt", "parse_duration"]
+__all__ = [
+    "NAME_PATTERN",
+    "Duration",
+    "NonNegativeInt",
+    "Port",
+    "PositiveInt",
+    "parse_duration",
+]
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # a DNS-1123 label: k8s and Ray agree
 
 
 def _no_bool(value: Any) -> Any:

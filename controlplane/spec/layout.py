@@ -14,14 +14,19 @@ from controlplane.spec.models import GpuSpec, ParallelismSpec, TopologySpec
 
 
 def moe_split_fails_fp8(arch: Architecture, weight_format: Precision, tp: int) -> bool:
-    """Block-FP8 experts split by TP need moe_intermediate / tp to be a multiple of 128.
+    """Block-FP8 experts split by TP need moe_intermediate / tp to be a multiple of the block
+    (128 in the catalog's FP8 checkpoints; a checkpoint's own `weight_block_size` otherwise).
+    Per-tensor or per-channel FP8 has no block to cut through.
 
     (shared/reference/model-configs.md: 1536 / 8 = 192 fails in SGLang and vLLM alike.)
     """
     if weight_format is not Precision.FP8 or not arch.is_moe:
         return False
+    blocks = (FP8_BLOCK, FP8_BLOCK) if arch.quant is None else arch.quant.block
+    if blocks is None:
+        return False
     per_rank, remainder = divmod(arch.moe_intermediate_size, tp)
-    return remainder != 0 or per_rank % FP8_BLOCK != 0
+    return remainder != 0 or any(per_rank % size for size in blocks)
 
 
 def resolve_layout(

@@ -35,7 +35,16 @@ class Problem:
 def without_masked(problems: list[Problem]) -> list[Problem]:
     """Drop "`type` is missing" when the spec has the typo `tpye`: one mistake, one message."""
     typos = {(p.path[:-1], p.renamed_to) for p in problems if p.renamed_to}
-    return [p for p in problems if not (p.missing and (p.path[:-1], p.path[-1]) in typos)]
+    kept = [p for p in problems if not (p.missing and (p.path[:-1], p.path[-1]) in typos)]
+    # `api_key` ({env|secret} or `none`) reports one error per alternative: keep the first.
+    out, keys = [], set()
+    for problem in kept:
+        if problem.path[-1:] == ("api_key",):
+            if problem.path in keys:
+                continue
+            keys.add(problem.path)
+        out.append(problem)
+    return out
 
 
 def dotted(path: Path_) -> str:
@@ -78,6 +87,8 @@ def model_at(path: Sequence[str | int]) -> type[BaseModel] | None:
     """The pydantic model a key path leads to (for listing valid keys)."""
     model: type[BaseModel] = TopologySpec
     for part in path:
+        if isinstance(part, int):  # an item of a list: the list's own model
+            continue
         field = field_info(model, str(part))
         if field is None:
             return None
@@ -249,6 +260,8 @@ def pydantic_problem(err: Any, data: dict[str, Any] | None = None) -> Problem:
         return missing_field(loc)
     if kind.startswith("model_source_"):
         return model_source(kind)
+    if "api_key" in loc or kind == "external_url":
+        return external_problem(loc, kind, str(err.get("msg", "")))
     if kind in ("enum", "literal_error"):
         return bad_choice(loc, err)
     if kind == "string_pattern_mismatch" and loc == ("name",):
@@ -258,6 +271,41 @@ def pydantic_problem(err: Any, data: dict[str, Any] | None = None) -> Problem:
     if kind in _BOUNDS:
         return out_of_range(loc, err)
     return _fallback(loc, err)
+
+
+def external_problem(loc: Path_, kind: str, message: str) -> Problem:
+    """An `external` endpoint's bad `api_key` or `base_url`. The input is never shown:
+    an `api_key` written as a string may be the key itself."""
+    name = dotted(loc)
+    if kind == "external_url":
+        return Problem(
+            loc,
+            f"`{name}` cannot be used: {message}.",
+            f"write `{loc[-1]}: https://host[:port]/path`, the base URL the OpenAI paths"
+            " (/chat/completions, /models) go under, e.g. http://127.0.0.1:9997/v1.",
+        )
+    key_loc = loc[: loc.index("api_key") + 1] if "api_key" in loc else loc
+    where = dotted(key_loc)
+    if kind == "api_key_literal":
+        what = "is a string: a key written into the spec would end up in plans and files"
+    elif kind == "missing":
+        what = "is missing: the router needs to know where the endpoint's key is"
+    elif kind in ("string_pattern_mismatch", "string_type", "dict_type", "model_type"):
+        what = (
+            "is not a reference: `env` takes a variable name (letters, digits, `_`) and"
+            " `secret` a `name/key` (the value is not shown: it may be the key itself)"
+        )
+    else:
+        what = "must name exactly one of `env` (a variable name) or `secret` (`name/key`)"
+    return Problem(
+        key_loc,
+        f"`{where}` {what}.",
+        "write `api_key: {env: ZHIPU_API_KEY}` (a variable of the router's environment) or"
+        " `api_key: {secret: zhipu/api-key}` (a Kubernetes Secret `name/key`), or"
+        " `api_key: none` for a server that takes no key.",
+        on_key=kind in ("api_key_literal", "missing"),
+        missing=kind == "missing",
+    )
 
 
 def _fallback(loc: Path_, err: dict[str, Any]) -> Problem:

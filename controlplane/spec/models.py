@@ -10,24 +10,41 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from controlplane.catalog.models import Precision
+from controlplane.spec.external import ExternalEndpointSpec, OverflowSpec
 from controlplane.spec.fields import (  # the spec's field types
+    NAME_PATTERN,
     Duration,
     NonNegativeInt,
     Port,
     PositiveInt,
 )
 
-NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # a DNS-1123 label: k8s and Ray agree
-
 
 class EngineKind(StrEnum):
     SGLANG = "sglang"
     VLLM = "vllm"
     SIM = "sim"
+    TRTLLM = "trtllm"
+
+
+class TrtllmQuant(StrEnum):
+    """TensorRT-LLM's int8 / int4 method (catalog/trtllm_matrix.py)."""
+
+    WEIGHT_ONLY = "weight_only"  # convert_checkpoint.py --use_weight_only (int8 or int4)
+    SMOOTHQUANT = "smoothquant"  # convert_checkpoint.py --smoothquant (int8 W8A8)
+    AWQ = "awq"  # quantization/quantize.py --qformat int4_awq (int4)
 
 
 class KvCacheDtype(StrEnum):
@@ -112,7 +129,7 @@ class SpeculativeSpec(_Strict):
 class EngineSpec(_Strict):
     """The serving engine and its extra arguments."""
 
-    kind: EngineKind = Field(EngineKind.SGLANG, description="sglang, vllm or sim.")
+    kind: EngineKind = Field(EngineKind.SGLANG, description="sglang, vllm, trtllm or sim.")
     version: str | None = Field(None, description="Engine version the command line targets.")
     mem_fraction: float | None = Field(
         None,
@@ -123,6 +140,11 @@ class EngineSpec(_Strict):
     )
     chunked_prefill: PositiveInt | None = Field(None, description="Chunked-prefill size (tokens).")
     cpu_offload_gb: float = Field(0.0, ge=0.0, description="vLLM --cpu-offload-gb per GPU.")
+    trtllm_quant: TrtllmQuant | None = Field(
+        None,
+        description="TensorRT-LLM's method for precision int8 / int4: weight_only (default),"
+        " smoothquant (int8) or awq (int4), where its support matrix allows.",
+    )
     args: dict[str, Any] = Field(
         default_factory=dict, description="Extra engine flags, e.g. {enable-torch-compile: true}."
     )
@@ -294,6 +316,17 @@ class RouterSpec(_Strict):
         256, description="In-flight requests per engine before answering 429."
     )
     session_header: str = Field("x-session-id", description="Header naming a session.")
+    overflow: OverflowSpec | None = Field(
+        None,
+        description="External endpoints that take requests when every local replica is"
+        " saturated or down, e.g. {to: [zhipu]}.",
+        examples=[{"to": ["zhipu"]}],
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_overflow(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Specs without overflow serialise (and so plan, digest and render) as before it.
+        return _drop_if(handler(self), "overflow", None)
 
 
 class SimulationSpec(_Strict):
@@ -406,8 +439,28 @@ class TopologySpec(_Strict):
         description="The embedded local cluster.",
         examples=[{"nodes": 2}],
     )
+    external: list[ExternalEndpointSpec] = Field(
+        default_factory=list,
+        description="OpenAI-compatible endpoints outside the cluster (a hosted GLM API, an"
+        " XInference server) the router sends requests to beside the local replicas.",
+        examples=[
+            [
+                {
+                    "name": "zhipu",
+                    "base_url": "https://open.bigmodel.cn/api/paas/v4",
+                    "model": "glm-4.5",
+                    "api_key": {"env": "ZHIPU_API_KEY"},
+                }
+            ]
+        ],
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_external(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Specs without external endpoints serialise (plan, digest, render) as before them.
+        return _drop_if(handler(self), "external", [])
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -430,3 +483,9 @@ class TopologySpec(_Strict):
                 "model_source_both", "give only one of `model` and `model_config`"
             )
         return self
+
+
+def _drop_if(data: Any, key: str, empty: Any) -> Any:
+    if isinstance(data, dict) and data.get(key, 0) == empty:
+        data.pop(key)
+    return data

@@ -22,6 +22,7 @@ from controlplane.catalog import (
     find_gpu,
     find_model,
     gpu_names,
+    trtllm_matrix,
 )
 from controlplane.catalog.formats import (
     TRANSFORMERS,
@@ -40,6 +41,7 @@ from controlplane.spec.models import (
     KvCacheDtype,
     SpeculativeAlgorithm,
     TopologySpec,
+    TrtllmQuant,
 )
 from controlplane.spec.topology import Topology
 
@@ -50,7 +52,11 @@ DEFAULT_ENGINE_VERSION = {
     EngineKind.SGLANG: "0.5.23",
     EngineKind.VLLM: "0.32.0",
     EngineKind.SIM: "0.1.0",
+    EngineKind.TRTLLM: "1.2.0rc2",
 }
+# The API the simulator mimics per engine: trtllm-serve is OpenAI-compatible but its metric
+# names are not modelled, so a simulated TensorRT-LLM replica speaks vLLM's.
+SIM_FLAVOR = {EngineKind.SIM: EngineKind.SGLANG, EngineKind.TRTLLM: EngineKind.VLLM}
 # The model card's MTP settings (GLM-4.5 README); vLLM's recipe drafts one token.
 CARD_SPECULATIVE = {"num_steps": 3, "eagle_topk": 1, "num_draft_tokens": 4}
 VLLM_MTP_TOKENS = 1
@@ -97,6 +103,8 @@ def resolve(
     resolved.gpus.type = gpu.name
     resolve_layout(resolved, checkpoint, problems, warnings)
     _resolve_serving(resolved, checkpoint, gpu, problems, warnings)
+    if resolved.engine.kind is EngineKind.TRTLLM and not problems:
+        _check_trtllm(resolved, checkpoint, gpu, problems)
     if problems:
         _raise(problems, origin, lines)
     return Topology(resolved, checkpoint, gpu, origin, tuple(warnings))
@@ -144,7 +152,17 @@ def _engine_checkpoint(
             " it runs through the engine's Transformers backend (some engine features may be"
             " unavailable)."
         )
-    answer = quant_launch(checkpoint, precision, engine)
+    method = spec.engine.trtllm_quant
+    if method is not None and spec.engine.kind is not EngineKind.TRTLLM:
+        problems.append(
+            Problem(
+                ("engine", "trtllm_quant"),
+                f"`trtllm_quant` chooses TensorRT-LLM's int8/int4 method; engine is {engine}.",
+                "remove `engine.trtllm_quant`, or set `engine.kind: trtllm`.",
+            )
+        )
+        return None
+    answer = quant_launch(checkpoint, precision, engine, method.value if method else None)
     if isinstance(answer, Refusal):
         problems.append(Problem(("precision",), answer.reason + ".", answer.fix + "."))
         return None
@@ -217,8 +235,95 @@ def _resolve_serving(
     if engine.version is None:
         engine.version = DEFAULT_ENGINE_VERSION[engine.kind]
     if s.simulation.flavor is None:
-        s.simulation.flavor = EngineKind.SGLANG if engine.kind is EngineKind.SIM else engine.kind
+        s.simulation.flavor = SIM_FLAVOR.get(engine.kind, engine.kind)
     _resolve_replicas(s, problems)
+    _resolve_external(s, problems)
+
+
+def _resolve_external(s: TopologySpec, problems: list[Problem]) -> None:
+    """Unique endpoint names, overflow targets that exist, a saturation point the router's
+    queue limit leaves room for (default: max_num_seqs)."""
+    names = [e.name for e in s.external]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            problems.append(
+                Problem(
+                    ("external", index, "name"),
+                    f"two external endpoints are called `{name}`.",
+                    "give each entry of `external` its own `name`.",
+                )
+            )
+    overflow = s.router.overflow
+    if overflow is None:
+        return
+    for index, target in enumerate(overflow.to):
+        if target not in names:
+            guess = suggest(target, names)
+            hint = f" Did you mean `{guess}`?" if guess else ""
+            known = ", ".join(f"`{n}`" for n in names) or "none"
+            problems.append(
+                Problem(
+                    ("router", "overflow", "to", index),
+                    f"router.overflow names `{target}`, which is not an external endpoint"
+                    f" (defined: {known}).{hint}",
+                    "add it under `external:` ({name, base_url, model, api_key}) or name one"
+                    " that is defined.",
+                )
+            )
+    if overflow.saturated_at is None:
+        overflow.saturated_at = min(s.max_num_seqs, s.router.max_queue_per_endpoint)
+    elif overflow.saturated_at > s.router.max_queue_per_endpoint:
+        problems.append(
+            Problem(
+                ("router", "overflow", "saturated_at"),
+                f"router.overflow.saturated_at {overflow.saturated_at} is above"
+                f" router.max_queue_per_endpoint {s.router.max_queue_per_endpoint}: a local"
+                " replica would answer 429 before it counts as saturated.",
+                f"set `saturated_at` to at most {s.router.max_queue_per_endpoint}.",
+            )
+        )
+
+
+def _check_trtllm(
+    s: TopologySpec, entry: ModelEntry, gpu: GpuType, problems: list[Problem]
+) -> None:
+    """TensorRT-LLM's matrix limits on the split and batch, and the KV dtypes its
+    conversion path can build (FP8 KV only through quantize.py: precision fp8 or awq)."""
+    assert s.gpus.nodes is not None and s.context_length is not None
+    refused = trtllm_matrix.layout_refusal(
+        entry, s.parallelism.pipeline, s.gpus.nodes, s.max_num_seqs, s.context_length
+    )
+    if refused is not None:
+        problems.append(Problem(("engine",), refused.reason + ".", refused.fix + "."))
+    if s.gpus.type.upper() == "CPU":
+        problems.append(
+            Problem(
+                ("gpus", "type"),
+                "TensorRT-LLM builds and runs engines on NVIDIA GPUs only.",
+                "name a GPU type, or serve on the CPU with `engine: vllm`.",
+            )
+        )
+    fp8 = s.precision is Precision.FP8 or s.kv_cache_dtype is KvCacheDtype.FP8
+    if fp8 and not gpu.supports_fp8 and gpu.name.upper() != "CPU":
+        problems.append(
+            Problem(
+                ("precision",),
+                f"TensorRT-LLM's FP8 engines need FP8 tensor cores (Ada, Hopper or newer);"
+                f" {gpu.display_name} has none.",
+                "set `precision: int8` (weight-only) on this GPU, or use an FP8 GPU.",
+            )
+        )
+    method = s.engine.trtllm_quant
+    through_quantize = s.precision is Precision.FP8 or method is TrtllmQuant.AWQ
+    if s.kv_cache_dtype is KvCacheDtype.FP8 and not through_quantize:
+        problems.append(
+            Problem(
+                ("kv_cache_dtype",),
+                "TensorRT-LLM's convert_checkpoint.py builds no FP8 KV cache (only"
+                " `--int8_kv_cache`); FP8 KV comes from quantize.py with precision fp8 or AWQ.",
+                "set `kv_cache_dtype: auto`, or `precision: fp8`.",
+            )
+        )
 
 
 def _resolve_speculative(s: TopologySpec, entry: ModelEntry, problems: list[Problem]) -> None:

@@ -44,7 +44,11 @@ RUNTIME_VALUES = {
 # Shipped topologies, and local-checkpoint ones kept with this tier (a `model_config` path
 # is machine-specific, so they are not rendered into deployments/).
 LOCAL_TOPOLOGIES = Path(__file__).resolve().parent / "topologies"
-TOPOLOGY_FILES = sorted(TOPOLOGIES.glob("*.yaml")) + sorted(LOCAL_TOPOLOGIES.glob("*.yaml"))
+TOPOLOGY_FILES = [
+    p
+    for p in sorted(TOPOLOGIES.glob("*.yaml")) + sorted(LOCAL_TOPOLOGIES.glob("*.yaml"))
+    if "kind: trtllm" not in p.read_text()  # checked in tests/unit/engines/test_trtllm_parsers.py
+]
 CASES = [(path, engine) for path in TOPOLOGY_FILES for engine in ENGINES]
 
 

@@ -164,6 +164,7 @@ def prepare_apply(topology: Topology, address: str | None = None) -> Prepared:
     freed = placements_of(running, target.redis_url) if running else []
     new = _plan_with_growth(topology, target, freed)
     _check_router_auth(new, target)
+    _check_external_keys(new, target)
     prepared = Prepared(
         target, new, running, diff_plans(running.plan if running else None, new.to_data())
     )
@@ -198,6 +199,31 @@ def _check_router_auth(plan: DeploymentPlan, target: cluster.Target) -> None:
 
     keys = count_keys(target.redis_url, router_namespace(plan.name))
     refuse_open_bind(plan.router.auth, plan.router.host or "the head node's address", keys)
+
+
+def _check_external_keys(plan: DeploymentPlan, target: cluster.Target) -> None:
+    """On the embedded cluster, every external endpoint's key must be where its reference
+    says before anything starts; `{env: NAME}` keys are handed to its router in owner-only
+    files (the cluster's processes do not share this shell's environment). On a cluster
+    given by --address the router reads them on the head node (README: External)."""
+    if not target.embedded or not plan.router.external:
+        return
+    from controlplane.router.external import (
+        ExternalEndpoint,
+        default_secrets_dir,
+        resolve_key,
+        stash_env_key,
+    )
+    from controlplane.settings import environment_value
+
+    folder = default_secrets_dir()
+    for item in plan.router.external:
+        endpoint = ExternalEndpoint.from_dict(item.model_dump())
+        fresh = environment_value(endpoint.key_env) if endpoint.key_env else None
+        if fresh is not None:  # this shell's value wins over one an earlier apply left
+            stash_env_key(folder, endpoint.key_env, fresh)
+        else:
+            resolve_key(endpoint, folder)  # UserError naming the reference when missing
 
 
 def _free_port(preferred: int) -> int:

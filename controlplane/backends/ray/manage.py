@@ -156,6 +156,7 @@ def status(address: str | None = None) -> dict[str, Any]:
                 "replica_details": replica_records(target.redis_url, record.name, record.app),
                 "autoscale": _autoscale(target.redis_url, record),
                 "restarts_stopped": restarts_stopped(target.redis_url, record.name),
+                "external": _external(target.redis_url, record),
             }
         )
     return {
@@ -169,6 +170,16 @@ def status(address: str | None = None) -> dict[str, Any]:
         },
         "deployments": deployments,
     }
+
+
+def _external(redis_url: str, record: DeploymentRecord) -> list[dict[str, Any]]:
+    """The deployment's external endpoints and their health (router/external.py)."""
+    if not record.deployment_plan.router.external:
+        return []
+    from controlplane.backends.ray.serve_app import router_namespace
+    from controlplane.router.registry import external_health
+
+    return external_health(redis_url, router_namespace(record.name))
 
 
 def _prometheus_url() -> str | None:

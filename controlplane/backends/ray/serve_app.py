@@ -320,6 +320,7 @@ class RouterHost:
         from controlplane.backends.ray.workers import _die_with_parent
         from controlplane.engines.base import EngineProcess, LaunchCommand
         from controlplane.router.config import RouterConfig
+        from controlplane.router.external import ExternalEndpoint
         from controlplane.router.limits import RequestLimits
         from controlplane.router.state import StateConfig
 
@@ -336,6 +337,8 @@ class RouterHost:
             state=replace(StateConfig(), namespace=router_namespace(name)),
             auth=router.get("auth", "auto"),
             limits=RequestLimits.from_dict(router.get("limits")),
+            external=tuple(ExternalEndpoint.from_dict(e) for e in router.get("external", ())),
+            overflow_at=int(router.get("overflow_at", 0)),
         )
         argv = (sys.executable, "-m", "controlplane.router", *config.cli_args())
         self.url = f"http://{node if bind == '0.0.0.0' else bind}:{config.port}"

@@ -23,15 +23,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--served-model-name")
     parser.add_argument("--kv-tokens", type=int, help="Override the KV-cache token budget.")
     parser.add_argument("--max-num-seqs", type=int, help="Override the running-sequence cap.")
+    parser.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="Require `Authorization: Bearer $NAME` on /v1/ routes, as a hosted API does"
+        " (the key is read from the variable, never given on the command line).",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     from controlplane.engines.sim.server import SimOptions, build_app, serve, topology_from_json
+    from controlplane.settings import environment_value
     from controlplane.spec import load_topology
 
     args = parse_args(argv)
     try:
+        api_key = None
+        if args.api_key_env:
+            api_key = environment_value(args.api_key_env)
+            if api_key is None:
+                raise UserError(
+                    f"--api-key-env names {args.api_key_env}, which is not set.",
+                    fix=f"export {args.api_key_env}=<key> before starting the simulator.",
+                )
         topo = load_topology(args.topology) if args.topology else topology_from_json(args.spec_json)
         options = SimOptions(
             flavor=EngineKind(args.flavor) if args.flavor else None,
@@ -40,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             served_model_name=args.served_model_name,
             kv_tokens=args.kv_tokens,
             max_num_seqs=args.max_num_seqs,
+            api_key=api_key,
         )
         serve(build_app(topo, options), args.host, args.port)
     except UserError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -47,9 +48,12 @@ class EngineInfo:
 class SimApp:
     """ASGI callable; owns the scheduler task (started at lifespan startup or first use)."""
 
-    def __init__(self, scheduler: Scheduler, info: EngineInfo) -> None:
+    def __init__(self, scheduler: Scheduler, info: EngineInfo, api_key: str | None = None) -> None:
+        """`api_key`: require `Authorization: Bearer <api_key>` on /v1/ routes, as a hosted
+        API does (the simulator then stands in for one); None: open, like vLLM/SGLang."""
         self.scheduler = scheduler
         self.info = info
+        self._authorization = f"Bearer {api_key}".encode() if api_key else None
         self._task: asyncio.Task[None] | None = None
         self._counter = 0
         self._open = 0  # generation requests whose response has not ended
@@ -74,6 +78,10 @@ class SimApp:
             return
         self.start()
         path, method = scope["path"], scope["method"]
+        if self._authorization and path.startswith("/v1/") and not self._authorized(scope):
+            body = responses.error_body(401, "Incorrect API key provided.", "invalid_api_key")
+            await _reply(send, 401, body)
+            return
         if path in ("/sim/ttft", "/sim/itl"):
             await self._sample_log(path[5:], scope.get("query_string", b""), send)
             return
@@ -83,6 +91,12 @@ class SimApp:
             await self._get(path, send)
         else:
             await _reply(send, 405, b'{"detail":"Method Not Allowed"}')
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return bool(hmac.compare_digest(value, self._authorization or b""))
+        return False
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -34,6 +34,7 @@ class SimOptions:
     served_model_name: str | None = None
     kv_tokens: int | None = None  # override the KV budget (tests, what-if runs)
     max_num_seqs: int | None = None
+    api_key: str | None = None  # require it as `Authorization: Bearer` (a hosted API)
 
 
 def topology_from_json(text: str) -> Topology:
@@ -79,7 +80,7 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
     )
     word_stream()  # build the text source now, not inside the first request
     info = EngineInfo(flavor=flavor, limits=limits, version=SIM_VERSION, topology=topo.name)
-    return SimApp(Scheduler(timing, config), info)
+    return SimApp(Scheduler(timing, config), info, options.api_key)
 
 
 def serve(app: SimApp, host: str = "127.0.0.1", port: int = 8100) -> None:
@@ -128,8 +129,13 @@ class SimServer:
         served_model_name: str | None = None,
         host: str = "127.0.0.1",
         timeout: float = 30.0,
+        api_key_env: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> SimServer:
-        """Start `python -m controlplane.engines.sim` and wait until /health answers."""
+        """Start `python -m controlplane.engines.sim` and wait until /health answers.
+
+        `api_key_env`: the variable (of `env`, added to this process's environment) holding
+        the key the engine then requires, as a hosted API does."""
         from controlplane.local.ports import free_port
 
         port = port or free_port(host)
@@ -144,7 +150,11 @@ class SimServer:
             args += ["--max-num-seqs", str(max_num_seqs)]
         if served_model_name is not None:
             args += ["--served-model-name", served_model_name]
-        process = subprocess.Popen(args, env=os.environ.copy(), stdin=subprocess.DEVNULL)
+        if api_key_env is not None:
+            args += ["--api-key-env", api_key_env]
+        process = subprocess.Popen(
+            args, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL
+        )
         server = cls(process, host, port)
         server._wait_healthy(timeout)
         return server

@@ -105,10 +105,15 @@ def manifests(
 
 
 def _header(plan: DeploymentPlan, source: str) -> str:
+    keys = sorted({e.key_env for e in plan.router.external if e.key_env})
+    more = sorted({e.key_secret for e in plan.router.external if e.key_secret})
+    if keys:
+        more.insert(0, f"{services.external_secret_name(plan)} (keys {', '.join(keys)})")
+    external = f" and the external endpoints' key Secret(s) {', '.join(more)}" if more else ""
     return (
         f"# KubeRay manifests for `{plan.name}`, rendered from {source} (plan {plan.digest()}).\n"
         f"# Do not edit: `glmctl render {source} --target k8s` writes them. Needs the Secret"
-        f" {redis_name(plan)} (key `password`).\n"
+        f" {redis_name(plan)} (key `password`){external}.\n"
     )
 
 

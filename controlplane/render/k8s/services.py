@@ -3,7 +3,8 @@ NetworkPolicy of one deployment (pure: plan -> manifest dicts).
 
 Redis holds the routers' shared state and Ray's GCS tables. Its password lives only in the
 Secret `<name>-redis` (key `password`) that the user creates; pods read it through
-`secretKeyRef` and Kubernetes expands it into the URL (common.redis_env).
+`secretKeyRef` and Kubernetes expands it into the URL (common.redis_env). External
+endpoints' keys reach the router the same way (`external_key_env`): never a value.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from controlplane.render.k8s.common import (
     selector,
 )
 from controlplane.router.config import RouterConfig
+from controlplane.router.external import ExternalEndpoint, secret_env_name
+from controlplane.router.limits import RequestLimits
 from controlplane.router.state import StateConfig
 
 REDIS_IMAGE = "redis:7.4"
@@ -105,8 +108,35 @@ def router_args(plan: DeploymentPlan) -> list[str]:
         max_queue_per_endpoint=router.max_queue_per_endpoint,
         session_header=router.session_header,
         state=StateConfig(namespace=router_namespace(plan.name)),
+        auth=router.auth,
+        limits=RequestLimits.from_dict(router.limits),
+        external=tuple(ExternalEndpoint.from_dict(e.model_dump()) for e in router.external),
+        overflow_at=router.overflow_at,
     )
     return config.cli_args()
+
+
+def external_secret_name(plan: DeploymentPlan) -> str:
+    """The Secret holding `{env: NAME}` keys on Kubernetes (key NAME), created by the user."""
+    return f"{plan.name}-external"
+
+
+def external_key_env(plan: DeploymentPlan) -> list[dict[str, Any]]:
+    """The router's variables for external endpoints' keys, each from a Secret: `{secret:
+    name/key}` from that Secret (as GLMCTL_SECRET_<NAME>_<KEY>), `{env: NAME}` from the
+    Secret `<deployment>-external`, key NAME."""
+    env: dict[str, dict[str, Any]] = {}
+    for external in plan.router.external:
+        if external.key_secret:
+            name, _, key = external.key_secret.partition("/")
+            variable = secret_env_name(external.key_secret)
+        elif external.key_env:
+            name, key, variable = external_secret_name(plan), external.key_env, external.key_env
+        else:
+            continue
+        ref = {"secretKeyRef": {"name": name, "key": key}}
+        env[variable] = {"name": variable, "valueFrom": ref}
+    return list(env.values())
 
 
 def router_objects(plan: DeploymentPlan, options: K8sOptions) -> list[dict[str, Any]]:
@@ -119,7 +149,7 @@ def router_objects(plan: DeploymentPlan, options: K8sOptions) -> list[dict[str, 
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "controlplane.router"],
         "args": router_args(plan),
-        "env": redis_env(plan, options),
+        "env": redis_env(plan, options) + external_key_env(plan),
         "ports": [{"name": "http", "containerPort": plan.router.port}],
         "readinessProbe": probe,
         "livenessProbe": {**probe, "failureThreshold": 6},

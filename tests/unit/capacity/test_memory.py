@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from controlplane.capacity import constants as c
@@ -16,6 +18,7 @@ from controlplane.capacity.weights import (
     stage_weight_totals,
 )
 from controlplane.catalog import GIB, Precision, find_gpu, find_model
+from controlplane.catalog.quant import scheme_from_config
 from tests.unit.capacity.conftest import make_topology
 
 GLM45 = find_model("glm-4.5")
@@ -94,6 +97,28 @@ def test_fast_stage_totals_match_the_breakdown(shape: tuple[int, int, int, int, 
             for s in range(pp)
         ]
         assert stage_weight_totals(GLM45.arch, precision, shape) == pytest.approx(slow)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1), (8, 8, 4, 8, 1), (4, 16, 2, 16, 0)])
+@pytest.mark.parametrize("group", [128, -1])
+def test_fast_stage_totals_match_the_breakdown_for_gptq(
+    shape: tuple[int, int, int, int, int], group: int
+) -> None:
+    # GPTQ adds bytes per matrix row (g_idx) and, per channel, per column: both paths agree.
+    scheme = scheme_from_config({"quant_method": "gptq", "bits": 4, "group_size": group})
+    assert scheme is not None
+    arch = replace(GLM45.arch, quant=scheme)
+    tp, dense_tp, pp, group_n, mtp = shape
+    slow = [
+        rank_weights(arch, Precision.INT4, Split(tp, dense_tp, pp, group_n, s, mtp * (s == pp - 1)))
+        for s in range(pp)
+    ]
+    assert stage_weight_totals(arch, Precision.INT4, shape) == pytest.approx(
+        [w.total for w in slow]
+    )
+    no_edges = replace(arch, quant=replace(scheme, row_bytes=0.0, column_bytes=0.0))
+    first = Split(tp, dense_tp, pp, group_n, 0, 0)
+    assert slow[0].quant_scales > rank_weights(no_edges, Precision.INT4, first).quant_scales
 
 
 def test_kv_heads_replicate_beyond_their_count_and_fp8_halves() -> None:

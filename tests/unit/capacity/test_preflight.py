@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from controlplane.capacity.preflight import Finding, Severity, preflight
+from controlplane.catalog import Precision, find_model
+from controlplane.catalog.quant import scheme_from_config
+from controlplane.spec.layout import moe_split_fails_fp8
 from tests.unit.capacity.conftest import make_topology
 
 
@@ -85,3 +90,19 @@ def test_smaller_models_get_no_card_findings() -> None:
         )
         == []
     )
+
+
+def test_the_block_rule_follows_the_checkpoint_scheme() -> None:
+    # 1536 / 8 = 192: cuts a 128-block, not a 64-block, and per-tensor FP8 has no block.
+    entry = find_model("glm-4.5")
+    assert entry is not None
+    arch = entry.arch
+    assert moe_split_fails_fp8(arch, Precision.FP8, 8)  # the catalog's 128 x 128 blocks
+    for quant, fails in (
+        ({"quant_method": "fp8", "weight_block_size": [128, 128]}, True),
+        ({"quant_method": "fp8", "weight_block_size": [64, 64]}, False),
+        ({"quant_method": "fp8"}, False),
+    ):
+        stored = replace(arch, quant=scheme_from_config(quant))
+        assert moe_split_fails_fp8(stored, Precision.FP8, 8) is fails
+    assert not moe_split_fails_fp8(arch, Precision.BF16, 8)

@@ -7,6 +7,9 @@ names and shapes the format defines, read back from its header, and compared wit
 formats, not from glmctl's sizing code:
 - AWQ (AutoAWQ GEMM, vLLM awq.py `create_weights`): qweight int32 [in, out / 8], qzeros
   int32 [in / group, out / 8], scales float16 [in / group, out];
+- GPTQ (AutoGPTQ, vLLM gptq.py `create_weights`): qweight int32 [in * bits / 32, out], qzeros
+  int32 [groups, out * bits / 32], scales float16 [groups, out] (groups: in / group, or 1
+  per channel with `group_size: -1`), g_idx int32 [in];
 - FP8 block (vLLM fp8.py, GLM-4.5-FP8): weight float8 [out, in], weight_scale_inv float32
   [ceil(out / 128), ceil(in / 128)];
 - unquantised tensors (embedding, output_layer, norms, the QKV bias) float16.
@@ -115,6 +118,22 @@ def awq_tensors(cfg: dict[str, Any], group: int) -> dict[str, tuple[str, tuple[i
     return tensors
 
 
+def gptq_tensors(
+    cfg: dict[str, Any], bits: int, group: int, g_idx: bool = True
+) -> dict[str, tuple[str, tuple[int, ...]]]:
+    tensors = _unquantised(cfg)
+    for i in range(cfg["num_layers"]):
+        for name, (n_in, n_out) in _linears(cfg).items():
+            base = f"transformer.encoder.layers.{i}.{name}"
+            groups = n_in // group if group > 0 else 1
+            tensors[f"{base}.qweight"] = ("I32", (n_in * bits // 32, n_out))
+            tensors[f"{base}.qzeros"] = ("I32", (groups, n_out * bits // 32))
+            tensors[f"{base}.scales"] = ("F16", (groups, n_out))
+            if g_idx:
+                tensors[f"{base}.g_idx"] = ("I32", (n_in,))
+    return tensors
+
+
 def fp8_block_tensors(cfg: dict[str, Any], block: int) -> dict[str, tuple[str, tuple[int, ...]]]:
     tensors = _unquantised(cfg)
     for i in range(cfg["num_layers"]):
@@ -140,6 +159,25 @@ def test_awq_int4_weights_equal_the_checkpoint_tensor_bytes(tmp_path: Path, grou
     on_disk, entry = _checkpoint(tmp_path, quant, awq_tensors(TINY_CHATGLM2, group))
     assert entry.weight_format is Precision.INT4
     assert checkpoint_bytes(entry.arch, Precision.INT4) == pytest.approx(on_disk, rel=1e-12)
+
+
+@pytest.mark.parametrize(("bits", "group"), [(4, 128), (4, 64), (8, 128), (4, -1), (8, -1)])
+def test_gptq_weights_equal_the_checkpoint_tensor_bytes(
+    tmp_path: Path, bits: int, group: int
+) -> None:
+    quant = {"quant_method": "gptq", "bits": bits, "group_size": group, "desc_act": False}
+    on_disk, entry = _checkpoint(tmp_path, quant, gptq_tensors(TINY_CHATGLM2, bits, group))
+    precision = Precision.INT4 if bits == 4 else Precision.INT8
+    assert entry.weight_format is precision
+    assert checkpoint_bytes(entry.arch, precision) == pytest.approx(on_disk, rel=1e-12)
+
+
+def test_gptq_g_idx_is_sized(tmp_path: Path) -> None:
+    # Without g_idx the tensors are 4 bytes per input row fewer: the model must see it.
+    quant = {"quant_method": "gptq", "bits": 4, "group_size": 128}
+    on_disk, entry = _checkpoint(tmp_path, quant, gptq_tensors(TINY_CHATGLM2, 4, 128, False))
+    rows = TINY_CHATGLM2["num_layers"] * sum(n_in for n_in, _ in _linears(TINY_CHATGLM2).values())
+    assert checkpoint_bytes(entry.arch, Precision.INT4) == pytest.approx(on_disk + 4 * rows)
 
 
 def test_fp8_block_weights_equal_the_checkpoint_tensor_bytes(tmp_path: Path) -> None:

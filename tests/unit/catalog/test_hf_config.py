@@ -225,22 +225,29 @@ GPTQ8_QUANT = {"quant_method": "gptq", "bits": 8, "group_size": -1}
 
 
 @pytest.mark.parametrize(
-    ("quant", "precision", "bytes_per_param"),
+    ("quant", "precision", "bytes_per_param", "row_bytes", "column_bytes"),
     [
-        (FP8_BLOCK_QUANT, Precision.FP8, 1 + 4 / 128**2),
-        (FP8_TENSOR_QUANT, Precision.FP8, 1.0),
-        (CT_FP8_QUANT, Precision.FP8, 1.0),
-        (CT_W4A16_QUANT, Precision.INT4, 0.5 + 2 / 128),
-        (AWQ_QUANT, Precision.INT4, 0.5 + 2.5 / 128),
-        (GPTQ_QUANT, Precision.INT4, 0.5 + 2.5 / 128),
-        (GPTQ8_QUANT, Precision.INT8, 1.0),
+        (FP8_BLOCK_QUANT, Precision.FP8, 1 + 4 / 128**2, 0, 0),
+        (FP8_TENSOR_QUANT, Precision.FP8, 1.0, 0, 0),
+        (CT_FP8_QUANT, Precision.FP8, 1.0, 0, 0),
+        (CT_W4A16_QUANT, Precision.INT4, 0.5 + 2 / 128, 0, 0),
+        (AWQ_QUANT, Precision.INT4, 0.5 + 2.5 / 128, 0, 0),
+        # GPTQ: g_idx int32 per input row; per-channel: float16 scale + 8-bit zero per column.
+        (GPTQ_QUANT, Precision.INT4, 0.5 + 2.5 / 128, 4, 0),
+        (GPTQ8_QUANT, Precision.INT8, 1.0, 4, 3),
     ],
 )
 def test_quantized_checkpoints_are_sized_as_loaded(
-    tmp_path: Path, quant: dict[str, Any], precision: Precision, bytes_per_param: float
+    tmp_path: Path,
+    quant: dict[str, Any],
+    precision: Precision,
+    bytes_per_param: float,
+    row_bytes: int,
+    column_bytes: int,
 ) -> None:
     """Weights by `quantization_config`: the quantised linears at their bits plus scales, the
-    embedding, lm_head and norms 16-bit (compressed-tensors FP8 was read as BF16: 2x)."""
+    embedding, lm_head and norms 16-bit (compressed-tensors FP8 was read as BF16: 2x), and
+    the per-row / per-column bytes of Llama-3-8B's fused matrices (QKV, o, gate-up, down)."""
     from controlplane.capacity.weights import checkpoint_bytes
 
     entry = load_model_config(
@@ -251,8 +258,12 @@ def test_quantized_checkpoints_are_sized_as_loaded(
     sixteen_bit = arch.embedding_params() + arch.lm_head_params()
     sixteen_bit += arch.num_layers * arch.norm_params() + arch.hidden_size
     linear = arch.total_params(include_nextn=False) - sixteen_bit
-    expected = linear * bytes_per_param + sixteen_bit * 2
-    assert checkpoint_bytes(arch, precision) == pytest.approx(expected, rel=1e-6)
+    h, inter, kv = 4096, 14336, 8 * 128  # Llama-3-8B's config.json
+    rows = h + h + h + inter
+    columns = (h + 2 * kv) + h + 2 * inter + h
+    edges = arch.num_layers * (rows * row_bytes + columns * column_bytes)
+    expected = linear * bytes_per_param + sixteen_bit * 2 + edges
+    assert checkpoint_bytes(arch, precision) == pytest.approx(expected, rel=1e-9)
     bf16 = checkpoint_bytes(arch, Precision.BF16)
     assert checkpoint_bytes(arch, precision) < 0.62 * bf16  # never sized as 16-bit
 

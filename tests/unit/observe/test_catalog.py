@@ -47,6 +47,6 @@ def test_router_names_are_the_routers() -> None:
     from controlplane.router import metrics as router
 
     exported = set(router._HELP) | {"glmctl_router_prefix_hit_ratio", "glmctl_router_inflight"}
-    exported |= {"glmctl_router_redis_up"}
+    exported |= {"glmctl_router_redis_up", "glmctl_router_endpoint_up"}
     assert {m.name for m in cat.ROUTER} == exported
     assert "glmctl_router_redis_up 0" in router.redis_up(False)

@@ -4,6 +4,7 @@ manifests/ equal a fresh render."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,17 @@ def test_render_cli_writes_a_kustomization_and_removes_stale_files(
     assert not stale.exists()
     bad = runner.invoke(app, [*args, "--external-redis", "redis://x:1"])
     assert bad.exit_code != 0 and "HOST:PORT" in str(bad.exception)
+
+
+def test_the_router_pod_runs_with_the_topologys_auth_and_limits(tmp_path: Path) -> None:
+    from controlplane.render.k8s.services import router_args
+
+    spec = tmp_path / "t.yaml"
+    spec.write_text(
+        "model: glm-4.5-air\nprecision: fp8\ngpus: 2xH200\nrouter:\n  auth: api_keys\n"
+        "  limits: {max_body_bytes: 1000, max_tokens: 512}\n"
+    )
+    args = router_args(_plan(spec))
+    assert args[args.index("--auth") + 1] == "api_keys"
+    limits = json.loads(args[args.index("--limits") + 1])
+    assert limits["max_body_bytes"] == 1000 and limits["max_tokens"] == 512

@@ -77,6 +77,15 @@ def test_the_simulator_still_sizes_int4() -> None:
     assert topo.precision is Precision.INT4
 
 
+@pytest.mark.parametrize("model", SMALL)
+def test_the_simulator_sizes_fp8_as_the_engines_load_it(model: str) -> None:
+    # `engine: sim` stands in for SGLang: the same per-tensor FP8 scheme, the same bytes.
+    sim, real = _topology(model, "fp8", "sim"), _topology(model, "fp8", "sglang")
+    assert sim.model.arch.quant == real.model.arch.quant
+    sized = checkpoint_bytes(sim.model.arch, Precision.FP8)
+    assert sized == checkpoint_bytes(real.model.arch, Precision.FP8)
+
+
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_chatglm_6b_v1_is_refused_on_both_engines(engine: str) -> None:
     with pytest.raises(SpecError) as err:

@@ -1,0 +1,58 @@
+"""What surrounds a routing policy's choice: the one Redis lookup before it (prefix match,
+session binding, rate limit) and the record after it (decision metrics, what the prefix
+index and session table learn). Thin adapters over `RedisState` and `RouterMetrics`: the
+policies themselves stay pure (router/policies.py)."""
+
+from __future__ import annotations
+
+import time
+
+from controlplane.router.metrics import RouterMetrics
+from controlplane.router.policies import Decision, Policy
+from controlplane.router.state import Lookup, RedisState
+
+NO_LOOKUP = Lookup()  # frozen: shared by requests that need no lookup
+
+
+async def lookup(
+    state: RedisState,
+    metrics: RouterMetrics,
+    hashes: list[str],
+    session_key: str,
+    key_hash: str,
+    limits: tuple[float, int],
+) -> Lookup | float:
+    """Prefix, session (with its binding's age: router/sessions.py), rate limit in one
+    round trip; rate limited: seconds to wait."""
+    rate, burst = limits
+    if not hashes and not session_key and rate <= 0:
+        return NO_LOOKUP
+    began = time.perf_counter()
+    found = await state.lookup(hashes, session_key, key_hash if rate > 0 else "", rate, burst)
+    metrics.observe("glmctl_router_redis_seconds", time.perf_counter() - began)
+    if not found.allowed:
+        return max(found.retry_after_s, 0.001)
+    return found
+
+
+def record(
+    state: RedisState,
+    metrics: RouterMetrics,
+    policy: Policy,
+    decision: Decision,
+    ctx: Lookup,
+    hashes: list[str],
+    session_key: str,
+) -> None:
+    """Count the decision; teach the prefix index and session table (buffered writes)."""
+    endpoint_id = decision.endpoint.endpoint_id
+    metrics.inc(
+        "glmctl_router_decisions_total",
+        (("policy", policy.name), ("endpoint", endpoint_id), ("reason", decision.reason)),
+    )
+    if hashes:
+        matched = ctx.prefix_depth if ctx.prefix_endpoint == endpoint_id else 0
+        metrics.inc("glmctl_router_prefix_blocks_total", (), len(hashes))
+        metrics.inc("glmctl_router_prefix_blocks_matched_total", (), matched)
+    if hashes or session_key:
+        state.record(endpoint_id, hashes, session_key)
