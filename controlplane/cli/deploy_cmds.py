@@ -42,6 +42,14 @@ Address = Annotated[
     typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)."),
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")]
+AllowDowntime = Annotated[
+    bool,
+    typer.Option(
+        "--allow-downtime",
+        help="Update a one-replica deployment in place when the cluster has no room for a"
+        " second replica (no replica serves while the new one starts).",
+    ),
+]
 
 
 def complete_deployment(incomplete: str) -> list[str]:
@@ -132,12 +140,20 @@ Force = Annotated[
 ]
 
 
-def apply(file: File, yes: Yes = False, address: Address = None, force: Force = False) -> None:
+def apply(
+    file: File,
+    yes: Yes = False,
+    address: Address = None,
+    force: Force = False,
+    allow_downtime: AllowDowntime = False,
+) -> None:
     """Plan, show the diff against what runs, confirm, deploy, wait until healthy."""
-    _apply(file, yes, address, force)
+    _apply(file, yes, address, force, allow_downtime)
 
 
-def _apply(file: Path, yes: bool, address: str | None, force: bool = False) -> DeploymentRecord:
+def _apply(
+    file: Path, yes: bool, address: str | None, force: bool = False, allow_downtime: bool = False
+) -> DeploymentRecord:
     from controlplane.backends.ray.deploy import prepare_apply
     from controlplane.doctor.extras import require
     from controlplane.spec import load_topology
@@ -153,6 +169,7 @@ def _apply(file: Path, yes: bool, address: str | None, force: bool = False) -> D
     if prepared.unchanged and prepared.running is not None:
         console.print(f"{topology.name} is up to date; endpoint {prepared.running.router_url}")
         return prepared.running
+    _check_gap(prepared, topology.name, allow_downtime)
     from controlplane.backends.ray.manage import stop_if_idle
 
     if not yes and not typer.confirm("Apply this plan?", default=False):
@@ -170,6 +187,17 @@ def _apply(file: Path, yes: bool, address: str | None, force: bool = False) -> D
     )
     console.print(escape(_curl(record)), highlight=False, soft_wrap=True)
     return record
+
+
+def _check_gap(prepared: Any, name: str, allow_downtime: bool) -> None:
+    """Refuse an update that leaves the model without a replica, unless allowed; then say
+    how long the gap may last."""
+    gap = prepared.gap
+    if gap is None:
+        return
+    if not allow_downtime:
+        raise UserError(gap.message(name), fix=gap.fix())
+    console.print(f"[yellow]{escape(gap.message(name))}[/]", highlight=False, soft_wrap=True)
 
 
 def _say_healed() -> None:
@@ -201,6 +229,11 @@ def status(output: OutputOption = OutputFormat.TEXT, address: Address = None) ->
     console.print(_nodes_table(c["nodes"]))
     console.print(_deployments_table(data["deployments"]))
     for d in data["deployments"]:
+        if d.get("restarts_stopped"):
+            from controlplane.autoscale.restarts import StoppedRestarts
+
+            stopped = StoppedRestarts(**d["restarts_stopped"])
+            console.print(f"[red]{stopped.message(d['name'])}[/red]", highlight=False)
         for e in d.get("external", []):
             health = "up" if e["ok"] else f"DOWN: {e['error'] or 'no answer'}"
             console.print(f"{d['name']} {e['endpoint']} ({e['role']}) {e['url']}: {health}")

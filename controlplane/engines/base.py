@@ -41,6 +41,9 @@ class LaunchContext:
     nnodes: int = 1
     mem_fraction: float | None = None  # from the capacity model; None: the engine's own rule
     model_path: str | None = None  # a local folder instead of the catalog's HF repository
+    # How long the engine may finish in-flight requests after a SIGTERM: the replica's
+    # drain timeout (planner), the number Ray Serve's graceful shutdown is set from too.
+    shutdown_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)

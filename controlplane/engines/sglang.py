@@ -5,6 +5,11 @@ Version notes (0.5.23, shared/reference/real-engines-on-cpu.md): `--enable-ep-mo
 (expert parallelism is `--ep-size` with `--moe-a2a-backend deepep`); `--enable-dp-attention
 --dp-size N` is deprecated in favour of `--attn-dp-size N`, where `--tp-size` counts every
 GPU of the attention-DP group.
+Shutdown: SGLang 0.5.23 has no shutdown-timeout option. On SIGTERM its tokenizer manager
+drains by itself (`sigterm_watchdog`: waits, checking every 5 s, until no request remains;
+only the `SGL_FORCE_SHUTDOWN` environment variable makes it exit at once), so its drain
+has no bound of its own: glmctl bounds it (the replica drains for the drain timeout, then
+the engine gets SIGTERM and SIGKILL `STOP_S` later, autoscale/drain.py).
 """
 
 from __future__ import annotations

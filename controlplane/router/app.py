@@ -38,8 +38,8 @@ from controlplane.router.prefix import block_hashes, prompt_bytes
 from controlplane.router.proxy import Receive, Send, UpstreamFailed, forward, request_headers
 from controlplane.router.registry import EndpointInfo
 from controlplane.router.responses import read_request_body, send_error, send_json
-from controlplane.router.sessions import bind_first
-from controlplane.router.state import RedisState
+from controlplane.router.sessions import session_decision
+from controlplane.router.state import Lookup, RedisState
 from controlplane.router.upstream import UpstreamPool
 from controlplane.router.validation import RequestProblem, validate
 from controlplane.router.views import endpoint_view, models_body
@@ -261,7 +261,7 @@ class RouterApp:
     async def _attempts(
         self,
         policy: Policy,
-        ctx: RouteContext,
+        ctx: Lookup,
         views: list[EndpointView],
         hashes: list[str],
         session_key: str,
@@ -286,9 +286,9 @@ class RouterApp:
                     self.config.tuning,
                 )
             )
-            if session_key and ctx.session_endpoint is None:  # first request: bind-or-get
-                decision = await bind_first(
-                    self.state, session_key, decision, list(offered.endpoints)
+            if session_key:  # one endpoint for a session's concurrent first requests
+                decision = await session_decision(
+                    self.state, session_key, decision, ctx, list(offered.endpoints)
                 )
             endpoint = decision.endpoint
             decisions.record(self.state, self.metrics, policy, decision, ctx, hashes, session_key)

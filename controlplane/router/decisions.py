@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 
 from controlplane.router.metrics import RouterMetrics
-from controlplane.router.policies import Decision, Policy, RouteContext
-from controlplane.router.state import RedisState
+from controlplane.router.policies import Decision, Policy
+from controlplane.router.state import Lookup, RedisState
 
-NO_LOOKUP = RouteContext(candidates=())  # frozen: shared by requests that need no lookup
+NO_LOOKUP = Lookup()  # frozen: shared by requests that need no lookup
 
 
 async def lookup(
@@ -21,8 +21,9 @@ async def lookup(
     session_key: str,
     key_hash: str,
     limits: tuple[float, int],
-) -> RouteContext | float:
-    """Prefix, session, rate limit in one round trip; rate limited: seconds to wait."""
+) -> Lookup | float:
+    """Prefix, session (with its binding's age: router/sessions.py), rate limit in one
+    round trip; rate limited: seconds to wait."""
     rate, burst = limits
     if not hashes and not session_key and rate <= 0:
         return NO_LOOKUP
@@ -31,12 +32,7 @@ async def lookup(
     metrics.observe("glmctl_router_redis_seconds", time.perf_counter() - began)
     if not found.allowed:
         return max(found.retry_after_s, 0.001)
-    return RouteContext(
-        candidates=(),
-        prefix_endpoint=found.prefix_endpoint,
-        prefix_depth=found.prefix_depth,
-        session_endpoint=found.session_endpoint,
-    )
+    return found
 
 
 def record(
@@ -44,7 +40,7 @@ def record(
     metrics: RouterMetrics,
     policy: Policy,
     decision: Decision,
-    ctx: RouteContext,
+    ctx: Lookup,
     hashes: list[str],
     session_key: str,
 ) -> None:

@@ -9,7 +9,8 @@ Keys (prefix `ns`, default `glmctl`; single-instance Redis, keys are built in th
   ns:inflight:<router>  hash  endpoint id -> requests in flight through that router (TTL)
   ns:rmetrics:<router>  string JSON metrics export of that router (TTL)
   ns:px:<bucket>        hash  prefix block hash -> endpoint id (time bucket, TTL, size cap)
-  ns:sess:<key>         string session key -> endpoint id (TTL)
+  ns:sess:<key>         string session key -> "<endpoint id>\n<ms it was bound>" (TTL; a
+                              value without the time, from an older router, counts as old)
   ns:apikeys            hash  sha256(api key) -> JSON {name, rate, burst}
   ns:rl:<key hash>      hash  token bucket {tokens, ts}
   ns:draining           hash  endpoint id -> time it started draining: out of every router's
@@ -25,7 +26,8 @@ AUTOSCALE = "{ns}:autoscale"
 AUTOSCALE_COUNT = "{ns}:autoscale:count"
 
 # ARGV: ns, newest bucket, buckets to read, n, hash_1..hash_n, session key, rl key, rate, burst
-# Returns {depth, endpoint, session endpoint, allowed (1/0), retry after ms}.
+# Returns {depth, endpoint, session endpoint, allowed (1/0), retry after ms, age of the
+# session's binding in ms (-1: unknown)}.
 LOOKUP = """
 local ns = ARGV[1]
 local bucket = tonumber(ARGV[2])
@@ -43,8 +45,21 @@ if n > 0 then
   end
 end
 local at = 5 + n
-local session = ''
-if ARGV[at] ~= '' then session = redis.call('GET', ns .. ':sess:' .. ARGV[at]) or '' end
+local session, age_ms = '', -1
+if ARGV[at] ~= '' then
+  local value = redis.call('GET', ns .. ':sess:' .. ARGV[at])
+  if value then
+    local cut = string.find(value, '\\n', 1, true)
+    if cut then
+      local t = redis.call('TIME')
+      local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      session = string.sub(value, 1, cut - 1)
+      age_ms = math.max(0, now - (tonumber(string.sub(value, cut + 1)) or 0))
+    else
+      session = value
+    end
+  end
+end
 local allowed, retry_ms = 1, 0
 if ARGV[at + 1] ~= '' then
   local key = ns .. ':rl:' .. ARGV[at + 1]
@@ -64,7 +79,7 @@ if ARGV[at + 1] ~= '' then
   redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', now)
   redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
 end
-return {depth, endpoint, session, allowed, retry_ms}
+return {depth, endpoint, session, allowed, retry_ms, age_ms}
 """
 
 # ARGV: ns, bucket, bucket ttl ms, max entries per bucket, session ttl ms,
@@ -81,9 +96,17 @@ if n > 0 and redis.call('HLEN', key) < tonumber(ARGV[4]) then
 end
 local at = 7 + 2 * n
 local m = tonumber(ARGV[at])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 1, m do
   local key = ns .. ':sess:' .. ARGV[at + 2 * i - 1]
-  redis.call('SET', key, ARGV[at + 2 * i], 'PX', tonumber(ARGV[5]))
+  local endpoint = ARGV[at + 2 * i]
+  local value = redis.call('GET', key)
+  if value and string.sub(value, 1, #endpoint + 1) == endpoint .. '\\n' then
+    redis.call('PEXPIRE', key, tonumber(ARGV[5]))  -- same binding: keep the time it began
+  else
+    redis.call('SET', key, endpoint .. '\\n' .. now, 'PX', tonumber(ARGV[5]))
+  end
 end
 return n + m
 """
@@ -134,8 +157,12 @@ local key = ARGV[1] .. ':sess:' .. ARGV[2]
 local bound = redis.call('GET', key)
 if bound then
   redis.call('PEXPIRE', key, tonumber(ARGV[4]))
+  local cut = string.find(bound, '\\n', 1, true)
+  if cut then return string.sub(bound, 1, cut - 1) end
   return bound
 end
-redis.call('SET', key, ARGV[3], 'PX', tonumber(ARGV[4]))
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', key, ARGV[3] .. '\\n' .. now, 'PX', tonumber(ARGV[4]))
 return ARGV[3]
 """

@@ -40,6 +40,11 @@ class StateConfig:
     prefix_window_s: float = 300.0  # prefix entries live between 1 and 2 windows
     prefix_max_entries: int = 200_000  # per window bucket
     session_ttl_s: float = 1800.0
+    # A session's binding younger than this is followed even when its endpoint looks
+    # overloaded: a new conversation's concurrent first requests arrive within it, and the
+    # endpoint was the least loaded one when bound, so the load it shows is mostly the
+    # session's own burst (router/sessions.py).
+    session_settle_s: float = 5.0
     breaker_s: float = 0.5
     local_lru: int = 50_000
     max_buffered: int = 20_000
@@ -53,6 +58,7 @@ class Lookup:
     session_endpoint: str | None = None
     allowed: bool = True
     retry_after_s: float = 0.0
+    session_age_s: float | None = None  # since the binding began; None: unknown (old)
 
 
 @dataclass
@@ -129,7 +135,7 @@ class RedisState:
             args: list[Any] = [self.ns, bucket, 2, len(hashes), *hashes, session_key]
             args += [rate_key, rate, burst]
             try:
-                depth, endpoint, bound, allowed, retry_ms = await self._lookup(args=args)
+                depth, endpoint, bound, allowed, retry_ms, age_ms = await self._lookup(args=args)
             except Exception:  # any Redis failure: serve from the local view
                 self._failed()
                 return self._local_lookup(hashes, session_key)
@@ -139,6 +145,7 @@ class RedisState:
                 _text(bound) or None,
                 bool(int(allowed)),
                 int(retry_ms) / 1000,
+                int(age_ms) / 1000 if int(age_ms) >= 0 else None,
             )
             return self._with_pending(found, hashes, session_key)
         return self._local_lookup(hashes, session_key)
@@ -152,7 +159,9 @@ class RedisState:
                 found = replace(found, prefix_endpoint=endpoint, prefix_depth=depth)
                 break
         bound = self._pending_sessions.get(session_key) if session_key else None
-        return replace(found, session_endpoint=bound) if bound else found
+        if bound is None or bound == found.session_endpoint:
+            return found
+        return replace(found, session_endpoint=bound, session_age_s=0.0)  # bound just now
 
     def _local_lookup(self, hashes: list[str], session_key: str) -> Lookup:
         for depth in range(len(hashes), 0, -1):

@@ -19,6 +19,7 @@ import yaml
 from controlplane.engines import LaunchContext, build_command
 from controlplane.engines.venv import EngineVenv, split_launch
 from controlplane.planner.capacity import capacity_figures
+from controlplane.planner.plan import drain_seconds
 from controlplane.spec import Topology, load_topology, parse_spec, resolve
 from controlplane.spec.models import EngineKind
 from tests.conftest import TOPOLOGIES
@@ -71,7 +72,13 @@ def engine_argv(topology: Topology, model_dir: Path) -> list[tuple[int, list[str
     mem_fraction = capacity_figures(topology).mem_fraction
     commands = []
     for rank in range(topology.nodes):
-        context = LaunchContext(rank, topology.nodes, mem_fraction, model_path=str(model_dir))
+        context = LaunchContext(
+            rank,
+            topology.nodes,
+            mem_fraction,
+            model_path=str(model_dir),
+            shutdown_timeout_s=drain_seconds(topology),  # as the planner sets it
+        )
         command = build_command(topology, context)
         if command is None:
             continue

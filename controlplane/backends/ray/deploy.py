@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from controlplane.autoscale.drain import shutdown_budget_s
+from controlplane.autoscale.rollout import UpdateGap, update_gap
 from controlplane.backends.ray import cluster
 from controlplane.backends.ray.apps import engine_app, engine_app_name, router_app, router_app_name
 from controlplane.backends.ray.failures import first_cause
@@ -23,6 +24,7 @@ from controlplane.backends.ray.keeper import gcs_reachable
 from controlplane.backends.ray.loopback import LOOPBACK
 from controlplane.backends.ray.records import (
     DeploymentRecord,
+    clear_failures,
     new_record,
     read_record,
     replica_records,
@@ -55,6 +57,7 @@ class Prepared:
     plan: DeploymentPlan
     running: DeploymentRecord | None
     diff: list[str] = field(default_factory=list)
+    gap: UpdateGap | None = None  # no replica serves for a while during this update
 
     @property
     def unchanged(self) -> bool:
@@ -162,8 +165,26 @@ def prepare_apply(topology: Topology, address: str | None = None) -> Prepared:
     new = _plan_with_growth(topology, target, freed)
     _check_router_auth(new, target)
     _check_external_keys(new, target)
-    return Prepared(
+    prepared = Prepared(
         target, new, running, diff_plans(running.plan if running else None, new.to_data())
+    )
+    prepared.gap = _update_gap(prepared, topology)
+    return prepared
+
+
+def _update_gap(prepared: Prepared, topology: Topology) -> UpdateGap | None:
+    """The serving gap this update would have (autoscale/rollout.py), read before any
+    change: the old version's serving replicas and the room for a new one now."""
+    running, new, target = prepared.running, prepared.plan, prepared.target
+    if running is None or prepared.unchanged:
+        return None
+    old = len(replica_records(target.redis_url, new.name, running.app))
+    return update_gap(
+        old_serving=old,
+        room_for_new=_room(new, target.embedded),
+        can_grow=target.embedded and topology.spec.cluster.nodes is None,
+        drain_s=running.deployment_plan.group.graceful_shutdown_s,
+        startup_s=new.group.health.startup_timeout_s,
     )
 
 
@@ -317,8 +338,11 @@ def execute_apply(
     """Deploy the plan beside what runs, wait until healthy, switch, retire the old version.
 
     With `force=False`, first re-plan and refuse if anything drifted since `prepare_apply`.
+    Every apply clears the deployment's replica failures and a report that stopped its
+    restarts (autoscale/restarts.py): Serve's next try of a replica starts its engine.
     """
     new, running, target = prepared.plan, prepared.running, prepared.target
+    clear_failures(target.redis_url, new.name)
     if prepared.unchanged and running is not None:
         return running
     if not force:
@@ -402,7 +426,8 @@ def _roll(prepared: Prepared, app: str, log_dir: str, progress: Progress) -> Non
     whole new version beside it: add a new replica whenever one fits (surge), else drain one
     old replica first. Old replicas serve until new ones are healthy; only a deployment of
     one replica with no room for a second has a gap (its replica waits PEER_WAIT_S for a
-    peer, then drains)."""
+    peer, then drains): `prepare_apply` measures it (`Prepared.gap`), and `glmctl apply`
+    refuses it without --allow-downtime (autoscale/rollout.py)."""
     running, new, target = prepared.running, prepared.plan, prepared.target
     assert running is not None
     url, old_plan = target.redis_url, running.deployment_plan

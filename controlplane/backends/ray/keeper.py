@@ -7,7 +7,8 @@ RAM and labels), starts a private redis-server, writes `DIR/state.json`, then se
 requests: a file `DIR/requests/<id>.json` listing nodes is answered by adding them and
 writing `<id>.done`. SIGTERM shuts Serve down gracefully (replicas stop their engines and
 routers), then the cluster and Redis. `glmctl apply` starts it; `status/scale/delete` find it
-through `state.json`.
+through `state.json`. While it runs it restarts its Redis and replaces lost nodes
+(keeper_heal.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from controlplane.backends.ray import keeper_heal
 from controlplane.backends.ray.loopback import LOOPBACK, apply_environment, ray_environment
 from controlplane.errors import UserError
 from controlplane.local.secrets import write_secret
@@ -74,6 +76,8 @@ class KeeperState(BaseModel):
     tmpdir: str
     nodes: list[NodeSpec]
     started_at: float
+    redis_pid: int | None = None  # the private redis-server (None: an external Redis)
+    raylet_pids: list[int] = []  # the worker nodes' raylets, which this keeper started
 
 
 def gcs_reachable(address: str, timeout: float = 2.0) -> bool:
@@ -100,6 +104,8 @@ class Keeper:
         self.tmpdir = Path(tempfile.mkdtemp(prefix="glmctl-ray-", dir="/tmp"))
         self.redis: Any = None
         self.cluster: Any = None
+        self.specs: dict[Any, NodeSpec] = {}  # worker node (ray Node) -> its shape
+        self.durable = keeper_heal.DurableKeys()
 
     def start(self) -> None:
         apply_environment(ray_environment(self.tmpdir))
@@ -113,7 +119,7 @@ class Keeper:
         head = self.nodes[0].ray_args() | {"include_dashboard": False}
         self.cluster = Cluster(initialize_head=True, head_node_args=head)
         for node in self.nodes[1:]:
-            self.cluster.add_node(wait=False, **node.ray_args())
+            self.specs[self.cluster.add_node(wait=False, **node.ray_args())] = node
         self.cluster.wait_for_nodes()
         self.write_state()
 
@@ -126,6 +132,8 @@ class Keeper:
             tmpdir=str(self.tmpdir),
             nodes=self.nodes,
             started_at=time.time(),
+            redis_pid=self.redis.process.pid if self.redis is not None else None,
+            raylet_pids=[pid for pid in map(keeper_heal.raylet_pid, self.specs) if pid is not None],
         )
         write_json(self.state_dir / "state.json", state.model_dump())  # 0600: holds the password
 
@@ -135,14 +143,47 @@ class Keeper:
         while not self.stopping:
             for path in sorted(requests.glob("*.json")):
                 self.answer(path)
+            self.heal()
             time.sleep(POLL_S)
+
+    def heal(self) -> None:
+        """Restart an exited Redis, replace lost worker nodes, copy the durable keys."""
+        try:
+            changed = False
+            if self.redis is not None and self.redis.process.poll() is not None:
+                self.redis = keeper_heal.restart_redis(self.redis, self.durable)
+                changed = True
+            elif self.redis is not None and self.durable.due(time.monotonic()):
+                self._snapshot()
+            head_lost = bool(self.cluster.head_node.dead_processes())  # the cluster is gone
+            for node in [] if head_lost else keeper_heal.lost_nodes(self.specs):
+                spec = self.specs.pop(node)
+                print(f"keeper: node {node.unique_id[:8]} lost; adding one like it", flush=True)
+                self.cluster.remove_node(node, allow_graceful=False)
+                self.specs[self.cluster.add_node(wait=False, **spec.ray_args())] = spec
+                changed = True
+            if changed:
+                self.write_state()
+        except Exception as exc:  # tried again at the next poll
+            print(f"keeper: repair failed: {type(exc).__name__}: {exc}", flush=True)
+
+    def _snapshot(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.redis.url, socket_timeout=2)
+        try:
+            self.durable.take(client, time.monotonic())
+        except redis.RedisError:
+            pass  # Redis is busy or going down: keep the last copy
+        finally:
+            client.close()
 
     def answer(self, path: Path) -> None:
         done = path.with_suffix(".done")
         try:
             wanted = [NodeSpec.model_validate(n) for n in json.loads(path.read_text())]
             for node in wanted:
-                self.cluster.add_node(wait=False, **node.ray_args())
+                self.specs[self.cluster.add_node(wait=False, **node.ray_args())] = node
             self.cluster.wait_for_nodes()
             self.nodes += wanted
             self.write_state()

@@ -26,6 +26,10 @@ def ray_environment(tmpdir: Path | None = None) -> dict[str, str]:
         # Ray's default niceness 15 halves HTTP throughput on a busy 2-core machine.
         "RAY_worker_niceness": "0",
         "RAY_SERVE_LOG_TO_STDERR": "0",
+        # A node whose raylet exited is declared dead after about 3 s, not Ray's 15 s
+        # (3 s x 5 misses), so the replica with a rank there is replaced sooner.
+        "RAY_health_check_period_ms": "1000",
+        "RAY_health_check_failure_threshold": "3",
     }
     if tmpdir is not None:
         env["RAY_TMPDIR"] = str(tmpdir)

@@ -27,6 +27,7 @@ from controlplane.backends.ray.records import (
     list_records,
     read_record,
     replica_records,
+    restarts_stopped,
     write_record,
 )
 from controlplane.errors import UserError
@@ -154,6 +155,7 @@ def status(address: str | None = None) -> dict[str, Any]:
                 "endpoint": record.router_url,
                 "replica_details": replica_records(target.redis_url, record.name, record.app),
                 "autoscale": _autoscale(target.redis_url, record),
+                "restarts_stopped": restarts_stopped(target.redis_url, record.name),
                 "external": _external(target.redis_url, record),
             }
         )

@@ -13,7 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from controlplane.backends.ray.serve_app import REPLICAS_KEY, ROUTER_KEY
+from controlplane.backends.ray.serve_app import (
+    FAILURES_KEY,
+    REPLICAS_KEY,
+    ROUTER_KEY,
+    STOPPED_KEY,
+)
 from controlplane.planner.models import DeploymentPlan
 
 DEPLOYMENT_KEY = "glmctl:deployment:{name}"
@@ -70,6 +75,8 @@ def delete_record(redis_url: str, name: str) -> None:
             DEPLOYMENT_KEY.format(name=name),
             REPLICAS_KEY.format(name=name),
             ROUTER_KEY.format(name=name),
+            FAILURES_KEY.format(name=name),
+            STOPPED_KEY.format(name=name),
         )
         pipe.srem(DEPLOYMENTS, name)
         pipe.execute()
@@ -139,3 +146,22 @@ def new_record(
         replicas=replicas,
         applied_at=time.time(),
     )
+
+
+def restarts_stopped(redis_url: str, name: str) -> dict[str, Any] | None:
+    """The report latched when the deployment's replicas failed too often, or None."""
+    client = _client(redis_url)
+    try:
+        raw = client.get(STOPPED_KEY.format(name=name))
+    finally:
+        client.close()
+    return dict(json.loads(raw)) if raw else None
+
+
+def clear_failures(redis_url: str, name: str) -> None:
+    """Forget the deployment's replica failures and a latched report (`glmctl apply`)."""
+    client = _client(redis_url)
+    try:
+        client.delete(FAILURES_KEY.format(name=name), STOPPED_KEY.format(name=name))
+    finally:
+        client.close()

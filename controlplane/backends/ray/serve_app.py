@@ -21,11 +21,15 @@ from controlplane.backends.ray.workers import RankWorker
 from controlplane.planner.models import DeploymentPlan
 
 REPLICAS_KEY = "glmctl:replicas:{name}"  # hash: replica id -> JSON of where its ranks run
-FAILURES_KEY = "glmctl:failures:{name}"  # list: times replicas failed (restart backoff)
+FAILURES_KEY = "glmctl:failures:{name}"  # list: replica failures (autoscale/restarts.py)
+STOPPED_KEY = "glmctl:restarts-stopped:{name}"  # restarts stopped: why (cleared by apply)
 ROUTER_KEY = "glmctl:router:{name}"  # the URL clients reach the deployment's router at
 HEALTH_POLL_S = 0.2
 ROUTER_START_TIMEOUT_S = 20.0
 UNHEALTHY_CHECKS = 3  # consecutive failed /health answers before Serve replaces a replica
+# Restarts stopped: a new replica waits this long for `glmctl apply` to clear the report
+# before it refuses (Serve retries a failed replica at once: one cheap try a minute).
+STOPPED_WAIT_S = 60.0
 
 
 def router_namespace(name: str) -> str:
@@ -61,29 +65,53 @@ class EngineGroup:
             self._start_ranks(log_dir)
             self._wait_healthy()
             self._register()
-        except BaseException:
+        except BaseException as exc:
+            from controlplane.backends.ray.failures import first_cause
+
+            self._record_failure(first_cause(str(exc)) or type(exc).__name__)
             self._stop_ranks()
             raise
 
     def _back_off(self) -> None:
-        """Wait before starting again after recent failures; give up after too many."""
-        from controlplane.autoscale.drain import MAX_RESTARTS, RESTART_WINDOW_S, restart_delay
+        """Wait before starting again after recent failures. After too many, latch the
+        report (first cause) and start nothing: wait up to STOPPED_WAIT_S for `glmctl
+        apply` to clear it (then start at once), else refuse (Serve tries again later)."""
+        from controlplane.autoscale.restarts import StoppedRestarts, parse_failure, restart_verdict
 
+        name = self.plan.name
+        stopped_key = STOPPED_KEY.format(name=name)
         client = _redis(self.redis_url)
         try:
-            failures = [
-                float(t) for t in client.lrange(FAILURES_KEY.format(name=self.plan.name), 0, -1)
-            ]
+            latched = client.get(stopped_key)
+            if latched:
+                verdict: float | StoppedRestarts = StoppedRestarts.from_json(latched)
+            else:
+                entries = client.lrange(FAILURES_KEY.format(name=name), 0, -1)
+                verdict = restart_verdict([parse_failure(e) for e in entries], time.time())
+            if isinstance(verdict, StoppedRestarts):
+                client.set(stopped_key, verdict.to_json(), nx=True)
+                deadline = time.monotonic() + STOPPED_WAIT_S
+                while client.exists(stopped_key):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(verdict.message(name))
+                    time.sleep(1.0)
+                return  # an apply cleared the report and the failures: start now
         finally:
             client.close()
-        delay = restart_delay(failures, time.time())
-        if delay is None:
-            raise RuntimeError(
-                f"{self.plan.name}: replicas failed {MAX_RESTARTS} times in"
-                f" {RESTART_WINDOW_S:.0f} s; not restarting. To fix: read the engine logs, then"
-                " `glmctl apply` again."
-            )
-        time.sleep(delay)
+        time.sleep(verdict)
+
+    def _record_failure(self, cause: str) -> None:
+        """One failure with its cause, for the backoff and the report (Redis down: lost)."""
+        from controlplane.autoscale.restarts import failure_entry
+
+        with contextlib.suppress(Exception):
+            client = _redis(self.redis_url)
+            try:
+                key = FAILURES_KEY.format(name=self.plan.name)
+                client.rpush(key, failure_entry(time.time(), cause))
+                client.ltrim(key, -20, -1)
+            finally:
+                client.close()
 
     def _fail(self, reason: str) -> RuntimeError:
         """Out of every router's rotation at once, failure recorded for the restart backoff."""
@@ -93,13 +121,11 @@ class EngineGroup:
         client = _redis(self.redis_url)
         try:
             Drainer(client, router_namespace(self.plan.name), self.endpoint_id).mark()
-            key = FAILURES_KEY.format(name=self.plan.name)
-            client.rpush(key, str(time.time()))
-            client.ltrim(key, -20, -1)
         except Exception:  # Redis down: Serve still replaces the replica
             pass
         finally:
             client.close()
+        self._record_failure(reason)
         return RuntimeError(reason)
 
     def _start_ranks(self, log_dir: str) -> None:
@@ -195,15 +221,39 @@ class EngineGroup:
         except Exception as exc:  # a worker actor died, or the node of a rank was lost
             raise self._fail(f"a rank of this replica is gone: {type(exc).__name__}") from exc
         if not all(alive):
-            raise self._fail(f"the engine process of rank {alive.index(False)} exited")
+            raise self._fail(self._exit_cause(alive.index(False)))
         if ray.get(self.workers[0].healthy.remote()):
             self.failed_checks = 0
+            self._republish()
             return
         self.failed_checks += 1
         if self.failed_checks >= UNHEALTHY_CHECKS:
             raise self._fail(
                 f"engine at {self.url} did not answer /health {self.failed_checks} times in a row"
             )
+
+    def _exit_cause(self, rank: int) -> str:
+        """One line on why a rank's engine exited: its exit code and log's last error."""
+        import ray
+
+        from controlplane.backends.ray.failures import first_cause
+
+        try:
+            return first_cause(ray.get(self.workers[rank].failure.remote(), timeout=10))
+        except Exception:
+            return f"the engine process of rank {rank} exited"
+
+    def _republish(self) -> None:
+        """Register again when Redis lost this replica's records (it restarted empty: it
+        keeps no files); the routers re-seed the endpoint too. Redis down: next check."""
+        with contextlib.suppress(Exception):
+            client = _redis(self.redis_url)
+            try:
+                if client.hexists(REPLICAS_KEY.format(name=self.plan.name), self.replica_id):
+                    return
+            finally:
+                client.close()
+            self._register()
 
     async def __call__(self, request: Any = None) -> dict[str, Any]:
         return self.info()
@@ -305,6 +355,7 @@ class RouterHost:
                     f" (exit code {self.process.exit_code()}); is port {port} free?"
                 )
             time.sleep(HEALTH_POLL_S)
+        self.redis_url, self.name = redis_url, name
         client = _redis(redis_url)
         try:
             client.set(ROUTER_KEY.format(name=name), self.url)
@@ -312,8 +363,16 @@ class RouterHost:
             client.close()
 
     def check_health(self) -> None:
+        """Fails when the router processes exited; publishes the router's URL again when
+        Redis lost it (restarted empty)."""
         if not self.process.alive():
             raise RuntimeError("router processes exited")
+        with contextlib.suppress(Exception):
+            client = _redis(self.redis_url)
+            try:
+                client.set(ROUTER_KEY.format(name=self.name), self.url, nx=True)
+            finally:
+                client.close()
 
     async def __call__(self, request: Any = None) -> str:
         return self.url

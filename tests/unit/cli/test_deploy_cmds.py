@@ -55,3 +55,22 @@ def test_status_tables_show_nodes_and_replica_ranks() -> None:
     text = console.export_text()
     assert "aaaaaaaaaaaa" in text and "4/8" in text
     assert "sglang (sim)" in text and "1/2" in text and "r0@aaaaaaaa gpus 0,1" in text
+
+
+def test_apply_refuses_a_serving_gap_unless_downtime_is_allowed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from types import SimpleNamespace
+
+    from controlplane.autoscale.rollout import UpdateGap
+    from controlplane.cli.deploy_cmds import _check_gap
+    from controlplane.errors import UserError
+
+    prepared = SimpleNamespace(gap=UpdateGap(drain_s=40.0, startup_s=120.0))
+    with pytest.raises(UserError) as refused:
+        _check_gap(prepared, "solo", allow_downtime=False)
+    assert "a gap of up to 160 s" in str(refused.value)
+    assert "--allow-downtime" in str(refused.value)
+    _check_gap(prepared, "solo", allow_downtime=True)  # goes ahead, saying so
+    assert "a gap of up to 160 s" in capsys.readouterr().out
+    _check_gap(SimpleNamespace(gap=None), "solo", allow_downtime=False)  # no gap: silent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,22 @@ def test_replanning_counts_the_running_version_as_free() -> None:
     freed = release(busy, [(used.node_id, bundle)])
     assert plan(topo, freed).digest() == first.digest()
     assert freed.nodes[0].gpus_free == 8
+
+
+def test_engines_shutdown_timeout_is_the_drain_timeout_serve_uses() -> None:
+    from controlplane.autoscale.drain import shutdown_budget_s
+    from controlplane.backends.ray.apps import engine_options
+
+    topo = _topo("glm45-fp8-vllm")
+    real = Inventory(nodes=_nodes("H200", 1), memory_resource="memory", simulated_gpus=False)
+    result = plan(topo, real)
+    argv = result.group.ranks[0].argv
+    assert result.group.runtime == "vllm"
+    drain_s = result.group.graceful_shutdown_s
+    assert argv[argv.index("--shutdown-timeout") + 1] == str(math.ceil(drain_s))
+    serve = engine_options(result)
+    assert serve["graceful_shutdown_timeout_s"] == shutdown_budget_s(drain_s)
+    given = resolve(topo.spec.model_copy(update={"replicas": topo.spec.replicas.model_copy(
+        update={"drain_timeout": 42.5})}), topo.model)  # fmt: skip
+    argv = plan(given, real).group.ranks[0].argv
+    assert argv[argv.index("--shutdown-timeout") + 1] == "43"  # whole seconds, rounded up
