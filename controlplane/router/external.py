@@ -19,15 +19,15 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from controlplane.errors import UserError
 from controlplane.local.secrets import read_secret, write_secret
-from controlplane.router.proxy import Receive, Send, UpstreamFailed, forward
 from controlplane.router.registry import EndpointInfo
-from controlplane.router.upstream import UpstreamPool
+
+if TYPE_CHECKING:  # the request path's types; the config half imports without the extras
+    from controlplane.router.proxy import Receive, Send, UpstreamFailed
+    from controlplane.router.upstream import UpstreamPool
 
 EXTERNAL = "external"  # EndpointInfo.kind of an external endpoint (engines: "engine")
 POOL, OVERFLOW = "pool", "overflow"  # roles: shares traffic / only when local is saturated
@@ -174,6 +174,8 @@ class ExternalRoute:
 
     def body(self, body: bytes) -> bytes:
         """The request with `model` renamed to the endpoint's own model name."""
+        import orjson  # the `http` extra: `render` imports this module without it
+
         payload = orjson.loads(body)
         payload["model"] = self.endpoint.upstream_model
         return orjson.dumps(payload)
@@ -189,6 +191,8 @@ class ExternalRoute:
     ) -> tuple[int, float, bool]:
         """`proxy.forward` to this endpoint: its URL, its model name, its key; a refused key
         or its own rate limit is a failure to retry elsewhere, not the client's answer."""
+        from controlplane.router.proxy import forward
+
         url, upstream_body = self.url(route), self.body(body)
         return await forward(
             pool, url, upstream_body, send, tag, receive, self.header, RETRY_STATUSES
