@@ -239,9 +239,12 @@ def status(output: OutputOption = OutputFormat.TEXT, address: Address = None) ->
             console.print(f"{d['name']} {e['endpoint']} ({e['role']}) {e['url']}: {health}")
         if d.get("autoscale"):
             a = d["autoscale"]
+            overflowed = a.get("overflow_inflight", 0)
+            on_overflow = f", {overflowed} on overflow counted as demand" if overflowed else ""
             console.print(
-                f"{d['name']} autoscaling: wants {a['desired']}, {a['running']} serving,"
-                f" the cluster holds {a['max']}; last: {a['direction']} ({a['reason']})"
+                f"{d['name']} autoscaling: wants {a['desired']}, {a['running']} serving"
+                f"{on_overflow}, the cluster holds {a['max']};"
+                f" last: {a['direction']} ({a['reason']})"
             )
 
 
