@@ -6,13 +6,20 @@ Pure: no clock, no I/O (the caller passes `now`), so every branch is a unit test
    request counts alone (one request can be 20 tokens or 128K):
    - ongoing requests (the larger of the engine's running + waiting and the routers'
      in-flight count) over `target_ongoing_requests` per replica;
+   - overflow demand: ongoing per local replica = (local ongoing + the routers' in-flight
+     to overflow endpoints, `Signals.overflow_inflight`) / local replicas, over the same
+     target (reason `overflow_demand` when it asks more than the local count alone).
+     Overflow holds each local replica at its saturation point and sends the rest to a
+     hosted API, so the local count alone never shows the excess; counted, it grows the
+     local replicas and overflow drains back. Pool externals share load by design: not
+     counted (signals.py reads only role `overflow`);
    - KV-cache usage summed over replicas, over `target_kv_usage` per replica;
    - waiting requests per replica above `max_waiting`: one more replica;
    - the routers' recent TTFT p99 above the topology's `slo.ttft_p99`: one more replica
      (Ray Serve LLM's TTFTAutoscalingPolicy steps the same way).
 2. Hysteresis: a scale-down is wanted only when the load on one replica fewer stays below
-   (1 - tolerance) of every target, no request waits, and TTFT meets its SLO; between the
-   two thresholds the count holds.
+   (1 - tolerance) of every target, no request waits, none is on an overflow endpoint,
+   and TTFT meets its SLO; between the two thresholds the count holds.
 3. Stabilisation: a direction must be wanted continuously for `upscale_delay_s` /
    `downscale_delay_s` before it acts; a change of mind restarts the window.
 4. Cooldowns: no scale-up within `upscale_cooldown_s` of the last one; no scale-down within
@@ -52,6 +59,9 @@ class Signals:
 
     replicas: tuple[ReplicaSignal, ...] = ()
     ttft_p99_s: float | None = None  # None: no request finished its first token lately
+    # Requests in flight through the routers to overflow endpoints (queued there
+    # included): demand the local replicas would carry if they could.
+    overflow_inflight: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,18 +135,21 @@ def _wanted(signals: Signals, current: int, config: PolicyConfig) -> tuple[int, 
     """Replicas the load asks for and the signal that asks most (before bounds)."""
     replicas = signals.replicas
     count = max(len(replicas), 1)
-    ongoing = sum(r.ongoing for r in replicas)
+    local = sum(r.ongoing for r in replicas)
     kv = sum(r.kv_usage for r in replicas)
     waiting = sum(r.waiting for r in replicas)
     asks = [
-        (math.ceil(ongoing / config.target_ongoing_requests), "ongoing_requests"),
+        (math.ceil(local / config.target_ongoing_requests), "ongoing_requests"),
         (math.ceil(kv / config.target_kv_usage), "kv_usage"),
     ]
+    if signals.overflow_inflight > 0:
+        ongoing = local + signals.overflow_inflight
+        asks.append((math.ceil(ongoing / config.target_ongoing_requests), "overflow_demand"))
     if waiting / count > config.max_waiting:
         asks.append((current + 1, "waiting_requests"))
     if signals.ttft_p99_s is not None and signals.ttft_p99_s > config.ttft_slo_s:
         asks.append((current + 1, "ttft_slo"))
-    wanted, reason = max(asks, key=lambda ask: ask[0])
+    wanted, reason = max(asks, key=lambda ask: ask[0])  # first of equal asks wins
     if wanted > current:
         return wanted, reason
     if current > 1 and _fits_one_fewer(signals, current, config):
@@ -149,13 +162,14 @@ def _fits_one_fewer(signals: Signals, current: int, config: PolicyConfig) -> boo
     keep = current - 1
     margin = 1.0 - config.tolerance
     replicas = signals.replicas
-    ongoing = sum(r.ongoing for r in replicas) / keep
+    ongoing = (sum(r.ongoing for r in replicas) + signals.overflow_inflight) / keep
     kv = sum(r.kv_usage for r in replicas) / keep
     ttft_ok = signals.ttft_p99_s is None or signals.ttft_p99_s <= config.ttft_slo_s * margin
     return (
         ongoing <= config.target_ongoing_requests * margin
         and kv <= config.target_kv_usage * margin
         and all(r.waiting == 0 for r in replicas)
+        and signals.overflow_inflight == 0  # overflow in use: local replicas are saturated
         and ttft_ok
     )
 

@@ -1,7 +1,8 @@
 """Where scaling decisions go: the deployment's router namespace in Redis.
 
 `ns:autoscale` holds the last reading per deployment (desired / running / max / reason,
-read by `glmctl status` and rendered by the router's /metrics as glmctl_autoscale_*);
+and `overflow_inflight`: requests on overflow endpoints counted as local demand), read by
+`glmctl status` and rendered by the router's /metrics as glmctl_autoscale_*;
 `ns:autoscale:count` counts the actions taken by direction and reason
 (glmctl_autoscale_decisions_total).
 """
@@ -16,8 +17,10 @@ from controlplane.autoscale.policy import Decision
 from controlplane.router.scripts import AUTOSCALE, AUTOSCALE_COUNT
 
 
-def decision_record(decision: Decision, running: int, max_replicas: int, now: float) -> str:
-    """JSON of one reading (pure)."""
+def decision_record(
+    decision: Decision, running: int, max_replicas: int, now: float, overflow: int = 0
+) -> str:
+    """JSON of one reading (pure); `overflow` the reading's overflow in-flight count."""
     return json.dumps(
         {
             "desired": decision.desired,
@@ -26,17 +29,24 @@ def decision_record(decision: Decision, running: int, max_replicas: int, now: fl
             "max": max_replicas,
             "direction": decision.direction,
             "reason": decision.reason,
+            "overflow_inflight": overflow,
             "ts": now,
         }
     )
 
 
 def write_decision(
-    client: Any, namespace: str, deployment: str, decision: Decision, running: int, max_: int
+    client: Any,
+    namespace: str,
+    deployment: str,
+    decision: Decision,
+    running: int,
+    max_: int,
+    overflow: int = 0,
 ) -> None:
     """Record the reading, and count it when it changed the replica count (one round trip)."""
     pipe = client.pipeline(transaction=False)
-    record = decision_record(decision, running, max_, time.time())
+    record = decision_record(decision, running, max_, time.time(), overflow)
     pipe.hset(AUTOSCALE.format(ns=namespace), deployment, record)
     if decision.acted:
         field = f"{deployment}|{decision.direction}|{decision.reason}"

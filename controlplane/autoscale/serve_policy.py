@@ -104,6 +104,7 @@ class EngineSignalPolicy:
                 decision,
                 len(signals.replicas),
                 self.config.max_replicas,
+                signals.overflow_inflight,
             )
         return decision
 

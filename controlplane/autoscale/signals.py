@@ -5,7 +5,12 @@ engine's running / waiting requests and KV usage from the routers' load snapshot
 (`ns:load`, scraped every second), and the requests the routers have in flight to it
 (`ns:inflight:<router>`). For the whole deployment: TTFT p99 over the last reading
 interval, from the routers' merged `glmctl_router_ttft_seconds` histograms
-(`ns:rmetrics:<router>`). Two Redis round trips per reading; nothing on the request path.
+(`ns:rmetrics:<router>`), and the requests the routers have in flight to overflow
+endpoints (registered with kind `external`, role `overflow`; same `ns:inflight:<router>`
+hashes, which count every endpoint a request went to). The namespace is the
+deployment's own, so its overflow endpoints serve only this deployment. Pool externals
+are left out: they share load by design. Two Redis round trips per reading; nothing on
+the request path.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.autoscale.policy import ReplicaSignal, Signals
+from controlplane.router.external import EXTERNAL, OVERFLOW
 from controlplane.router.metrics import LATENCY_BUCKETS
 from controlplane.router.scripts import DRAINING
 
@@ -95,6 +101,17 @@ def replica_signals(
     return tuple(out)
 
 
+def overflow_inflight(endpoints: dict[str, Any], inflight: dict[str, int]) -> int:
+    """Requests in flight to the registered overflow endpoints (pure; health aside: a
+    request sent there is demand whether or not the endpoint answers well)."""
+    total = 0
+    for endpoint_id, raw in endpoints.items():
+        info = json.loads(raw)
+        if info.get("kind") == EXTERNAL and info.get("role") == OVERFLOW:
+            total += max(inflight.get(endpoint_id, 0), 0)
+    return total
+
+
 class SignalReader:
     """Reads one deployment's signals from Redis (sync; the Serve controller calls it)."""
 
@@ -130,8 +147,9 @@ class SignalReader:
                 inflight[key] = inflight.get(key, 0) + int(count)
             if export:
                 exports.append(json.loads(export))
+        registered = {_text(k): v for k, v in endpoints.items()}
         replicas = replica_signals(
-            {_text(k): v for k, v in endpoints.items()},
+            registered,
             {_text(k): v for k, v in health.items()},
             {_text(k): v for k, v in load.items()},
             {_text(d) for d in draining},
@@ -139,7 +157,8 @@ class SignalReader:
             self.app,
             time.time(),
         )
-        return Signals(replicas, self.ttft.update(exports))
+        overflow = overflow_inflight(registered, inflight)
+        return Signals(replicas, self.ttft.update(exports), overflow)
 
     def close(self) -> None:
         self.client.close()

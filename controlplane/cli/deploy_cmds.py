@@ -238,11 +238,17 @@ def status(output: OutputOption = OutputFormat.TEXT, address: Address = None) ->
             health = "up" if e["ok"] else f"DOWN: {e['error'] or 'no answer'}"
             console.print(f"{d['name']} {e['endpoint']} ({e['role']}) {e['url']}: {health}")
         if d.get("autoscale"):
-            a = d["autoscale"]
-            console.print(
-                f"{d['name']} autoscaling: wants {a['desired']}, {a['running']} serving,"
-                f" the cluster holds {a['max']}; last: {a['direction']} ({a['reason']})"
-            )
+            console.print(_autoscale_line(d["name"], d["autoscale"]), highlight=False)
+
+
+def _autoscale_line(name: str, a: dict[str, Any]) -> str:
+    """The autoscaler's last reading in one line (requests on overflow only when any)."""
+    overflowed = a.get("overflow_inflight", 0)
+    on_overflow = f", {overflowed} on overflow counted as demand" if overflowed else ""
+    return (
+        f"{name} autoscaling: wants {a['desired']}, {a['running']} serving{on_overflow},"
+        f" the cluster holds {a['max']}; last: {a['direction']} ({a['reason']})"
+    )
 
 
 def _nodes_table(nodes: list[dict[str, Any]]) -> Table:

@@ -76,6 +76,8 @@ AUTOSCALER = (
     M("glmctl_autoscale_desired_replicas", G, A, "Replicas the policy wants.", ("deployment",)),
     M("glmctl_autoscale_running_replicas", G, A, "Replicas running.", ("deployment",)),
     M("glmctl_autoscale_max_replicas", G, A, "Replicas the cluster holds.", ("deployment",)),
+    M("glmctl_autoscale_overflow_inflight", G, A,
+      "Requests on overflow endpoints, counted as local demand.", ("deployment",)),
     M("glmctl_autoscale_decisions_total", C, A, "Scaling decisions.",
       ("deployment", "direction", "reason")),
 )  # fmt: skip

@@ -7,6 +7,7 @@ Autoscaler gauges and counters (the metrics contract dashboards and alerts use):
   glmctl_autoscale_desired_replicas{deployment}   replicas the policy asks for
   glmctl_autoscale_running_replicas{deployment}   replicas serving (registered, not draining)
   glmctl_autoscale_max_replicas{deployment}       replicas the cluster holds (plan bound)
+  glmctl_autoscale_overflow_inflight{deployment}  requests on overflow endpoints (local demand)
   glmctl_autoscale_decisions_total{deployment,direction,reason}  scaling actions taken
 """
 
@@ -23,6 +24,10 @@ _GAUGES = {
     "glmctl_autoscale_desired_replicas": ("desired", "Replicas the autoscaling policy asks for."),
     "glmctl_autoscale_running_replicas": ("running", "Replicas serving (not draining)."),
     "glmctl_autoscale_max_replicas": ("max", "Replicas the cluster holds (the plan's bound)."),
+    "glmctl_autoscale_overflow_inflight": (
+        "overflow_inflight",
+        "Requests in flight to overflow endpoints, counted as local replicas' demand.",
+    ),
 }
 
 

@@ -57,6 +57,18 @@ def test_status_tables_show_nodes_and_replica_ranks() -> None:
     assert "sglang (sim)" in text and "1/2" in text and "r0@aaaaaaaa gpus 0,1" in text
 
 
+def test_status_autoscale_line_shows_overflow_demand_only_when_any() -> None:
+    from controlplane.cli.deploy_cmds import _autoscale_line
+
+    reading = {"desired": 4, "running": 2, "max": 4, "direction": "up"}
+    reading |= {"reason": "overflow_demand", "overflow_inflight": 13}
+    line = _autoscale_line("glm45", reading)
+    assert "wants 4, 2 serving, 13 on overflow counted as demand" in line
+    assert line.endswith("last: up (overflow_demand)")
+    older = {k: v for k, v in reading.items() if k != "overflow_inflight"}  # older record
+    assert "overflow" not in _autoscale_line("glm45", older | {"reason": "kv_usage"})
+
+
 def test_apply_refuses_a_serving_gap_unless_downtime_is_allowed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
