@@ -116,6 +116,13 @@ def capacity_panels() -> list[PanelSpec]:
         ("Autoscaling decisions", "short",
          [(f"sum by (direction, reason) (increase(glmctl_autoscale_decisions_total{{{dep}}}"
            f"[{RATE}])) or vector(0)", "{{direction}} {{reason}}")]),
+        ("Overflow to external endpoints (counted as demand) and their health", "short",
+         [(f"sum by (reason) (rate(glmctl_router_overflow_total{{{SEL}}}[{RATE}])) or vector(0)",
+           "overflow/s {{reason}}"),
+          (f"max by (deployment) (glmctl_autoscale_overflow_inflight{{{dep}}})",
+           "on overflow now"),
+          (f'min by (endpoint) (glmctl_router_endpoint_up{{{SEL},kind="external"}})',
+           "up {{endpoint}}")]),
         ("GPU memory per GPU: planned by the capacity model", "bytes",
          [(f"max by (component) (glmctl_plan_gpu_memory_bytes{{{dep}}})", "{{component}}")]),
         ("KV cache capacity SGLang reports (tokens; vLLM reports blocks as a label)", "short",
