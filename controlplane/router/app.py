@@ -133,7 +133,7 @@ class RouterApp(RouterRuntime):
                 scope, receive, limits.max_body_bytes, limits.client_idle_timeout
             )
         except RequestProblem as problem:
-            status = await self._error(send, problem.status, problem.message, problem.kind)
+            status = await self._problem(send, problem)
         else:
             exchange = Exchange(body, send, receive, started, UPSTREAM_PATHS[route], route)
             try:
@@ -157,7 +157,7 @@ class RouterApp(RouterRuntime):
             policy = self._policy(headers.get(self._policy_header))
             admitted = await self.admission.admit(key, payload, body)
         except RequestProblem as problem:
-            return await self._error(send, problem.status, problem.message, problem.kind)
+            return await self._problem(send, problem)
         except RateLimited as limited:
             return await self._error(
                 send, 429, limited.message, "rate_limit_exceeded", limited.retry_after_s
@@ -317,7 +317,7 @@ class RouterApp(RouterRuntime):
         try:  # the served models are not for anyone without a key
             self.admission.authenticate(request_headers(scope, _AUTH).get(b"authorization"))
         except RequestProblem as problem:
-            await self._error(send, problem.status, problem.message, problem.kind)
+            await self._problem(send, problem)
             return
         await send_json(send, 200, self.models_body())
 
@@ -338,7 +338,13 @@ class RouterApp(RouterRuntime):
         message: str,
         kind: str = "invalid_request_error",
         retry_after: float | None = None,
+        code: str | None = None,
     ) -> int:
         if status >= 500 or status == 429:
             self.metrics.inc("glmctl_router_errors_total", (("kind", kind),))
-        return await send_error(send, status, message, kind, retry_after)
+        return await send_error(send, status, message, kind, retry_after, code)
+
+    async def _problem(self, send: Send, problem: RequestProblem) -> int:
+        """Answer a refused request (validation.py) with its status, type and code."""
+        status, message = problem.status, problem.message
+        return await self._error(send, status, message, problem.kind, code=problem.code)
