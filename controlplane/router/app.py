@@ -213,34 +213,14 @@ class RouterApp(RouterRuntime):
         session_key: str,
         ex: Exchange,
     ) -> int:
-        assert self.state is not None
+        """Up to `max_attempts` tries, each on an endpoint not yet failed; 429 when all
+        left are full, 502 when every one tried failed before answering."""
         failures: list[str] = []
         for _attempt in range(self.config.max_attempts):
             offered = self._offer(views)
             if not offered.endpoints:
                 break
-            self.sequence += 1
-            decision = policy.choose(
-                RouteContext(
-                    offered.endpoints,
-                    self.sequence,
-                    (random.random(), random.random()),
-                    ctx.prefix_endpoint,
-                    ctx.prefix_depth,
-                    len(hashes),
-                    ctx.session_endpoint,
-                    self.config.tuning,
-                )
-            )
-            if session_key:  # one endpoint for a session's concurrent first requests
-                decision = await session_decision(
-                    self.state, session_key, decision, ctx, list(offered.endpoints)
-                )
-            endpoint = decision.endpoint
-            decisions.record(self.state, self.metrics, policy, decision, ctx, hashes, session_key)
-            if offered.overflow and endpoint.role == "overflow":
-                labels = (("reason", offered.overflow), ("endpoint", endpoint.endpoint_id))
-                self.metrics.inc("glmctl_router_overflow_total", labels)
+            endpoint = await self._decide(policy, ctx, offered, hashes, session_key)
             self.inflight[endpoint.endpoint_id] = self.inflight.get(endpoint.endpoint_id, 0) + 1
             try:
                 status, first_byte_at, failed = await self._forward(endpoint, ex)
@@ -264,6 +244,36 @@ class RouterApp(RouterRuntime):
             "every endpoint tried failed before answering: " + "; ".join(failures),
             "upstream_error",
         )
+
+    async def _decide(
+        self, policy: Policy, ctx: Lookup, offered: Selection, hashes: list[str], session_key: str
+    ) -> EndpointView:
+        """The policy's choice among `offered` (a session's binding may override it), with
+        the decision recorded and an overflow counted."""
+        assert self.state is not None
+        self.sequence += 1
+        decision = policy.choose(
+            RouteContext(
+                offered.endpoints,
+                self.sequence,
+                (random.random(), random.random()),
+                ctx.prefix_endpoint,
+                ctx.prefix_depth,
+                len(hashes),
+                ctx.session_endpoint,
+                self.config.tuning,
+            )
+        )
+        if session_key:  # one endpoint for a session's concurrent first requests
+            decision = await session_decision(
+                self.state, session_key, decision, ctx, list(offered.endpoints)
+            )
+        endpoint = decision.endpoint
+        decisions.record(self.state, self.metrics, policy, decision, ctx, hashes, session_key)
+        if offered.overflow and endpoint.role == "overflow":
+            labels = (("reason", offered.overflow), ("endpoint", endpoint.endpoint_id))
+            self.metrics.inc("glmctl_router_overflow_total", labels)
+        return endpoint
 
     def _offer(self, views: list[EndpointView]) -> Selection:
         """The endpoints the policy may choose from (router/overflow.py)."""
