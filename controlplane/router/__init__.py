@@ -14,10 +14,13 @@ Redis design), `proxy.py` (retry and mid-stream failure contract), `upstream.py`
 Modules: `policies` (pure, registered by name), `prefix` (prompt block hashes, pure),
 `engine_metrics` (vLLM / SGLang / TensorRT-LLM `/metrics` parsers, pure), `validation`
 (pure), `scripts` (Lua and key layout), `state` (Redis adapter + local view), `collector`
-(background refresh, health and load probes), `upstream` (lean HTTP/1.1 client), `proxy`,
-`app` (ASGI), `decisions` (the lookup before a policy, the record after), `overflow`
-(pure), `external` (external OpenAI-compatible endpoints: their URL, model name and own
-key), `metrics` (router's own), `server` (processes), `registry` (sync API), `config`.
+(background refresh, health and load probes), `runtime` (what the request path and the
+collector share: state, sessions, endpoint index, local health), `background` (spawned
+tasks, logger), `upstream` (lean HTTP/1.1 client), `proxy`, `app` (ASGI over `runtime`;
+imports `collector`, never the other way), `decisions` (the lookup before a policy, the
+record after), `overflow` (pure), `external` (external OpenAI-compatible endpoints: their
+URL, model name and own key), `metrics` (router's own), `server` (processes), `registry`
+(sync API), `config`.
 
 Interfaces for others:
 - Endpoints (sync, no event loop, idempotent; usable from a Ray actor):

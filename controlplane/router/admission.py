@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from controlplane.router import collector
 from controlplane.router.auth import ApiKey, Authenticator, check_model
+from controlplane.router.background import spawn
 from controlplane.router.config import RouterConfig
 from controlplane.router.limits import KeyAdmission, request_cost
 from controlplane.router.state import RedisState
@@ -89,4 +89,4 @@ class Admission:
 
     def release(self, admitted: Admitted) -> None:
         if admitted.slot:
-            collector.spawn(self.keys.release(admitted.key_hash, admitted.slot))
+            spawn(self.keys.release(admitted.key_hash, admitted.slot))

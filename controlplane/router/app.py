@@ -17,14 +17,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from controlplane.router import collector, decisions
-from controlplane.router.admission import Admission, Admitted, RateLimited
+from controlplane.router.admission import Admitted, RateLimited
+from controlplane.router.background import cancel_all, log, spawn
 from controlplane.router.config import RouterConfig
 from controlplane.router.exposition import send_metrics
-from controlplane.router.external import ExternalRoute, routes
-from controlplane.router.metrics import RouterMetrics, endpoint_info, redis_up
+from controlplane.router.metrics import endpoint_info, redis_up
 from controlplane.router.overflow import Selection, select
 from controlplane.router.policies import (
     LOOKUP_PREFIX,
@@ -38,9 +36,9 @@ from controlplane.router.prefix import block_hashes, prompt_bytes
 from controlplane.router.proxy import Receive, Send, UpstreamFailed, forward, request_headers
 from controlplane.router.registry import EndpointInfo
 from controlplane.router.responses import read_request_body, send_error, send_json
+from controlplane.router.runtime import RouterRuntime
 from controlplane.router.sessions import session_decision
-from controlplane.router.state import Lookup, RedisState
-from controlplane.router.upstream import UpstreamPool
+from controlplane.router.state import Lookup
 from controlplane.router.validation import RequestProblem, validate
 from controlplane.router.views import endpoint_view, models_body
 
@@ -61,8 +59,9 @@ class Exchange:
     route: str = "chat"  # chat | completions
 
 
-class RouterApp:
-    """One worker's router. Start/stop happen in the ASGI lifespan."""
+class RouterApp(RouterRuntime):
+    """One worker's router (its shared state: runtime.py). Start/stop happen in the ASGI
+    lifespan."""
 
     def __init__(
         self,
@@ -70,74 +69,21 @@ class RouterApp:
         policies: dict[str, Policy] | None = None,
         router_id: str | None = None,
     ) -> None:
-        self.config = config
+        super().__init__(config, router_id or uuid.uuid4().hex[:12])
         self.policies = policies if policies is not None else default_policies()
-        self.router_id = router_id or uuid.uuid4().hex[:12]
-        self.metrics = RouterMetrics()
-        self.inflight: dict[str, int] = {}
-        self.local_down: dict[str, float] = {}  # endpoint -> monotonic time it may return
         self.sequence = 0
-        self.state: RedisState | None = None
-        self.session: aiohttp.ClientSession | None = None  # health and load probes
-        self.pool: UpstreamPool | None = None  # the request path
-        self.admission: Admission | None = None
-        self._by_model: dict[str, list[EndpointInfo]] = {}
-        self.externals: dict[str, ExternalRoute] = {}  # endpoint id -> route (holds its key)
-        self.probe_failures: dict[str, int] = {}  # external endpoint -> failed probes in a row
-        self.probe_after: dict[str, float] = {}  # external endpoint -> next probe (monotonic)
         self._tasks: list[asyncio.Task[None]] = []
         self._session_header = config.session_header.lower().encode()
         self._policy_header = config.policy_header.lower().encode()
 
     # -- lifecycle -----------------------------------------------------------------------
     async def startup(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=self.config.connect_timeout,
-            sock_read=self.config.read_timeout,
-        )
-        self.session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=False
-        )
-        config = self.config
-        self.pool = UpstreamPool(
-            config.connect_timeout, config.read_timeout, config.limits.max_response_bytes
-        )
-        self.state = RedisState(self.config.redis_url, self.router_id, self.config.state)
-        self.admission = Admission(self.config, self.state)
-        self.externals = routes(config.external, config.secrets_dir)
-        await self.state.refresh({})
-        self.reindex()
+        await self.open()
         self._tasks = collector.start_background(self)
 
     async def shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=2.0)
-        if self.session is not None:
-            await self.session.close()
-        if self.pool is not None:
-            self.pool.close()
-        if self.state is not None:
-            await self.state.close()
-
-    def reindex(self) -> None:
-        """Rebuild model -> endpoints after the view changed."""
-        assert self.state is not None
-        by_model: dict[str, list[EndpointInfo]] = {}
-        for info in sorted(self.endpoints().values(), key=lambda i: i.endpoint_id):
-            by_model.setdefault(info.model, []).append(info)
-        self._by_model = by_model
-
-    def endpoints(self) -> dict[str, EndpointInfo]:
-        """Registered endpoints, with this config's external ones even while Redis is down."""
-        assert self.state is not None
-        known = dict(self.state.view.endpoints)
-        for endpoint_id, route in self.externals.items():
-            known[endpoint_id] = route.endpoint.info()
-        return known
+        await cancel_all(self._tasks)
+        await self.close()
 
     # -- ASGI ----------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -158,7 +104,7 @@ class RouterApp:
                     self.inflight,
                     self.router_id,
                     extra=redis_up(self._redis_ok())
-                    + endpoint_info(self.endpoints().values(), self._is_healthy),
+                    + endpoint_info(self.endpoints().values(), self.is_healthy),
                 )
             else:
                 await self._error(send, 404, f"no route {scope['path']}", "not_found")
@@ -187,7 +133,7 @@ class RouterApp:
                 scope, receive, limits.max_body_bytes, limits.client_idle_timeout
             )
         except RequestProblem as problem:
-            status = await self._error(send, problem.status, problem.message, problem.kind)
+            status = await self._problem(send, problem)
         else:
             exchange = Exchange(body, send, receive, started, UPSTREAM_PATHS[route], route)
             try:
@@ -207,11 +153,11 @@ class RouterApp:
         assert self.admission is not None
         try:
             key = self.admission.authenticate(headers.get(b"authorization"))
-            payload = validate(body, route, self._by_model)
+            payload = validate(body, route, self.by_model)
             policy = self._policy(headers.get(self._policy_header))
             admitted = await self.admission.admit(key, payload, body)
         except RequestProblem as problem:
-            return await self._error(send, problem.status, problem.message, problem.kind)
+            return await self._problem(send, problem)
         except RateLimited as limited:
             return await self._error(
                 send, 429, limited.message, "rate_limit_exceeded", limited.retry_after_s
@@ -232,7 +178,7 @@ class RouterApp:
         send = ex.send
         ex.body = admitted.body
         candidates = [
-            info for info in self._by_model[payload["model"]] if self._is_healthy(info.endpoint_id)
+            info for info in self.by_model[payload["model"]] if self.is_healthy(info.endpoint_id)
         ]
         if not candidates:
             return await self._error(
@@ -267,34 +213,14 @@ class RouterApp:
         session_key: str,
         ex: Exchange,
     ) -> int:
-        assert self.state is not None
+        """Up to `max_attempts` tries, each on an endpoint not yet failed; 429 when all
+        left are full, 502 when every one tried failed before answering."""
         failures: list[str] = []
         for _attempt in range(self.config.max_attempts):
             offered = self._offer(views)
             if not offered.endpoints:
                 break
-            self.sequence += 1
-            decision = policy.choose(
-                RouteContext(
-                    offered.endpoints,
-                    self.sequence,
-                    (random.random(), random.random()),
-                    ctx.prefix_endpoint,
-                    ctx.prefix_depth,
-                    len(hashes),
-                    ctx.session_endpoint,
-                    self.config.tuning,
-                )
-            )
-            if session_key:  # one endpoint for a session's concurrent first requests
-                decision = await session_decision(
-                    self.state, session_key, decision, ctx, list(offered.endpoints)
-                )
-            endpoint = decision.endpoint
-            decisions.record(self.state, self.metrics, policy, decision, ctx, hashes, session_key)
-            if offered.overflow and endpoint.role == "overflow":
-                labels = (("reason", offered.overflow), ("endpoint", endpoint.endpoint_id))
-                self.metrics.inc("glmctl_router_overflow_total", labels)
+            endpoint = await self._decide(policy, ctx, offered, hashes, session_key)
             self.inflight[endpoint.endpoint_id] = self.inflight.get(endpoint.endpoint_id, 0) + 1
             try:
                 status, first_byte_at, failed = await self._forward(endpoint, ex)
@@ -319,6 +245,36 @@ class RouterApp:
             "upstream_error",
         )
 
+    async def _decide(
+        self, policy: Policy, ctx: Lookup, offered: Selection, hashes: list[str], session_key: str
+    ) -> EndpointView:
+        """The policy's choice among `offered` (a session's binding may override it), with
+        the decision recorded and an overflow counted."""
+        assert self.state is not None
+        self.sequence += 1
+        decision = policy.choose(
+            RouteContext(
+                offered.endpoints,
+                self.sequence,
+                (random.random(), random.random()),
+                ctx.prefix_endpoint,
+                ctx.prefix_depth,
+                len(hashes),
+                ctx.session_endpoint,
+                self.config.tuning,
+            )
+        )
+        if session_key:  # one endpoint for a session's concurrent first requests
+            decision = await session_decision(
+                self.state, session_key, decision, ctx, list(offered.endpoints)
+            )
+        endpoint = decision.endpoint
+        decisions.record(self.state, self.metrics, policy, decision, ctx, hashes, session_key)
+        if offered.overflow and endpoint.role == "overflow":
+            labels = (("reason", offered.overflow), ("endpoint", endpoint.endpoint_id))
+            self.metrics.inc("glmctl_router_overflow_total", labels)
+        return endpoint
+
     def _offer(self, views: list[EndpointView]) -> Selection:
         """The endpoints the policy may choose from (router/overflow.py)."""
         return select(views, self.config.max_queue_per_endpoint, self.config.overflow_at)
@@ -340,15 +296,13 @@ class RouterApp:
         error, answer = str(failure), f"{endpoint_id} did not answer"
         if external is not None:
             error, answer = external.explain(failure)
-            if self._is_healthy(endpoint_id):
-                collector.log.warning(
-                    "external endpoint %s is out of rotation: %s", endpoint_id, error
-                )
+            if self.is_healthy(endpoint_id):
+                log.warning("external endpoint %s is out of rotation: %s", endpoint_id, error)
         kind = "upstream_auth" if failure.status in (401, 403) else "upstream_connect"
         self.metrics.inc("glmctl_router_errors_total", (("kind", kind),))
         self.metrics.inc("glmctl_router_retries_total")
         self.local_down[endpoint_id] = time.monotonic() + 2 * self.config.scrape_interval
-        collector.spawn(self.state.set_health(endpoint_id, False, error))
+        spawn(self.state.set_health(endpoint_id, False, error))
         return answer
 
     def _policy(self, override: str | None) -> Policy:
@@ -360,27 +314,20 @@ class RouterApp:
             )
         return policy
 
-    def _is_healthy(self, endpoint_id: str) -> bool:
-        assert self.state is not None
-        down_until = self.local_down.get(endpoint_id)
-        if down_until is not None and time.monotonic() < down_until:
-            return False
-        return self.state.view.healthy.get(endpoint_id, True)
-
     def _view(self, info: EndpointInfo) -> EndpointView:
         assert self.state is not None
         return endpoint_view(info, self.state.view, self.inflight.get(info.endpoint_id, 0))
 
     # -- other routes --------------------------------------------------------------------
     def models_body(self) -> dict[str, Any]:
-        return models_body(self._by_model)
+        return models_body(self.by_model)
 
     async def _models(self, scope: dict[str, Any], send: Send) -> None:
         assert self.admission is not None
         try:  # the served models are not for anyone without a key
             self.admission.authenticate(request_headers(scope, _AUTH).get(b"authorization"))
         except RequestProblem as problem:
-            await self._error(send, problem.status, problem.message, problem.kind)
+            await self._problem(send, problem)
             return
         await send_json(send, 200, self.models_body())
 
@@ -401,7 +348,13 @@ class RouterApp:
         message: str,
         kind: str = "invalid_request_error",
         retry_after: float | None = None,
+        code: str | None = None,
     ) -> int:
         if status >= 500 or status == 429:
             self.metrics.inc("glmctl_router_errors_total", (("kind", kind),))
-        return await send_error(send, status, message, kind, retry_after)
+        return await send_error(send, status, message, kind, retry_after, code)
+
+    async def _problem(self, send: Send, problem: RequestProblem) -> int:
+        """Answer a refused request (validation.py) with its status, type and code."""
+        status, message = problem.status, problem.message
+        return await self._error(send, status, message, problem.kind, code=problem.code)

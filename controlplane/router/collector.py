@@ -9,33 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
+from controlplane.router.background import log, spawn
 from controlplane.router.engine_metrics import FLAVOR_TRTLLM, parse_engine_metrics
 from controlplane.router.external import ExternalRoute
 from controlplane.router.registry import EndpointInfo
+from controlplane.router.runtime import RouterRuntime
 
-if TYPE_CHECKING:
-    from controlplane.router.app import RouterApp
-
-_background: set[asyncio.Task[Any]] = set()
-log = logging.getLogger("controlplane.router")
 BACKOFF_CAP_S = 30.0  # longest wait between probes of an external endpoint that is down
 
 
-def spawn(coroutine: Coroutine[Any, Any, Any]) -> None:
-    """Fire and forget, keeping a reference so the task is not collected mid-way."""
-    task = asyncio.get_running_loop().create_task(coroutine)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-
-
-def start_background(app: RouterApp) -> list[asyncio.Task[None]]:
+def start_background(app: RouterRuntime) -> list[asyncio.Task[None]]:
+    """Start the refresh, probe and publish loops; the caller cancels them (cancel_all)."""
     loop = asyncio.get_running_loop()
     return [
         loop.create_task(_every(app.config.state.refresh_interval, lambda: _refresh(app))),
@@ -55,20 +44,20 @@ async def _every(period: float, step: Any) -> None:
         await asyncio.sleep(max(0.0, period - (time.monotonic() - began)))
 
 
-async def _refresh(app: RouterApp) -> None:
+async def _refresh(app: RouterRuntime) -> None:
     assert app.state is not None
     if await app.state.refresh(app.inflight):
         app.reindex()
         await app.state.flush()
 
 
-async def _publish(app: RouterApp) -> None:
+async def _publish(app: RouterRuntime) -> None:
     assert app.state is not None
     export = {**app.metrics.export(app.inflight), "router": app.router_id}
     await app.state.publish_metrics(export, ttl_s=app.config.metrics_publish_s * 4)
 
 
-async def probe_all(app: RouterApp) -> None:
+async def probe_all(app: RouterRuntime) -> None:
     """Probe every endpoint this router claimed for this period, concurrently."""
     assert app.state is not None
     now = time.monotonic()
@@ -83,7 +72,7 @@ async def probe_all(app: RouterApp) -> None:
     )
 
 
-async def probe(app: RouterApp, endpoint: EndpointInfo) -> None:
+async def probe(app: RouterRuntime, endpoint: EndpointInfo) -> None:
     """GET /health then /metrics; healthy endpoints rejoin the rotation. A TensorRT-LLM
     endpoint's /metrics is read by `_long_poll` instead (at most one read at a time)."""
     assert app.session is not None and app.state is not None
@@ -113,7 +102,7 @@ async def probe(app: RouterApp, endpoint: EndpointInfo) -> None:
         spawn(_long_poll(app, endpoint, key))
 
 
-async def _metrics_text(app: RouterApp, url: str, timeout: aiohttp.ClientTimeout) -> str:
+async def _metrics_text(app: RouterRuntime, url: str, timeout: aiohttp.ClientTimeout) -> str:
     """The /metrics body; '' on a non-200 answer."""
     assert app.session is not None
     async with app.session.get(url + "/metrics", timeout=timeout) as response:
@@ -129,7 +118,7 @@ TRTLLM_POLL_CAP_S = 60.0
 _polling: set[tuple[int, str]] = set()
 
 
-async def _long_poll(app: RouterApp, endpoint: EndpointInfo, key: tuple[int, str]) -> None:
+async def _long_poll(app: RouterRuntime, endpoint: EndpointInfo, key: tuple[int, str]) -> None:
     try:
         with contextlib.suppress(Exception):  # the next probe starts another read
             timeout = aiohttp.ClientTimeout(total=TRTLLM_POLL_CAP_S)
@@ -143,7 +132,7 @@ async def _long_poll(app: RouterApp, endpoint: EndpointInfo, key: tuple[int, str
         _polling.discard(key)
 
 
-async def probe_external(app: RouterApp, route: ExternalRoute, timeout: Any) -> None:
+async def probe_external(app: RouterRuntime, route: ExternalRoute, timeout: Any) -> None:
     """GET its health path with its own key (hosted APIs have no /health nor /metrics: its
     load is what the routers send it). A failing endpoint is probed less and less often
     (`backoff_s`), so a hosted API that is down is not hammered."""

@@ -30,9 +30,12 @@ class UpstreamFailed(Exception):
         self.status = status
 
 
-def error_json(message: str, status: int, kind: str = "invalid_request_error") -> dict[str, Any]:
-    """OpenAI's error shape."""
-    return {"error": {"message": message, "type": kind, "code": status}}
+def error_json(
+    message: str, status: int, kind: str = "invalid_request_error", code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error shape; `code` is OpenAI's error code (`model_not_found`), else the
+    HTTP status."""
+    return {"error": {"message": message, "type": kind, "code": status if code is None else code}}
 
 
 def sse_error_event(message: str) -> bytes:

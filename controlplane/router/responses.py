@@ -40,15 +40,17 @@ async def send_error(
     message: str,
     kind: str = "invalid_request_error",
     retry_after: float | None = None,
+    code: str | None = None,
 ) -> int:
-    """An OpenAI-style error body; 429 gets Retry-After (whole seconds, at least 1); 408
-    and 413 close the connection (the rest of the request was not read)."""
+    """An OpenAI-style error body (proxy.error_json); `retry_after` is sent as Retry-After
+    (whole seconds, at least 1; the router sends it with 429 and 503); 408 and 413 close
+    the connection (the rest of the request was not read)."""
     extra = []
     if retry_after is not None:
         extra.append((b"retry-after", str(max(1, round(retry_after + 0.499))).encode()))
     if status in (408, 413):
         extra.append(CLOSE)
-    return await send_json(send, status, error_json(message, status, kind), extra)
+    return await send_json(send, status, error_json(message, status, kind, code), extra)
 
 
 def content_length(scope: dict[str, Any]) -> int | None:

@@ -1,4 +1,5 @@
-"""Request validation (pure): 400 with a message that says what to fix."""
+"""Request validation (pure): 400 with a message that says what to fix; 404
+`model_not_found` for a model no endpoint is registered for (as OpenAI answers)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,28 @@ import orjson
 
 
 class RequestProblem(Exception):
-    """A request the router refuses; `status` and `message` go back to the client."""
+    """A request the router refuses; `status` and `message` go back to the client, `kind`
+    as the error's `type` and `code` as its `code` (the status when None)."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.kind = kind
+        self.code = code
 
 
 def validate(body: bytes, route: str, served: Mapping[str, Any]) -> dict[str, Any]:
-    """The parsed body of a `chat` or `completions` request, or RequestProblem(400)."""
+    """The parsed body of a `chat` or `completions` request, or RequestProblem: 400 for a
+    malformed request, 404 `model_not_found` when no endpoint serving its model is
+    registered (`served`: model -> endpoints, healthy or not; a known model whose endpoints
+    are all out is the caller's 503)."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -30,9 +42,11 @@ def validate(body: bytes, route: str, served: Mapping[str, Any]) -> dict[str, An
     if not isinstance(model, str) or not model:
         raise RequestProblem(400, "missing `model`; GET /v1/models lists the served ones")
     if model not in served:
-        known = ", ".join(sorted(served)) or "none registered yet"
+        known = f"served: {', '.join(sorted(served))}" if served else "none is registered yet"
         raise RequestProblem(
-            400, f"model `{model}` is not served here; served: {known}", "model_not_found"
+            404,
+            f"model `{model}` is not served here; {known} (GET /v1/models lists them)",
+            code="model_not_found",
         )
     if route == "chat":
         messages = payload.get("messages")

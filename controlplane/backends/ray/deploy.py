@@ -9,19 +9,14 @@ the previous version serving. `delete` is idempotent.
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from controlplane.autoscale.drain import shutdown_budget_s
 from controlplane.autoscale.rollout import UpdateGap, update_gap
 from controlplane.backends.ray import cluster
-from controlplane.backends.ray.apps import engine_app, engine_app_name, router_app, router_app_name
-from controlplane.backends.ray.failures import first_cause
+from controlplane.backends.ray.apps import engine_app, engine_app_name
 from controlplane.backends.ray.keeper import gcs_reachable
-from controlplane.backends.ray.loopback import LOOPBACK
 from controlplane.backends.ray.records import (
     DeploymentRecord,
     clear_failures,
@@ -31,8 +26,20 @@ from controlplane.backends.ray.records import (
     router_url,
     write_record,
 )
+from controlplane.backends.ray.serve_steps import (
+    ROUTER_START_S,
+    Progress,
+    ensure_router,
+    quiet_progress,
+    roll,
+    room,
+    serve_api,
+    wait_app_running,
+    wait_replicas,
+)
+from controlplane.backends.ray.serve_steps import ApplyFailed as ApplyFailed  # re-exported
 from controlplane.errors import UserError
-from controlplane.planner import PlanError, diff_plans, embedded_inventory, plan, replicas_that_fit
+from controlplane.planner import PlanError, diff_plans, embedded_inventory, plan
 from controlplane.planner.inventory import release
 from controlplane.planner.models import DeploymentPlan
 from controlplane.settings import get_settings
@@ -40,15 +47,7 @@ from controlplane.settings import get_settings
 if TYPE_CHECKING:
     from controlplane.spec import Topology
 
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
-PLACEMENT_SLACK_S = 30.0  # scheduling a placement group before the engine's own start-up
-ROUTER_START_S = 60.0
-ROOM_WAIT_S = 15.0  # a stopped replica's placement group is released shortly after it stops
 CLUSTER_LOG_DIR = "/tmp/glmctl-logs"  # on each node of a cluster given by --address
-
-
-class ApplyFailed(UserError):
-    """The new version did not become healthy; it was removed, the old one still serves."""
 
 
 @dataclass
@@ -62,10 +61,6 @@ class Prepared:
     @property
     def unchanged(self) -> bool:
         return self.running is not None and self.running.version == self.plan.digest()
-
-
-def quiet_progress(phase: str, done: int, total: int) -> None:
-    """A `Progress` that reports nothing."""
 
 
 def resolve_target(
@@ -181,7 +176,7 @@ def _update_gap(prepared: Prepared, topology: Topology) -> UpdateGap | None:
     old = len(replica_records(target.redis_url, new.name, running.app))
     return update_gap(
         old_serving=old,
-        room_for_new=_room(new, target.embedded),
+        room_for_new=room(new, target.embedded),
         can_grow=target.embedded and topology.spec.cluster.nodes is None,
         drain_s=running.deployment_plan.group.graceful_shutdown_s,
         startup_s=new.group.health.startup_timeout_s,
@@ -226,81 +221,13 @@ def _check_external_keys(plan: DeploymentPlan, target: cluster.Target) -> None:
             resolve_key(endpoint, folder)  # UserError naming the reference when missing
 
 
-def _free_port(preferred: int) -> int:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            pass
-    from controlplane.local.ports import free_port
-
-    return free_port()
-
-
-def serve_api() -> Any:
-    """`ray.serve`, started on the connected cluster (idempotent; no HTTP proxy)."""
-    import logging
-
-    from ray import serve
-
-    serve.start(proxy_location="Disabled", http_options={"host": "127.0.0.1"})
-    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve resets it on start
-    return serve
-
-
-def _ensure_router(prepared: Prepared) -> tuple[str, int, bool]:
-    """Start the deployment's router app unless the running one already fits the plan."""
-    serve = serve_api()
-    name, running = prepared.plan.name, prepared.running
-    app = router_app_name(name)
-    apps = serve.status().applications
-    if running and app in apps and running.deployment_plan.router == prepared.plan.router:
-        return app, running.router_port, False
-    port = running.router_port if running else prepared.plan.router.port
-    if prepared.target.embedded and not running:
-        port = _free_port(port)
-    host = LOOPBACK if prepared.target.embedded else (prepared.plan.router.host or "")
-    built = router_app(prepared.plan, prepared.target.redis_url, port, host)
-    serve._run(built, name=app, route_prefix=None, _blocking=False)  # starts beside the engines
-    return app, port, True
-
-
-def _wait_app_running(app: str, timeout: float) -> None:
-    from ray import serve
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = serve.status().applications.get(app)
-        state = str(status.status) if status else ""
-        if state.endswith("RUNNING"):
-            return
-        if state.endswith("DEPLOY_FAILED") and status is not None:
-            raise ApplyFailed(f"{app} failed to start: {_causes(status)}"[:4000])
-        time.sleep(0.2)
-    raise ApplyFailed(f"{app} did not start in {timeout:.0f} s.")
-
-
-def _causes(status: Any) -> str:
-    """The first cause of each failed deployment of a Serve app status, one line each."""
-    messages = [d.message for d in status.deployments.values() if d.message]
-    return " ".join(first_cause(m) for m in messages or [status.message])
-
-
-def _room(plan: DeploymentPlan, embedded: bool) -> int:
-    """Replicas of `plan` the cluster can place now."""
-    group = plan.group
-    gpu = None if not group.bundles[0].get("GPU") else group.gpu_type
-    return replicas_that_fit(cluster.live_inventory(simulated=embedded), gpu, list(group.bundles))
-
-
 def _surges(prepared: Prepared, topology: Topology) -> bool:
     """True: the new version fits beside the running one (blue/green). False: replace the
-    replicas one at a time (`_roll`). An embedded cluster grows for the surge unless the
+    replicas one at a time (serve_steps.roll). An embedded cluster grows for the surge unless the
     topology pins its size (`cluster.nodes`)."""
     if prepared.running is None:
         return True
-    if _room(prepared.plan, prepared.target.embedded) >= prepared.plan.group.replicas.initial:
+    if room(prepared.plan, prepared.target.embedded) >= prepared.plan.group.replicas.initial:
         return True
     if prepared.target.embedded and topology.spec.cluster.nodes is None:
         _grow(topology, prepared.target)
@@ -348,23 +275,16 @@ def execute_apply(
     if not force:
         check_drift(prepared, topology)
     surge = _surges(prepared, topology)
-    serve = serve_api()
-    router, port, router_started = _ensure_router(prepared)
+    router, port, router_started = ensure_router(new, running, target)
     app = engine_app_name(new)
-    wanted = new.group.replicas.initial
     log_dir = engine_log_dir(target)
-    started = time.monotonic()
     try:
-        if surge:
-            serve._run(engine_app(new, target.redis_url, log_dir), name=app, route_prefix=None,
-                       _blocking=False)  # fmt: skip
-            wait_replicas(target, new, app, wanted, started, progress)
-        else:
-            _roll(prepared, app, log_dir, progress)
+        _start_new_version(prepared, app, log_dir, surge, progress)
         progress("router", 0, 1)
-        _wait_app_running(router, ROUTER_START_S)
+        wait_app_running(router, ROUTER_START_S)
         progress("router", 1, 1)
     except BaseException:
+        serve = serve_api()
         serve.delete(app, _blocking=True)
         if running is not None and not surge:  # the old version back to its own count
             serve._run(engine_app(running.deployment_plan, target.redis_url, log_dir),
@@ -372,115 +292,40 @@ def execute_apply(
         if router_started and running is None:
             serve.delete(router, _blocking=True)
         raise
+    return _switch(prepared, app, router, port, progress)
+
+
+def _start_new_version(
+    prepared: Prepared, app: str, log_dir: str, surge: bool, progress: Progress
+) -> None:
+    """Bring up the new version's replicas: all at once beside the old (surge), else
+    one at a time in its place (serve_steps.roll). ApplyFailed when they do not get healthy."""
+    new, running, target = prepared.plan, prepared.running, prepared.target
+    if not surge:
+        assert running is not None  # _surges is True when nothing runs
+        roll(running, new, target, app, log_dir, progress)
+        return
+    started = time.monotonic()
+    serve_api()._run(engine_app(new, target.redis_url, log_dir), name=app, route_prefix=None,
+                     _blocking=False)  # fmt: skip
+    wait_replicas(target, new, app, new.group.replicas.initial, started, progress)
+
+
+def _switch(
+    prepared: Prepared, app: str, router: str, port: int, progress: Progress
+) -> DeploymentRecord:
+    """The new version is healthy: record it as the one serving, retire the old app."""
+    new, running, target = prepared.plan, prepared.running, prepared.target
     url = router_url(target.redis_url, new.name)
-    record = new_record(new, app, router, port, wanted, url=url)
+    record = new_record(new, app, router, port, new.group.replicas.initial, url=url)
     write_record(target.redis_url, record)
     if target.embedded:  # Prometheus follows the registry from now on (observe agent)
         from controlplane.backends.ray import monitor
 
         monitor.ensure_quietly(target.redis_url)
+    serve = serve_api()
     if running is not None and running.app != app and running.app in serve.status().applications:
         progress("retire old version", 0, 1)
         serve.delete(running.app, _blocking=True)
         progress("retire old version", 1, 1)
     return record
-
-
-def wait_replicas(
-    target: cluster.Target,
-    new: DeploymentPlan,
-    app: str,
-    wanted: int,
-    started: float,
-    progress: Progress,
-) -> None:
-    """Wait until `wanted` replicas of `app` report healthy; ApplyFailed on a failed start or
-    after the start-up limit (the caller removes what it started)."""
-    from ray import serve
-
-    timeout = new.group.health.startup_timeout_s + PLACEMENT_SLACK_S
-    while time.monotonic() - started < timeout:
-        ready = len(replica_records(target.redis_url, new.name, app))
-        progress("replicas healthy", ready, wanted)
-        if ready == wanted:
-            return
-        status = serve.status().applications.get(app)
-        if status is not None and str(status.status).endswith("DEPLOY_FAILED"):
-            raise ApplyFailed(
-                f"{new.name}: the new version failed to start; it was removed and any previous"
-                f" version keeps serving. {_causes(status)}"[:4000],
-                fix="read the engine log named above; `glmctl plan FILE` shows the command.",
-            )
-        time.sleep(0.25)
-    raise ApplyFailed(
-        f"{new.name}: {len(replica_records(target.redis_url, new.name, app))} of {wanted}"
-        f" replica(s) healthy after {timeout:.0f} s (start-up limit"
-        f" {new.group.health.startup_timeout_s:.0f} s + {PLACEMENT_SLACK_S:.0f} s placement);"
-        " the new version was removed and any previous version keeps serving.",
-        fix="check free GPUs with `glmctl status` and the engine logs under the state dir.",
-    )
-
-
-def _roll(prepared: Prepared, app: str, log_dir: str, progress: Progress) -> None:
-    """Replace the running version one replica at a time when the cluster cannot hold the
-    whole new version beside it: add a new replica whenever one fits (surge), else drain one
-    old replica first. Old replicas serve until new ones are healthy; only a deployment of
-    one replica with no room for a second has a gap (its replica waits PEER_WAIT_S for a
-    peer, then drains): `prepare_apply` measures it (`Prepared.gap`), and `glmctl apply`
-    refuses it without --allow-downtime (autoscale/rollout.py)."""
-    running, new, target = prepared.running, prepared.plan, prepared.target
-    assert running is not None
-    url, old_plan = target.redis_url, running.deployment_plan
-    total = new.group.replicas.initial
-    old = len(replica_records(url, new.name, running.app))
-    fresh = 0
-    while fresh < total or old > 0:
-        if fresh < total and _room(new, target.embedded) > 0:
-            fresh += 1
-            progress(f"rolling: new replica {fresh}/{total}", 0, 1)
-            built = engine_app(new, url, log_dir, num_replicas=fresh)
-            serve_api()._run(built, name=app, route_prefix=None, _blocking=False)
-            wait_replicas(target, new, app, fresh, time.monotonic(), progress)
-        elif old > 0:
-            old -= 1
-            progress(f"rolling: old replicas left {old}", 0, 1)
-            if old == 0:  # Serve wants at least one replica: the last leaves with its app
-                serve_api().delete(running.app, _blocking=True)
-            else:
-                built = engine_app(old_plan, url, log_dir, num_replicas=old)
-                serve_api()._run(built, name=running.app, route_prefix=None, _blocking=False)
-                wait_stopped(running.app, shutdown_budget_s(old_plan.group.graceful_shutdown_s))
-            _wait_room(new, target.embedded, ROOM_WAIT_S)  # its GPUs free a moment later
-        else:
-            raise ApplyFailed(
-                f"{new.name}: a replica of the new version does not fit even with the old"
-                " version gone; the old version was restored.",
-                fix="`glmctl plan FILE` shows what the new version needs.",
-            )
-    if new.group.autoscaling is not None:  # back under the autoscaler at the count reached
-        serve_api()._run(engine_app(new, url, log_dir), name=app, route_prefix=None,
-                         _blocking=False)  # fmt: skip
-
-
-def _wait_room(plan: DeploymentPlan, embedded: bool, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _room(plan, embedded) == 0:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
-
-
-def wait_stopped(app: str, timeout: float, progress: Progress = quiet_progress) -> None:
-    """Until no replica of `app` is still stopping (draining, then freeing its GPUs)."""
-    from ray import serve
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = serve.status().applications.get(app)
-        states = [d.replica_states for d in status.deployments.values()] if status else []
-        stopping = sum(n for s in states for k, n in s.items() if str(k).endswith("STOPPING"))
-        progress("replicas draining", 0, stopping)
-        if stopping == 0:
-            return
-        time.sleep(0.25)

@@ -11,16 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from controlplane.autoscale.drain import shutdown_budget_s
 from controlplane.backends.ray import cluster
 from controlplane.backends.ray.apps import engine_app, router_app_name
-from controlplane.backends.ray.deploy import (
-    Progress,
-    engine_log_dir,
-    placements_of,
-    quiet_progress,
-    resolve_target,
-    serve_api,
-    wait_replicas,
-    wait_stopped,
-)
+from controlplane.backends.ray.deploy import engine_log_dir, placements_of, resolve_target
 from controlplane.backends.ray.records import (
     DeploymentRecord,
     delete_record,
@@ -29,6 +20,13 @@ from controlplane.backends.ray.records import (
     replica_records,
     restarts_stopped,
     write_record,
+)
+from controlplane.backends.ray.serve_steps import (
+    Progress,
+    quiet_progress,
+    serve_api,
+    wait_replicas,
+    wait_stopped,
 )
 from controlplane.errors import UserError
 from controlplane.local.secrets import redact_url

@@ -212,7 +212,7 @@ def prometheus_url(state_dir: Path | None = None) -> str | None:
 
 def ensure(redis_url: str, state_dir: Path | None = None) -> str:
     """Start the agent (and Prometheus) unless it runs; returns Prometheus' URL."""
-    from controlplane.backends.ray.deploy import _free_port
+    from controlplane.backends.ray.serve_steps import preferred_or_free_port
 
     settings = get_settings()
     state_dir = state_dir or settings.state_dir
@@ -224,7 +224,7 @@ def ensure(redis_url: str, state_dir: Path | None = None) -> str:
     root.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable, "-m", "controlplane.backends.ray.monitor", "--state-dir", str(state_dir),
-        "--redis-url", redis_url, "--port", str(_free_port(settings.prometheus_port)),
+        "--redis-url", redis_url, "--port", str(preferred_or_free_port(settings.prometheus_port)),
         "--interval", str(settings.prometheus_interval_s),
     ]  # fmt: skip
     log = (root / "agent.log").open("ab")

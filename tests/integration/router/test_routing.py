@@ -6,15 +6,21 @@ import itertools
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
 import openai
 import pytest
+import redis
 
+from controlplane.autoscale.drain import mark_all_draining
+from controlplane.local.redis_server import LocalRedis
+from controlplane.spec import Topology
 from tests.integration.router.conftest import Cluster
 from tests.integration.router.helpers import chat_body, held_streams, served_by
 
 pytestmark = pytest.mark.integration
+Factory = Callable[[LocalRedis, Topology], Cluster]
 QUICK = {"max_tokens": 4}
 LONG = {"max_tokens": 500, "ignore_eos": True, "stream": True}
 
@@ -150,7 +156,6 @@ def test_bad_requests_get_400_with_a_reason(cluster: Cluster) -> None:
     url = cluster.routers[0].url + "/v1/chat/completions"
     cases = [
         (b"{oops", "JSON"),
-        (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', "not served"),
         (b'{"model": "%s"}' % cluster.model.encode(), "messages"),
     ]
     with httpx.Client(timeout=30) as client:
@@ -162,6 +167,41 @@ def test_bad_requests_get_400_with_a_reason(cluster: Cluster) -> None:
                               headers={"x-glmctl-policy": "random"})  # fmt: skip
         assert unknown.status_code == 400 and "round_robin" in unknown.text
         assert client.get(cluster.routers[0].url + "/nope").status_code == 404
+
+
+def test_an_unknown_model_is_404_model_not_found_as_openai_answers(cluster: Cluster) -> None:
+    with httpx.Client(timeout=30) as client:
+        response = client.post(cluster.routers[0].url + "/v1/chat/completions",
+                               json=chat_body("nope", "x"))  # fmt: skip
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "model_not_found")
+    assert "`nope`" in error["message"] and cluster.model in error["message"]
+    openai_client = openai.OpenAI(base_url=cluster.routers[0].url + "/v1", api_key="unused")
+    with pytest.raises(openai.NotFoundError) as raised:
+        openai_client.chat.completions.create(
+            model="nope", messages=[{"role": "user", "content": "x"}], max_tokens=2
+        )
+    assert raised.value.code == "model_not_found"
+
+
+def test_a_known_model_with_every_endpoint_draining_is_503_retry_after(
+    redis_server: LocalRedis, topo: Topology, cluster_factory: Factory
+) -> None:
+    cluster = cluster_factory(redis_server, topo)
+    cluster.engine("only", namespace="drained")
+    url = cluster.router("round_robin", namespace="drained") + "/v1/chat/completions"
+    body = chat_body(cluster.model, "x", **QUICK)
+    with httpx.Client(timeout=30) as client:
+        assert client.post(url, json=body).status_code == 200
+        with redis.Redis.from_url(redis_server.url) as store:
+            assert mark_all_draining(store, "drained") == 1
+        deadline = time.monotonic() + 5.0
+        while (answer := client.post(url, json=body)).status_code == 200:
+            assert time.monotonic() < deadline, "the router kept routing to a draining endpoint"
+            time.sleep(0.05)
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert answer.json()["error"]["type"] == "service_unavailable"
 
 
 def test_metrics_count_requests_and_decisions_across_workers(cluster: Cluster) -> None:
