@@ -1,7 +1,7 @@
 """Whether a rolling update leaves a model without any serving replica (pure).
 
 A changed topology replaces replicas one at a time when the cluster cannot hold a surge
-replica (backends/ray/deploy.py `_roll`): a new replica starts whenever one fits, else an
+replica (backends/ray/serve_steps.py `roll`): a new replica starts whenever one fits, else an
 old one drains first. Old replicas serve until new ones are healthy, so with two or more
 old replicas no request finds the model without a replica. With exactly one old replica
 and no room for a new one, the old one must leave first: after waiting PEER_WAIT_S for a
