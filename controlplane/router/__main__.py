@@ -34,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RouterConfig, bool]:
     parser.add_argument("--external", default="[]", help="JSON of external endpoints (no keys)")
     parser.add_argument("--overflow-at", type=int, default=0)
     parser.add_argument("--secrets-dir", default="")
+    parser.add_argument("--models", default="", help="the deployment's served model names, a,b")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -55,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RouterConfig, bool]:
         external=externals_from_json(args.external),
         overflow_at=args.overflow_at,
         secrets_dir=args.secrets_dir,
+        models=tuple(m for m in args.models.split(",") if m),
     )
     return config, args.worker
 

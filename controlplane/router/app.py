@@ -153,7 +153,7 @@ class RouterApp(RouterRuntime):
         assert self.admission is not None
         try:
             key = self.admission.authenticate(headers.get(b"authorization"))
-            payload = validate(body, route, self.by_model)
+            payload = validate(body, route, self.by_model, self.config.models)
             policy = self._policy(headers.get(self._policy_header))
             admitted = await self.admission.admit(key, payload, body)
         except RequestProblem as problem:
@@ -356,5 +356,5 @@ class RouterApp(RouterRuntime):
 
     async def _problem(self, send: Send, problem: RequestProblem) -> int:
         """Answer a refused request (validation.py) with its status, type and code."""
-        status, message = problem.status, problem.message
-        return await self._error(send, status, message, problem.kind, code=problem.code)
+        status, message, kind = problem.status, problem.message, problem.kind
+        return await self._error(send, status, message, kind, problem.retry_after, problem.code)

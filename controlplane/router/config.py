@@ -37,6 +37,7 @@ class RouterConfig:
     external: tuple[ExternalEndpoint, ...] = ()  # key references only (router/external.py)
     overflow_at: int = 0  # in-flight per engine at which it is saturated; 0: no overflow
     secrets_dir: str = ""  # where `{secret: name/key}` files are, outside Kubernetes
+    models: tuple[str, ...] = ()  # the deployment's served model names (503, not 404, empty)
 
     @classmethod
     def from_spec(cls, redis_url: str, spec: RouterSpec, namespace: str = "glmctl") -> RouterConfig:
@@ -86,6 +87,7 @@ class RouterConfig:
             "--limits",
             self.limits.to_json(),
             *self._external_args(),
+            *(["--models", ",".join(self.models)] if self.models else []),
         ]
 
     def _external_args(self) -> list[str]:

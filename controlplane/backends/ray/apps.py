@@ -96,7 +96,8 @@ def router_app(plan: DeploymentPlan, redis_url: str, port: int, host: str = "") 
     from controlplane.backends.ray.serve_app import RouterHost
 
     deployment = serve.deployment(RouterHost).options(**router_options(plan))  # type: ignore[attr-defined]
-    return deployment.bind(redis_url, plan.router.model_dump(), plan.name, port, host)
+    router = {**plan.router.model_dump(), "models": [plan.group.served_model_name]}
+    return deployment.bind(redis_url, router, plan.name, port, host)
 
 
 def _redis_url(args: dict[str, Any]) -> str:

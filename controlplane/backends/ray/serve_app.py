@@ -341,6 +341,7 @@ class RouterHost:
             limits=RequestLimits.from_dict(router.get("limits")),
             external=tuple(ExternalEndpoint.from_dict(e) for e in router.get("external", ())),
             overflow_at=int(router.get("overflow_at", 0)),
+            models=tuple(router.get("models", ())),
         )
         argv = (sys.executable, "-m", "controlplane.router", *config.cli_args())
         self.url = f"http://{node if bind == '0.0.0.0' else bind}:{config.port}"

@@ -112,6 +112,7 @@ def router_args(plan: DeploymentPlan) -> list[str]:
         limits=RequestLimits.from_dict(router.limits),
         external=tuple(ExternalEndpoint.from_dict(e.model_dump()) for e in router.external),
         overflow_at=router.overflow_at,
+        models=(plan.group.served_model_name,),
     )
     return config.cli_args()
 

@@ -68,8 +68,8 @@ def _served_by_old_app(url: str, model: str, timeout: float) -> str:
         response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
         if response.status_code == 200:
             return response.headers["x-glmctl-endpoint"]
-        assert response.status_code == 404, response.text  # model_not_found: none registered
-        assert "none is registered yet" in response.text, response.text
+        assert response.status_code == 503, response.text  # the deployment's model, no replica
+        assert "is registered yet" in response.text and response.headers["retry-after"] == "1"
         assert time.monotonic() < deadline, f"no endpoint came back in {timeout:.0f} s"
         time.sleep(0.5)
 

@@ -61,6 +61,18 @@ def test_an_unknown_model_is_404_model_not_found(served: dict[str, Any], fragmen
     assert "`gpt-9`" in problem.message and fragment in problem.message
 
 
+def test_the_deployments_own_model_with_no_replica_yet_is_503_to_retry() -> None:
+    # Starting, or a one-replica update between versions: the model exists, come back soon.
+    body = b'{"model": "glm-4.5", "messages": [{"role": "user", "content": "x"}]}'
+    with pytest.raises(RequestProblem) as info:
+        validate(body, "chat", {}, expected=("glm-4.5",))
+    problem = info.value
+    assert (problem.status, problem.kind, problem.retry_after) == (503, "service_unavailable", 1.0)
+    with pytest.raises(RequestProblem) as other:  # another model is still unknown
+        validate(body.replace(b"glm-4.5", b"gpt-9"), "chat", {}, expected=("glm-4.5",))
+    assert other.value.status == 404
+
+
 def _answer(**error: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The response start and the parsed JSON body `send_error` writes."""
     sent: list[dict[str, Any]] = []
