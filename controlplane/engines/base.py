@@ -129,11 +129,13 @@ class CommandBuilder(Protocol):
     def __call__(self, topology: Any, context: LaunchContext) -> LaunchCommand | None: ...
 
 
-def flag_args(extra: Mapping[str, Any]) -> list[str]:
-    """A spec's `engine.args` as flags: `{a-b: 1}` -> `--a-b 1`, `True` -> bare flag."""
+def flag_args(extra: Mapping[str, Any], separator: str = "-") -> list[str]:
+    """A spec's `engine.args` as flags: `{a-b: 1}` -> `--a-b 1`, `True` -> bare flag; words
+    joined by `separator` (TensorRT-LLM spells its flags `--a_b`)."""
+    other = "_" if separator == "-" else "-"
     out: list[str] = []
     for key, value in extra.items():
-        flag = key if key.startswith("--") else f"--{key.replace('_', '-')}"
+        flag = key if key.startswith("--") else f"--{key.replace(other, separator)}"
         if value is True:
             out.append(flag)
         elif value is False or value is None:

@@ -42,11 +42,11 @@ import hashlib
 import json
 import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from controlplane.catalog import Precision
 from controlplane.catalog import trtllm_matrix as matrix
-from controlplane.engines.base import HOST, PORT, LaunchCommand, LaunchContext
+from controlplane.engines.base import HOST, PORT, LaunchCommand, LaunchContext, flag_args
 
 if TYPE_CHECKING:
     from controlplane.spec import Topology
@@ -158,19 +158,7 @@ def serve_argv(topology: Topology, context: LaunchContext, source: str) -> tuple
         argv += ["--max_num_tokens", str(spec.engine.chunked_prefill)]
     if context.mem_fraction is not None:
         argv += ["--kv_cache_free_gpu_memory_fraction", f"{context.mem_fraction:.3f}"]
-    return (*argv, *underscore_flags(spec.engine.args))
-
-
-def underscore_flags(extra: dict[str, Any]) -> list[str]:
-    """`engine.args` as TensorRT-LLM spells flags (`{a_b: 1}` -> `--a_b 1`, True: bare)."""
-    out: list[str] = []
-    for key, value in extra.items():
-        flag = key if key.startswith("--") else f"--{key.replace('-', '_')}"
-        if value is True:
-            out.append(flag)
-        elif value is not False and value is not None:
-            out += [flag, str(value)]
-    return out
+    return (*argv, *flag_args(spec.engine.args, separator="_"))
 
 
 def cache_key(topology: Topology, convert: tuple[str, ...], build: tuple[str, ...]) -> str:

@@ -150,3 +150,11 @@ def test_extra_args_become_flags() -> None:
         "--x-y",
         "3",
     ]
+
+
+def test_trtllm_spells_extra_flags_with_underscores() -> None:
+    assert flag_args({"max-beam-width": 2, "enable_chunked_context": True}, separator="_") == [
+        "--max_beam_width",
+        "2",
+        "--enable_chunked_context",
+    ]
