@@ -27,7 +27,8 @@ from controlplane.planner.models import (
     ReplicaBounds,
     RouterPlan,
 )
-from controlplane.spec.models import EngineKind, RouterAuth
+from controlplane.spec.models import EngineKind
+from controlplane.spec.router import RouterAuth
 
 if TYPE_CHECKING:
     from controlplane.spec import Topology

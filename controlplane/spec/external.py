@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from controlplane.spec.fields import NAME_PATTERN, PositiveInt
+from controlplane.spec.fields import NAME_PATTERN, PositiveInt, StrictModel
 
 ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # A Kubernetes Secret name (DNS-1123 subdomain) and one of its keys, as `name/key`.
@@ -26,11 +26,7 @@ SECRET_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/[-._a-zA-Z0-9]+$"
 NO_KEY = "none"  # `api_key: none`: the server takes no key (a local XInference, say)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ApiKeyRef(_Strict):
+class ApiKeyRef(StrictModel):
     """Where the router finds an external endpoint's API key: one of `env` or `secret`."""
 
     env: str | None = Field(
@@ -59,7 +55,7 @@ class ApiKeyRef(_Strict):
         return f"env {self.env}" if self.env else f"secret {self.secret}"
 
 
-class ExternalEndpointSpec(_Strict):
+class ExternalEndpointSpec(StrictModel):
     """An OpenAI-compatible server the router sends requests to beside its own replicas."""
 
     name: str = Field(
@@ -131,7 +127,7 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-class OverflowSpec(_Strict):
+class OverflowSpec(StrictModel):
     """Which external endpoints take the requests local replicas cannot (`router.overflow`)."""
 
     to: list[str] = Field(

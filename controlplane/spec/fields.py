@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 __all__ = [
@@ -14,6 +14,8 @@ __all__ = [
     "NonNegativeInt",
     "Port",
     "PositiveInt",
+    "StrictModel",
+    "drop_if",
     "parse_duration",
 ]
 
@@ -51,3 +53,17 @@ def parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[float, Field(gt=0), BeforeValidator(parse_duration)]
+
+
+class StrictModel(BaseModel):
+    """The base of every spec section: unknown keys are errors, assignments validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+
+
+def drop_if(data: Any, key: str, empty: Any) -> Any:
+    """`data` without `key` when it holds `empty`: a field added later serialises (and so
+    plans, digests and renders) as before it existed while unset."""
+    if isinstance(data, dict) and data.get(key, 0) == empty:
+        data.pop(key)
+    return data

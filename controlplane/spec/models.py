@@ -11,7 +11,6 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -22,14 +21,16 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from controlplane.catalog.models import Precision
-from controlplane.spec.external import ExternalEndpointSpec, OverflowSpec
+from controlplane.spec.external import ExternalEndpointSpec
 from controlplane.spec.fields import (  # the spec's field types
     NAME_PATTERN,
     Duration,
     NonNegativeInt,
-    Port,
     PositiveInt,
+    StrictModel,
+    drop_if,
 )
+from controlplane.spec.router import RouterSpec
 
 
 class EngineKind(StrEnum):
@@ -60,19 +61,7 @@ class SpeculativeAlgorithm(StrEnum):
     EAGLE = "eagle"  # SGLang runs the same MTP layer through its EAGLE worker
 
 
-class RouterPolicy(StrEnum):
-    ROUND_ROBIN = "round_robin"
-    LEAST_LOAD = "least_load"
-    POWER_OF_TWO = "power_of_two"
-    PREFIX_AFFINITY = "prefix_affinity"
-    SESSION = "session"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
-
-
-class GpuSpec(_Strict):
+class GpuSpec(StrictModel):
     """The GPUs of one replica (one model instance)."""
 
     type: str = Field(description="GPU type from `glmctl gpus`: H100, H200, B200, A100-80G, ...")
@@ -85,7 +74,7 @@ class GpuSpec(_Strict):
     )
 
 
-class ParallelismSpec(_Strict):
+class ParallelismSpec(StrictModel):
     """How one replica splits the model. tensor x pipeline x data = gpus.count."""
 
     tensor: PositiveInt | None = Field(
@@ -107,7 +96,7 @@ class ParallelismSpec(_Strict):
     )
 
 
-class SpeculativeSpec(_Strict):
+class SpeculativeSpec(StrictModel):
     """Speculative decoding with the checkpoint's MTP layer as draft."""
 
     algorithm: SpeculativeAlgorithm | None = Field(
@@ -126,7 +115,7 @@ class SpeculativeSpec(_Strict):
     )
 
 
-class EngineSpec(_Strict):
+class EngineSpec(StrictModel):
     """The serving engine and its extra arguments."""
 
     kind: EngineKind = Field(EngineKind.SGLANG, description="sglang, vllm, trtllm or sim.")
@@ -163,7 +152,7 @@ class EngineSpec(_Strict):
         return {"kind": value} if isinstance(value, str) else value
 
 
-class ReplicaSpec(_Strict):
+class ReplicaSpec(StrictModel):
     """How many replicas run (each one a full copy of the model on `gpus.count` GPUs)."""
 
     min: NonNegativeInt = Field(1, description="Fewest replicas (0 allows scale to zero).")
@@ -185,7 +174,7 @@ class ReplicaSpec(_Strict):
         return value
 
 
-class AutoscalingSpec(_Strict):
+class AutoscalingSpec(StrictModel):
     """Scale replicas on engine signals between replicas.min and replicas.max.
 
     glmctl's own policy (controlplane/autoscale/) reads what the engines and routers report
@@ -244,7 +233,7 @@ class AutoscalingSpec(_Strict):
     )
 
 
-class SloSpec(_Strict):
+class SloSpec(StrictModel):
     """Service-level objectives: what load tests judge and SLO alerts burn against.
 
     Defaults are for interactive chat: Ray Serve LLM's TTFT autoscaling target (2 s) and
@@ -258,78 +247,7 @@ class SloSpec(_Strict):
     )
 
 
-class RouterAuth(StrEnum):
-    AUTO = "auto"  # loopback: keys once any exist; any other address: keys, or refuse to start
-    API_KEYS = "api_keys"  # every request needs a key (`glmctl keys create`)
-    NONE = "none"  # open to anyone who reaches the port; `glmctl plan` warns
-
-
-class RouterLimitsSpec(_Strict):
-    """What one request may cost the deployment (a key's own limits may be lower)."""
-
-    max_body_bytes: PositiveInt = Field(4 * 1024 * 1024, description="Request body size.")
-    max_prompt_tokens: PositiveInt | None = Field(
-        None, description="Estimated prompt tokens per request (bytes / 4); default: no limit."
-    )
-    max_tokens: PositiveInt | None = Field(
-        None, description="`max_tokens` a request may ask for; set when a request leaves it out."
-    )
-    max_concurrent_per_key: PositiveInt | None = Field(
-        None, description="Requests in flight per API key; default: no limit."
-    )
-    max_headers: PositiveInt = Field(100, description="Request headers per request.")
-    max_header_bytes: PositiveInt = Field(16 * 1024, description="Request line plus headers.")
-    client_idle_timeout: Duration = Field(
-        30.0, description="Longest wait for the next bytes of a request's head or body."
-    )
-    client_total_timeout: Duration = Field(
-        900.0, description="Longest a request may take end to end, stream included."
-    )
-    max_response_bytes: PositiveInt = Field(
-        256 * 1024 * 1024, description="Engine answer size before the router cuts it off."
-    )
-
-
-class RouterSpec(_Strict):
-    """The OpenAI-compatible router in front of the replicas."""
-
-    auth: RouterAuth = Field(
-        RouterAuth.AUTO,
-        description="api_keys, none, or auto (keys required off loopback; see README Security).",
-    )
-    limits: RouterLimitsSpec = Field(
-        default_factory=RouterLimitsSpec, description="Per-request cost limits."
-    )
-
-    policy: RouterPolicy = Field(RouterPolicy.PREFIX_AFFINITY, description="Routing policy.")
-    replicas: PositiveInt = Field(2, description="Router processes behind one address.")
-    port: Port = Field(8000, description="Port the router listens on.")
-    host: str | None = Field(
-        None,
-        description="Address the router listens on. Unset: 127.0.0.1 on the embedded local"
-        " cluster; on a cluster given by --address, the address of the node it runs on (the"
-        " head), which clients on the cluster's network reach. `0.0.0.0`: every interface.",
-        min_length=1,
-        pattern=r"^[0-9A-Za-z.:\-]+$",
-    )
-    max_queue_per_endpoint: PositiveInt = Field(
-        256, description="In-flight requests per engine before answering 429."
-    )
-    session_header: str = Field("x-session-id", description="Header naming a session.")
-    overflow: OverflowSpec | None = Field(
-        None,
-        description="External endpoints that take requests when every local replica is"
-        " saturated or down, e.g. {to: [zhipu]}.",
-        examples=[{"to": ["zhipu"]}],
-    )
-
-    @model_serializer(mode="wrap")
-    def _without_unset_overflow(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Specs without overflow serialise (and so plan, digest and render) as before it.
-        return _drop_if(handler(self), "overflow", None)
-
-
-class SimulationSpec(_Strict):
+class SimulationSpec(StrictModel):
     """Settings of the simulated engine (used when no GPU is present, or engine: sim)."""
 
     flavor: EngineKind | None = Field(
@@ -346,7 +264,7 @@ class SimulationSpec(_Strict):
     )
 
 
-class ClusterSpec(_Strict):
+class ClusterSpec(StrictModel):
     """The embedded local cluster glmctl starts when no address is given."""
 
     nodes: PositiveInt | None = Field(
@@ -354,7 +272,7 @@ class ClusterSpec(_Strict):
     )
 
 
-class TopologySpec(_Strict):
+class TopologySpec(StrictModel):
     """One deployment of one model: what to serve, on what, split how."""
 
     name: str | None = Field(
@@ -460,7 +378,7 @@ class TopologySpec(_Strict):
     @model_serializer(mode="wrap")
     def _without_empty_external(self, handler: SerializerFunctionWrapHandler) -> Any:
         # Specs without external endpoints serialise (plan, digest, render) as before them.
-        return _drop_if(handler(self), "external", [])
+        return drop_if(handler(self), "external", [])
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -483,9 +401,3 @@ class TopologySpec(_Strict):
                 "model_source_both", "give only one of `model` and `model_config`"
             )
         return self
-
-
-def _drop_if(data: Any, key: str, empty: Any) -> Any:
-    if isinstance(data, dict) and data.get(key, 0) == empty:
-        data.pop(key)
-    return data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from controlplane.router.__main__ import parse_args
 from controlplane.router.config import RouterConfig
-from controlplane.spec.models import RouterPolicy, RouterSpec
+from controlplane.spec.router import RouterPolicy, RouterSpec
 
 
 def test_from_spec_and_cli_round_trip() -> None:
