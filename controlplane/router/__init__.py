@@ -18,8 +18,9 @@ Modules: `policies` (pure, registered by name), `prefix` (prompt block hashes, p
 collector share: state, sessions, endpoint index, local health), `background` (spawned
 tasks, logger), `upstream` (lean HTTP/1.1 client), `proxy`, `app` (ASGI over `runtime`;
 imports `collector`, never the other way), `decisions` (the lookup before a policy, the
-record after), `overflow` (pure), `external` (external OpenAI-compatible endpoints: their
-URL, model name and own key), `metrics` (router's own), `server` (processes), `registry`
+record after), `overflow` (pure), `external` (external OpenAI-compatible endpoints as
+configured: key references, registry; no extras needed), `external_route` (the request
+path to one: its URL, model name and own key), `metrics` (router's own), `server` (processes), `registry`
 (sync API), `config`.
 
 Interfaces for others:

@@ -16,7 +16,7 @@ import aiohttp
 
 from controlplane.router.background import log, spawn
 from controlplane.router.engine_metrics import FLAVOR_TRTLLM, parse_engine_metrics
-from controlplane.router.external import ExternalRoute
+from controlplane.router.external_route import ExternalRoute
 from controlplane.router.registry import EndpointInfo
 from controlplane.router.runtime import RouterRuntime
 

@@ -14,7 +14,7 @@ import aiohttp
 
 from controlplane.router.admission import Admission
 from controlplane.router.config import RouterConfig
-from controlplane.router.external import ExternalRoute, routes
+from controlplane.router.external_route import ExternalRoute, routes
 from controlplane.router.metrics import RouterMetrics
 from controlplane.router.registry import EndpointInfo
 from controlplane.router.state import RedisState

@@ -86,7 +86,8 @@ def check_start(config: RouterConfig) -> None:
     or when an external endpoint's key is not where its reference says (then register the
     external endpoints, so status and every router see them)."""
     from controlplane.router.auth import refuse_open_bind
-    from controlplane.router.external import routes, sync_registry
+    from controlplane.router.external import sync_registry
+    from controlplane.router.external_route import routes
     from controlplane.router.keys import RedisAuthError, count_keys
 
     key_count: int | None = None

@@ -14,12 +14,12 @@ from controlplane.router.collector import backoff_s
 from controlplane.router.config import RouterConfig
 from controlplane.router.external import (
     ExternalEndpoint,
-    ExternalRoute,
     env_stash,
     resolve_key,
     secret_env_name,
     stash_env_key,
 )
+from controlplane.router.external_route import ExternalRoute
 from controlplane.router.metrics import endpoint_info
 from controlplane.router.overflow import FAILOVER, SATURATED, select
 from controlplane.router.policies import EndpointView
