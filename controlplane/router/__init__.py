@@ -20,8 +20,8 @@ tasks, logger), `upstream` (lean HTTP/1.1 client), `proxy`, `app` (ASGI over `ru
 imports `collector`, never the other way), `decisions` (the lookup before a policy, the
 record after), `overflow` (pure), `external` (external OpenAI-compatible endpoints as
 configured: key references, registry; no extras needed), `external_route` (the request
-path to one: its URL, model name and own key), `metrics` (router's own), `server` (processes), `registry`
-(sync API), `config`.
+path to one: its URL, model name and own key), `metrics` (router's own), `server`
+(processes), `registry` (sync API), `config`.
 
 Interfaces for others:
 - Endpoints (sync, no event loop, idempotent; usable from a Ray actor):
