@@ -8,7 +8,7 @@ each running sequence, the expert-parallel all-to-all, and MTP acceptance per po
 How they were fitted (reproduce with `python -m ops.benchmarks.perf_fit`):
 a grid search over `FITTED_FIELDS` (7,560 points) ranking by the largest absolute
 log-error, then the sum of squared log-errors, of TPOT and output tokens/s over every
-reachable figure of every decode case in `controlplane.capacity.perf_cases.CASES`
+reachable figure of every decode case in `ops.calibration.perf_cases.CASES`
 (40 figures from 24 cases and 5 sources: never one point), with the steady-state estimate
 of `controlplane.capacity.steady_state`. Result: every figure within 9.8%. The stated
 assumptions below are not fitted; each says what it rests on.
@@ -82,9 +82,26 @@ class PerfConstants:
     # One draft forward of the one-layer MTP model outside its layer floor (a CUDA graph
     # replay, the draft's sampling). Stated assumption.
     draft_overhead_s: float = 0.0003
+    # Fixed cost of one prefill pass that runs as a separate forward and stalls every running
+    # decode (SGLang's default: extend and decode batches alternate, and the extend forward runs
+    # without CUDA graphs: "SGLang's current native prefilling can incur kernel launch overhead",
+    # sgl-project/sglang#10062, which made piecewise prefill graphs opt-in). Read, not fitted,
+    # from a run the fit does not use: the SGLang cookbook's GLM-4.5V page (8 x B200, TP 4,
+    # SGLang 0.5.6.post2, sgl-project/sgl-cookbook docs/autoregressive/GLM/GLM-4.5V.md), 1k/1k
+    # at 100 clients: P95 inter-token latency 81.30 ms against a median of 18.35 ms, so one
+    # ~500-token prefill stalls decoding for ~63 ms, where the roofline terms give 20 ms: 43 ms.
+    # vLLM V1 folds prefill chunks into the decode step (chunked prefill, piecewise CUDA
+    # graphs): 0. TensorRT-LLM replays (perf cases) use 0 as well (in-flight batching runs the
+    # context phase inside the generation step); see ops/calibration/perf_estimate.py.
+    prefill_stall_s: dict[EngineKind, float] = field(
+        default_factory=lambda: {EngineKind.SGLANG: 43e-3, EngineKind.VLLM: 0.0}
+    )
 
     def step_overhead(self, engine: EngineKind) -> float:
         return self.step_overhead_s.get(engine, self.step_overhead_s[EngineKind.SGLANG])
+
+    def prefill_stall(self, engine: EngineKind) -> float:
+        return self.prefill_stall_s.get(engine, self.prefill_stall_s[EngineKind.SGLANG])
 
     def layer_floor(self, engine: EngineKind, gpu: str = "") -> float:
         base = self.layer_floor_s.get(engine, self.layer_floor_s[EngineKind.SGLANG])

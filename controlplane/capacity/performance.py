@@ -86,6 +86,7 @@ class PerformanceModel:
     _draft_overhead: float
     _moe_tile: int
     _prefill_flops_scale: float  # decode FLOP/s efficiency over prefill's
+    _prefill_stall: float = 0.0  # fixed cost of one separate prefill pass (engine scheduling)
 
     def decode_step_seconds(self, batch_size: int, context_tokens: int) -> float:
         """One decode step for `batch_size` running sequences whose KV totals context_tokens."""
@@ -106,6 +107,7 @@ class PerformanceModel:
         if new_tokens <= 0:
             return 0.0
         main = self._main
+        stall = self._prefill_stall
         pairs = new_tokens * cached_tokens + new_tokens * (new_tokens + 1) / 2
         seconds = self._step_seconds + self._layer_seconds(main, new_tokens)
         flops_scale = self._prefill_flops_scale
@@ -117,7 +119,7 @@ class PerformanceModel:
         )
         if self._draft is not None:  # the draft layer extends over the prompt too
             seconds *= 1 + self._draft.layers / main.layers
-        return seconds
+        return seconds + stall
 
     def decode_tokens_per_second(self, batch_size: int, context_per_seq: int) -> float:
         """Output tokens per second of the replica at a steady batch (a convenience)."""
@@ -349,4 +351,5 @@ def performance_model(topo: Topology, constants: PerfConstants = FITTED) -> Perf
         _draft_overhead=constants.draft_overhead_s,
         _moe_tile=constants.moe_tile_tokens,
         _prefill_flops_scale=c.FLOPS_EFFICIENCY / constants.prefill_flops_efficiency,
+        _prefill_stall=constants.prefill_stall(engine),
     )

@@ -3,7 +3,7 @@
     python -m ops.benchmarks.perf_calibration [--model-only] [--client auto|vllm|builtin]
         [--cases SUBSTRING,...] [--max-wall SECONDS] [--fit]
 
-1. For every case of `controlplane.capacity.perf_cases`, the model's closed-loop
+1. For every case of `ops.calibration.perf_cases`, the model's closed-loop
    steady state (TPOT, TTFT, output tokens/s) beside the published figures, with errors.
 2. Unless --model-only: each case is replayed against `glmctl sim serve` (the case's
    topology, the tiny GLM tokenizer in `simulation.tokenizer`, a time scale that keeps the
@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.capacity.perf_calibration import TOLERANCE, CaseEstimate, estimate
-from controlplane.capacity.perf_cases import CASES, CalibrationCase
 from ops.benchmarks.perf_replay import Measured, ReplayPlan, plan_replay, replay, tokenizer_dir
+from ops.calibration.perf_cases import CASES, CalibrationCase
+from ops.calibration.perf_estimate import TOLERANCE, CaseEstimate, estimate
 
 
 @dataclass(frozen=True)

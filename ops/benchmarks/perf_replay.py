@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from controlplane.capacity.perf_calibration import estimate
-from controlplane.capacity.perf_cases import CalibrationCase, topology_of
 from controlplane.local.ports import free_port
+from ops.calibration.perf_cases import CalibrationCase, topology_of
+from ops.calibration.perf_estimate import estimate
 
 EVENT_BUDGET = 3000.0  # simulated tokens the client handles per wall second
 MIN_STEP_WALL_S = 0.0025  # keep a step's wall time above the event loop's jitter

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.capacity.perf_calibration import estimate
-from controlplane.capacity.perf_cases import CASES
 from ops.benchmarks.perf_replay import plan_replay, replay
+from ops.calibration.perf_cases import CASES
+from ops.calibration.perf_estimate import estimate
 
 pytestmark = [pytest.mark.integration]
 

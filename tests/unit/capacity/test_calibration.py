@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from controlplane.capacity import constants as c
-from controlplane.capacity.calibration import (
+from ops.calibration.kv_table import (
     TOKEN_TOLERANCE,
     WEIGHT_TOLERANCE,
     case_layout,
@@ -77,5 +77,5 @@ def test_readme_shows_the_table(data: dict[str, Any]) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert markdown_table(error_rows(data)) in readme, (
         "README Sizing table is stale: regenerate it with"
-        " `python -m controlplane.capacity.calibration tests/data/capacity/kv_cases.yaml`"
+        " `python -m ops.calibration.kv_table tests/data/capacity/kv_cases.yaml`"
     )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.capacity.perf_calibration import TOLERANCE, decode_cases, estimate
-from controlplane.capacity.perf_cases import CASES, topology_of
+from ops.calibration.perf_cases import CASES, topology_of
+from ops.calibration.perf_estimate import TOLERANCE, decode_cases, estimate
 
 
 def test_the_set_holds_ten_documented_public_measurements() -> None:

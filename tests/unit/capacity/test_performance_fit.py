@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from controlplane.capacity.perf_calibration import TOLERANCE
 from controlplane.capacity.perf_constants import FITTED
 from controlplane.spec.models import EngineKind
 from ops.benchmarks.perf_fit import GRID, constants_at, score
+from ops.calibration.perf_estimate import TOLERANCE
 
 
 def _fitted_point() -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""Published serving runs of GLM-4.5 / 4.6 / 4.7 the performance model is calibrated against.
+"""Published serving runs of GLM-4.5 / 4.6 / 4.7 the performance model's constants are fitted to.
+
+These are the FIT set: `ops.benchmarks.perf_fit` chooses the free constants of
+`controlplane.capacity.perf_constants` over every checked figure here, so the model's error on
+them is an in-sample fit, not a validation. The error on data the fit did not see is reported
+two ways: leave-one-source-out (`ops.calibration.loso`) and on published runs no constant was
+read from (`ops.calibration.held_out`).
 
 Each case: where it comes from, the engine and version that produced it, the layout
 (precision, GPUs, TP / EP / DP attention, speculative settings), the workload (input and
@@ -59,6 +65,14 @@ class CalibrationCase:
     # Metrics ("tpot", "output_tps") the model cannot reach within 10%, with the reason;
     # they are reported but left out of the fit and the 10% check.
     unreachable: dict[str, str] = field(default_factory=dict)
+    # The client's run, when the source gives it: --num-prompts, and whether lengths were drawn
+    # uniformly from [1, isl] / [1, osl] (SGLang's random dataset at range ratio 0) rather than
+    # fixed. With num_prompts the estimate replays the closed loop (`closed_loop`), drain
+    # included; without it, the steady state at `concurrency`.
+    num_prompts: int | None = None
+    uniform_lengths: bool = False
+    # Metrics ("tpot", "output_tps") the source reports as a median rather than a mean.
+    median_tpot: bool = False
 
     @property
     def has_decode_figure(self) -> bool:

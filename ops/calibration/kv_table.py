@@ -5,7 +5,7 @@ KV tokens, KV bytes and weights the engine reported, and the link. `predict` run
 the same model `glmctl capacity` uses (`replica_memory` under the engine's rule for the case's
 version); `error_rows` compares. Pure: the caller reads the YAML.
 
-    python -m controlplane.capacity.calibration tests/data/capacity/kv_cases.yaml
+    python -m ops.calibration.kv_table tests/data/capacity/kv_cases.yaml
 
 prints the table the README's "Sizing" section shows.
 """

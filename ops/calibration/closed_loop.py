@@ -1,0 +1,128 @@
+"""A benchmark client's closed loop replayed through the performance model, step by step.
+
+`vllm bench serve` and `sglang.bench_serving` with `--max-concurrency C --num-prompts N` keep
+C requests in flight and send the next prompt as one finishes; the run ends when the last of
+the N answers is done. Two things a steady state at C clients misses are properties of that
+workload, not of the engine, so this replay reproduces them instead of fitting them away:
+- the drain: the last C requests finish one by one, so the run averages fewer than C clients
+  (SGLang's client prints it as "Concurrency": 90.9 for C = 100, N = 500 in the SGLang
+  cookbook's GLM-4.6 runs);
+- the lengths: `--dataset-name random` with the default `--random-range-ratio 0.0` (SGLang)
+  draws each input and output length uniformly from [1, L], so the mean is L / 2 and short
+  answers bring a prompt (and its prefill) twice as often as L suggests.
+
+The engine is modelled as SGLang schedules it by default: new prompts are prefilled in one
+separate forward (`prefill_seconds` of their summed tokens, plus the engine's prefill stall)
+before the next decode step, and every running request then decodes `tokens_per_step` tokens.
+Pure and deterministic: lengths come from evenly spaced quantiles shuffled with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from dataclasses import dataclass, field
+
+from controlplane.capacity.performance import PerformanceModel
+
+SEED = 20260206  # any fixed value: the replay must not change between runs
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the benchmark client sends: N prompts, C at a time, lengths fixed or uniform."""
+
+    concurrency: int
+    num_prompts: int
+    input_len: int  # the client's --random-input-len
+    output_len: int  # ... --random-output-len
+    uniform: bool = False  # lengths drawn from [1, L] (range ratio 0) instead of fixed at L
+
+    def requests(self) -> list[tuple[int, int]]:
+        """(input tokens, output tokens) of every prompt, in sending order."""
+        n = self.num_prompts
+        if not self.uniform:
+            return [(self.input_len, self.output_len)] * n
+        rng = random.Random(SEED)
+        inputs = [_quantile(self.input_len, k, n) for k in range(n)]
+        outputs = [_quantile(self.output_len, k, n) for k in range(n)]
+        rng.shuffle(inputs)
+        rng.shuffle(outputs)
+        return list(zip(inputs, outputs, strict=True))
+
+
+def _quantile(top: int, k: int, n: int) -> int:
+    """The k-th of n evenly spaced quantiles of the integers 1..top."""
+    return max(1, min(top, 1 + int((top - 1) * (k + 0.5) / n + 0.5)))
+
+
+@dataclass
+class _Request:
+    isl: int
+    osl: int
+    sent: float
+    first: float = -1.0
+    emitted: float = 0.0
+    end: float = -1.0
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """The figures the benchmark clients print, computed from the replayed run."""
+
+    median_tpot_s: float
+    mean_tpot_s: float
+    mean_ttft_s: float
+    output_tokens_per_s: float
+    mean_concurrency: float
+    duration_s: float
+    tpots: tuple[float, ...] = field(repr=False, default=())
+
+
+def replay(model: PerformanceModel, workload: Workload, max_steps: int = 2_000_000) -> ReplayResult:
+    """Run `workload` against one replica whose step times `model` gives."""
+    pending = workload.requests()
+    pending.reverse()  # pop() from the end sends them in order
+    running: list[_Request] = []
+    done: list[_Request] = []
+    now, steps = 0.0, 0
+    while pending or running:
+        steps += 1
+        if steps > max_steps:
+            raise RuntimeError(f"replay did not finish in {max_steps} steps: {workload}")
+        fresh: list[_Request] = []
+        while pending and len(running) + len(fresh) < workload.concurrency:
+            isl, osl = pending.pop()
+            fresh.append(_Request(isl, osl, now))
+        if fresh:  # one separate prefill forward for every prompt that arrived meanwhile
+            now += model.prefill_seconds(sum(r.isl for r in fresh))
+            for request in fresh:
+                request.first, request.emitted = now, 1.0
+            running.extend(fresh)
+        decoding = [r for r in running if r.emitted < r.osl]
+        if decoding:
+            context = sum(r.isl + int(r.emitted) for r in decoding)
+            now += model.decode_step_seconds(len(decoding), context)
+            for request in decoding:
+                request.emitted += model.tokens_per_step
+        finished = [r for r in running if r.emitted >= r.osl]
+        for request in finished:
+            request.emitted, request.end = float(request.osl), now
+            done.append(request)
+        running = [r for r in running if r.emitted < r.osl]
+    return _summary(done, now)
+
+
+def _summary(done: list[_Request], duration: float) -> ReplayResult:
+    tpots = [(r.end - r.first) / (r.osl - 1) for r in done if r.osl > 1]
+    latency = sum(r.end - r.sent for r in done)
+    output = sum(r.osl for r in done)
+    return ReplayResult(
+        median_tpot_s=statistics.median(tpots) if tpots else 0.0,
+        mean_tpot_s=statistics.fmean(tpots) if tpots else 0.0,
+        mean_ttft_s=statistics.fmean(r.first - r.sent for r in done),
+        output_tokens_per_s=output / duration if duration > 0 else 0.0,
+        mean_concurrency=latency / duration if duration > 0 else 0.0,
+        duration_s=duration,
+        tpots=tuple(tpots),
+    )
