@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 from controlplane.capacity.performance import PerformanceModel
 
 SEED = 20260206  # any fixed value: the replay must not change between runs
+# New tokens one prefill pass takes at most; prompts beyond wait for the next pass, after a
+# decode step. SGLang's --chunked-prefill-size default for large GPUs (8192,
+# python/sglang/srt/server_args.py, 0.5.x); vLLM's max_num_batched_tokens is the same 8192.
+PREFILL_BUDGET_TOKENS = 8192
 
 
 @dataclass(frozen=True)
@@ -84,16 +88,23 @@ def replay(model: PerformanceModel, workload: Workload, max_steps: int = 2_000_0
     pending = workload.requests()
     pending.reverse()  # pop() from the end sends them in order
     running: list[_Request] = []
+    waiting: list[_Request] = []  # sent, not yet prefilled (the pass budget was full)
     done: list[_Request] = []
     now, steps = 0.0, 0
-    while pending or running:
+    while pending or running or waiting:
         steps += 1
         if steps > max_steps:
             raise RuntimeError(f"replay did not finish in {max_steps} steps: {workload}")
         fresh: list[_Request] = []
-        while pending and len(running) + len(fresh) < workload.concurrency:
+        while waiting and (not fresh or sum(r.isl for r in fresh) < PREFILL_BUDGET_TOKENS):
+            fresh.append(waiting.pop(0))
+        while pending and len(running) + len(waiting) + len(fresh) < workload.concurrency:
             isl, osl = pending.pop()
-            fresh.append(_Request(isl, osl, now))
+            arrived = _Request(isl, osl, now)
+            if fresh and sum(r.isl for r in fresh) + isl > PREFILL_BUDGET_TOKENS:
+                waiting.append(arrived)
+            else:
+                fresh.append(arrived)
         if fresh:  # one separate prefill forward for every prompt that arrived meanwhile
             now += model.prefill_seconds(sum(r.isl for r in fresh))
             for request in fresh:
