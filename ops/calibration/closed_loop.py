@@ -96,12 +96,12 @@ def replay(model: PerformanceModel, workload: Workload, max_steps: int = 2_000_0
         if steps > max_steps:
             raise RuntimeError(f"replay did not finish in {max_steps} steps: {workload}")
         fresh: list[_Request] = []
-        while waiting and (not fresh or sum(r.isl for r in fresh) < PREFILL_BUDGET_TOKENS):
+        while waiting and (not fresh or _fits(fresh, waiting[0].isl)):
             fresh.append(waiting.pop(0))
         while pending and len(running) + len(waiting) + len(fresh) < workload.concurrency:
             isl, osl = pending.pop()
             arrived = _Request(isl, osl, now)
-            if fresh and sum(r.isl for r in fresh) + isl > PREFILL_BUDGET_TOKENS:
+            if waiting or (fresh and not _fits(fresh, isl)):
                 waiting.append(arrived)
             else:
                 fresh.append(arrived)
@@ -122,6 +122,10 @@ def replay(model: PerformanceModel, workload: Workload, max_steps: int = 2_000_0
             done.append(request)
         running = [r for r in running if r.emitted < r.osl]
     return _summary(done, now)
+
+
+def _fits(batch: list[_Request], tokens: int) -> bool:
+    return sum(r.isl for r in batch) + tokens <= PREFILL_BUDGET_TOKENS
 
 
 def _summary(done: list[_Request], duration: float) -> ReplayResult:

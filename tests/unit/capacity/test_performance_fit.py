@@ -11,7 +11,7 @@ from typing import Any
 
 from controlplane.capacity.perf_constants import FITTED
 from controlplane.spec.models import EngineKind
-from ops.benchmarks.perf_fit import GRID, constants_at, score
+from ops.calibration.fit import GRID, constants_at, score
 from ops.calibration.perf_estimate import TOLERANCE
 
 

@@ -1,0 +1,71 @@
+"""The benchmark client's closed loop replayed through the model (`ops.calibration.closed_loop`).
+
+Expected values come from the workload's definition (uniform lengths on [1, L], N prompts at
+C clients) and from the model's own step times, not from published figures.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from controlplane.capacity.performance import performance_model
+from controlplane.capacity.steady_state import steady_state
+from ops.calibration.closed_loop import PREFILL_BUDGET_TOKENS, Workload, replay
+from ops.calibration.held_out import HELD_OUT
+from ops.calibration.perf_cases import topology_of
+
+
+@pytest.fixture(scope="module")
+def model():  # type: ignore[no-untyped-def]
+    return performance_model(topology_of(HELD_OUT[0]))
+
+
+def test_uniform_lengths_have_the_random_datasets_mean_and_range() -> None:
+    requests = Workload(100, 500, 1000, 1000, uniform=True).requests()
+    inputs = [isl for isl, _ in requests]
+    assert min(inputs) >= 1 and max(inputs) <= 1000
+    assert statistics.fmean(inputs) == pytest.approx(500.5, rel=0.01)
+    assert Workload(4, 8, 1000, 200).requests() == [(1000, 200)] * 8
+    assert requests == Workload(100, 500, 1000, 1000, uniform=True).requests()  # deterministic
+
+
+def test_the_drain_lowers_mean_concurrency_and_a_long_run_does_not(model) -> None:  # type: ignore[no-untyped-def]
+    short = replay(model, Workload(16, 32, 200, 200, uniform=True))
+    long = replay(model, Workload(16, 640, 200, 200))
+    assert short.mean_concurrency < 15.0
+    assert long.mean_concurrency == pytest.approx(16, rel=0.05)
+
+
+def test_equal_lengths_run_in_lock_step_so_prefills_leave_tpot(model) -> None:  # type: ignore[no-untyped-def]
+    # All C requests start, prefill and finish together: every step is a pure decode step.
+    run = replay(model, Workload(8, 400, 500, 300))
+    assert run.mean_tpot_s == pytest.approx(model.decode_step_seconds(8, 8 * 650), rel=0.01)
+
+
+def test_spread_lengths_meet_the_steady_state_at_the_mean_lengths(model) -> None:  # type: ignore[no-untyped-def]
+    run = replay(model, Workload(8, 800, 1000, 600, uniform=True))
+    state = steady_state(model, 8, 500, 300)
+    assert run.mean_tpot_s == pytest.approx(state.tpot_s, rel=0.05)
+    assert run.output_tokens_per_s == pytest.approx(state.output_tokens_per_s, rel=0.05)
+
+
+def test_prefill_passes_respect_the_budget(model) -> None:  # type: ignore[no-untyped-def]
+    class Spy:
+        tokens_per_step = 1.0
+
+        def __init__(self) -> None:
+            self.passes: list[int] = []
+
+        def prefill_seconds(self, tokens: int) -> float:
+            self.passes.append(tokens)
+            return model.prefill_seconds(tokens)
+
+        def decode_step_seconds(self, batch: int, context: int) -> float:
+            return float(model.decode_step_seconds(batch, context))
+
+    spy = Spy()
+    replay(spy, Workload(32, 64, 3000, 50))  # type: ignore[arg-type]
+    assert sum(spy.passes) == 64 * 3000
+    assert max(spy.passes) <= max(PREFILL_BUDGET_TOKENS, 3000)
