@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import uuid
 from collections import Counter
@@ -204,13 +205,45 @@ def test_a_known_model_with_every_endpoint_draining_is_503_retry_after(
     assert answer.json()["error"]["type"] == "service_unavailable"
 
 
-def test_metrics_count_requests_and_decisions_across_workers(cluster: Cluster) -> None:
-    url = cluster.routers[0].url
-    with httpx.Client(timeout=30) as client:
-        for _ in range(4):
-            route(client, url, chat_body(cluster.model, "m", **QUICK), "round_robin")
-        time.sleep(2.5)  # workers publish their metrics every 2 s
-        text = httpx.get(url + "/metrics").text
-    assert 'glmctl_router_decisions_total{policy="round_robin"' in text
-    assert "glmctl_router_prefix_blocks_matched_total" in text
-    assert "glmctl_router_ttft_seconds_bucket" in text
+def _worker_decisions(redis_url: str) -> dict[str, float]:
+    """Each router worker's published round_robin decision count (its Redis export)."""
+    counts: dict[str, float] = {}
+    with redis.Redis.from_url(redis_url) as store:
+        for key in store.scan_iter("glmctl:rmetrics:*"):
+            export = json.loads(store.get(key) or b"{}")
+            counts[key.decode()] = sum(
+                value
+                for name, labels, value in export.get("counters", [])
+                if name == "glmctl_router_decisions_total" and ["policy", "round_robin"] in labels
+            )
+    return counts
+
+
+def _scraped(url: str) -> tuple[float, float]:
+    """(round_robin decisions, answered chat requests) `/metrics` reports over every worker."""
+    lines = httpx.get(url + "/metrics", timeout=10).text.splitlines()
+
+    def total(prefix: str, *parts: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines
+                   if line.startswith(prefix) and all(p in line for p in parts))  # fmt: skip
+
+    decisions = total('glmctl_router_decisions_total{policy="round_robin"')
+    return decisions, total("glmctl_router_requests_total{", "chat", 'status="200"')
+
+
+def test_metrics_count_requests_and_decisions_across_workers(
+    cluster: Cluster, shared_redis: LocalRedis
+) -> None:
+    url, sent = cluster.routers[0].url, 40
+    time.sleep(2.5)  # workers publish their metrics every 2 s
+    before, (decided, answered) = _worker_decisions(shared_redis.url), _scraped(url)
+    assert len(before) == 2, before  # the fixture's two workers each publish an export
+    for _ in range(sent):  # a new connection per request: the kernel spreads them over workers
+        route(httpx.Client(timeout=30), url, chat_body(cluster.model, "m", **QUICK), "round_robin")
+    time.sleep(2.5)
+    after = _worker_decisions(shared_redis.url)
+    per_worker = {key: after[key] - before.get(key, 0.0) for key in after}
+    assert sum(per_worker.values()) == sent, per_worker
+    assert all(count > 0 for count in per_worker.values()), per_worker  # both workers served
+    decided_after, answered_after = _scraped(url)  # /metrics sums every worker's export
+    assert (decided_after - decided, answered_after - answered) == (sent, sent)
