@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from controlplane.autoscale.drain import BACKOFF_CAP_S, MAX_RESTARTS, RESTART_WINDOW_S
+import pytest
+
+from controlplane.autoscale.drain import (
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    MAX_RESTARTS,
+    RESTART_WINDOW_S,
+)
 from controlplane.autoscale.restarts import (
     Failure,
     StoppedRestarts,
@@ -32,9 +39,28 @@ def test_the_limit_stops_restarts_with_the_first_cause_of_the_window() -> None:
     assert StoppedRestarts.from_json(verdict.to_json()) == verdict
 
 
-def test_one_failure_fewer_still_restarts() -> None:
-    failures = [Failure(NOW - i, "x") for i in range(MAX_RESTARTS - 1)]
-    assert isinstance(restart_verdict(failures, NOW), float)
+@pytest.mark.parametrize(("recent", "doublings"), [(0, None), (1, 0), (2, 1), (3, 2), (4, 3)])
+def test_below_the_limit_the_wait_doubles_per_failure_in_the_window(
+    recent: int, doublings: int | None
+) -> None:
+    """Exponential backoff (drain.py): base, 2 x base, 4 x base ...; none without failures.
+
+    A failure older than the window is present every time and must not count."""
+    assert recent < MAX_RESTARTS
+    failures = [Failure(NOW - RESTART_WINDOW_S - 1, "long ago")]
+    failures += [Failure(NOW - 5 * (i + 1), f"cause {i}") for i in range(recent)]
+    expected = 0.0 if doublings is None else min(BACKOFF_BASE_S * 2**doublings, BACKOFF_CAP_S)
+    assert restart_verdict(failures, NOW) == expected
+
+
+def test_one_failure_fewer_still_restarts_and_the_next_one_stops() -> None:
+    failures = [Failure(NOW - i, f"cause {i}") for i in range(MAX_RESTARTS)]
+    below = restart_verdict(failures[:-1], NOW)
+    assert below == min(BACKOFF_BASE_S * 2 ** (MAX_RESTARTS - 2), BACKOFF_CAP_S)
+    at_limit = restart_verdict(failures, NOW)
+    assert isinstance(at_limit, StoppedRestarts) and at_limit.failures == MAX_RESTARTS
+    # the oldest failure in the window is the first cause (failures were listed newest last)
+    assert at_limit.first_cause == f"cause {MAX_RESTARTS - 1}"
 
 
 def test_failure_entries_round_trip_and_older_bare_times_parse() -> None:
