@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 from controlplane.engines.sim import tokens
 
@@ -27,6 +30,25 @@ def test_block_hashes_cover_full_blocks_and_depend_on_the_whole_prefix() -> None
     assert tokens.block_hashes(["x", *words[1:]], 16)[1] != hashes[1]
 
 
+_SEED_IN_CHILD = (
+    "import sys; from controlplane.engines.sim import tokens;"
+    " print(tokens.text_seed(sys.argv[1], int(sys.argv[2])))"
+)
+
+
+def _seed_in_a_new_process(text: str, salt: int, hash_seed: str) -> int:
+    """text_seed computed by a fresh interpreter whose str hash randomisation differs."""
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    done = subprocess.run(
+        [sys.executable, "-c", _SEED_IN_CHILD, text, str(salt)],
+        env=env, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return int(done.stdout.strip())
+
+
 def test_text_seed_is_stable_across_processes() -> None:
-    assert tokens.text_seed("hello", 3) == tokens.text_seed("hello", 3)
+    """Two interpreters with different hash() salts, and this one, agree on every seed."""
+    here = tokens.text_seed("hello", 3)
+    assert _seed_in_a_new_process("hello", 3, "1") == here
+    assert _seed_in_a_new_process("hello", 3, "2") == here
     assert tokens.text_seed("hello", 3) != tokens.text_seed("hello", 4)
