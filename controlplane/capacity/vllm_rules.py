@@ -7,9 +7,13 @@
 
 The activation peak is the profile run's: the larger of the forward pass over
 max_num_batched_tokens and the dummy sampler over max_num_seqs rows of float32 logits (not
-divided by TP: every rank samples the full vocabulary). Constants and their sources are in
-`constants.py`. Versions: glmctl targets vLLM 0.32 (`engines/vllm.py`); a layout may name
-another version (`Layout.engine_version`), which changes which terms apply.
+divided by TP: every rank samples the full vocabulary). How many vocab-wide float32 copies the
+sampler holds at its peak depends on the version: `SAMPLER_RULES` lists each range with the
+log it was read from, or says that no log of that range was found and which figure is carried.
+Constants are in `constants.py`. Versions: glmctl targets vLLM 0.32 (`engines/vllm.py`); a
+layout may name another version (`Layout.engine_version`), which picks the terms that apply.
+The KV calibration against public start-up logs (`tests/data/capacity/kv_cases.yaml`,
+`ops/calibration/kv_table.py`) marks which log set which constant.
 """
 
 from __future__ import annotations
@@ -21,6 +25,56 @@ from controlplane.capacity.layout import Layout
 from controlplane.catalog import Architecture, AttentionKind
 
 TARGET_VERSION = (0, 32)  # controlplane/engines/vllm.py TARGET_VERSION "0.32.0"
+
+
+@dataclass(frozen=True)
+class SamplerRule:
+    """Vocab-wide float32 copies per sampled row at the profile run's peak, from `since` on."""
+
+    since: tuple[int, int]
+    copies: float
+    constant: str  # its name in constants.py
+    evidence: str  # the log (or the absence of one) behind the figure
+    measured: bool  # True: read from a log of a version in this range
+
+
+SAMPLER_RULES: tuple[SamplerRule, ...] = (
+    SamplerRule(
+        (0, 0),
+        c.VLLM_SAMPLER_COPIES_PRE_0_11,
+        "VLLM_SAMPLER_COPIES_PRE_0_11",
+        "vLLM 0.10.1.1 on A100: 0.50 GiB left for activation + non-torch memory at 256"
+        " sequences (dennislee22/vLLM-benchmarking log/vllm-7B-1gpuA10080GB-0.5GRAM.log)",
+        True,
+    ),
+    SamplerRule(
+        c.VLLM_V1_SAMPLER_SINCE,
+        c.VLLM_SAMPLER_COPIES_V1,
+        "VLLM_SAMPLER_COPIES_V1",
+        "vLLM 0.11 on H100: peaks of 4.76 GiB (vocab 128256), 5.56-5.64 GiB (151936) and"
+        " 7.38 GiB (201088) at 1024 sequences, flat in TP and model width"
+        " (llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md)",
+        True,
+    ),
+    SamplerRule(
+        (0, 12),
+        c.VLLM_SAMPLER_COPIES_V1,
+        "VLLM_SAMPLER_COPIES_V1",
+        "no public start-up log of 0.12-0.32 with the profiled peak and a full launch command"
+        " was found (GitHub issues searched for 'torch peak memory increase' and 'Available KV"
+        " cache memory' beside a version banner): the 0.11 figure is carried forward."
+        " vllm-project/vllm#48641 (merged 2026-07-14, after 0.23) stopped upcasting logits to"
+        " float32 in apply_sampling_params, but its own H100 measurement shows the same profiled"
+        " peak before and after (3.04 GiB), so no step is taken at that version",
+        False,
+    ),
+)
+
+
+def sampler_rule(version: tuple[int, int]) -> SamplerRule:
+    """The rule that applies to `version` (the last one whose range starts at or before it)."""
+    applicable = [rule for rule in SAMPLER_RULES if rule.since <= version]
+    return applicable[-1] if applicable else SAMPLER_RULES[0]
 
 
 @dataclass(frozen=True)
@@ -62,12 +116,8 @@ def forward_activation_bytes(arch: Architecture, tp: int, tokens: int) -> float:
 def sampler_activation_bytes(
     arch: Architecture, max_num_seqs: int, version: tuple[int, int]
 ) -> float:
-    """Peak of the dummy sampler run: vocab-wide float32 rows, several copies per row."""
-    if version >= c.VLLM_V1_SAMPLER_SINCE:
-        copies = c.VLLM_SAMPLER_COPIES_V1
-    else:
-        copies = c.VLLM_SAMPLER_COPIES_PRE_0_11
-    return max_num_seqs * arch.vocab_size * 4 * copies
+    """Peak of the dummy sampler run: vocab-wide float32 rows, `sampler_rule` copies per row."""
+    return max_num_seqs * arch.vocab_size * 4 * sampler_rule(version).copies
 
 
 def activation_peak_bytes(inputs: VllmInputs) -> float:
