@@ -21,12 +21,15 @@ def assumptions(topo: Topology, tokens: float, k: PerfConstants) -> tuple[str, .
         f"Per step {k.step_overhead(engine) * 1e3:.1f} ms fixed plus"
         f" {k.per_sequence_s * 1e6:.0f} us per running sequence; per decoder layer a"
         f" {k.layer_floor(engine, gpu.name) * 1e6:.0f} us latency floor, added to the roofline"
-        " terms (fitted to published runs, see controlplane/capacity/perf_cases.py).",
+        " terms (fitted to published runs in ops/calibration/perf_cases.py; error out of"
+        " sample in docs/guides/performance-model.md).",
         f"Two all-reduces per layer under TP ({c.ALLREDUCE_LATENCY_INTRA_S * 1e6:.0f} us in a"
         f" node, {c.ALLREDUCE_LATENCY_INTER_S * 1e6:.0f} us across); with expert parallelism"
         f" a dispatch and a combine per MoE layer ({k.a2a_latency_intra_s * 1e6:.0f} us /"
         f" {k.a2a_latency_inter_s * 1e6:.0f} us plus the routed activations at"
         f" {k.a2a_bandwidth_efficiency:.0%} of the interconnect).",
+        f"Each prefill pass adds a {k.prefill_stall(engine) * 1e3:.0f} ms stall that running"
+        " decodes wait for (SGLang's separate, un-graphed prefill forward; 0 for vLLM).",
         "MoE routing is uniform: a batch of N tokens reads E x (1 - (1 - k/E)^N) distinct"
         " experts per layer; expert load is balanced across EP ranks.",
         "Embeddings and lm_head are 16-bit in FP8 / INT checkpoints; the lm_head is read every"

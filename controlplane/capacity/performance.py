@@ -5,7 +5,9 @@ The simulated engine reuses this model to time its steps, so it stays pure and c
 `decode_step_seconds` / `prefill_seconds` is a handful of float operations.
 
 A forward pass costs the SUM of (constants in `constants` and `perf_constants`, each with
-its source or stated assumption; calibrated against `perf_cases`):
+its source or stated assumption; the free ones fitted to published runs in
+`ops/calibration/perf_cases.py`, an in-sample fit whose out-of-sample error is reported in
+docs/guides/performance-model.md):
 - a latency floor per decoder layer (per engine) and a fixed step overhead (per engine);
 - the HBM roofline: weights the batch touches (dense part, shared experts, lm_head and, for
   MoE, the expected number of distinct routed experts hit by tokens x experts_per_token
@@ -15,7 +17,9 @@ its source or stated assumption; calibrated against `perf_cases`):
 - communication: two all-reduces per dense layer under TP, and for expert parallelism one
   all-reduce plus an all-to-all dispatch and combine per MoE layer, each a latency plus
   bytes over the interconnect, intra- or inter-node;
-- a per-sequence scheduler cost.
+- a per-sequence scheduler cost;
+- for a prefill, the engine's prefill stall: SGLang runs new prompts as a separate,
+  un-graphed forward that every running decode waits for (`perf_constants.prefill_stall_s`).
 Summing rather than taking the max is what the published runs show (see `perf_constants`).
 With MTP a step is one verify forward over the drafted tokens plus the draft forwards of
 the one-layer MTP model; it emits `tokens_per_step` tokens per sequence on average, from
