@@ -85,43 +85,65 @@ class ReplayResult:
 
 def replay(model: PerformanceModel, workload: Workload, max_steps: int = 2_000_000) -> ReplayResult:
     """Run `workload` against one replica whose step times `model` gives."""
-    pending = workload.requests()
-    pending.reverse()  # pop() from the end sends them in order
-    running: list[_Request] = []
-    waiting: list[_Request] = []  # sent, not yet prefilled (the pass budget was full)
-    done: list[_Request] = []
-    now, steps = 0.0, 0
-    while pending or running or waiting:
-        steps += 1
-        if steps > max_steps:
-            raise RuntimeError(f"replay did not finish in {max_steps} steps: {workload}")
+    loop = _Loop(model, workload)
+    for _ in range(max_steps):
+        if not (loop.pending or loop.running or loop.waiting):
+            return _summary(loop.done, loop.now)
+        loop.prefill(loop.admit())
+        loop.decode()
+    raise RuntimeError(f"replay did not finish in {max_steps} steps: {workload}")
+
+
+class _Loop:
+    """The client's requests and the engine's clock while the replay runs."""
+
+    def __init__(self, model: PerformanceModel, workload: Workload) -> None:
+        self.model, self.concurrency = model, workload.concurrency
+        self.pending = workload.requests()[::-1]  # pop() from the end sends them in order
+        self.running: list[_Request] = []
+        self.waiting: list[_Request] = []  # sent, not yet prefilled (the pass budget was full)
+        self.done: list[_Request] = []
+        self.now = 0.0
+
+    def admit(self) -> list[_Request]:
+        """Prompts for the next prefill pass: those waiting first, then newly sent ones."""
         fresh: list[_Request] = []
-        while waiting and (not fresh or _fits(fresh, waiting[0].isl)):
-            fresh.append(waiting.pop(0))
-        while pending and len(running) + len(waiting) + len(fresh) < workload.concurrency:
-            isl, osl = pending.pop()
-            arrived = _Request(isl, osl, now)
-            if waiting or (fresh and not _fits(fresh, isl)):
-                waiting.append(arrived)
+        while self.waiting and (not fresh or _fits(fresh, self.waiting[0].isl)):
+            fresh.append(self.waiting.pop(0))
+        while self.pending and self._in_flight(fresh) < self.concurrency:
+            isl, osl = self.pending.pop()
+            arrived = _Request(isl, osl, self.now)
+            if self.waiting or (fresh and not _fits(fresh, isl)):
+                self.waiting.append(arrived)
             else:
                 fresh.append(arrived)
-        if fresh:  # one separate prefill forward for every prompt that arrived meanwhile
-            now += model.prefill_seconds(sum(r.isl for r in fresh))
-            for request in fresh:
-                request.first, request.emitted = now, 1.0
-            running.extend(fresh)
-        decoding = [r for r in running if r.emitted < r.osl]
+        return fresh
+
+    def _in_flight(self, fresh: list[_Request]) -> int:
+        return len(self.running) + len(self.waiting) + len(fresh)
+
+    def prefill(self, fresh: list[_Request]) -> None:
+        """One separate prefill forward for the admitted prompts; each gets its first token."""
+        if not fresh:
+            return
+        self.now += self.model.prefill_seconds(sum(r.isl for r in fresh))
+        for request in fresh:
+            request.first, request.emitted = self.now, 1.0
+        self.running.extend(fresh)
+
+    def decode(self) -> None:
+        """One decode step of every running request; finished ones leave."""
+        decoding = [r for r in self.running if r.emitted < r.osl]
         if decoding:
             context = sum(r.isl + int(r.emitted) for r in decoding)
-            now += model.decode_step_seconds(len(decoding), context)
+            self.now += self.model.decode_step_seconds(len(decoding), context)
             for request in decoding:
-                request.emitted += model.tokens_per_step
-        finished = [r for r in running if r.emitted >= r.osl]
-        for request in finished:
-            request.emitted, request.end = float(request.osl), now
-            done.append(request)
-        running = [r for r in running if r.emitted < r.osl]
-    return _summary(done, now)
+                request.emitted += self.model.tokens_per_step
+        for request in self.running:
+            if request.emitted >= request.osl:
+                request.emitted, request.end = float(request.osl), self.now
+                self.done.append(request)
+        self.running = [r for r in self.running if r.end < 0]
 
 
 def _fits(batch: list[_Request], tokens: int) -> bool:
