@@ -1,8 +1,8 @@
 """glmctl's KV pool against public vLLM and SGLang logs (tests/data/capacity/kv_cases.yaml).
 
 Every case runs through the same model `glmctl capacity` uses; the error table is printed
-(`pytest -s` shows it) and is the table of docs/guides/capacity.md. A case outside the tolerance must
-say why (`known_gap`); a case that cannot be run says why (`excluded`).
+(`pytest -s` shows it) and is the table of docs/guides/capacity.md. A case outside the
+tolerance must say why (`known_gap`); a case that cannot be run says why (`excluded`).
 """
 
 from __future__ import annotations
