@@ -48,7 +48,8 @@ def cdf_figure(values: list[float], target: float | None, title: str) -> Any:
     else:
         ax.text(0.5, 0.5, "no samples", ha="center", transform=ax.transAxes)
     if target is not None:
-        ax.axvline(target * 1000, color="tab:red", ls="--", label=f"SLO {target * 1000:g} ms")
+        shown = f"{target:g} s" if target >= 1 else f"{target * 1000:g} ms"
+        ax.axvline(target * 1000, color="tab:red", ls="--", label=f"SLO {shown}")
     ax.axhline(0.99, color="grey", lw=0.8, ls=":")
     low, high = cdf_axes(ordered, target)
     # A log axis: with a loose SLO the samples sit decades below the line, and on a linear
