@@ -115,16 +115,27 @@ def card_reference_node_bytes(node_ram: float = c.DEFAULT_NODE_RAM_BYTES) -> flo
     return sum(card_reference_parts(node_ram).values())
 
 
+# GLM-4.5's architecture (GLM-4.5, -Air and their FP8 checkpoints share it): the only model
+# whose card states a server-memory figure and engine commands glmctl compares against.
+GLM45_MODEL_TYPE = "glm4_moe"
+
+
+def is_glm45_family(layout: Layout) -> bool:
+    """True for layouts of GLM-4.5-architecture models, whose model card these notes quote."""
+    return layout.arch.model_type == GLM45_MODEL_TYPE
+
+
 def model_card_note(layout: Layout, nodes: list[NodeRam]) -> str:
-    """What the model card's "more than 1 TB of server memory" covers, for this layout."""
-    checkpoint = checkpoint_bytes(layout.arch, layout.checkpoint_format)
+    """What this layout needs of each host, in one paragraph; for the GLM-4.5 family also what
+    the model card's "more than 1 TB of server memory" covers (other cards state no figure)."""
     worst = max(nodes, key=lambda n: n.total)
+    needs = _layout_needs(layout, worst)
+    if not is_glm45_family(layout):
+        return (
+            "Each node mmaps the checkpoint shards of the layers it serves into page cache"
+            f" while the engine workers and the OS run beside them. {needs}"
+        )
     meets = "meets" if worst.node_ram > c.MODEL_CARD_HOST_RAM_BYTES else "does not meet"
-    outcome = {
-        "ok": "everything fits, page cache included",
-        "slow-load": "the page cache does not all fit, so loading re-reads shards from disk",
-        "fails": "even the memory that cannot be reclaimed does not fit",
-    }[worst.verdict]
     card = card_reference_parts()
     total = sum(card.values())
     return (
@@ -137,11 +148,24 @@ def model_card_note(layout: Layout, nodes: list[NodeRam]) -> str:
         f" {card['os_reserve'] / 1e9:.0f} GB, and Ray's object store"
         f" {card['ray_object_store'] / 1e9:.0f} GB, which is Ray's, not the engine's: SGLang"
         " launched on its own, as in the card's commands, has no object store and needs about"
-        f" {(total - card['ray_object_store']) / 1e12:.2f} TB. This layout"
-        f" needs {worst.total / 1e9:.0f} GB on its busiest node: page cache"
+        f" {(total - card['ray_object_store']) / 1e12:.2f} TB. {needs} The node {meets} the"
+        " card's 1 TB."
+    )
+
+
+def _layout_needs(layout: Layout, worst: NodeRam) -> str:
+    """The busiest node's needs by part and the verdict, for any model."""
+    checkpoint = checkpoint_bytes(layout.arch, layout.checkpoint_format)
+    outcome = {
+        "ok": "everything fits, page cache included",
+        "slow-load": "the page cache does not all fit, so loading re-reads shards from disk",
+        "fails": "even the memory that cannot be reclaimed does not fit",
+    }[worst.verdict]
+    return (
+        f"This layout needs {worst.total / 1e9:.0f} GB on its busiest node: page cache"
         f" {worst.page_cache / 1e9:.0f} GB (of a {checkpoint / 1e9:.0f} GB checkpoint),"
         f" {worst.gpus} engine worker(s) {worst.engine_processes / 1e9:.0f} GB, Ray object store"
         f" {worst.ray_object_store / 1e9:.0f} GB, pinned offload"
-        f" {worst.pinned_offload / 1e9:.0f} GB, OS {worst.os_reserve / 1e9:.0f} GB. A"
-        f" {worst.node_ram / 1e12:.2f} TB node {meets} the card's 1 TB; here {outcome}."
+        f" {worst.pinned_offload / 1e9:.0f} GB, OS {worst.os_reserve / 1e9:.0f} GB. On a"
+        f" {worst.node_ram / 1e12:.2f} TB node {outcome}."
     )

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 from controlplane.capacity.engine_rules import engine_budget
+from controlplane.capacity.host import is_glm45_family
 from controlplane.capacity.layout import Layout, layout_of
 from controlplane.capacity.memory import replica_memory
 from controlplane.catalog import BYTES_PER_VALUE, FP8_BLOCK, GIB, Precision
@@ -160,6 +161,8 @@ def _mem_fraction(layout: Layout) -> list[Finding]:
     fraction = engine_budget(auto.layout).mem_fraction
     budget = given.budget
     short = -given.min_headroom_bytes / GIB
+    # Only GLM-4.5's card gives engine commands (with --mem-fraction-static 0.7).
+    card = " (the model card's commands pass 0.7)" if is_glm45_family(layout) else ""
     fix = (
         f"remove `engine.mem_fraction` (the engine's own rule gives {fraction:.3f}, which fits)."
         if auto.fits
@@ -171,7 +174,7 @@ def _mem_fraction(layout: Layout) -> list[Finding]:
             "mem-fraction-too-small",
             f"engine.mem_fraction {layout.mem_fraction} ({budget.flag}) leaves"
             f" {budget.static_bytes / GIB:.1f} GiB per GPU for weights and KV cache:"
-            f" {short:.1f} GiB short (the model card's commands pass 0.7).",
+            f" {short:.1f} GiB short{card}.",
             fix,
         )
     ]

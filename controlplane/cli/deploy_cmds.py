@@ -279,7 +279,7 @@ def _deployments_table(deployments: list[dict[str, Any]]) -> Table:
             d["status"],
             runtime,
             d["model"],
-            f"{len(d['replica_details'])}/{d['replicas']}",
+            f"{d['replicas']['serving']}/{d['replicas']['desired']}",
             d["endpoint"],
             ranks,
         )

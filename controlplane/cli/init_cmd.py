@@ -2,23 +2,67 @@
 
 Every value not given as a flag is asked for on stdin with a default, so
 `glmctl init --model glm-4.5 --precision fp8 --gpu H100 --gpus 8` asks nothing about those.
-The file is checked (`validate`, `capacity`) before it is written.
+Answers may also be piped in, one per line. With no terminal and nothing left to read on
+stdin (a script, CI), nothing is asked: the workload questions (precision, context,
+concurrent sequences, engine) take the defaults they show and the command says so on
+stderr; the hardware (model, GPU type, GPU count) has no safe default, so a missing one is
+named as a flag and the command exits 2. The file is checked (`validate`, `capacity`)
+before it is written.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from controlplane.cli.options import console
+from controlplane.cli.options import console, err_console
 from controlplane.errors import UserError
 
+# Flags that name hardware: without a terminal they are never guessed.
+HARDWARE = ("--model", "--gpu", "--gpus")
 
-def _ask(value: object, question: str, default: object, kind: type = str) -> object:
-    return value if value is not None else typer.prompt(question, default=default, type=kind)
+
+def stdin_closed() -> bool:
+    """True when no terminal is attached and stdin holds nothing more to read (EOF).
+
+    `peek` does not consume, so piped answers are still read by the prompts afterwards."""
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        return True
+    if stream.isatty():
+        return False
+    buffer = getattr(stream, "buffer", None)
+    try:
+        return buffer is not None and not buffer.peek(1)
+    except (OSError, ValueError):
+        return True
+
+
+def _ask_all(questions: list[tuple[str, Any, str, Any, type]]) -> dict[str, Any]:
+    """Each (flag, value, question, default, type): the flag's value, else the answer.
+
+    Without a terminal or piped answers: defaults for the workload, exit 2 for hardware."""
+    missing = [q for q in questions if q[1] is None]
+    if missing and stdin_closed():
+        hardware = [flag for flag, *_ in missing if flag in HARDWARE]
+        if hardware:
+            raise UserError(
+                f"no terminal to ask on, and {', '.join(hardware)} not given.",
+                fix=f"pass {' '.join(f + ' VALUE' for f in hardware)} (e.g. `glmctl init"
+                " --model glm-4.5 --precision fp8 --gpu H100 --gpus 8`).",
+            )
+        taken = " ".join(f"{flag} {default}" for flag, _, _, default, _ in missing)
+        err_console.print(f"no terminal: took the defaults {taken}", highlight=False)
+        return {flag: value if value is not None else default
+                for flag, value, _, default, _ in questions}  # fmt: skip
+    return {
+        flag: value if value is not None else typer.prompt(question, default=default, type=kind)
+        for flag, value, question, default, kind in questions
+    }
 
 
 def init(
@@ -43,17 +87,24 @@ def init(
     """Write a validated topology for the best layout that fits your GPUs and workload."""
     from controlplane.scaffold.topology import DEFAULT_CONTEXT, Answers, scaffold
 
-    model_name = str(_ask(model, "Model (`glmctl models`) or path to a config.json", "glm-4.5"))
+    got = _ask_all([
+        ("--model", model, "Model (`glmctl models`) or path to a config.json", "glm-4.5", str),
+        ("--precision", precision, "Precision (bf16, fp8, auto)", "auto", str),
+        ("--gpu", gpu, "GPU type (`glmctl gpus`)", "H200", str),
+        ("--gpus", gpus, "GPUs available", 8, int),
+        ("--context", context, "Context length (tokens per sequence)", DEFAULT_CONTEXT, int),
+        ("--batch", batch, "Concurrent sequences per replica", 8, int),
+        ("--engine", engine, "Engine (sglang, vllm, trtllm)", "sglang", str),
+    ])  # fmt: skip
+    model_name = str(got["--model"])
     answers = Answers(
         model=model_name,
-        precision=_precision(str(_ask(precision, "Precision (bf16, fp8, auto)", "auto"))),
-        gpu=str(_ask(gpu, "GPU type (`glmctl gpus`)", "H200")),
-        gpus=int(str(_ask(gpus, "GPUs available", 8, int))),
-        context=int(
-            str(_ask(context, "Context length (tokens per sequence)", DEFAULT_CONTEXT, int))
-        ),
-        batch=int(str(_ask(batch, "Concurrent sequences per replica", 8, int))),
-        engine=str(_ask(engine, "Engine (sglang, vllm, trtllm)", "sglang")).lower(),
+        precision=_precision(str(got["--precision"])),
+        gpu=str(got["--gpu"]),
+        gpus=int(got["--gpus"]),
+        context=int(got["--context"]),
+        batch=int(got["--batch"]),
+        engine=str(got["--engine"]).lower(),
         name=name,
         model_config=_local_model(model_name),
     )

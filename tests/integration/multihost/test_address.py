@@ -88,7 +88,7 @@ def test_scale_adds_a_replica_on_the_cluster(namespace_cluster: Cluster) -> None
         scaled = cluster.glmctl("scale", "glm45-air-fp8-h100x2", "--replicas", "2")
         assert scaled.returncode == 0, scaled.stdout + scaled.stderr
         deployment = _deployment(cluster.status(), "glm45-air-fp8-h100x2")
-        assert deployment["replicas"] == 2 and len(deployment["replica_details"]) == 2
+        assert deployment["replicas"]["serving"] == 2 and len(deployment["replica_details"]) == 2
         chat = cluster.chat(deployment["endpoint"], deployment["model"], key)
         assert chat.stdout.startswith("200 "), chat.stdout + chat.stderr
     finally:

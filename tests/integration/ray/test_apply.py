@@ -110,6 +110,9 @@ def test_second_topology_scales_up_and_back(embedded: Path) -> None:
     manage.scale("glm45-fp8", 2)
     replicas = _deployment("glm45-fp8")["replica_details"]
     assert len(replicas) == 2  # type: ignore[arg-type]
+    # `status -o json`: each count says what it counts (a fixed count: min = max = desired).
+    counts = {"serving": 2, "desired": 2, "min": 2, "max": 2}
+    assert _deployment("glm45-fp8")["replicas"] == counts
     manage.scale("glm45-fp8", 1)
     assert len(_deployment("glm45-fp8")["replica_details"]) == 1  # type: ignore[arg-type]
     with pytest.raises(Exception, match="holds"):

@@ -1,8 +1,8 @@
 """glmctl's KV pool against public vLLM and SGLang logs (tests/data/capacity/kv_cases.yaml).
 
 Every case runs through the same model `glmctl capacity` uses; the error table is printed
-(`pytest -s` shows it) and is the README's "Sizing" table. A case outside the tolerance must
-say why (`known_gap`); a case that cannot be run says why (`excluded`).
+(`pytest -s` shows it) and is the table of docs/guides/capacity.md. A case outside the
+tolerance must say why (`known_gap`); a case that cannot be run says why (`excluded`).
 """
 
 from __future__ import annotations
@@ -73,9 +73,9 @@ def test_pipeline_and_tensor_splits_reach_the_rule(data: dict[str, Any]) -> None
     assert two_nodes.nodes == 2
 
 
-def test_readme_shows_the_table(data: dict[str, Any]) -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert markdown_table(error_rows(data)) in readme, (
-        "README Sizing table is stale: regenerate it with"
+def test_docs_show_the_table(data: dict[str, Any]) -> None:
+    page = (ROOT / "docs" / "guides" / "capacity.md").read_text(encoding="utf-8")
+    assert markdown_table(error_rows(data)) in page, (
+        "the calibration table of docs/guides/capacity.md is stale: regenerate it with"
         " `python -m ops.calibration.kv_table tests/data/capacity/kv_cases.yaml`"
     )

@@ -2,7 +2,7 @@
 
 The figures below are the reference's; glmctl derives its numbers from the architecture
 and the runtime constants of catalog/edge.py (none of which is taken from these figures).
-The README table ("The GLM family") shows the same comparison.
+The table of docs/guides/glm-family.md shows the same comparison.
 """
 
 from __future__ import annotations

@@ -48,13 +48,26 @@ def test_status_tables_show_nodes_and_replica_ranks() -> None:
     node |= {"cpus_free": 2.0, "memory_bytes": 8 * 1024**3}
     rank = {"rank": 0, "node_id": "a" * 20, "gpu_ids": ["0", "1"]}
     deployment = {"name": "glm45-fp8", "status": "RUNNING", "engine": "sglang", "runtime": "sim"}
-    deployment |= {"model": "glm-4.5-fp8", "replicas": 2, "endpoint": "http://127.0.0.1:1"}
+    deployment |= {"model": "glm-4.5-fp8", "endpoint": "http://127.0.0.1:1"}
+    deployment |= {"replicas": {"serving": 1, "desired": 2, "min": 2, "max": 2}}
     deployment |= {"replica_details": [{"ranks": [rank]}]}
     console = Console(width=200, record=True)
     console.print(_nodes_table([node]), _deployments_table([deployment]))
     text = console.export_text()
     assert "aaaaaaaaaaaa" in text and "4/8" in text
     assert "sglang (sim)" in text and "1/2" in text and "r0@aaaaaaaa gpus 0,1" in text
+
+
+def test_status_json_replicas_say_what_they_count() -> None:
+    """The issue's case: applied with 2, the autoscaler grew it to 4 serving replicas; the
+    JSON's `replicas` must not say 2 (what a script reads first)."""
+    from controlplane.backends.ray.manage import replica_counts
+
+    reading = {"desired": 4, "running": 4, "max": 6, "direction": "up", "reason": "kv_usage"}
+    grown = replica_counts(applied=2, serving=4, reading=reading, bounds=(1, 6))
+    assert grown == {"serving": 4, "desired": 4, "min": 1, "max": 6}
+    fixed = replica_counts(applied=3, serving=2, reading=None, bounds=None)
+    assert fixed == {"serving": 2, "desired": 3, "min": 3, "max": 3}
 
 
 def test_status_autoscale_line_shows_overflow_demand_only_when_any() -> None:

@@ -43,3 +43,26 @@ def test_a_bad_answer_is_one_paragraph(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "glm-9" in result.stderr
+
+
+def test_no_terminal_takes_the_workload_defaults_and_says_so(tmp_path: Path) -> None:
+    """The issue's script case: hardware given, nothing on stdin (closed), no terminal."""
+    flags = ("--model", "glm-4.5", "--precision", "fp8", "--gpu", "h100", "--gpus", "8")
+    result = _init(tmp_path, *flags, answers="")
+    assert result.returncode == 0, result.stderr
+    assert "no terminal: took the defaults --context 32768 --batch 8 --engine sglang" in (
+        " ".join(result.stderr.split())
+    )
+    assert "Context length" not in result.stdout  # nothing was asked
+    (written,) = tmp_path.glob("*.yaml")
+    topo = load_topology(written)
+    assert (topo.context_length, topo.spec.max_num_seqs) == (32768, 8)
+
+
+def test_no_terminal_names_the_missing_hardware_flags_and_exits_2(tmp_path: Path) -> None:
+    result = _init(tmp_path, "--model", "glm-4.5", "--precision", "fp8", answers="")
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "no terminal to ask on, and --gpu, --gpus not given" in message
+    assert "--gpu VALUE --gpus VALUE" in message and "Traceback" not in message
+    assert not list(tmp_path.glob("*.yaml"))

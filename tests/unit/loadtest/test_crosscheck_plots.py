@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
 from controlplane.engines.sim.metrics import EngineGauges, EngineMetrics, render
 from controlplane.loadtest.crosscheck import counter, cross_check, histogram
-from controlplane.loadtest.plots import cdf_plot, pareto_front, pareto_plot
+from controlplane.loadtest.plots import cdf_figure, cdf_plot, pareto_front, pareto_plot
 from controlplane.spec import EngineKind
 
 GAUGES = EngineGauges(0, 0, 0.0, 0, 1000, 0.0, 0.0)
@@ -80,3 +81,31 @@ def test_plots_hold_data(tmp_path: Path) -> None:
     ]
     assert [p["label"] for p in pareto_front(points)] == ["a", "b"]
     assert _pixel_spread(pareto_plot(points, tmp_path / "pareto.png")) > 0.05
+
+
+def test_cdf_is_on_a_log_axis_with_the_slo_and_percentile_marks(tmp_path: Path) -> None:
+    """A loose SLO (30 s) over 20-200 ms samples: on a linear axis from 0 the samples took
+    under 1 % of the width; on the log axis they take a visible share of it."""
+    import matplotlib.pyplot as plt
+
+    samples = [0.02 + 0.18 * i / 99 for i in range(100)]  # 20 ms .. 200 ms
+    fig = cdf_figure(samples, 30.0, "ttft")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    low, high = ax.get_xlim()
+    assert low < 20 and high > 30_000  # every sample and the SLO line are inside
+    share = (math.log(200) - math.log(20)) / (math.log(high) - math.log(low))
+    assert share > 0.15, share  # linear from 0 to the SLO: 180 / 30000 = 0.6 %
+    slo_lines = [line for line in ax.get_lines() if list(line.get_xdata()) == [30_000, 30_000]]
+    assert slo_lines and slo_lines[0].get_linestyle() == "--"
+    marks = {line.get_label(): line for line in ax.get_lines() if line.get_marker() == "o"}
+    ordered = sorted(v * 1000 for v in samples)
+    p50 = ordered[math.ceil(0.5 * 100) - 1]
+    p99 = ordered[math.ceil(0.99 * 100) - 1]
+    assert {label.split()[0] for label in marks} == {"p50", "p99"}
+    for label, line in marks.items():
+        expected = p50 if label.startswith("p50 ") else p99
+        assert line.get_xdata()[0] == pytest.approx(expected)
+    plt.close(fig)
+    path = cdf_plot(samples, 30.0, "ttft", tmp_path / "ttft.png")
+    assert _pixel_spread(path) > 0.05
