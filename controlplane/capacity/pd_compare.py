@@ -188,7 +188,7 @@ def candidate_layouts(topology: Topology, max_gpus: int = 64) -> list[Topology]:
             ),
         )  # fmt: skip
         spec = pool_spec(topology.spec, pool)
-        spec.name = f"{topology.name}-{lay.gpus}g{per_count.get(lay.gpus, 0)}"
+        spec.name = f"{topology.spec.name or 'layout'}-{lay.gpus}g{per_count.get(lay.gpus, 0)}"
         try:
             found.append(resolve(spec, topology.model, origin=topology.origin))
         except SpecError:
