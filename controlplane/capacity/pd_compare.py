@@ -4,8 +4,9 @@
 topology's model and GPU (the layout search, preflight errors dropped), sizes each as a
 prefill, decode and colocated replica for the workload (capacity/pd_sizing.py), and picks:
 
-- PD: the (prefill layout, decode layout) pair the engines accept (capacity/pd_checks.py)
-  needing the fewest GPUs at the workload's rate, x = ceil(rate / prefill replica rate)
+- PD: the (prefill layout, decode layout) pair the engines accept (capacity/pd_checks.py),
+  without a known report against it when such a pair exists, needing the fewest GPUs at
+  the workload's rate, x = ceil(rate / prefill replica rate)
   prefill replicas and y = ceil(rate / decode replica rate) decode replicas (Dynamo's
   planner: prefill from prompt tokens/s at the TTFT bound, decode from output tokens/s at
   the ITL bound);
@@ -65,6 +66,7 @@ class Disaggregated:
     prefill_rate: PoolRate
     decode_rate: PoolRate
     transfer_s: float
+    warnings: tuple[str, ...] = ()  # PD preflight warnings of the pair (finding codes)
 
     @property
     def gpus(self) -> int:
@@ -156,6 +158,7 @@ def _detail(found: Disaggregated | Colocated | None) -> str:
             f" ({found.prefill_rate.detail}); decode {found.decode_rate.requests_per_s:.2f}"
             f" req/s per replica ({found.decode_rate.detail}); KV transfer"
             f" {found.transfer_s * 1000:.1f} ms"
+            + (f"; warnings: {', '.join(found.warnings)}" if found.warnings else "")
         )
     if isinstance(found, Colocated):
         return f"{found.rate.requests_per_s:.2f} req/s per replica ({found.rate.detail})"
@@ -210,10 +213,13 @@ def compare_layouts(topology: Topology, work: Workload, max_gpus: int = 64) -> C
     return Comparison(work, pd, colocated, winner, reason)
 
 
-def _pair_allowed(base: Topology, prefill: Topology, decode: Topology) -> PdPools | None:
+def _pair_warnings(base: Topology, prefill: Topology, decode: Topology) -> tuple[str, ...] | None:
+    """The pair's PD preflight warnings (codes), or None when the engines refuse it."""
     pools = PdPools(base, prefill, decode, *_transfer_defaults(base))
-    errors = [f for f in pd_findings(pools) if f.severity is Severity.ERROR]
-    return None if errors else pools
+    found = pd_findings(pools)
+    if any(f.severity is Severity.ERROR for f in found):
+        return None
+    return tuple(f.code for f in found)
 
 
 def _transfer_defaults(base: Topology) -> tuple[str, int]:
@@ -232,7 +238,8 @@ def _best_pd(
     assert network is not None
     for prefill in prefills:
         for decode, d_rate in decode_rates:
-            if not d_rate.feasible or _pair_allowed(base, prefill, decode) is None:
+            warnings = _pair_warnings(base, prefill, decode) if d_rate.feasible else None
+            if warnings is None:
                 continue
             backend = _transfer_defaults(base)[0]
             transfer = transfer_between(prefill, decode, network, backend, work.prompt_tail)
@@ -244,11 +251,17 @@ def _best_pd(
                 prefill, decode,
                 math.ceil(work.rate / p_rate.requests_per_s),
                 math.ceil(work.rate / d_rate.requests_per_s),
-                p_rate, d_rate, transfer.seconds_per_request,
+                p_rate, d_rate, transfer.seconds_per_request, warnings,
             )  # fmt: skip
-            if best is None or _key(found) < _key(best):
+            if best is None or _pd_key(found) < _pd_key(best):
                 best = found
     return best
+
+
+def _pd_key(found: Disaggregated) -> tuple[int, int, float]:
+    """Fewest known reports against the pair first: a warned pair only when no cleaner
+    pair serves the workload."""
+    return len(found.warnings), *_key(found)
 
 
 def _key(found: Disaggregated | Colocated) -> tuple[int, float]:
