@@ -204,10 +204,9 @@ def _speculative(pools: PdPools) -> list[Finding]:
                 fix,
             )
         ]
-    severity_code = "pd-speculative"
     return [
         _warning(
-            severity_code,
+            "pd-speculative",
             f"the pools' speculative (MTP) settings differ ({said}); SGLang's maintainers ask"
             f" for speculative decoding on the prefill pool too ({SGLANG_32527}), or the"
             " draft layer starts without the prompt's KV.",
@@ -232,8 +231,13 @@ def _tensor(pools: PdPools) -> list[Finding]:
                 " prefill pool with replicas instead.",
             )
         ]
-    if not pools.backend.startswith("Nixl"):
-        return []
+    return _nixl_tensor(pools) if pools.backend.startswith("Nixl") else []
+
+
+def _nixl_tensor(pools: PdPools) -> list[Finding]:
+    """vLLM 0.32's NIXL rules for prefill and decode TP on a grouped-query model."""
+    p, d = pools.prefill, pools.decode
+    arch = pools.topology.arch
     if max(p.tp, d.tp) % min(p.tp, d.tp):
         return [
             _error(

@@ -377,11 +377,7 @@ class TopologySpec(StrictModel):
         ],
     )
     disaggregation: DisaggregationSpec | None = Field(
-        None,
-        description="Prefill/decode disaggregation: a prefill pool and a decode pool, the KV"
-        " transfer backend and network (docs/guides/disaggregation.md). Sized and checked by"
-        " `glmctl capacity`; not deployable by this version.",
-        examples=[{"prefill": {"gpus": 4}, "decode": {"gpus": 4}}],
+        None, description="Prefill and decode pools and their KV transfer (not deployable yet)."
     )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
