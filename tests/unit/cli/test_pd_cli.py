@@ -58,3 +58,14 @@ def test_search_with_a_workload_names_the_winner_and_why(glmctl: Glmctl) -> None
 def test_a_bad_workload_is_a_user_error(glmctl: Glmctl, text: str) -> None:
     result = glmctl("capacity", H200_PD, "--workload", text)
     assert result.code == 2 and "To fix:" in result.text and "Traceback" not in result.text
+
+
+def test_a_colocated_topology_can_be_compared_too(glmctl: Glmctl) -> None:
+    from tests.conftest import TOPOLOGIES
+
+    result = glmctl(
+        "capacity", TOPOLOGIES / "glm45-air-fp8-h100x2.yaml", "--workload", "256/256@16",
+        "--max-gpus", "8",
+    )  # fmt: skip
+    assert result.code == 0, result.text
+    assert "reason:" in result.out and "colocated" in result.out
