@@ -325,7 +325,7 @@ def capacity(
     if workload is not None or topo.spec.disaggregation is not None:
         from controlplane.cli.pd_capacity_cmd import pd_capacity_cmd
 
-        pd_capacity_cmd(topo, output, workload, max_gpus, console)
+        pd_capacity_cmd(topo, output, workload, max_gpus, console, search=do_search)
         return
     if do_search:
         rows = _search_rows(topo, max_gpus, limit)

@@ -65,9 +65,20 @@ def parse_workload(text: str, topo: Any) -> Any:
 
 
 def pd_capacity_cmd(
-    topo: Any, output: OutputFormat, workload: str | None, max_gpus: int, console: Any
+    topo: Any,
+    output: OutputFormat,
+    workload: str | None,
+    max_gpus: int,
+    console: Any,
+    search: bool = False,
 ) -> None:
     """The PD capacity report of a PD topology, or the xPyD comparison for `workload`."""
+    if search and workload is None:
+        raise UserError(
+            "--search on a prefill/decode topology proposes pools for a workload.",
+            fix="add `--workload IN/OUT@RATE`, e.g. `--workload 8192/512@16`; without"
+            " --search, `glmctl capacity FILE` sizes the declared pools.",
+        )
     if workload is not None:
         _compare(topo, parse_workload(workload, topo), max_gpus, output, console)
         return

@@ -69,3 +69,8 @@ def test_a_colocated_topology_can_be_compared_too(glmctl: Glmctl) -> None:
     )  # fmt: skip
     assert result.code == 0, result.text
     assert "reason:" in result.out and "colocated" in result.out
+
+
+def test_search_on_a_pd_topology_asks_for_a_workload(glmctl: Glmctl) -> None:
+    result = glmctl("capacity", AIR_PD, "--search")
+    assert result.code == 2 and "--workload" in result.text
