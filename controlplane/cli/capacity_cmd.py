@@ -291,9 +291,18 @@ def capacity(
     node_ram_gb: Annotated[
         float | None, typer.Option("--node-ram-gb", help="Host RAM per node (default 2000).")
     ] = None,
+    workload: Annotated[
+        str | None,
+        typer.Option(
+            "--workload",
+            help="IN/OUT@RATE: propose prefill/decode pools (xPyD)"
+            " against colocated serving, e.g. 8192/512@16.",
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.TEXT,
 ) -> None:
-    """GPU memory per rank, KV capacity, host RAM per node and a verdict; or --search."""
+    """GPU memory per rank, KV capacity, host RAM per node and a verdict; or --search.
+    On a prefill/decode topology: both pools and the KV transfer."""
     from controlplane.capacity.report import capacity_report
     from controlplane.catalog.edge import find_edge_device
     from controlplane.spec import load_topology
@@ -313,6 +322,11 @@ def capacity(
             fix="run `glmctl capacity topologies/glm45-fp8.yaml` or"
             " `glmctl capacity --model glm-4.5 --precision fp8 --gpu h200 --search`.",
         )
+    if workload is not None or topo.spec.disaggregation is not None:
+        from controlplane.cli.pd_capacity_cmd import pd_capacity_cmd
+
+        pd_capacity_cmd(topo, output, workload, max_gpus, console, search=do_search)
+        return
     if do_search:
         rows = _search_rows(topo, max_gpus, limit)
         if output is OutputFormat.TEXT:

@@ -58,7 +58,11 @@ def render_cmd(
             f"`--external-redis {external_redis}` is not HOST:PORT.",
             fix="pass the Redis address without scheme or password, e.g. redis.internal:6379.",
         )
-    deployment = reference_plan(load_topology(file))
+    from controlplane.spec.pd_pools import refuse_deploy
+
+    topology = load_topology(file)
+    refuse_deploy(topology, "render")  # PD topologies are sized and checked, not deployable yet
+    deployment = reference_plan(topology)
     folder = out or TARGETS[target]
     files = _render(deployment, target, _source(file), image, router_image, external_redis)
     written = _write(folder, files, deployment.name if target == "k8s" else None)

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from controlplane.catalog.models import Precision
+from controlplane.spec.disaggregation import DisaggregationSpec, bind_sections
 from controlplane.spec.external import ExternalEndpointSpec
 from controlplane.spec.fields import (  # the spec's field types
     NAME_PATTERN,
@@ -272,6 +273,9 @@ class ClusterSpec(StrictModel):
     )
 
 
+bind_sections(globals())  # a PD pool reuses the sections above
+
+
 class TopologySpec(StrictModel):
     """One deployment of one model: what to serve, on what, split how."""
 
@@ -372,13 +376,16 @@ class TopologySpec(StrictModel):
             ]
         ],
     )
+    disaggregation: DisaggregationSpec | None = Field(
+        None, description="Prefill and decode pools and their KV transfer (not deployable yet)."
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 
     @model_serializer(mode="wrap")
     def _without_empty_external(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Specs without external endpoints serialise (plan, digest, render) as before them.
-        return drop_if(handler(self), "external", [])
+        # Specs without external endpoints or PD serialise (plan, digest, render) as before.
+        return drop_if(drop_if(handler(self), "external", []), "disaggregation", None)
 
     @field_validator("gpus", mode="before")
     @classmethod

@@ -1,0 +1,84 @@
+"""Launch commands of a PD topology's pools: the pool's own command plus the PD flags.
+
+`pd_command(pools, role, context)` is pure. It builds the pool's command with the engine's
+ordinary builder (`build_command` on the pool's resolved topology, as for any colocated
+replica) and adds what disaggregation needs; the planner does not use it yet (PD is not
+deployable by this version), the engines' parsers check it (tests/engines/test_pd_parsers.py).
+
+Flags, pinned to the engine versions glmctl targets:
+- SGLang 0.5.23 (sglang/srt/arg_groups/fields/disagg.py): `--disaggregation-mode
+  prefill|decode`, `--disaggregation-transfer-backend`, `--disaggregation-bootstrap-port`
+  (served by the prefill server; decode learns it per request from the router),
+  `--disaggregation-ib-device` (comma-separated; unset: the backend picks).
+- vLLM 0.32 (vllm/config/kv_transfer.py): `--kv-transfer-config` JSON with `kv_connector`,
+  `kv_role` (NIXL: `kv_both`, the proxy decides who prefills; the other connectors:
+  producer on prefill, consumer on decode) and `kv_load_failure_policy`; NIXL's side
+  channel from VLLM_NIXL_SIDE_CHANNEL_HOST / _PORT (vllm/envs.py); RDMA devices for UCX
+  from UCX_NET_DEVICES.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from controlplane.engines import build_command
+from controlplane.engines.base import HOST, LaunchCommand, LaunchContext
+from controlplane.spec.models import EngineKind
+from controlplane.spec.pd_pools import ROLES, PdPools
+
+__all__ = ["pd_command", "pd_flags"]
+
+
+def pd_command(pools: PdPools, role: str, context: LaunchContext) -> LaunchCommand | None:
+    """One node rank of one replica of the `role` pool (None: the rank runs nothing)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    topology = pools.prefill if role == "prefill" else pools.decode
+    command = build_command(topology, context)
+    if command is None or topology.engine is EngineKind.SIM:
+        return command  # the simulator has no PD pools yet: its command stays colocated
+    argv, env = pd_flags(pools, role)
+    return replace(command, argv=(*command.argv, *argv), env={**command.env, **env})
+
+
+def pd_flags(pools: PdPools, role: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The argv and environment disaggregation adds to a `role` pool's command."""
+    if pools.topology.engine is EngineKind.VLLM:
+        return _vllm(pools, role)
+    return _sglang(pools, role)
+
+
+def _sglang(pools: PdPools, role: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    argv: list[str] = [
+        "--disaggregation-mode",
+        role,
+        "--disaggregation-transfer-backend",
+        pools.backend,
+    ]
+    if role == "prefill":
+        argv += ["--disaggregation-bootstrap-port", str(pools.port)]
+    devices = pools.spec.network.ib_devices
+    if devices:
+        argv += ["--disaggregation-ib-device", ",".join(devices)]
+    return tuple(argv), {}
+
+
+def _vllm(pools: PdPools, role: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    nixl = pools.backend.startswith("Nixl")
+    # NIXL: the proxy decides who prefills; the other connectors are told their side.
+    one_way = "kv_producer" if role == "prefill" else "kv_consumer"
+    kv_role = "kv_both" if nixl else one_way
+    config = {
+        "kv_connector": pools.backend,
+        "kv_role": kv_role,
+        "kv_load_failure_policy": pools.spec.transfer.kv_load_failure_policy,
+    }
+    env: dict[str, str] = {}
+    if nixl:
+        env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = HOST
+        env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(pools.port)
+    devices = pools.spec.network.ib_devices
+    if devices:
+        env["UCX_NET_DEVICES"] = ",".join(devices)
+    return ("--kv-transfer-config", json.dumps(config, separators=(",", ":"))), env

@@ -1,0 +1,76 @@
+"""`glmctl` on prefill/decode topologies: capacity sizes both pools; deploying is refused."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from tests.unit.cli.helpers import CliResult
+from tests.unit.spec.pd_helpers import AIR_PD, H200_PD
+
+Glmctl = Callable[..., CliResult]
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "render", "demo"])
+def test_deploy_commands_refuse_pd_with_a_user_error(glmctl: Glmctl, command: str) -> None:
+    result = glmctl(command, H200_PD)
+    assert result.code == 2
+    assert "Traceback" not in result.text and "internal error" not in result.text
+    assert f"`glmctl {command}` cannot run a prefill/decode (PD) topology yet" in result.text
+    assert f"glmctl capacity {H200_PD}" in result.text  # what to do instead
+
+
+def test_render_of_a_colocated_topology_is_untouched(glmctl: Glmctl, tmp_path: object) -> None:
+    from tests.conftest import TOPOLOGIES
+
+    result = glmctl("render", TOPOLOGIES / "glm45-fp8.yaml", "--out", tmp_path)
+    assert result.code == 0, result.text
+
+
+def test_capacity_prints_both_pools_and_the_transfer(glmctl: Glmctl) -> None:
+    result = glmctl("capacity", AIR_PD)
+    assert result.code == 0, result.text
+    for heading in ("prefill pool", "decode pool", "KV transfer", "reserved decode tokens"):
+        assert heading in result.out
+    assert "Fits: 1 x prefill (4 x H100) + 1 x decode (4 x H100)" in result.out
+
+
+def test_capacity_json_carries_both_pools(glmctl: Glmctl) -> None:
+    result = glmctl("capacity", H200_PD, "-o", "json")
+    data = json.loads(result.out)
+    assert [p["role"] for p in data["pools"]] == ["prefill", "decode"]
+    assert data["transfer"]["bytes_per_request"] > 0 and data["fits"] is True
+
+
+def test_search_with_a_workload_names_the_winner_and_why(glmctl: Glmctl) -> None:
+    result = glmctl(
+        "capacity", H200_PD, "--search", "--workload", "8192/512@16", "--max-gpus", "32",
+        "-o", "json",
+    )  # fmt: skip
+    data = json.loads(result.out)
+    assert data["winner"] == "disaggregated" and data["reason"].startswith("PD wins")
+    assert {row["kind"] for row in data["layouts"]} == {"disaggregated", "colocated"}
+
+
+@pytest.mark.parametrize("text", ["8k/512", "8192/512@0", "8192/512,tpot=1s", "8192/512,itl=fast"])
+def test_a_bad_workload_is_a_user_error(glmctl: Glmctl, text: str) -> None:
+    result = glmctl("capacity", H200_PD, "--workload", text)
+    assert result.code == 2 and "To fix:" in result.text and "Traceback" not in result.text
+
+
+def test_a_colocated_topology_can_be_compared_too(glmctl: Glmctl) -> None:
+    from tests.conftest import TOPOLOGIES
+
+    result = glmctl(
+        "capacity", TOPOLOGIES / "glm45-air-fp8-h100x2.yaml", "--workload", "256/256@16",
+        "--max-gpus", "8",
+    )  # fmt: skip
+    assert result.code == 0, result.text
+    assert "reason:" in result.out and "colocated" in result.out
+
+
+def test_search_on_a_pd_topology_asks_for_a_workload(glmctl: Glmctl) -> None:
+    result = glmctl("capacity", AIR_PD, "--search")
+    assert result.code == 2 and "--workload" in result.text

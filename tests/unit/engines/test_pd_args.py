@@ -1,0 +1,58 @@
+"""PD launch commands: the pool's ordinary command plus the engine's PD flags."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from controlplane.engines import LaunchContext, build_command
+from controlplane.engines.pd_args import pd_command
+from tests.unit.spec.pd_helpers import AIR_PD, H200_PD, pools_of, shipped, with_pools
+
+
+def flag(argv: tuple[str, ...], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+@pytest.mark.parametrize("role", ["prefill", "decode"])
+def test_sglang_pools_extend_their_colocated_command(role: str) -> None:
+    pools = shipped(AIR_PD)
+    topo = pools.prefill if role == "prefill" else pools.decode
+    base = build_command(topo, LaunchContext())
+    command = pd_command(pools, role, LaunchContext())
+    assert base is not None and command is not None
+    assert command.argv[: len(base.argv)] == base.argv
+    assert flag(command.argv, "--disaggregation-mode") == role
+    assert flag(command.argv, "--disaggregation-transfer-backend") == "mooncake"
+    assert flag(command.argv, "--disaggregation-ib-device") == "mlx5_0"
+    port = flag(command.argv, "--disaggregation-bootstrap-port")
+    assert port == ("8998" if role == "prefill" else None)  # prefill serves the bootstrap
+
+
+def test_every_node_rank_of_a_multi_node_pool_gets_the_flags() -> None:
+    pools = shipped(H200_PD)
+    assert pools.decode.nodes == 2
+    for rank in range(pools.decode.nodes):
+        command = pd_command(pools, "decode", LaunchContext(rank, pools.decode.nodes))
+        assert command is not None and flag(command.argv, "--disaggregation-mode") == "decode"
+
+
+@pytest.mark.parametrize("role", ["prefill", "decode"])
+def test_vllm_pools_get_a_kv_transfer_config(role: str) -> None:
+    pools = pools_of(with_pools(AIR_PD, {}, {}, engine="vllm"))
+    command = pd_command(pools, role, LaunchContext())
+    assert command is not None
+    config = json.loads(flag(command.argv, "--kv-transfer-config") or "{}")
+    assert config == {
+        "kv_connector": "NixlConnector",
+        "kv_role": "kv_both",
+        "kv_load_failure_policy": "fail",
+    }
+    assert command.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] == "5600"
+    assert command.env["UCX_NET_DEVICES"] == "mlx5_0"
+
+
+def test_an_unknown_role_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="role"):
+        pd_command(shipped(AIR_PD), "both", LaunchContext())
