@@ -22,6 +22,7 @@ from controlplane.cli.options import (
 )
 from controlplane.errors import SpecError, UserError
 from controlplane.spec import Topology, load_topology, topology_json_schema
+from controlplane.spec.pd_pools import pd_pools
 
 Files = Annotated[
     list[Path],
@@ -69,6 +70,7 @@ def validate(ctx: typer.Context, files: Files) -> None:
     for path in files:
         try:
             topo = load_topology(path)
+            pd_pools(topo)  # a PD topology's pools resolve as topologies of their own
         except UserError as exc:
             failed += 1
             print_user_error(exc, prefix="[red]✗[/]", debug=debug_enabled(ctx))

@@ -74,3 +74,19 @@ def test_a_colocated_topology_can_be_compared_too(glmctl: Glmctl) -> None:
 def test_search_on_a_pd_topology_asks_for_a_workload(glmctl: Glmctl) -> None:
     result = glmctl("capacity", AIR_PD, "--search")
     assert result.code == 2 and "--workload" in result.text
+
+
+def test_validate_resolves_each_pool(glmctl: Glmctl, tmp_path: object) -> None:
+    """A pool that cannot resolve (prefill TP 3 of 4 GPUs) fails `validate`, not only `capacity`."""
+    from pathlib import Path
+
+    assert glmctl("validate", AIR_PD).code == 0
+    bad = Path(str(tmp_path)) / "bad-pool.yaml"
+    text = AIR_PD.read_text(encoding="utf-8")
+    bad.write_text(
+        text.replace("  prefill:\n    replicas: 1", "  prefill:\n    replicas: 1\n    gpus: 3"),
+        encoding="utf-8",
+    )
+    result = glmctl("validate", bad)
+    assert result.code != 0
+    assert "prefill pool" in result.text and "Traceback" not in result.text
