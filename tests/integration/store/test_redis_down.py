@@ -84,3 +84,28 @@ def test_password_from_the_environment(
     url, password = stopped_redis
     env = {"GLMCTL_REDIS_URL": without_password(url), "GLMCTL_REDIS_PASSWORD": password}
     _check(_glmctl(tmp_path, env, *command), password)
+
+
+def test_router_logs_hold_no_password(stopped_redis: tuple[str, str], tmp_path: Path) -> None:
+    """A router whose Redis is down serves from its local view; what it logs while trying
+    Redis (startup, request path, background refresh) never holds the password."""
+    import httpx
+
+    from controlplane.router.server import RouterProcesses
+
+    url, password = stopped_redis
+    log = tmp_path / "router.log"
+    try:
+        router = RouterProcesses.start(url, workers=1, policy="round_robin", log_file=str(log))
+    except Exception as exc:  # refusing to start is fine; saying the password is not
+        assert password not in str(exc)
+    else:
+        try:
+            body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+            for _ in range(3):
+                httpx.post(router.url + "/v1/chat/completions", json=body, timeout=10)
+            httpx.get(router.url + "/metrics", timeout=10)
+        finally:
+            router.stop()
+    text = log.read_text() if log.exists() else ""
+    assert password not in text, text
