@@ -6,7 +6,9 @@ vLLM (v1 engine) exports `vllm:num_requests_running`, `vllm:num_requests_waiting
 `vllm:prefix_cache_hits_total` / `vllm:prefix_cache_queries_total`. SGLang exports
 `sglang:num_running_reqs`, `sglang:num_queue_reqs`, `sglang:token_usage` and
 `sglang:cache_hit_rate`. Values of one name with several label sets are summed (one
-engine may report per model or per data-parallel rank); ratios are averaged.
+engine may report per model or per data-parallel rank); ratios are averaged. The names
+(and TensorRT-LLM's JSON field names) are engines/metric_names.py's, pinned to each
+engine's source there.
 
 TensorRT-LLM (`trtllm-serve`, 1.2.0rc2, the version engines/trtllm.py targets) answers
 `GET /metrics` with JSON, not Prometheus text: a list of the iteration stats its executor
