@@ -14,8 +14,8 @@ meant for display.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -149,18 +149,3 @@ def connection(
         raise error from None
     finally:
         client.close()
-
-
-@asynccontextmanager
-async def async_connection(url: str, *, socket_timeout: float | None = None) -> AsyncIterator[Any]:
-    """`connection` for asyncio code."""
-    client = async_client(url, socket_timeout=socket_timeout)
-    try:
-        yield client
-    except Exception as exc:
-        error = user_error(url, exc)
-        if error is None:
-            raise
-        raise error from None
-    finally:
-        await client.aclose()
