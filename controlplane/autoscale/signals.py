@@ -116,11 +116,9 @@ class SignalReader:
     """Reads one deployment's signals from Redis (sync; the Serve controller calls it)."""
 
     def __init__(self, redis_url: str, namespace: str, app: str) -> None:
-        import redis
+        from controlplane.store.redis import sync_client
 
-        self.client = redis.Redis.from_url(
-            redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
-        )
+        self.client = sync_client(redis_url, socket_timeout=0.5)
         self.ns = namespace
         self.app = app
         self.ttft = TtftWindow()

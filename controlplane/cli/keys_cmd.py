@@ -49,8 +49,8 @@ def parse_expiry(text: str) -> float:
 def _where(deployment: str, redis_url: str | None, namespace: str | None) -> tuple[str, str]:
     """(Redis URL with its password, namespace) of a deployment's router."""
     from controlplane.backends.ray import cluster
-    from controlplane.backends.ray.serve_app import router_namespace
     from controlplane.settings import get_settings
+    from controlplane.store.redis import router_namespace
 
     settings = get_settings()
     url = settings.redis_url_with_password(redis_url)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from controlplane.catalog.formats import QuantLaunch, quant_launch
+from controlplane.engines.metric_names import running_names
 
 # Placeholders a launch command may hold until the worker that starts it knows the values.
 HOST = "{host}"  # the address this rank's HTTP server binds (rank 0 only)
@@ -150,7 +151,7 @@ def flag_args(extra: Mapping[str, Any], separator: str = "-") -> list[str]:
 
 
 _RUNNING = re.compile(
-    r"^(?:vllm:num_requests_running|sglang:num_running_reqs)(?:\{[^}]*\})?\s+([0-9.eE+-]+)",
+    rf"^(?:{'|'.join(map(re.escape, running_names()))})(?:\{{[^}}]*\}})?\s+([0-9.eE+-]+)",
     re.MULTILINE,
 )
 

@@ -3,10 +3,10 @@
 Dashboards (dashboards.py), recording and alert rules (rules.py), `glmctl top` (top.py)
 and the README take names from here, never spell them themselves.
 
-Sources: engine names are vLLM V1's (vllm docs/design/metrics.md) and SGLang's
-(python/sglang/srt/metrics/collector.py), as collected in
-../shared/reference/operations-anchors.md section C; the simulator speaks both
-(controlplane/engines/sim/metrics.py). Router names are controlplane/router/metrics.py's.
+Sources: engine names, labels and histogram bounds come from engines/metric_names.py (one
+object per engine version, transcribed from vLLM's and SGLang's source and pinned there);
+the simulator speaks both (controlplane/engines/sim/metrics.py). Router names are
+controlplane/router/metrics.py's.
 Autoscaler names are the autoscaling engineer's contract (published on the router's
 /metrics). Agent names are published by the observe agent (backends/ray/monitor.py).
 
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from controlplane.engines import metric_names as mn
 
 
 class Source(StrEnum):
@@ -54,7 +56,7 @@ M, C, G, H = Metric, Kind.COUNTER, Kind.GAUGE, Kind.HISTOGRAM
 R, A, AG = Source.ROUTER, Source.AUTOSCALER, Source.AGENT
 
 ROUTER = (
-    M("glmctl_router_requests_total", C, R, "Requests answered.", ("route", "status")),
+    M("glmctl_router_requests_total", C, R, "Requests answered.", ("route", "status", "outcome")),
     M("glmctl_router_errors_total", C, R, "Errors by kind (429 causes, upstream).", ("kind",)),
     M("glmctl_router_decisions_total", C, R, "Routing decisions.",
       ("policy", "endpoint", "reason")),
@@ -102,41 +104,39 @@ class EngineSeries:
     sglang: str
     help: str
 
+    def names(self) -> tuple[str, ...]:
+        return (self.vllm, self.sglang)
 
+
+_V, _S = mn.VLLM_0_32, mn.SGLANG_0_5_23
 ENGINE = (
-    EngineSeries("glmctl:engine_running", G, "vllm:num_requests_running",
-                 "sglang:num_running_reqs", "Requests in the running batch."),
-    EngineSeries("glmctl:engine_waiting", G, "vllm:num_requests_waiting",
-                 "sglang:num_queue_reqs", "Requests waiting in the queue."),
-    EngineSeries("glmctl:engine_kv_usage", G, "vllm:kv_cache_usage_perc",
-                 "sglang:token_usage", "KV cache usage, 0-1."),
-    EngineSeries("glmctl:engine_prompt_tokens", C, "vllm:prompt_tokens_total",
-                 "sglang:prompt_tokens_total", "Prompt (prefill) tokens."),
-    EngineSeries("glmctl:engine_generation_tokens", C, "vllm:generation_tokens_total",
-                 "sglang:generation_tokens_total", "Generated tokens."),
-    EngineSeries("glmctl:engine_requests", C, "vllm:request_success_total",
-                 "sglang:num_requests_total", "Finished requests."),
-    EngineSeries("glmctl:engine_ttft_seconds", H, "vllm:time_to_first_token_seconds",
-                 "sglang:time_to_first_token_seconds", "Time to first token."),
-    EngineSeries("glmctl:engine_itl_seconds", H, "vllm:inter_token_latency_seconds",
-                 "sglang:inter_token_latency_seconds", "Inter-token latency."),
-    EngineSeries("glmctl:engine_e2e_seconds", H, "vllm:e2e_request_latency_seconds",
-                 "sglang:e2e_request_latency_seconds", "End-to-end request latency."),
+    EngineSeries("glmctl:engine_running", G, _V.running, _S.running,
+                 "Requests in the running batch."),
+    EngineSeries("glmctl:engine_waiting", G, _V.waiting, _S.waiting,
+                 "Requests waiting in the queue."),
+    EngineSeries("glmctl:engine_kv_usage", G, _V.kv_usage[0], _S.kv_usage[0],
+                 "KV cache usage, 0-1."),
+    EngineSeries("glmctl:engine_prompt_tokens", C, _V.prompt_tokens, _S.prompt_tokens,
+                 "Prompt (prefill) tokens."),
+    EngineSeries("glmctl:engine_generation_tokens", C, _V.generation_tokens,
+                 _S.generation_tokens, "Generated tokens."),
+    EngineSeries("glmctl:engine_requests", C, _V.requests_finished, _S.requests_finished,
+                 "Finished requests."),
+    EngineSeries("glmctl:engine_ttft_seconds", H, _V.ttft.name, _S.ttft.name,
+                 "Time to first token."),
+    EngineSeries("glmctl:engine_itl_seconds", H, _V.itl.name, _S.itl.name,
+                 "Inter-token latency."),
+    EngineSeries("glmctl:engine_e2e_seconds", H, _V.e2e.name, _S.e2e.name,
+                 "End-to-end request latency."),
 )  # fmt: skip
 # Ratios each flavour exposes differently (see rules.py for how they are unified).
-VLLM_PREFIX = ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total")
-SGLANG_PREFIX_GAUGE = "sglang:cache_hit_rate"
-VLLM_SPEC = ("vllm:spec_decode_num_accepted_tokens_total", "vllm:spec_decode_num_drafts_total")
-SGLANG_SPEC_GAUGE = "sglang:spec_accept_length"
+VLLM_PREFIX = (_V.prefix_hits[0], _V.prefix_queries[0])
+SGLANG_PREFIX_GAUGE = _S.prefix_hit_rate
+VLLM_SPEC = (_V.spec_accepted, _V.spec_drafts)
+SGLANG_SPEC_GAUGE = _S.spec_accept_length
+SGLANG_KV_CAPACITY = _S.kv_capacity_tokens
 PREFIX_HIT_RATIO = "glmctl:engine_prefix_cache_hit_ratio"
 SPEC_ACCEPT_LENGTH = "glmctl:engine_spec_accept_length"
-
-# Histogram bucket bounds both flavours use for TTFT and ITL here (vLLM's,
-# vllm/v1/metrics/loggers.py; the simulator copies them). SLO rules interpolate between them.
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
-                2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
-ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
-               5.0, 7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
 
 
 def engine_selector(series: EngineSeries, suffix: str = "", matchers: str = "") -> str:

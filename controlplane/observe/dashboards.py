@@ -126,7 +126,7 @@ def capacity_panels() -> list[PanelSpec]:
         ("GPU memory per GPU: planned by the capacity model", "bytes",
          [(f"max by (component) (glmctl_plan_gpu_memory_bytes{{{dep}}})", "{{component}}")]),
         ("KV cache capacity SGLang reports (tokens; vLLM reports blocks as a label)", "short",
-         [(f"max by (replica) (sglang:max_total_num_tokens{{{SEL}}})", "{{replica}}")]),
+         [(f"max by (replica) ({cat.SGLANG_KV_CAPACITY}{{{SEL}}})", "{{replica}}")]),
         ("Host RAM per node: planned vs available", "bytes",
          [(f"max by (deployment) (glmctl_plan_host_memory_bytes{{{dep}}})",
            "planned {{deployment}}"),

@@ -2,7 +2,11 @@
 
 `recording_rules()` maps vLLM's and SGLang's names (and the simulator, which speaks both)
 onto one set of `glmctl:engine_*` series, so dashboards and alerts read the same over
-every flavour. `alert_rules(slo)` holds the multi-window multi-burn-rate SLO alerts
+every flavour. The SLO ratios are computed per engine from that engine's own histogram
+bounds (engines/metric_names.py): SGLang's and vLLM's TTFT and ITL buckets differ, so a
+selector on one engine's `le` values matches nothing on the other. The availability SLI
+counts the router's bad outcomes (5xx, 429 because every queue is full, mid-stream
+failures: router/metrics.py). `alert_rules(slo)` holds the multi-window multi-burn-rate SLO alerts
 (Google SRE workbook, "Alerting on SLOs": 14.4x over 1 h and 5 m, 6x over 6 h and 30 m)
 and the operational alerts. Both return rule-file dicts ({"groups": [...]}) that
 `promtool check rules` accepts; the Kubernetes renderer wraps them in a PrometheusRule.
@@ -11,12 +15,14 @@ and the operational alerts. Both return rule-file dicts ({"groups": [...]}) that
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
+from controlplane.engines import metric_names as mn
 from controlplane.observe import catalog as cat
 from controlplane.observe.alerts import alert as _alert
 from controlplane.observe.alerts import operational_alerts
+from controlplane.router.metrics import BAD_OUTCOMES, REQUESTS
 from controlplane.spec.models import SloSpec
 
 BY = "deployment, model, replica, node_rank"
@@ -95,28 +101,27 @@ def recording_rules() -> dict[str, Any]:
     }
 
 
-def _le(bound: float) -> str:
-    return repr(float(bound))  # how prometheus_client and the simulator print `le`
-
-
 def _sel(name: str, matchers: str) -> str:
     return f"{name}{{{matchers}}}" if matchers else name
 
 
-def good_rate(
-    series: cat.EngineSeries, threshold: float, bounds: Sequence[float], window: str, match: str
-) -> str:
-    """Rate of requests at or under `threshold`, interpolated linearly inside its bucket
-    (as histogram_quantile does) when `threshold` is not a bucket bound."""
-    extra = f",{match}" if match else ""
+def _join(*matchers: str) -> str:
+    return ",".join(m for m in matchers if m)
+
+
+def good_rate(hist: mn.HistogramNames, threshold: float, window: str, match: str) -> str:
+    """Rate of `hist`'s observations at or under `threshold`, from that engine's own bounds:
+    the bucket itself when `threshold` is a bound, else interpolated linearly inside the
+    bucket holding it (the assumption histogram_quantile makes)."""
 
     def bucket(bound: float) -> str:
-        sel = cat.engine_selector(series, "_bucket", f'le="{_le(bound)}"{extra}')
+        sel = _sel(f"{hist.name}_bucket", _join(f'le="{mn.le_text(bound)}"', match))
         return f"sum by (deployment) (rate({sel}[{window}]))"
 
+    bounds = hist.bounds
     index = bisect_left(bounds, threshold)
     if index == len(bounds):
-        count = cat.engine_selector(series, "_count", match)
+        count = _sel(f"{hist.name}_count", match)
         return f"sum by (deployment) (rate({count}[{window}]))"
     hi = bounds[index]
     if hi == threshold:
@@ -127,23 +132,56 @@ def good_rate(
     return f"({low} + {share:.6g} * ({bucket(hi)} - {low}))"
 
 
-def _slo_recording(slo: SloSpec, match: str) -> list[dict[str, str]]:
-    latency = (
-        ("ttft", cat.engine_series("glmctl:engine_ttft_seconds"), slo.ttft_p99, cat.TTFT_BUCKETS),
-        ("itl", cat.engine_series("glmctl:engine_itl_seconds"), slo.itl_p99, cat.ITL_BUCKETS),
+def how_good_is_counted(engine: mn.PrometheusMetrics, hist: mn.HistogramNames, slo: float) -> str:
+    """One comment line saying which bounds the SLI of `engine` reads for objective `slo`."""
+    where = f"{engine.flavor} {engine.version} {hist.name}"
+    index = bisect_left(hist.bounds, slo)
+    if index == len(hist.bounds):
+        return f"# {where}: no bound at or above {slo:g} s, so every counted one is good"
+    if hist.bounds[index] == slo:
+        return f'# {where}: le="{mn.le_text(slo)}" is the objective itself'
+    lo = mn.le_text(hist.bounds[index - 1]) if index else "0"
+    return (
+        f"# {where}: no bound at {slo:g} s; interpolated linearly between le={lo} and"
+        f" le={mn.le_text(hist.bounds[index])} (as histogram_quantile would)"
     )
-    requests = _sel("glmctl_router_requests_total", match)
-    errors = _sel("glmctl_router_requests_total", ",".join(filter(None, (match, 'status=~"5.."'))))
+
+
+def latency_bad_ratio(
+    pick: Callable[[mn.PrometheusMetrics], mn.HistogramNames],
+    slo: float,
+    window: str,
+    match: str,
+) -> str:
+    """Share of observations over `slo`, per deployment, for whichever engine it runs: one
+    term per engine (each from its own bounds), joined by `or` (a deployment runs one
+    engine, so one term has samples). Starts with comment lines saying how each counts."""
+    comments, terms = [], []
+    for engine in mn.PROMETHEUS_ENGINES:
+        hist = pick(engine)
+        total = f"sum by (deployment) (rate({_sel(hist.name + '_count', match)}[{window}]))"
+        comments.append(how_good_is_counted(engine, hist, slo))
+        terms.append(f"(1 - {good_rate(hist, slo, window, match)} / {total})")
+    return "\n".join(comments) + "\n" + "\nor\n".join(terms)
+
+
+def _availability_bad_ratio(window: str, match: str) -> str:
+    requests = _sel(REQUESTS, match)
+    bad = f'outcome=~"{"|".join(BAD_OUTCOMES)}"'
+    failed = f"sum by (deployment) (rate({_sel(REQUESTS, _join(match, bad))}[{window}]))"
+    total = f"sum by (deployment) (rate({requests}[{window}]))"
+    return f"({failed} or {total} * 0) / {total}"  # no failure yet is a ratio of 0, not none
+
+
+def _slo_recording(slo: SloSpec, match: str) -> list[dict[str, str]]:
+    latency: tuple[tuple[str, Callable[[mn.PrometheusMetrics], mn.HistogramNames], float], ...]
+    latency = (("ttft", lambda e: e.ttft, slo.ttft_p99), ("itl", lambda e: e.itl, slo.itl_p99))
     rules = []
     for window in SLO_WINDOWS:
-        for name, series, threshold, bounds in latency:
-            total = cat.engine_selector(series, "_count", match)
-            good = good_rate(series, threshold, bounds, window, match)
-            expr = f"1 - {good} / sum by (deployment) (rate({total}[{window}]))"
+        for name, pick, threshold in latency:
+            expr = latency_bad_ratio(pick, threshold, window, match)
             rules.append(_rule(f"glmctl:slo_{name}_bad:ratio_rate{window}", expr))
-        total = f"sum by (deployment) (rate({requests}[{window}]))"
-        failed = f"sum by (deployment) (rate({errors}[{window}]))"
-        expr = f"({failed} or {total} * 0) / {total}"  # no 5xx yet is a ratio of 0, not none
+        expr = _availability_bad_ratio(window, match)
         rules.append(_rule(f"glmctl:slo_errors_bad:ratio_rate{window}", expr))
     return rules
 

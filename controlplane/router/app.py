@@ -22,7 +22,13 @@ from controlplane.router.admission import Admitted, RateLimited
 from controlplane.router.background import cancel_all, log, spawn
 from controlplane.router.config import RouterConfig
 from controlplane.router.exposition import send_metrics
-from controlplane.router.metrics import endpoint_info, redis_up
+from controlplane.router.metrics import (
+    OUTCOME_MIDSTREAM,
+    OUTCOME_OVERLOADED,
+    count_request,
+    endpoint_info,
+    redis_up,
+)
 from controlplane.router.overflow import Selection, select
 from controlplane.router.policies import (
     LOOKUP_PREFIX,
@@ -57,6 +63,7 @@ class Exchange:
     started: float
     upstream_path: str
     route: str = "chat"  # chat | completions
+    outcome: str = ""  # outcome counter: what the status cannot tell (router/metrics.py)
 
 
 class RouterApp(RouterRuntime):
@@ -128,6 +135,7 @@ class RouterApp(RouterRuntime):
     ) -> None:
         started = time.perf_counter()
         limits = self.config.limits
+        exchange: Exchange | None = None  # outcome counter (router/metrics.py)
         try:
             body = await read_request_body(
                 scope, receive, limits.max_body_bytes, limits.client_idle_timeout
@@ -141,9 +149,7 @@ class RouterApp(RouterRuntime):
                     status = await self._route_and_forward(scope, exchange, route)
             except TimeoutError:
                 status = await self._timed_out(send, limits.client_total_timeout)
-        self.metrics.inc(
-            "glmctl_router_requests_total", (("route", route), ("status", str(status)))
-        )
+        count_request(self.metrics, route, status, exchange.outcome if exchange else "")
         self.metrics.observe("glmctl_router_e2e_seconds", time.perf_counter() - started)
 
     async def _route_and_forward(self, scope: dict[str, Any], ex: Exchange, route: str) -> int:
@@ -199,6 +205,7 @@ class RouterApp(RouterRuntime):
             )
         views = [self._view(info) for info in candidates]
         if not self._offer(views).endpoints:
+            ex.outcome = OUTCOME_OVERLOADED  # outcome counter
             return await self._error(
                 send, 429, "every endpoint's queue is full", "rate_limit_exceeded", retry_after=1.0
             )
@@ -233,8 +240,10 @@ class RouterApp(RouterRuntime):
             self.metrics.observe("glmctl_router_ttft_seconds", first_byte_at - ex.started)
             if failed:
                 self.metrics.inc("glmctl_router_errors_total", (("kind", "upstream_midstream"),))
+                ex.outcome = OUTCOME_MIDSTREAM  # outcome counter
             return status
         if not failures:  # every endpoint left is full
+            ex.outcome = OUTCOME_OVERLOADED  # outcome counter
             return await self._error(
                 ex.send, 429, "every endpoint's queue is full", "rate_limit_exceeded", 1.0
             )

@@ -6,7 +6,9 @@ vLLM (v1 engine) exports `vllm:num_requests_running`, `vllm:num_requests_waiting
 `vllm:prefix_cache_hits_total` / `vllm:prefix_cache_queries_total`. SGLang exports
 `sglang:num_running_reqs`, `sglang:num_queue_reqs`, `sglang:token_usage` and
 `sglang:cache_hit_rate`. Values of one name with several label sets are summed (one
-engine may report per model or per data-parallel rank); ratios are averaged.
+engine may report per model or per data-parallel rank); ratios are averaged. The names
+(and TensorRT-LLM's JSON field names) are engines/metric_names.py's, pinned to each
+engine's source there.
 
 TensorRT-LLM (`trtllm-serve`, 1.2.0rc2, the version engines/trtllm.py targets) answers
 `GET /metrics` with JSON, not Prometheus text: a list of the iteration stats its executor
@@ -38,29 +40,30 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-FLAVOR_VLLM = "vllm"
-FLAVOR_SGLANG = "sglang"
-FLAVOR_TRTLLM = "trtllm"
+from controlplane.engines.metric_names import (
+    FLAVOR_SGLANG,
+    FLAVOR_TRTLLM,
+    FLAVOR_VLLM,
+    SGLANG_0_5_23,
+    TRTLLM_1_2,
+    VLLM_0_32,
+)
+
 FLAVORS = (FLAVOR_VLLM, FLAVOR_SGLANG, FLAVOR_TRTLLM)
+_V, _S, _T = VLLM_0_32, SGLANG_0_5_23, TRTLLM_1_2  # names: engines/metric_names.py
 
 _SUMMED: dict[str, dict[str, tuple[str, ...]]] = {
     FLAVOR_VLLM: {
-        "running": ("vllm:num_requests_running",),
-        "waiting": ("vllm:num_requests_waiting",),
-        "prefix_hits": ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_hits"),
-        "prefix_queries": ("vllm:prefix_cache_queries_total", "vllm:prefix_cache_queries"),
+        "running": (_V.running,),
+        "waiting": (_V.waiting,),
+        "prefix_hits": _V.prefix_hits,
+        "prefix_queries": _V.prefix_queries,
     },
-    FLAVOR_SGLANG: {
-        "running": ("sglang:num_running_reqs",),
-        "waiting": ("sglang:num_queue_reqs",),
-    },
+    FLAVOR_SGLANG: {"running": (_S.running,), "waiting": (_S.waiting,)},
 }
 _AVERAGED: dict[str, dict[str, tuple[str, ...]]] = {
-    FLAVOR_VLLM: {"kv_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")},
-    FLAVOR_SGLANG: {
-        "kv_usage": ("sglang:token_usage",),
-        "prefix_hit_rate": ("sglang:cache_hit_rate",),
-    },
+    FLAVOR_VLLM: {"kv_usage": _V.kv_usage},
+    FLAVOR_SGLANG: {"kv_usage": _S.kv_usage, "prefix_hit_rate": (_S.prefix_hit_rate,)},
 }
 
 
@@ -111,9 +114,9 @@ def detect_flavor(text: str) -> str | None:
     """`vllm`, `sglang` or `trtllm` (a JSON list) from the text, None when none fits."""
     if text.lstrip().startswith("["):
         return FLAVOR_TRTLLM
-    if "vllm:" in text:
+    if _V.running.split(":")[0] + ":" in text:
         return FLAVOR_VLLM
-    if "sglang:" in text:
+    if _S.running.split(":")[0] + ":" in text:
         return FLAVOR_SGLANG
     return None
 
@@ -168,7 +171,7 @@ def latest_iteration(text: str) -> dict[str, Any] | None:
     entries = [entry for entry in data if isinstance(entry, dict)]
     if not entries:
         return None
-    return max(enumerate(entries), key=lambda pair: (_count(pair[1].get("iter")), pair[0]))[1]
+    return max(enumerate(entries), key=lambda pair: (_count(pair[1].get(_T.iteration)), pair[0]))[1]
 
 
 def parse_trtllm_stats(text: str) -> LoadSnapshot | None:
@@ -177,13 +180,13 @@ def parse_trtllm_stats(text: str) -> LoadSnapshot | None:
     latest = latest_iteration(text)
     if latest is None:
         return None
-    kv = latest.get("kvCacheStats")
+    kv = latest.get(_T.kv_stats)
     kv = kv if isinstance(kv, dict) else {}
-    max_blocks = _count(kv.get("maxNumBlocks"))
-    hit_rate = kv.get("cacheHitRate")
+    max_blocks = _count(kv.get(_T.kv_max_blocks))
+    hit_rate = kv.get(_T.kv_hit_rate)
     return LoadSnapshot(
-        running=_count(latest.get("numActiveRequests")),
-        waiting=_count(latest.get("numQueuedRequests")),
-        kv_usage=_count(kv.get("usedNumBlocks")) / max_blocks if max_blocks > 0 else 0.0,
+        running=_count(latest.get(_T.running)),
+        waiting=_count(latest.get(_T.waiting)),
+        kv_usage=_count(kv.get(_T.kv_used_blocks)) / max_blocks if max_blocks > 0 else 0.0,
         prefix_hit_rate=float(hit_rate) if isinstance(hit_rate, int | float) else 0.0,
     )

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from controlplane.errors import UserError
-from controlplane.local.secrets import redact_url
 from controlplane.router.auth import hash_secret
+from controlplane.store.redis import RedisAuthError, connection
 
 SECRET_PREFIX = "sk-glmctl-"
 
@@ -35,30 +34,13 @@ class KeySpec:
     max_tokens: int | None = None
 
 
-class RedisAuthError(UserError):
-    """Redis refused the password (or wants one that was not given)."""
+__all__ = ["KeySpec", "RedisAuthError", "count_keys", "create_key", "list_keys", "revoke_key"]
 
 
-@contextmanager
-def redis_client(redis_url: str) -> Iterator[Any]:
-    """A short-lived client; failures become a UserError that never shows the password."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        yield client
-    except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
-        raise RedisAuthError(
-            f"Redis at {redact_url(redis_url)} refused the password: {exc}.",
-            fix="give the deployment's Redis password (GLMCTL_REDIS_PASSWORD, or in the URL).",
-        ) from exc
-    except redis.exceptions.ConnectionError as exc:
-        raise UserError(
-            f"cannot reach Redis at {redact_url(redis_url)}: {exc}",
-            fix="start the deployment (or pass the right --redis-url / GLMCTL_REDIS_URL).",
-        ) from exc
-    finally:
-        client.close()
+def redis_client(redis_url: str) -> AbstractContextManager[Any]:
+    """A short-lived client (store/redis.py): failures become a UserError that never shows
+    the password."""
+    return connection(redis_url)
 
 
 def _records(client: Any, namespace: str) -> dict[str, dict[str, Any]]:

@@ -3,6 +3,12 @@
 Each worker process keeps its own `RouterMetrics`; workers publish `export()` to Redis
 every few seconds and `/metrics` on any worker renders the sum over all live workers
 (`render(merge([...]))`), so a scrape of the shared port sees the whole router.
+
+Every answered request is counted once in `glmctl_router_requests_total{route, status,
+outcome}` (`count_request`). `outcome` says whose failure it was, which the status alone
+cannot: a stream that breaks after its 200 header is `midstream_error`, a 429 because every
+endpoint's queue is full is `overloaded` (the service's failure), while a 429 for a spent
+per-key limit is `rate_limited` (the client's). The availability SLI counts BAD_OUTCOMES.
 """
 
 from __future__ import annotations
@@ -33,8 +39,20 @@ LATENCY_BUCKETS = (
 )
 REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5)
 
+REQUESTS = "glmctl_router_requests_total"
+OUTCOME_OK = "ok"
+OUTCOME_CLIENT_ERROR = "client_error"  # 4xx but 429: the request was wrong
+OUTCOME_RATE_LIMITED = "rate_limited"  # 429 for a spent per-key or global rate limit
+OUTCOME_OVERLOADED = "overloaded"  # 429: every endpoint's queue is full
+OUTCOME_MIDSTREAM = "midstream_error"  # the answer started, then the upstream failed
+OUTCOME_ERROR = "error"  # 5xx answered (no endpoint, all failed, timeout)
+OUTCOMES = (OUTCOME_OK, OUTCOME_CLIENT_ERROR, OUTCOME_RATE_LIMITED, OUTCOME_OVERLOADED,
+            OUTCOME_MIDSTREAM, OUTCOME_ERROR)  # fmt: skip
+BAD_OUTCOMES = (OUTCOME_ERROR, OUTCOME_OVERLOADED, OUTCOME_MIDSTREAM)  # spend the SLO budget
+
 _HELP = {
-    "glmctl_router_requests_total": "Requests answered, by route and status code.",
+    REQUESTS: "Requests answered, by route, status code and outcome (ok, client_error,"
+    " rate_limited, overloaded, midstream_error, error).",
     "glmctl_router_errors_total": "Errors, by kind (upstream_connect, upstream_midstream, ...).",
     "glmctl_router_decisions_total": "Routing decisions, by policy, endpoint and reason.",
     "glmctl_router_retries_total": "Requests retried on another endpoint before the first byte.",
@@ -85,6 +103,24 @@ class RouterMetrics:
             ],
             "histograms": self.histograms,
         }
+
+
+def outcome_of(status: int, outcome: str = "") -> str:
+    """The outcome of a request answered with `status`; `outcome` (set by the request path
+    for what the status cannot tell: OUTCOME_MIDSTREAM, OUTCOME_OVERLOADED) wins."""
+    if outcome:
+        return outcome
+    if status >= 500:
+        return OUTCOME_ERROR
+    if status == 429:
+        return OUTCOME_RATE_LIMITED
+    return OUTCOME_CLIENT_ERROR if status >= 400 else OUTCOME_OK
+
+
+def count_request(metrics: RouterMetrics, route: str, status: int, outcome: str = "") -> None:
+    """Count one answered request (exactly once per request, after its last byte)."""
+    labels = (("route", route), ("status", str(status)), ("outcome", outcome_of(status, outcome)))
+    metrics.inc(REQUESTS, labels)
 
 
 def merge(exports: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,14 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from controlplane.errors import UserError
-
-DEFAULT_NAMESPACE = "glmctl"
+from controlplane.store.redis import DEFAULT_NAMESPACE, connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,21 +55,10 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-@contextmanager
-def _client(redis_url: str) -> Iterator[Any]:
-    """A short-lived client; connection failures become a UserError that says what to do."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        yield client
-    except redis.exceptions.ConnectionError as exc:
-        raise UserError(
-            f"cannot reach Redis at {redis_url}: {exc}",
-            fix="start it (or pass the right --redis-url / GLMCTL_REDIS_URL).",
-        ) from exc
-    finally:
-        client.close()
+def _client(redis_url: str) -> Any:
+    """A short-lived client (store/redis.py): failures become a UserError without the
+    password."""
+    return connection(redis_url)
 
 
 def register_endpoint(

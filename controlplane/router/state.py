@@ -86,20 +86,13 @@ class RedisState:
     """Async adapter around the shared state; every method survives Redis being down."""
 
     def __init__(self, redis_url: str, router_id: str, config: StateConfig | None = None) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+        from controlplane.store.redis import async_client
 
         self.config = config or StateConfig()
         self.router_id = router_id
         self.view = LocalView()
         timeout = self.config.redis_timeout_s
-        self.client = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self.client = async_client(redis_url, socket_timeout=timeout, retries=0)
         self._lookup = self.client.register_script(scripts.LOOKUP)
         self._record = self.client.register_script(scripts.RECORD)
         self._refresh = self.client.register_script(scripts.REFRESH)

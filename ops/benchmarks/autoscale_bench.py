@@ -80,13 +80,13 @@ def _sample(
 ) -> None:
     import json
 
-    import redis
+    from controlplane.store.redis import REPLICAS_KEY, sync_client
 
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = sync_client(redis_url, decode_responses=True)
     while not stop.is_set():
         now = time.monotonic() - began
         started = _serve_replicas(app)
-        serving = client.hlen(f"glmctl:replicas:{NAME}")
+        serving = client.hlen(REPLICAS_KEY.format(name=NAME))
         waiting = sum(
             int(json.loads(v).get("waiting", 0))
             for v in client.hgetall(f"glmctl-{NAME}:load").values()

@@ -250,11 +250,11 @@ def measure(runs: list[Running], tokens: int, rounds: int) -> None:
 
 
 def _engine_url(redis_url: str, name: str) -> str:
-    import redis
+    from controlplane.store.redis import router_namespace, sync_client
 
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = sync_client(redis_url, decode_responses=True)
     try:
-        endpoints: dict[str, str] = client.hgetall(f"glmctl-{name}:endpoints")  # type: ignore[assignment]
+        endpoints: dict[str, str] = client.hgetall(f"{router_namespace(name)}:endpoints")
     finally:
         client.close()
     return str(json.loads(next(iter(endpoints.values())))["url"])

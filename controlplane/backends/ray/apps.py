@@ -11,8 +11,8 @@ from typing import Any
 
 from controlplane.autoscale.drain import shutdown_budget_s
 from controlplane.autoscale.serve_policy import serve_autoscaling_config
-from controlplane.backends.ray.serve_app import router_namespace
 from controlplane.planner.models import DeploymentPlan
+from controlplane.store.redis import router_namespace
 
 ENGINE_DEPLOYMENT = "EngineGroup"
 ROUTER_DEPLOYMENT = "RouterHost"

@@ -188,9 +188,9 @@ def _check_router_auth(plan: DeploymentPlan, target: cluster.Target) -> None:
     refuses to start without an API key (router/auth.py): say so before anything starts."""
     if target.embedded:
         return
-    from controlplane.backends.ray.serve_app import router_namespace
     from controlplane.router.auth import refuse_open_bind
     from controlplane.router.keys import count_keys
+    from controlplane.store.redis import router_namespace
 
     keys = count_keys(target.redis_url, router_namespace(plan.name))
     refuse_open_bind(plan.router.auth, plan.router.host or "the head node's address", keys)

@@ -170,7 +170,9 @@ class Keeper:
     def _snapshot(self) -> None:
         import redis
 
-        client = redis.Redis.from_url(self.redis.url, socket_timeout=2)
+        from controlplane.store.redis import sync_client
+
+        client = sync_client(self.redis.url, socket_timeout=2)
         try:
             self.durable.take(client, time.monotonic())
         except redis.RedisError:

@@ -26,13 +26,14 @@ def durable_keys(deployments: set[str]) -> list[str]:
     """Keys no running process writes again after Redis lost them (written by apply,
     delete, `glmctl keys`), for the recorded deployments: found by name, never by a SCAN
     over the whole keyspace (which holds every session binding)."""
-    from controlplane.backends.ray.records import DEPLOYMENT_KEY, DEPLOYMENTS
-    from controlplane.backends.ray.serve_app import (
+    from controlplane.store.redis import (
+        DEPLOYMENT_KEY,
         FAILURES_KEY,
         ROUTER_KEY,
         STOPPED_KEY,
         router_namespace,
     )
+    from controlplane.store.redis import DEPLOYMENTS_KEY as DEPLOYMENTS
 
     keys = [DEPLOYMENTS, "glmctl:apikeys"]
     for name in sorted(deployments):
@@ -82,13 +83,12 @@ class DurableKeys:
 
 def restart_redis(redis: Any, durable: DurableKeys, timeout: float = 10.0) -> Any:
     """A new LocalRedis on the dead one's port and password, durable keys restored."""
-    import redis as redis_client
-
     from controlplane.local.redis_server import LocalRedis
+    from controlplane.store.redis import sync_client
 
     redis.stop()  # reaps the exited process, removes its folder
     fresh = LocalRedis.start(port=redis.port, timeout=timeout, password_file=redis.password_file)
-    client = redis_client.Redis.from_url(fresh.url, socket_timeout=5)
+    client = sync_client(fresh.url)
     try:
         restored = durable.restore(client)
     finally:

@@ -116,12 +116,10 @@ def delete(name: str, address: str | None = None, keep_cluster: bool = False) ->
 def _leave_rotation(redis_url: str, name: str) -> None:
     """Every replica of `name` out of the routers' rotation at once: each then drains its
     in-flight requests without waiting for a replacement (none comes)."""
-    import redis
-
     from controlplane.autoscale.drain import mark_all_draining
-    from controlplane.backends.ray.serve_app import router_namespace
+    from controlplane.store.redis import router_namespace, sync_client
 
-    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    client = sync_client(redis_url)
     try:
         mark_all_draining(client, router_namespace(name))
     finally:
@@ -202,8 +200,8 @@ def _external(redis_url: str, record: DeploymentRecord) -> list[dict[str, Any]]:
     """The deployment's external endpoints and their health (router/external.py)."""
     if not record.deployment_plan.router.external:
         return []
-    from controlplane.backends.ray.serve_app import router_namespace
     from controlplane.router.registry import external_health
+    from controlplane.store.redis import router_namespace
 
     return external_health(redis_url, router_namespace(record.name))
 
@@ -219,12 +217,10 @@ def _autoscale(redis_url: str, record: DeploymentRecord) -> dict[str, Any] | Non
     for a fixed replica count."""
     if record.deployment_plan.group.autoscaling is None:
         return None
-    import redis
-
     from controlplane.autoscale.record import read_decisions
-    from controlplane.backends.ray.serve_app import router_namespace
+    from controlplane.store.redis import router_namespace, sync_client
 
-    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    client = sync_client(redis_url)
     try:
         return read_decisions(client, router_namespace(record.name)).get(record.name)
     finally:

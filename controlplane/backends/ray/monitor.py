@@ -286,16 +286,13 @@ if __name__ == "__main__":
 def redis_samples(redis_url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     """`glmctl top` without Prometheus: each engine's last load snapshot the routers wrote
     to Redis, as samples keyed like observe.top.QUERIES."""
-    import redis
-
-    from controlplane.backends.ray.serve_app import router_namespace
+    from controlplane.store.redis import connection, router_namespace
 
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    client = redis.Redis.from_url(redis_url, socket_timeout=5, decode_responses=True)
-    try:
+    with connection(redis_url, decode_responses=True) as client:
         for record in list_records(redis_url):
             load_key = f"{router_namespace(record.name)}:load"
-            loads: dict[str, str] = client.hgetall(load_key)  # type: ignore[assignment]
+            loads: dict[str, str] = client.hgetall(load_key)
             for endpoint_id, raw in loads.items():
                 load = json.loads(raw)
                 labels = {
@@ -309,6 +306,4 @@ def redis_samples(redis_url: str) -> dict[str, list[tuple[dict[str, str], float]
                     ("kv", "kv_usage"),
                 ):
                     out.setdefault(key, []).append((labels, float(load.get(field, 0.0))))
-    finally:
-        client.close()
     return out

@@ -13,16 +13,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from controlplane.backends.ray.serve_app import (
+from controlplane.planner.models import DeploymentPlan
+from controlplane.store.redis import (
+    DEPLOYMENT_KEY,
     FAILURES_KEY,
     REPLICAS_KEY,
     ROUTER_KEY,
     STOPPED_KEY,
+    sync_client,
 )
-from controlplane.planner.models import DeploymentPlan
-
-DEPLOYMENT_KEY = "glmctl:deployment:{name}"
-DEPLOYMENTS = "glmctl:deployments"
+from controlplane.store.redis import DEPLOYMENTS_KEY as DEPLOYMENTS
 
 
 class DeploymentRecord(BaseModel):
@@ -42,9 +42,7 @@ class DeploymentRecord(BaseModel):
 
 
 def _client(url: str) -> Any:
-    import redis
-
-    return redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
+    return sync_client(url, decode_responses=True)
 
 
 def read_record(redis_url: str, name: str) -> DeploymentRecord | None:

@@ -19,11 +19,15 @@ from typing import Any
 
 from controlplane.backends.ray.workers import RankWorker
 from controlplane.planner.models import DeploymentPlan
+from controlplane.store.redis import (  # key names live in store/redis.py (re-exported)
+    FAILURES_KEY,
+    REPLICAS_KEY,
+    ROUTER_KEY,
+    STOPPED_KEY,
+    router_namespace,
+    sync_client,
+)
 
-REPLICAS_KEY = "glmctl:replicas:{name}"  # hash: replica id -> JSON of where its ranks run
-FAILURES_KEY = "glmctl:failures:{name}"  # list: replica failures (autoscale/restarts.py)
-STOPPED_KEY = "glmctl:restarts-stopped:{name}"  # restarts stopped: why (cleared by apply)
-ROUTER_KEY = "glmctl:router:{name}"  # the URL clients reach the deployment's router at
 HEALTH_POLL_S = 0.2
 ROUTER_START_TIMEOUT_S = 20.0
 UNHEALTHY_CHECKS = 3  # consecutive failed /health answers before Serve replaces a replica
@@ -32,15 +36,8 @@ UNHEALTHY_CHECKS = 3  # consecutive failed /health answers before Serve replaces
 STOPPED_WAIT_S = 60.0
 
 
-def router_namespace(name: str) -> str:
-    """Redis namespace of one deployment's endpoints (each deployment has its own router)."""
-    return f"glmctl-{name}"
-
-
 def _redis(url: str) -> Any:
-    import redis
-
-    return redis.Redis.from_url(url, socket_timeout=5)
+    return sync_client(url)
 
 
 class EngineGroup:

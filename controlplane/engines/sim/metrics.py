@@ -1,10 +1,15 @@
-"""Prometheus metrics of the simulated engine, named and labelled like the real engines.
+"""Prometheus metrics of the simulated engine, named, labelled and bucketed like the real
+engines (engines/metric_names.py: each flavour's names, labels and bucket bounds for the
+targeted version, transcribed from the engine's source).
+
+Histograms observe into the union of every flavour's bounds and render only the bounds of
+the flavour asked for: a cumulative count at one of its bounds is exact, since that bound
+is in the union, so an SGLang-flavoured simulator shows SGLang's own `le` values.
 
 Written as text directly (a scrape of a busy simulator must stay cheap); the output parses
-with `prometheus_client.parser` and has the same shape as `generate_latest`. Names and
-labels follow vLLM (`vllm/v1/metrics/loggers.py`: labels `model_name`, `engine`) and SGLang
-(`sglang/srt/metrics/collector.py`: scheduler gauges labelled `model_name`, `engine_type`,
-`tp_rank`, `pp_rank`; request metrics labelled `model_name`). Times are simulated seconds
+with `prometheus_client.parser` and has the same shape as `generate_latest`. The simulator
+does not tell streaming from non-streaming requests apart: SGLang's `is_streaming` label
+is "true" on every series that has it. Times are simulated seconds
 (wall seconds x time_scale), what the engine being simulated would report.
 
 TensorRT-LLM's `/metrics` is no Prometheus text but a JSON list of iteration stats
@@ -17,19 +22,23 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from controlplane.engines import metric_names as mn
 from controlplane.engines.sim.tokens import BLOCK_TOKENS
 from controlplane.spec import EngineKind
 
-# Bucket bounds of vLLM's histograms (vllm/v1/metrics/loggers.py), used for both flavours.
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
-                2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
-ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
-               5.0, 7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
-LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
-                   50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
+
+def _union(pick: Callable[[mn.PrometheusMetrics], mn.HistogramNames]) -> tuple[float, ...]:
+    return tuple(sorted({b for m in mn.PROMETHEUS_ENGINES for b in pick(m).bounds}))
+
+
+# What the simulator observes into (see the module docstring).
+TTFT_BUCKETS = _union(lambda m: m.ttft)
+ITL_BUCKETS = _union(lambda m: m.itl)
+LATENCY_BUCKETS = _union(lambda m: m.e2e)
+QUEUE_BUCKETS = _union(lambda m: m.queue_time)
 FINISH_REASONS = ("stop", "length", "abort")
 SAMPLE_LOG_CAP = 2_000_000
 
@@ -50,13 +59,17 @@ class Histogram:
         self.total += value
         self.count += 1
 
-    def lines(self, name: str, labels: str, help_text: str) -> list[str]:
+    def lines(self, spec: mn.HistogramNames, labels: str, help_text: str) -> list[str]:
+        """Exposition lines with `spec`'s name and bounds (each one of `self.bounds`)."""
+        name = spec.name
         out = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-        running = 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += n
-            le = "+Inf" if bound == float("inf") else repr(float(bound))
-            out.append(f'{name}_bucket{{{labels},le="{le}"}} {running}.0')
+        cumulative = [0]
+        for n in self.counts:
+            cumulative.append(cumulative[-1] + n)
+        for bound in spec.bounds:
+            running = cumulative[bisect_left(self.bounds, bound) + 1]
+            out.append(f'{name}_bucket{{{labels},le="{mn.le_text(bound)}"}} {running}.0')
+        out.append(f'{name}_bucket{{{labels},le="+Inf"}} {self.count}.0')
         out.append(f"{name}_count{{{labels}}} {self.count}.0")
         out.append(f"{name}_sum{{{labels}}} {self.total!r}")
         return out
@@ -79,7 +92,7 @@ class EngineMetrics:
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
     e2e: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
-    queue_time: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
+    queue_time: Histogram = field(default_factory=lambda: Histogram(QUEUE_BUCKETS))
     # Every TTFT and inter-token gap exactly (not bucketed), in the model's time: from the
     # steps' scheduled ends, so a late wake-up of this host (which the histograms, timed by
     # the wall clock, do show) never reaches them. Load tests check their client-side timing
@@ -165,23 +178,20 @@ def _scalars(labels: str, rows: list[tuple[str, str, float, str]]) -> list[str]:
 
 
 def _render_vllm(model: str, m: EngineMetrics, g: EngineGauges) -> list[str]:
+    v = mn.VLLM_0_32
     lb = f'engine="0",model_name="{model}"'
     out = _scalars(lb, [
-        ("gauge", "vllm:num_requests_running", g.running,
-         "Number of requests in model execution batches."),
-        ("gauge", "vllm:num_requests_waiting", g.waiting,
-         "Number of requests waiting to be processed."),
-        ("gauge", "vllm:kv_cache_usage_perc", g.kv_usage,
-         "KV-cache usage. 1 means 100 percent usage."),
-        ("counter", "vllm:prefix_cache_queries_total", m.prefix_queries,
+        ("gauge", v.running, g.running, "Number of requests in model execution batches."),
+        ("gauge", v.waiting, g.waiting, "Number of requests waiting to be processed."),
+        ("gauge", v.kv_usage[0], g.kv_usage, "KV-cache usage. 1 means 100 percent usage."),
+        ("counter", v.prefix_queries[0], m.prefix_queries,
          "Prefix cache queries, in terms of number of queried tokens."),
-        ("counter", "vllm:prefix_cache_hits_total", m.prefix_hits,
+        ("counter", v.prefix_hits[0], m.prefix_hits,
          "Prefix cache hits, in terms of number of cached tokens."),
         ("counter", "vllm:num_preemptions_total", 0,
          "Cumulative number of preemption from the engine."),
-        ("counter", "vllm:prompt_tokens_total", m.prompt_tokens,
-         "Number of prefill tokens processed."),
-        ("counter", "vllm:generation_tokens_total", m.generation_tokens,
+        ("counter", v.prompt_tokens, m.prompt_tokens, "Number of prefill tokens processed."),
+        ("counter", v.generation_tokens, m.generation_tokens,
          "Number of generation tokens processed."),
     ])  # fmt: skip
     blocks = g.kv_token_capacity // BLOCK_TOKENS
@@ -190,67 +200,57 @@ def _render_vllm(model: str, m: EngineMetrics, g: EngineGauges) -> list[str]:
         "# TYPE vllm:cache_config_info gauge",
         f'vllm:cache_config_info{{block_size="{BLOCK_TOKENS}",enable_prefix_caching="True",'
         f'engine="0",num_gpu_blocks="{blocks}"}} 1.0',
-        "# HELP vllm:request_success_total Count of successfully processed requests.",
-        "# TYPE vllm:request_success_total counter",
+        f"# HELP {v.requests_finished} Count of successfully processed requests.",
+        f"# TYPE {v.requests_finished} counter",
     ]
     for reason, count in m.requests_finished.items():
-        out.append(
-            f'vllm:request_success_total{{{lb},finished_reason="{reason}"}} {float(count)!r}'
-        )
+        out.append(f'{v.requests_finished}{{{lb},finished_reason="{reason}"}} {float(count)!r}')
     if m.spec_drafts:
         out += _scalars(lb, [
-            ("counter", "vllm:spec_decode_num_drafts_total", m.spec_drafts,
-             "Number of spec decoding drafts."),
-            ("counter", "vllm:spec_decode_num_draft_tokens_total", m.spec_draft_tokens,
-             "Number of draft tokens."),
-            ("counter", "vllm:spec_decode_num_accepted_tokens_total", m.spec_accepted_tokens,
-             "Number of accepted tokens."),
+            ("counter", v.spec_drafts, m.spec_drafts, "Number of spec decoding drafts."),
+            ("counter", v.spec_draft_tokens, m.spec_draft_tokens, "Number of draft tokens."),
+            ("counter", v.spec_accepted, m.spec_accepted_tokens, "Number of accepted tokens."),
         ])  # fmt: skip
-    out += m.ttft.lines("vllm:time_to_first_token_seconds", lb,
-                        "Histogram of time to first token in seconds.")  # fmt: skip
-    out += m.itl.lines("vllm:inter_token_latency_seconds", lb,
-                       "Histogram of inter-token latency in seconds.")  # fmt: skip
-    out += m.e2e.lines("vllm:e2e_request_latency_seconds", lb,
-                       "Histogram of e2e request latency in seconds.")  # fmt: skip
-    out += m.queue_time.lines("vllm:request_queue_time_seconds", lb,
-                              "Histogram of time spent in WAITING phase for request.")  # fmt: skip
+    out += m.ttft.lines(v.ttft, lb, "Histogram of time to first token in seconds.")
+    out += m.itl.lines(v.itl, lb, "Histogram of inter-token latency in seconds.")
+    out += m.e2e.lines(v.e2e, lb, "Histogram of e2e request latency in seconds.")
+    out += m.queue_time.lines(
+        v.queue_time, lb, "Histogram of time spent in WAITING phase for request."
+    )
     return out
 
 
 def _render_sglang(model: str, m: EngineMetrics, g: EngineGauges) -> list[str]:
-    sched = f'engine_type="unified",model_name="{model}",pp_rank="0",tp_rank="0"'
-    lb = f'model_name="{model}"'
+    s = mn.SGLANG_0_5_23
+    sched = f'model_name="{model}",engine_type="unified",tp_rank="0",pp_rank="0",moe_ep_rank="0"'
+    lb = f'model_name="{model}",engine_type="unified"'
+    stream = f'{lb},is_streaming="true"'  # the simulator does not split by streaming
     hit_rate = m.prefix_hits / m.prefix_queries if m.prefix_queries else 0.0
     finished = sum(m.requests_finished.values())
     out = _scalars(sched, [
-        ("gauge", "sglang:num_running_reqs", g.running, "The number of running requests."),
-        ("gauge", "sglang:num_queue_reqs", g.waiting,
-         "The number of requests in the waiting queue."),
+        ("gauge", s.running, g.running, "The number of running requests."),
+        ("gauge", s.waiting, g.waiting, "The number of requests in the waiting queue."),
         ("gauge", "sglang:num_used_tokens", g.used_tokens, "The number of used tokens."),
-        ("gauge", "sglang:token_usage", g.kv_usage, "The token usage."),
-        ("gauge", "sglang:max_total_num_tokens", g.kv_token_capacity,
+        ("gauge", s.kv_usage[0], g.kv_usage, "The token usage."),
+        ("gauge", s.kv_capacity_tokens, g.kv_token_capacity,
          "Maximum total number of tokens in the KV cache pool."),
-        ("gauge", "sglang:cache_hit_rate", hit_rate, "The prefix cache hit rate."),
+        ("gauge", s.prefix_hit_rate, hit_rate, "The prefix cache hit rate."),
         ("gauge", "sglang:gen_throughput", g.gen_throughput,
          "The generation throughput (token/s)."),
-        ("gauge", "sglang:spec_accept_length", g.spec_accept_length,
+        ("gauge", s.spec_accept_length, g.spec_accept_length,
          "The average acceptance length of speculative decoding."),
     ])  # fmt: skip
-    out += _scalars(lb, [
-        ("counter", "sglang:prompt_tokens_total", m.prompt_tokens,
-         "Number of prefill tokens processed."),
-        ("counter", "sglang:generation_tokens_total", m.generation_tokens,
+    out += _scalars(stream, [
+        ("counter", s.prompt_tokens, m.prompt_tokens, "Number of prefill tokens processed."),
+        ("counter", s.generation_tokens, m.generation_tokens,
          "Number of generation tokens processed."),
-        ("counter", "sglang:cached_tokens_total", m.prefix_hits,
-         "Number of cached prompt tokens."),
-        ("counter", "sglang:num_requests_total", finished, "Number of requests processed."),
+        ("counter", s.requests_finished, finished, "Number of requests processed."),
     ])  # fmt: skip
-    out += m.ttft.lines("sglang:time_to_first_token_seconds", lb,
-                        "Histogram of time to first token in seconds.")  # fmt: skip
-    out += m.itl.lines("sglang:inter_token_latency_seconds", lb,
-                       "Histogram of inter-token latency in seconds.")  # fmt: skip
-    out += m.e2e.lines("sglang:e2e_request_latency_seconds", lb,
-                       "Histogram of End-to-end request latency in seconds")  # fmt: skip
-    out += m.queue_time.lines("sglang:queue_time_seconds", sched,
-                              "Histogram of queueing time in seconds.")  # fmt: skip
+    out += _scalars(f'{lb},cache_source="total"', [
+        ("counter", "sglang:cached_tokens_total", m.prefix_hits, "Number of cached prompt tokens."),
+    ])  # fmt: skip
+    out += m.ttft.lines(s.ttft, stream, "Histogram of time to first token in seconds.")
+    out += m.itl.lines(s.itl, lb, "Histogram of inter-token latency in seconds.")
+    out += m.e2e.lines(s.e2e, stream, "Histogram of End-to-end request latency in seconds")
+    out += m.queue_time.lines(s.queue_time, sched, "Histogram of queueing time in seconds.")
     return out

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.backends.ray.serve_app import router_namespace
 from controlplane.planner.models import DeploymentPlan
 from controlplane.render.k8s.common import (
     RAY_COMPONENT,
@@ -30,6 +29,7 @@ from controlplane.router.config import RouterConfig
 from controlplane.router.external import ExternalEndpoint, secret_env_name
 from controlplane.router.limits import RequestLimits
 from controlplane.router.state import StateConfig
+from controlplane.store.redis import router_namespace
 
 REDIS_IMAGE = "redis:7.4"
 REDIS_STORAGE = "8Gi"  # append-only file of router state and GCS tables: megabytes in practice

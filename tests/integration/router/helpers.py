@@ -48,3 +48,24 @@ def held_streams(
     finally:
         for thread in threads:
             thread.join(timeout=60)
+
+
+def router_outcomes(url: str, wait_for: str = "", timeout: float = 5.0) -> dict[str, float]:
+    """Requests counted per outcome on the router's /metrics (router/metrics.py); waits up
+    to `timeout` for `wait_for` to appear (a request is counted after its last byte)."""
+    import time
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + timeout
+    while True:
+        counts: dict[str, float] = {}
+        text = httpx.get(url + "/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "glmctl_router_requests_total":
+                    outcome = sample.labels["outcome"]
+                    counts[outcome] = counts.get(outcome, 0.0) + sample.value
+        if not wait_for or wait_for in counts or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)

@@ -12,7 +12,7 @@ from controlplane.local.redis_server import LocalRedis
 from controlplane.router.registry import add_api_key
 from controlplane.spec import Topology
 from tests.integration.router.conftest import Cluster
-from tests.integration.router.helpers import chat_body, held_streams
+from tests.integration.router.helpers import chat_body, held_streams, router_outcomes
 
 pytestmark = pytest.mark.integration
 Factory = Callable[[LocalRedis, Topology], Cluster]
@@ -31,6 +31,7 @@ def test_full_endpoint_queue_answers_429(
         )
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) >= 1
+    assert router_outcomes(url, "overloaded").get("overloaded") == 1  # spends the SLO budget
     time.sleep(0.7)  # the engine's own running count is re-scraped every 0.3 s
     after = httpx.post(url + "/v1/chat/completions", json=chat_body(cluster.model, "x"), timeout=30)
     assert after.status_code == 200
@@ -54,3 +55,6 @@ def test_api_keys_and_rate_limit(
     assert [r.status_code for r in codes] == [200, 200, 429]
     assert int(codes[-1].headers["retry-after"]) >= 1
     assert codes[-1].json()["error"]["type"] == "rate_limit_exceeded"
+    outcomes = router_outcomes(url, "rate_limited")  # the client's own limit: not the SLO's
+    assert (outcomes.get("rate_limited"), outcomes.get("client_error")) == (1, 2)
+    assert "overloaded" not in outcomes

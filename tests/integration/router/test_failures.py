@@ -17,7 +17,7 @@ from controlplane.local.redis_server import LocalRedis
 from controlplane.router.registry import list_endpoints
 from controlplane.spec import Topology
 from tests.integration.router.conftest import Cluster
-from tests.integration.router.helpers import chat_body, served_by
+from tests.integration.router.helpers import chat_body, router_outcomes, served_by
 
 pytestmark = pytest.mark.integration
 Factory = Callable[[LocalRedis, Topology], Cluster]
@@ -130,6 +130,7 @@ def test_stream_that_fails_mid_way_ends_with_an_error_event(
             received += chunk
     assert b"data: {" in received  # tokens arrived before the failure
     assert received.rstrip().endswith(b"}") and b'"upstream_error"' in received
+    assert router_outcomes(url, "midstream_error") == {"midstream_error": 1}  # not "ok"
 
 
 @pytest.mark.slow

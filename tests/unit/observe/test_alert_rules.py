@@ -1,8 +1,13 @@
 """Every alert fires on synthetic series that break it and stays quiet on healthy ones
-(`promtool test rules` over the generated rule files, real Prometheus rule evaluation)."""
+(`promtool test rules` over the generated rule files, real Prometheus rule evaluation).
+
+The TTFT and ITL burn-rate alerts run on each engine's real histogram layout (every bucket
+bound the engine exports, its labels: tests/unit/observe/engine_layouts.py), SGLang's in
+CASES and vLLM's in `test_latency_burn_on_vllm_layout`."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,8 +19,9 @@ import yaml
 from controlplane.observe.alerts import operational_alerts, runbook_slug
 from controlplane.observe.rules import alert_rules, recording_rules
 from controlplane.spec.models import SloSpec
+from tests.unit.observe.engine_layouts import SGLANG, VLLM, Layout
 
-pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing")
+needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing")
 
 ENGINE = 'job="glmctl-engine",deployment="d",model="m",replica="r1",node_rank="0"'
 KEY = {"deployment": "d"}
@@ -26,28 +32,45 @@ def _s(series: str, values: str) -> dict[str, str]:
     return {"series": series, "values": values}
 
 
-def _histogram(name: str, bounds: tuple[str, ...], per_min: tuple[int, ...], total: int) -> list:
-    """A cumulative histogram growing by `per_min[i]` in bucket `bounds[i]` each minute."""
-    out = [
-        _s(f'{name}_bucket{{{ENGINE},le="{b}"}}', f"0+{n}x400")
-        for b, n in zip(bounds, per_min, strict=True)
-    ]
-    return [*out, _s(f"{name}_count{{{ENGINE}}}", f"0+{total}x400")]
+def _histogram(
+    name: str,
+    bounds: tuple[str, ...],
+    label_sets: tuple[str, ...],
+    values: tuple[float, float],
+    per_min: tuple[int, int],
+) -> list:
+    """A cumulative histogram over every one of `bounds`: each minute, per label set,
+    `per_min[0]` observations of `values[0]` and `per_min[1]` of `values[1]`."""
+    out = []
+    for labels in label_sets:
+        series = f"{ENGINE},{labels}"
+        for bound in (*bounds, "+Inf"):
+            n = sum(k for v, k in zip(values, per_min, strict=True) if v <= float(bound))
+            out.append(_s(f'{name}_bucket{{{series},le="{bound}"}}', f"0+{n}x400"))
+        out.append(_s(f"{name}_count{{{series}}}", f"0+{sum(per_min)}x400"))
+    return out
 
 
-def _ttft(good: int) -> list:  # of 10 requests a minute, `good` under 1 s, the rest over 2.5 s
-    return _histogram("vllm:time_to_first_token_seconds", ("1.0", "2.5"), (good, good), 10)
+# SloSpec defaults: TTFT p99 <= 2 s, ITL p99 <= 50 ms. Good observations sit well under
+# them, bad ones well over, in both engines' layouts.
+def _ttft(good: int, layout: Layout = SGLANG) -> list:  # of 10 a minute, `good` at 0.5 s
+    return _histogram(layout.ttft, layout.ttft_le, layout.ttft_label_sets, (0.5, 5.0),
+                      (good, 10 - good))  # fmt: skip
 
 
-def _itl(good: int) -> list:
-    return _histogram("sglang:inter_token_latency_seconds", ("0.05",), (good,), 10)
+def _itl(good: int, layout: Layout = SGLANG) -> list:  # of 10 a minute, `good` at 20 ms
+    return _histogram(layout.itl, layout.itl_le, layout.itl_label_sets, (0.02, 0.1),
+                      (good, 10 - good))  # fmt: skip
 
 
-def _requests(errors: int) -> list:
+def _requests(bad: int, status: str = "500", outcome: str = "error") -> list:
+    """1000 requests a minute, `bad` of them answered with `status` / `outcome`."""
     router = 'job="glmctl-router",deployment="d",route="chat"'
+    ok = f'{router},status="200",outcome="ok"'
+    failed = f'{router},status="{status}",outcome="{outcome}"'
     return [
-        _s(f'glmctl_router_requests_total{{{router},status="200"}}', f"0+{1000 - errors}x400"),
-        _s(f'glmctl_router_requests_total{{{router},status="500"}}', f"0+{errors}x400"),
+        _s(f"glmctl_router_requests_total{{{ok}}}", f"0+{1000 - bad}x400"),
+        _s(f"glmctl_router_requests_total{{{failed}}}", f"0+{bad}x400"),
     ]
 
 
@@ -139,6 +162,15 @@ def test_every_alert_has_a_case_and_a_runbook() -> None:
         assert page.exists(), f"no runbook page for {name}: `python -m ops.docs.gen`"
 
 
+def _severity(alert: str) -> str:
+    return next(
+        r["labels"]["severity"]
+        for g in alert_rules(SloSpec())["groups"]
+        for r in g["rules"]
+        if r.get("alert") == alert
+    )
+
+
 def _promtool_test(tmp_path: Path, alert: str, series: list, at: str, exp: list) -> None:
     """`exp`: label sets of the firing alerts (ALERTS series: annotations are not compared)."""
     samples = [
@@ -171,24 +203,21 @@ def _promtool_test(tmp_path: Path, alert: str, series: list, at: str, exp: list)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@needs_promtool
 @pytest.mark.parametrize("alert", sorted(CASES))
 def test_alert_fires(tmp_path: Path, alert: str) -> None:
     firing, _, at, labels = CASES[alert]
-    severity = next(
-        r["labels"]["severity"]
-        for g in alert_rules(SloSpec())["groups"]
-        for r in g["rules"]
-        if r.get("alert") == alert
-    )
-    _promtool_test(tmp_path, alert, firing, at, [{**labels, "severity": severity}])
+    _promtool_test(tmp_path, alert, firing, at, [{**labels, "severity": _severity(alert)}])
 
 
+@needs_promtool
 @pytest.mark.parametrize("alert", sorted(CASES))
 def test_alert_stays_quiet(tmp_path: Path, alert: str) -> None:
     _, quiet, at, _ = CASES[alert]
     _promtool_test(tmp_path, alert, quiet, at, [])
 
 
+@needs_promtool
 def test_fast_burn_stays_quiet_on_a_slow_burn(tmp_path: Path) -> None:
     _promtool_test(tmp_path, "GlmctlTtftBudgetBurnFast", _ttft(9), "60m", [])
 
@@ -196,3 +225,57 @@ def test_fast_burn_stays_quiet_on_a_slow_burn(tmp_path: Path) -> None:
 def test_operational_alerts_name_what_to_do() -> None:
     for rule in operational_alerts():
         assert rule["annotations"]["summary"] and len(rule["annotations"]["description"]) > 40
+
+
+# alert -> (series maker, bad count firing it, eval time)
+LATENCY = {
+    "GlmctlTtftBudgetBurnFast": (_ttft, 0, "20m"),
+    "GlmctlTtftBudgetBurnSlow": (_ttft, 9, "60m"),
+    "GlmctlItlBudgetBurnFast": (_itl, 0, "20m"),
+    "GlmctlItlBudgetBurnSlow": (_itl, 9, "60m"),
+}
+
+
+@needs_promtool
+@pytest.mark.parametrize("alert", sorted(LATENCY))
+def test_latency_burn_on_vllm_layout(tmp_path: Path, alert: str) -> None:
+    make, good, at = LATENCY[alert]
+    firing = [{**KEY, "severity": _severity(alert)}]
+    _promtool_test(tmp_path, alert, make(good, VLLM), at, firing)
+    _promtool_test(tmp_path, alert, make(10, VLLM), at, [])
+
+
+@needs_promtool
+@pytest.mark.parametrize(
+    ("status", "outcome"), [("429", "overloaded"), ("200", "midstream_error"), ("503", "error")]
+)
+def test_availability_counts_overload_and_midstream(
+    tmp_path: Path, status: str, outcome: str
+) -> None:
+    alert = "GlmctlAvailabilityBudgetBurnFast"
+    firing = [{**KEY, "severity": _severity(alert)}]
+    _promtool_test(tmp_path, alert, _requests(100, status, outcome), "20m", firing)
+
+
+@needs_promtool
+@pytest.mark.parametrize(("status", "outcome"), [("429", "rate_limited"), ("400", "client_error")])
+def test_availability_ignores_the_clients_own_failures(
+    tmp_path: Path, status: str, outcome: str
+) -> None:
+    alert = "GlmctlAvailabilityBudgetBurnFast"
+    _promtool_test(tmp_path, alert, _requests(100, status, outcome), "20m", [])
+
+
+def test_latency_rules_select_only_bounds_each_engine_exports() -> None:
+    """Every `le` an SLO rule selects is one the engine of that metric name exports
+    (needs no promtool: a selector on a bound the engine lacks matches nothing)."""
+    exported = {VLLM.ttft: VLLM.ttft_le, VLLM.itl: VLLM.itl_le,
+                SGLANG.ttft: SGLANG.ttft_le, SGLANG.itl: SGLANG.itl_le}  # fmt: skip
+    groups = alert_rules(SloSpec())["groups"]
+    exprs = [r["expr"] for g in groups for r in g["rules"] if "record" in r]
+    found = 0
+    for expr in exprs:
+        for name, le in re.findall(r'([a-z_:]+)_bucket\{le="([^"]+)"\}', expr):
+            assert le in exported[name], f'{name} has no bucket le="{le}"'
+            found += 1
+    assert found >= 8

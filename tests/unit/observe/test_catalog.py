@@ -1,13 +1,18 @@
 """The catalogue names what the engines really export (checked against the simulator, which
-renders vLLM's and SGLang's names) and the histogram bounds the SLO rules interpolate in."""
+renders vLLM's and SGLang's names), and the histogram bounds glmctl and its simulator use
+are each engine's own (checked against a transcription of the engines' source)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from controlplane.engines import metric_names as mn
 from controlplane.engines.sim import metrics as sim
 from controlplane.observe import catalog as cat
 from controlplane.spec import EngineKind
+from tests.unit.observe.engine_layouts import LAYOUTS, Layout
 
 
 def _names(flavor: EngineKind) -> set[str]:
@@ -29,9 +34,41 @@ def test_every_engine_series_exists_in_that_flavour(flavor: EngineKind) -> None:
     assert set(ratios) <= names
 
 
-def test_slo_buckets_are_the_engines_buckets() -> None:
-    assert cat.TTFT_BUCKETS == sim.TTFT_BUCKETS
-    assert cat.ITL_BUCKETS == sim.ITL_BUCKETS
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.engine)
+def test_bucket_bounds_are_the_engines_own(layout: Layout) -> None:
+    """glmctl's copy (engines/metric_names.py) equals the transcription from the engine's
+    source, and the simulator of that flavour exports exactly those `le` values."""
+    names = mn.prometheus_metrics(layout.engine)
+    assert (names.ttft.name, names.itl.name) == (layout.ttft, layout.itl)
+    assert tuple(mn.le_text(b) for b in names.ttft.bounds) == layout.ttft_le
+    assert tuple(mn.le_text(b) for b in names.itl.bounds) == layout.itl_le
+    m = sim.EngineMetrics()
+    text = sim.render(
+        EngineKind(layout.engine), "glm", m, sim.EngineGauges(1, 0, 0.5, 10, 100, 1.0, 2.0)
+    )
+    for name, wanted in ((layout.ttft, layout.ttft_le), (layout.itl, layout.itl_le)):
+        les = re.findall(rf'^{re.escape(name)}_bucket{{.*le="([^"]+)"}}', text, re.MULTILINE)
+        assert tuple(les) == (*wanted, "+Inf")
+
+
+def test_simulated_histogram_counts_are_exact_at_each_flavours_bounds() -> None:
+    m = sim.EngineMetrics()
+    for value in (0.05, 1.0, 1.5, 2.0, 2.4, 3.0):
+        m.log_ttft(value, value)
+    g = sim.EngineGauges(1, 0, 0.5, 10, 100, 1.0, 2.0)
+    for flavor, le, expected in (
+        (EngineKind.SGLANG, "2.0", 4),
+        (EngineKind.VLLM, "2.5", 5),
+        (EngineKind.VLLM, "1.0", 2),
+        (EngineKind.SGLANG, "0.1", 1),
+    ):
+        text = sim.render(flavor, "glm", m, g)
+        line = next(
+            x
+            for x in text.splitlines()
+            if "time_to_first_token_seconds_bucket" in x and f'le="{le}"' in x
+        )
+        assert float(line.rsplit(" ", 1)[1]) == expected, (flavor, le)
 
 
 def test_selector_matches_both_flavours() -> None:

@@ -110,11 +110,13 @@ def test_agent_metrics_report_replicas_ranks_and_the_plan() -> None:
 
 
 def test_interpolated_slo_threshold_between_buckets() -> None:
-    from controlplane.observe.catalog import engine_series
+    from controlplane.engines.metric_names import HistogramNames
     from controlplane.observe.rules import good_rate
 
-    series = engine_series("glmctl:engine_ttft_seconds")
-    expr = good_rate(series, 2.0, (1.0, 2.5), "5m", "")
-    assert 'le="1.0"' in expr and 'le="2.5"' in expr and "0.666667" in expr
-    assert 'le="2.5"' in good_rate(series, 2.5, (1.0, 2.5), "5m", "")
-    assert "_count" in good_rate(series, 9.0, (1.0, 2.5), "5m", "")
+    hist = HistogramNames("x_seconds", (1.0, 2.5), ())
+    expr = good_rate(hist, 2.0, "5m", "")
+    assert 'le="1.0"' in expr and 'le="2.5"' in expr and "0.666667" in expr  # (2-1)/(2.5-1)
+    assert 'le="2.5"' in good_rate(hist, 2.5, "5m", "") and 'le="1.0' not in good_rate(
+        hist, 2.5, "5m", ""
+    )
+    assert "x_seconds_count" in good_rate(hist, 9.0, "5m", "")

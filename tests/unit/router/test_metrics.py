@@ -35,3 +35,20 @@ def test_in_flight_gauges_sum_over_workers() -> None:
     text = render(merge([one.export({"e0": 2, "e1": 0}), two.export({"e0": 1})]))
     assert 'glmctl_router_inflight{endpoint="e0"} 3' in text
     assert 'glmctl_router_inflight{endpoint="e1"} 0' in text
+
+
+def test_each_request_counts_once_with_its_outcome() -> None:
+    from controlplane.router.metrics import BAD_OUTCOMES, count_request, outcome_of
+
+    assert [outcome_of(s) for s in (200, 400, 401, 429, 500, 503, 504)] == [
+        "ok", "client_error", "client_error", "rate_limited", "error", "error", "error"
+    ]  # fmt: skip
+    assert outcome_of(200, "midstream_error") == "midstream_error"
+    assert outcome_of(429, "overloaded") == "overloaded"
+    assert set(BAD_OUTCOMES) == {"error", "overloaded", "midstream_error"}
+    metrics = RouterMetrics()
+    count_request(metrics, "chat", 200)
+    count_request(metrics, "chat", 200, "midstream_error")
+    text = render(merge([metrics.export()]))
+    assert 'glmctl_router_requests_total{route="chat",status="200",outcome="ok"} 1.0' in text
+    assert 'status="200",outcome="midstream_error"} 1.0' in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from controlplane.engines.metric_names import HistogramNames
 from controlplane.engines.sim.metrics import EngineGauges, EngineMetrics, Histogram, render
 from controlplane.spec import EngineKind
 
@@ -66,13 +67,14 @@ def test_sglang_names_and_labels() -> None:
 
 
 def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
-    h = Histogram((1.0, 2.0))
-    for v in (1.0, 1.5, 5.0):
+    h = Histogram((0.5, 1.0, 2.0))
+    for v in (0.2, 1.0, 1.5, 5.0):
         h.observe(v)
-    lines = h.lines("x", 'a="b"', "help")
-    assert 'x_bucket{a="b",le="1.0"} 1.0' in lines
-    assert 'x_bucket{a="b",le="2.0"} 2.0' in lines
-    assert 'x_bucket{a="b",le="+Inf"} 3.0' in lines
+    lines = h.lines(HistogramNames("x", (1.0, 2.0), ("a",)), 'a="b"', "help")
+    assert 'x_bucket{a="b",le="1.0"} 2.0' in lines
+    assert 'x_bucket{a="b",le="2.0"} 3.0' in lines
+    assert 'x_bucket{a="b",le="+Inf"} 4.0' in lines
+    assert not any('le="0.5"' in line for line in lines)  # only the asked-for bounds
 
 
 # The members NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE serialises in TensorRT-LLM's
