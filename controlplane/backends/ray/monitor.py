@@ -28,16 +28,13 @@ from urllib.parse import urlparse
 
 from controlplane.backends.ray.records import DeploymentRecord, list_records, replica_records
 from controlplane.catalog.gpus import find_gpu
+from controlplane.engines import find_profile
 from controlplane.observe import catalog as cat
 from controlplane.observe import prometheus as prom
 from controlplane.settings import get_settings
 from controlplane.spec.models import SloSpec
 
 POLL_S = 1.0
-# trtllm-serve's /metrics is no Prometheus text but JSON iteration stats, a long poll that
-# drains the queue the router reads (router/engine_metrics.py): Prometheus scrapes its
-# /health instead, an empty 200 answer that gives `up` (the replica-down alert) and no series.
-ENGINE_SCRAPE_PATH = {"trtllm": "/health"}
 REDIS_GONE_S = 30.0  # the cluster is gone: the agent exits (never outlives it for long)
 START_TIMEOUT_S = 40.0
 
@@ -63,7 +60,9 @@ def targets(records: Sequence[DeploymentRecord], replicas: Replicas, agent: str)
         }
         router_labels = {**base, cat.REPLICA: "router", cat.NODE_RANK: "0"}
         out.append(prom.ScrapeTarget(_address(record.router_url), cat.JOB_ROUTER, router_labels))
-        path = ENGINE_SCRAPE_PATH.get(record.deployment_plan.group.flavor)
+        # What the engine's profile has Prometheus scrape (None: /metrics).
+        engine = find_profile(record.deployment_plan.group.flavor)
+        path = engine.prometheus_path if engine is not None else None
         for replica in replicas.get(record.name, ()):
             labels = {**base, cat.REPLICA: replica["replica_id"], cat.NODE_RANK: "0"}
             if path is not None:

@@ -26,12 +26,20 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controlplane.engines.tiny_writer import INIT_STD
+from controlplane.local.launch import TINY_MODEL_NAME, is_local_model
+from controlplane.local.locks import file_lock
+from controlplane.local.tiny_writer import INIT_STD
 
 if TYPE_CHECKING:
     from controlplane.catalog.architecture import Architecture
 
-TINY_MODEL_NAME = "glm-4.5-tiny"
+__all__ = [
+    "TINY_MODEL_NAME",
+    "ensure_tiny_model",
+    "is_local_model",
+    "local_checkpoint",
+    "tiny_config",
+]
 READY_MARKER = ".complete"
 WRITER = Path(__file__).with_name("tiny_writer.py")
 
@@ -106,8 +114,6 @@ def ensure_tiny_model(
     target = cache_dir / f"{TINY_MODEL_NAME}-{checkpoint_key(config)}"
     if (target / READY_MARKER).exists():
         return target
-    from controlplane.engines.venv import file_lock
-
     cache_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(cache_dir / f".{target.name}.lock"):
         if (target / READY_MARKER).exists():  # another process made it meanwhile
@@ -122,11 +128,6 @@ def ensure_tiny_model(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def is_local_model(name: str) -> bool:
-    """True for catalog models glmctl generates itself (never downloaded)."""
-    return name == TINY_MODEL_NAME
 
 
 def local_checkpoint(name: str, python: Path | str | None = None) -> Path:
