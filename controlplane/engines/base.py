@@ -1,6 +1,6 @@
 """The engine interface: build the launch command, start, health, metrics, drain, stop.
 
-Command builders (`sglang.py`, `vllm.py`, the simulator's in `__init__.py`) are pure
+Command builders (`sglang.py`, `vllm.py`, `trtllm.py`, the simulator's in `simulator.py`) are pure
 functions `build_command(topology, context) -> LaunchCommand | None` (None: this node rank
 runs no process of its own). Addresses that only exist at run time (the node's host, a free
 port, rank 0's rendezvous address) appear in the argv as placeholders that
