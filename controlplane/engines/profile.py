@@ -13,6 +13,7 @@ What a profile owns:
   (router/engine_metrics.py), `metrics_long_poll` says that reading drains them;
 - its capacity rule: `memory_rule`, the capacity module's rule object (capacity sits below
   engines/ and looks the same object up by `Layout.engine`; a test checks they agree);
+- its spec defaults and checks: `spec_rules` (spec/engine_checks.py, found the same way);
 - its shutdown behaviour (`Shutdown`) and its versions.
 """
 
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 from controlplane.capacity.engine_rules import MemoryRule
 from controlplane.engines.base import CommandBuilder
 from controlplane.local.venv import VenvRecipe
+from controlplane.spec.engine_checks import SpecRules
 from controlplane.spec.models import EngineKind
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ class EngineProfile:
     versions: tuple[str, ...]  # versions the builder supports (target first)
     build: CommandBuilder
     shutdown: Shutdown
+    spec_rules: SpecRules
     server_module: str = ""  # `python -m` module serving the API ("": none / not Python)
     venv: Callable[[str], VenvRecipe] | None = None  # version -> recipe
     memory_rule: MemoryRule | None = None  # None: sized by the rule of the engine it mimics

@@ -10,10 +10,12 @@ from __future__ import annotations
 from controlplane.capacity import engine_rules
 from controlplane.engines import recipes, sglang, simulator, trtllm, vllm
 from controlplane.engines.profile import EngineProfile, Shutdown
+from controlplane.spec import engine_checks
 from controlplane.spec.models import EngineKind, EngineSpec
 
 SGLANG = EngineProfile(
     kind=EngineKind.SGLANG,
+    spec_rules=engine_checks.SGLANG_SPEC,
     label="SGLang",
     target_version=sglang.TARGET_VERSION,
     versions=(sglang.TARGET_VERSION,),
@@ -29,6 +31,7 @@ SGLANG = EngineProfile(
 )
 VLLM = EngineProfile(
     kind=EngineKind.VLLM,
+    spec_rules=engine_checks.VLLM_SPEC,
     label="vLLM",
     target_version=vllm.TARGET_VERSION,
     versions=(vllm.TARGET_VERSION,),
@@ -45,6 +48,7 @@ VLLM = EngineProfile(
 )
 TRTLLM = EngineProfile(
     kind=EngineKind.TRTLLM,
+    spec_rules=engine_checks.TRTLLM_SPEC,
     label="TensorRT-LLM",
     target_version=trtllm.TARGET_VERSION,
     versions=(trtllm.TARGET_VERSION,),
@@ -60,6 +64,7 @@ TRTLLM = EngineProfile(
 )
 SIM = EngineProfile(
     kind=EngineKind.SIM,
+    spec_rules=engine_checks.SIM_SPEC,
     label="the simulator",
     target_version="sim",
     versions=("sim",),

@@ -22,8 +22,8 @@ from controlplane.engines import (
 from controlplane.engines.registry import DEFAULT
 from controlplane.router.engine_metrics import FLAVORS
 from controlplane.spec import Topology, load_topology, parse_spec, resolve
+from controlplane.spec.engine_checks import spec_rules
 from controlplane.spec.models import EngineKind, EngineSpec
-from controlplane.spec.resolve import DEFAULT_ENGINE_VERSION
 from tests.conftest import TOPOLOGIES
 
 SHIPPED = sorted(TOPOLOGIES.glob("*.yaml"))
@@ -90,13 +90,15 @@ def test_metric_names_are_ones_the_router_reads() -> None:
     assert metrics_flavor("unknown") == DEFAULT.metrics
 
 
-def test_versions() -> None:
-    """The builders' target is the first supported version, and the one resolve fills in
-    (spec/resolve.py keeps its own table until it can ask the profile: they must agree)."""
+def test_spec_rules_are_the_profiles() -> None:
+    """Spec validation finds the profile's own rules; the version resolve fills in is the
+    one the builder targets, the first the profile supports."""
     for profile in PROFILES:
+        assert spec_rules(profile.kind) is profile.spec_rules
         assert profile.versions[0] == profile.target_version == target_version(profile.kind)
         if not profile.always_simulated:
-            assert DEFAULT_ENGINE_VERSION[profile.kind] == profile.target_version
+            topo = _with_engine(SERVED_BY.get(profile.kind, AIR), profile.kind)
+            assert topo.spec.engine.version == profile.target_version
 
 
 def test_venv_recipes_name_their_version() -> None:

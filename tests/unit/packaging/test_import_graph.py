@@ -38,11 +38,9 @@ ALLOWED = {
     # knowledge out of these modules; the lead empties these entries after merging it.
     "controlplane/router/engine_metrics.py": "metrics branch: flavour table of metric names",
     "controlplane/router/collector.py": "metrics branch: how a flavour's /metrics is read",
-    # Below engines/ in the import order (engines import spec and catalog), so they cannot
-    # ask a profile without a circle: spec validation of engine-specific settings (default
-    # versions, TensorRT-LLM checks, vLLM's MTP defaults) and the catalog's per-engine
-    # format support. Next step: pass the profile's facts into resolve.
-    "controlplane/spec/resolve.py": "below engines/: spec validation per engine",
+    # Below engines/ in the import order (engines import catalog), so it cannot ask a
+    # profile without a circle; owned by the models branch. Next step: one format-support
+    # object per engine, as capacity's MemoryRule and spec's SpecRules are.
     "controlplane/catalog/formats.py": "below engines/: checkpoint formats each engine loads",
     # The calibration branch owns the performance model (per-engine step overheads and
     # speculative verify counts); capacity sits below engines/ too.
