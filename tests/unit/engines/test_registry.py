@@ -119,3 +119,20 @@ def test_planned_flavor() -> None:
     ):
         topo = _with_engine(SERVED_BY.get(kind, AIR), kind, flavor)
         assert profile_for(kind).planned_flavor(topo, EngineKind.SGLANG) == planned
+
+
+def test_shutdown_bound_reaches_the_command() -> None:
+    """An engine whose drain on SIGTERM has a bound of its own gets it from the replica's
+    drain timeout; one without never gets a flag it does not have."""
+    for profile in PROFILES:
+        if profile.always_simulated:
+            continue
+        topo = _with_engine(SERVED_BY.get(profile.kind, AIR), profile.kind)
+        with_drain = profile.build(topo, LaunchContext(0, topo.nodes, 0.85, shutdown_timeout_s=42))
+        assert with_drain is not None
+        text = " ".join(with_drain.argv)
+        if profile.shutdown.bound_flag:
+            argv = list(with_drain.argv)
+            assert argv[argv.index(profile.shutdown.bound_flag) + 1] == "42"
+        else:
+            assert "shutdown" not in text
