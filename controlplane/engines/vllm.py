@@ -38,11 +38,13 @@ from controlplane.local.cpu import (
     drop_gpu_only_flags,
     targets_cpu,
 )
+from controlplane.spec.engine_checks import VLLM_SPEC
 
 if TYPE_CHECKING:
     from controlplane.spec import Topology
 
-TARGET_VERSION = "0.32.0"
+# Written once, in the engine's spec rules (resolve fills it into `engine.version`).
+TARGET_VERSION = VLLM_SPEC.default_version
 KV_DTYPE = {Precision.FP8: "fp8"}  # vLLM `--kv-cache-dtype` choice for FP8 E4M3
 FLAGS = ServingFlags(
     module="vllm.entrypoints.openai.api_server",
