@@ -254,3 +254,19 @@ def test_the_circle_finder_sees_function_local_imports(tmp_path: Path) -> None:
     graph = import_graph(package_modules(tmp_path / "controlplane"))
     assert circles(graph) == [["controlplane.demo.a", "controlplane.demo.b"]]
     assert "controlplane.demo.a" not in graph["controlplane.demo.c"]  # TYPE_CHECKING only
+
+
+# Rooms below engines/ (DESIGN.md: engines -> capacity / router -> catalog / local /
+# settings -> errors; spec beside them): engines/ asks them, never the reverse.
+BELOW_ENGINES = ("capacity", "catalog", "local", "router", "spec", "settings", "errors")
+
+
+def test_rooms_below_engines_never_import_them() -> None:
+    graph = import_graph(package_modules())
+    upward = {
+        module: sorted(t for t in targets if t.startswith("controlplane.engines"))
+        for module, targets in graph.items()
+        if module.split(".")[1:2] and module.split(".")[1] in BELOW_ENGINES
+    }
+    upward = {module: targets for module, targets in upward.items() if targets}
+    assert not upward, f"modules below engines/ import it (pass what they need instead): {upward}"
