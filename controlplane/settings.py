@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,7 +63,9 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_scheme(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(REDIS_SCHEMES):
-            raise ValueError(f"`{url}` does not start with {', '.join(REDIS_SCHEMES)}")
+            from controlplane.local.secrets import redact_url
+
+            raise ValueError(f"`{redact_url(url)}` does not start with {', '.join(REDIS_SCHEMES)}")
         return url
 
 
@@ -78,11 +81,21 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_variable(str(err['loc'][0]))}: {err['msg']}" for err in exc.errors()
-        )
+        # The one pydantic-error formatter (spec/messages.py), imported on this error path
+        # only: spec never imports settings, and nothing else here needs it.
+        from controlplane.local.secrets import redact_url
+        from controlplane.spec.messages import pydantic_problem
+
+        def said(err: Any) -> str:
+            shown = err.get("input")  # a URL may carry a password: never show it
+            err = {**err, "input": redact_url(shown) if isinstance(shown, str) else shown}
+            return (
+                f"{_variable(str(err['loc'][0]))}: {pydantic_problem(err, root=Settings).message}"
+            )
+
+        problems = " ".join(said(err) for err in exc.errors())
         raise UserError(
-            f"bad environment variable(s): {problems}.",
+            f"bad environment variable(s): {problems}",
             fix="correct or unset the variable(s) named above.",
         ) from exc
 

@@ -12,17 +12,28 @@ SGLang 0.5.23 (`python/sglang/srt/server_args.py` `_handle_gpu_memory_settings`;
                   = pre-load free x mem_fraction_static - weights;
     tokens = pool // cell (page_size 1), the minimum over pipeline stages.
 vLLM: see `vllm_rules` (torch total x utilisation - weights - activation peak - non-torch
-memory - CUDA-graph estimate, rounded down to whole blocks).
+memory - CUDA-graph estimate, rounded down to whole blocks). TensorRT-LLM: `trtllm_rules`.
+
+Each rule is one `MemoryRule` (`SGLANG_MEMORY`, `VLLM_MEMORY`, `TRTLLM_MEMORY`); the engine's
+profile (controlplane/engines/) names it, and capacity code asks `memory_rule(layout)`
+instead of branching on the engine (capacity sits below engines/ and cannot import them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from controlplane.capacity import constants as c
+from controlplane.capacity import trtllm_rules
 from controlplane.capacity.layout import Layout
-from controlplane.capacity.vllm_rules import VllmInputs, vllm_page_size, vllm_reserved
+from controlplane.capacity.vllm_rules import (
+    VllmInputs,
+    vllm_page_size,
+    vllm_reserved,
+    vllm_static_bytes,
+)
 from controlplane.catalog import MIB, GpuType
 from controlplane.spec.models import EngineKind
 
@@ -226,19 +237,8 @@ def vllm_budget(layout: Layout) -> EngineBudget:
     )
 
 
-def engine_budget(layout: Layout) -> EngineBudget:
-    """The per-GPU budget under the engine's own rule (or the layout's explicit fraction)."""
-    if layout.engine is EngineKind.VLLM:
-        return vllm_budget(layout)
-    if layout.engine is EngineKind.TRTLLM:
-        return trtllm_budget(layout)
-    return sglang_budget(SglangInputs.of(layout))
-
-
 def trtllm_budget(layout: Layout) -> EngineBudget:
     """TensorRT-LLM's budget: weights + its KV fraction of the memory left after them."""
-    from controlplane.capacity import trtllm_rules
-
     fraction, static, reserved = trtllm_rules.trtllm_terms(layout)
     return EngineBudget(
         EngineKind.TRTLLM,
@@ -249,3 +249,85 @@ def trtllm_budget(layout: Layout) -> EngineBudget:
         "--kv_cache_free_gpu_memory_fraction",
         trtllm_rules.TOKENS_PER_BLOCK,
     )
+
+
+# ----- one MemoryRule per engine ------------------------------------------------------------
+SplitStatic = Callable[[Layout, int, int, int, int], float]  # (base, tp, pp, dp, ep) -> bytes
+
+
+@dataclass(frozen=True)
+class MemoryRule:
+    """What capacity needs of one engine's memory rule (its profile names the object).
+
+    `budget` is the full breakdown; `split_static` the same static bytes for `base` split
+    (tp, pp, dp, ep) with DP attention when dp > 1, without the breakdown (the search's
+    inner loop); `pool_page` the tokens the search rounds a KV requirement up to.
+    """
+
+    engine: EngineKind
+    budget: Callable[[Layout], EngineBudget]
+    split_static: SplitStatic
+    pool_page: Callable[[Layout], int]
+    # The static budget depends on the GPU and the split only, not the model: the search
+    # may cache it per GPU type and shape.
+    static_by_gpu: bool = False
+    # glmctl starts one-node, PP-free replicas only (TensorRT-LLM: trtllm_matrix.py).
+    one_node_no_pp: bool = False
+    # Pipeline parallel with EAGLE / MTP needs an opt-in (SGLang: preflight warns).
+    pp_speculative_opt_in: bool = False
+
+
+def _sglang_split_static(base: Layout, tp: int, pp: int, dp: int, ep: int) -> float:
+    inputs = SglangInputs(
+        base.gpu.memory_bytes,
+        tp * dp,
+        pp,
+        dp,
+        dp > 1,
+        base.speculative,
+        base.chunked_prefill,
+        base.mem_fraction,
+        base.gpu.torch_total_bytes,
+        is_nvlink(base.gpu),
+    )
+    return sglang_static_bytes(inputs)
+
+
+def _vllm_split_static(base: Layout, tp: int, pp: int, dp: int, ep: int) -> float:
+    return vllm_static_bytes(base, tp, pp, dp)
+
+
+def _trtllm_split_static(base: Layout, tp: int, pp: int, dp: int, ep: int) -> float:
+    split = base.with_(tp=tp, pp=pp, dp=dp, ep=ep, dp_attention=dp > 1)
+    return trtllm_rules.trtllm_terms(split)[1]
+
+
+SGLANG_MEMORY = MemoryRule(
+    EngineKind.SGLANG,
+    lambda layout: sglang_budget(SglangInputs.of(layout)),
+    _sglang_split_static,
+    lambda _layout: 1,
+    static_by_gpu=True,
+    pp_speculative_opt_in=True,
+)
+VLLM_MEMORY = MemoryRule(EngineKind.VLLM, vllm_budget, _vllm_split_static, vllm_page_size)
+TRTLLM_MEMORY = MemoryRule(
+    EngineKind.TRTLLM, trtllm_budget, _trtllm_split_static, lambda _layout: 1, one_node_no_pp=True
+)
+# SGLang's rule first: it also sizes a simulated replica that names no flavour.
+MEMORY_RULES = (SGLANG_MEMORY, VLLM_MEMORY, TRTLLM_MEMORY)
+_BY_ENGINE = {rule.engine: rule for rule in MEMORY_RULES}
+
+
+def memory_rule(layout: Layout) -> MemoryRule:
+    """The rule sizing `layout`: its engine's, else (the simulator has none) that of the
+    engine it mimics, else SGLang's."""
+    for engine in (layout.engine, layout.flavor):
+        if engine in _BY_ENGINE:
+            return _BY_ENGINE[engine]
+    return MEMORY_RULES[0]
+
+
+def engine_budget(layout: Layout) -> EngineBudget:
+    """The per-GPU budget under the engine's own rule (or the layout's explicit fraction)."""
+    return memory_rule(layout).budget(layout)

@@ -8,20 +8,18 @@ per-rank breakdown each time. It uses the same sums as `memory.replica_memory`, 
 
 The requirement depends on the model, the split, the context and the batch, not on the
 GPU type (cached per model and shape); the static budget depends on the GPU and the parallel
-sizes, not on the model (SGLang; cached per GPU and shape). `tests/unit/capacity` checks
-that `FastCheck` and `replica_memory(...).fits` agree.
+sizes, not on the model (a rule with `static_by_gpu`; cached per GPU and shape).
+`tests/unit/capacity` checks that `FastCheck` and `replica_memory(...).fits` agree.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from controlplane.capacity.engine_rules import SglangInputs, is_nvlink, sglang_static_bytes
+from controlplane.capacity.engine_rules import is_nvlink, memory_rule
 from controlplane.capacity.layout import Layout
-from controlplane.capacity.vllm_rules import vllm_page_size, vllm_static_bytes
 from controlplane.capacity.weights import distinct_stage_pairs
 from controlplane.catalog import BYTES_PER_VALUE, GIB, Architecture
-from controlplane.spec.models import EngineKind
 
 
 class SplitShape(NamedTuple):
@@ -34,7 +32,7 @@ class SplitShape(NamedTuple):
 # Caches keyed by the Architecture's identity (hashing a 25-field dataclass on every lookup
 # would cost more than the check itself); each value keeps its Architecture alive.
 _BY_MODEL: dict[tuple[Any, ...], tuple[Architecture, dict[Any, Any]]] = {}
-_SGLANG_STATIC: dict[tuple[Any, ...], dict[SplitShape, float]] = {}
+_STATIC_BY_GPU: dict[tuple[Any, ...], dict[SplitShape, float]] = {}
 
 
 def model_cache(arch: Architecture, *key: Any) -> dict[Any, Any]:
@@ -55,8 +53,8 @@ class FastCheck:
         self.mtp = arch.num_nextn_layers if base.speculative else 0
         kv_bytes = BYTES_PER_VALUE[base.kv_dtype]
         offload = base.cpu_offload_gb * GIB
-        vllm = base.engine is EngineKind.VLLM
-        self._page = vllm_page_size(base) if vllm else 1
+        self.rule = memory_rule(base)
+        self._page = self.rule.pool_page(base)
         self.requirement: dict[SplitShape, float] = model_cache(
             arch,
             "req",
@@ -68,10 +66,11 @@ class FastCheck:
             offload,
             self._page,
         )
-        if vllm or base.engine is EngineKind.TRTLLM:  # rules that depend on more than the GPU
+        if not self.rule.static_by_gpu:  # the rule reads more than the GPU and the split
             self.static: dict[SplitShape, float] = {}
         else:
             prefix = (
+                self.rule.engine,
                 base.gpu.memory_bytes,
                 base.gpu.torch_total_bytes,
                 is_nvlink(base.gpu),
@@ -79,7 +78,7 @@ class FastCheck:
                 base.chunked_prefill,
                 base.mem_fraction,
             )
-            self.static = _SGLANG_STATIC.setdefault(prefix, {})
+            self.static = _STATIC_BY_GPU.setdefault(prefix, {})
         self._kv_bytes, self._offload = kv_bytes, offload
 
     def fits(self, shape: SplitShape) -> bool:
@@ -88,7 +87,7 @@ class FastCheck:
             required = self.requirement[shape] = self._requirement(shape)
         static = self.static.get(shape)
         if static is None:
-            static = self.static[shape] = _static_bytes(self.base, shape)
+            static = self.static[shape] = self.rule.split_static(self.base, *shape)
         return static >= required
 
     def _requirement(self, shape: SplitShape) -> float:
@@ -101,27 +100,3 @@ class FastCheck:
         tokens = -(-tokens // self._page) * self._page
         per_layer = tokens * arch.kv_values_per_token_per_layer(shape.tp) * self._kv_bytes
         return max(max(0.0, w - self._offload) + per_layer * layers for w, layers in pairs)
-
-
-def _static_bytes(base: Layout, shape: SplitShape) -> float:
-    """Per-GPU bytes the engine gives weights + KV (as `engine_rules.engine_budget`)."""
-    if base.engine is EngineKind.VLLM:
-        return vllm_static_bytes(base, shape.tp, shape.pp, shape.dp)
-    if base.engine is EngineKind.TRTLLM:
-        from controlplane.capacity.trtllm_rules import trtllm_terms
-
-        split = base.with_(tp=shape.tp, pp=shape.pp, dp=shape.dp, ep=shape.ep)
-        return trtllm_terms(split.with_(dp_attention=shape.dp > 1))[1]
-    inputs = SglangInputs(
-        base.gpu.memory_bytes,
-        shape.tp * shape.dp,
-        shape.pp,
-        shape.dp,
-        shape.dp > 1,
-        base.speculative,
-        base.chunked_prefill,
-        base.mem_fraction,
-        base.gpu.torch_total_bytes,
-        is_nvlink(base.gpu),
-    )
-    return sglang_static_bytes(inputs)

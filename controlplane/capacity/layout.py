@@ -29,7 +29,7 @@ class Layout:
     dp: int = 1
     ep: int = 1
     dp_attention: bool = False
-    engine: EngineKind = EngineKind.SGLANG  # whose memory rule applies (never SIM)
+    engine: EngineKind = EngineKind.SGLANG  # the topology's engine (engine_rules.memory_rule)
     spec_steps: int = 0  # 0: no speculative decoding
     spec_topk: int = 1
     spec_draft_tokens: int = 0
@@ -42,6 +42,9 @@ class Layout:
         None  # (major, minor); None: the version glmctl targets
     )
     page_size: int | None = None  # KV page (vLLM --block-size / SGLang --page-size); None: default
+    # The engine a simulated replica mimics (`simulation.flavor`): an engine without a
+    # memory rule of its own (the simulator) is sized by this one's rule.
+    flavor: EngineKind | None = None
 
     @property
     def gpus(self) -> int:
@@ -84,13 +87,6 @@ class Layout:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def rule_engine(engine: EngineKind, flavor: EngineKind | None) -> EngineKind:
-    """The engine whose memory rule applies: the simulator follows the engine it mimics."""
-    if engine is EngineKind.SIM:
-        return flavor if flavor is not None and flavor is not EngineKind.SIM else EngineKind.SGLANG
-    return engine
-
-
 def layout_of(topo: Topology) -> Layout:
     """The `Layout` of a resolved topology."""
     spec = topo.spec
@@ -112,7 +108,8 @@ def layout_of(topo: Topology) -> Layout:
         dp=topo.dp,
         ep=topo.ep,
         dp_attention=spec.parallelism.dp_attention,
-        engine=rule_engine(topo.engine, spec.simulation.flavor),
+        engine=topo.engine,
+        flavor=spec.simulation.flavor,
         spec_steps=steps,
         spec_topk=max(topk, 1),
         spec_draft_tokens=draft,

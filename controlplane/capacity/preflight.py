@@ -9,14 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
-from controlplane.capacity.engine_rules import engine_budget
+from controlplane.capacity.engine_rules import engine_budget, memory_rule
 from controlplane.capacity.host import is_glm45_family
 from controlplane.capacity.layout import Layout, layout_of
 from controlplane.capacity.memory import replica_memory
 from controlplane.catalog import BYTES_PER_VALUE, FP8_BLOCK, GIB, Precision
 from controlplane.spec import Topology
 from controlplane.spec.layout import moe_split_fails_fp8
-from controlplane.spec.models import EngineKind
 
 # Marlin FP8 kernels (vLLM / SGLang on GPUs without FP8 tensor cores) tile the output
 # dimension by 64: "size_n = 5472 is not divisible by tile_n_size = 64" (Air-FP8 at TP 4,
@@ -218,7 +217,7 @@ def _card_conditions(topo: Topology, layout: Layout) -> list[Finding]:
 
 
 def _pipeline_speculative(layout: Layout) -> list[Finding]:
-    if layout.pp == 1 or not layout.speculative or layout.engine is not EngineKind.SGLANG:
+    if layout.pp == 1 or not layout.speculative or not memory_rule(layout).pp_speculative_opt_in:
         return []
     return [
         Finding(

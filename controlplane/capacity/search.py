@@ -18,13 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from controlplane.capacity.engine_rules import memory_rule
 from controlplane.capacity.fastcheck import FastCheck, SplitShape, model_cache
 from controlplane.capacity.layout import Layout
 from controlplane.capacity.memory import ReplicaMemory, replica_memory
 from controlplane.capacity.preflight import Finding, flag_rank, layout_findings
 from controlplane.catalog import FP8_BLOCK, Architecture, AttentionKind, Precision
 from controlplane.spec.layout import moe_split_fails_fp8
-from controlplane.spec.models import EngineKind
 
 MAX_GPUS = 64
 POWERS_OF_TWO = (1, 2, 4, 8, 16, 32, 64)
@@ -173,9 +173,9 @@ def shapes_for(
         found = table[gpus] = _split_shapes(
             base.arch, base.checkpoint_format, gpus, base.gpus_per_node
         )
-    if base.engine is EngineKind.TRTLLM:
-        # Its matrix has no PP for the GLM models, and glmctl starts no multi-node
-        # TensorRT-LLM replica (catalog/trtllm_matrix.py): TP within one node only.
+    if memory_rule(base).one_node_no_pp:
+        # TensorRT-LLM's matrix has no PP for the GLM models, and glmctl starts no
+        # multi-node TensorRT-LLM replica (catalog/trtllm_matrix.py): TP within one node.
         return tuple(s for s in found if s.pp == 1 and gpus <= base.gpus_per_node)
     return found
 

@@ -145,7 +145,7 @@ GPUS: tuple[GpuType, ...] = (
         torch_total_gib=15.77,
         torch_total_source=_OOM + "15.77 GiB" + '"',
     ),
-    # No GPU: vLLM's CPU build (controlplane/engines/cpu.py) serves small models on the host.
+    # No GPU: vLLM's CPU build (controlplane/local/cpu.py) serves small models on the host.
     # Memory is the host RAM one CPU engine may use (a tiny model measured about 2.2 GB in
     # shared/reference/real-engines-on-cpu.md); speed is 2 AVX2 cores: 2 x 2.5 GHz x 32 FLOP
     # per cycle, about 20 GB/s of DDR4 bandwidth. One "device" per node.

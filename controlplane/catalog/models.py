@@ -257,8 +257,8 @@ MODELS: tuple[ModelEntry, ...] = (
         Precision.BF16,
         (Precision.BF16,),
         "GLM-4.5 tiny random (CPU tests)",
-        notes="random weights, generated locally by controlplane.engines.tiny_model",
-        sources=("controlplane/engines/tiny_model.py",),
+        notes="random weights, generated locally by controlplane.local.tiny_model",
+        sources=("controlplane/local/tiny_model.py",),
         **_GLM45_PARSERS,
     ),
 )

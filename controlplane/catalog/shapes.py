@@ -154,7 +154,7 @@ GLM_EDGE_4B = Architecture(
 # A tiny random model of GLM-4.5's architecture for real engines on a CPU (tests, laptops):
 # every GLM-4.5 feature (MoE with a shared expert, a first dense layer, one MTP layer,
 # attention bias, partial rotary) at widths vLLM's CPU kernels accept (head_dim >= 32).
-# Generated locally by controlplane/engines/tiny_model.py; never downloaded.
+# Generated locally by controlplane/local/tiny_model.py; never downloaded.
 GLM45_TINY = Architecture(
     model_type="glm4_moe",
     hidden_size=64,

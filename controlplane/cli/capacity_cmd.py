@@ -66,6 +66,7 @@ def _topology_from_flags(
 
     from controlplane.catalog.hf_config import load_model_config
     from controlplane.spec import resolve
+    from controlplane.spec.messages import validation_messages
     from controlplane.spec.models import TopologySpec
 
     if engine or mem_fraction is not None:
@@ -77,11 +78,9 @@ def _topology_from_flags(
     try:
         spec = TopologySpec.model_validate(doc)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = " ".join(validation_messages(exc))
         raise UserError(
-            f"bad capacity options: {problems}.",
+            f"bad capacity options: {problems}",
             fix="check the flags (`glmctl capacity --help`; `glmctl models` lists precisions).",
         ) from exc
     local = None
@@ -325,7 +324,7 @@ def capacity(
     if workload is not None or topo.spec.disaggregation is not None:
         from controlplane.cli.pd_capacity_cmd import pd_capacity_cmd
 
-        pd_capacity_cmd(topo, output, workload, max_gpus, console, search=do_search)
+        pd_capacity_cmd(topo, output, workload, max_gpus, console, _print_report, search=do_search)
         return
     if do_search:
         rows = _search_rows(topo, max_gpus, limit)

@@ -215,6 +215,7 @@ def _sweep_base(model: str, precision: str, gpu: str, context: int, batch: int) 
     from pydantic import ValidationError
 
     from controlplane.spec import resolve
+    from controlplane.spec.messages import validation_messages
     from controlplane.spec.models import TopologySpec
 
     doc = {"model": model, "precision": precision.lower(), "context_length": context,
@@ -222,9 +223,9 @@ def _sweep_base(model: str, precision: str, gpu: str, context: int, batch: int) 
     try:
         return doc, resolve(TopologySpec.model_validate(doc), origin="command line")
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = " ".join(validation_messages(exc))
         raise UserError(
-            f"bad sweep options: {problems}.",
+            f"bad sweep options: {problems}",
             fix="check --model, --precision and --gpu (`glmctl models`, `glmctl gpus`).",
         ) from None
 

@@ -15,6 +15,7 @@ the topology's `slo`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from rich.markup import escape
@@ -70,9 +71,11 @@ def pd_capacity_cmd(
     workload: str | None,
     max_gpus: int,
     console: Any,
+    print_report: Callable[[Any], None],
     search: bool = False,
 ) -> None:
-    """The PD capacity report of a PD topology, or the xPyD comparison for `workload`."""
+    """The PD capacity report of a PD topology, or the xPyD comparison for `workload`;
+    `print_report` prints one pool's capacity report as `glmctl capacity` does."""
     if search and workload is None:
         raise UserError(
             "--search on a prefill/decode topology proposes pools for a workload.",
@@ -91,11 +94,9 @@ def pd_capacity_cmd(
     if output is not OutputFormat.TEXT:
         emit(report.model_dump(), output)
         return
-    from controlplane.cli.capacity_cmd import _print_report
-
     for pool in report.pools:
         console.rule(f"{pool.role} pool: {pool.replicas} replica(s) of {pool.report.gpus} GPUs")
-        _print_report(pool.report)
+        print_report(pool.report)
         _print_pd_additions(pool, console)
     console.rule("KV transfer, prefill -> decode")
     _print_transfer(report.transfer, console)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from controlplane.engines.registry import simulator_flavors
 
-class Flavor(StrEnum):
-    SGLANG = "sglang"
-    VLLM = "vllm"
-    TRTLLM = "trtllm"
+# The engines the simulator can mimic (their profiles: engines/registry.py).
+FLAVORS = simulator_flavors()
+
+
+def _flavor(value: str | None) -> str | None:
+    if value is not None and value not in FLAVORS:
+        raise typer.BadParameter(f"`{value}` is not one of {', '.join(FLAVORS)}.")
+    return value
 
 
 def _positive(value: float | None) -> float | None:
@@ -30,7 +34,11 @@ def serve_cmd(
     ] = 8100,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     flavor: Annotated[
-        Flavor | None, typer.Option(help="API and metric names to mimic (default: spec).")
+        str | None,
+        typer.Option(
+            callback=_flavor,
+            help=f"API and metric names to mimic: {', '.join(FLAVORS)} (default: spec).",
+        ),
     ] = None,
     time_scale: Annotated[
         float | None,
@@ -52,7 +60,7 @@ def serve_cmd(
 
     topo = load_topology(file)
     options = SimOptions(
-        flavor=EngineKind(flavor.value) if flavor else None,
+        flavor=EngineKind(flavor) if flavor else None,
         time_scale=time_scale,
         seed=seed,
         kv_tokens=kv_tokens,

@@ -28,12 +28,14 @@ from controlplane.engines.base import (
     flag_args,
     serving_args,
 )
+from controlplane.spec.engine_checks import SGLANG_SPEC
 from controlplane.spec.models import SpeculativeAlgorithm
 
 if TYPE_CHECKING:
     from controlplane.spec import Topology
 
-TARGET_VERSION = "0.5.23"
+# Written once, in the engine's spec rules (resolve fills it into `engine.version`).
+TARGET_VERSION = SGLANG_SPEC.default_version
 # SGLang's FP8 KV dtype name (server_args.py `--kv-cache-dtype` choices).
 KV_DTYPE = {Precision.FP8: "fp8_e4m3"}
 FLAGS = ServingFlags(

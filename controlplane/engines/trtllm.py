@@ -47,11 +47,13 @@ from typing import TYPE_CHECKING
 from controlplane.catalog import Precision
 from controlplane.catalog import trtllm_matrix as matrix
 from controlplane.engines.base import HOST, PORT, LaunchCommand, LaunchContext, flag_args
+from controlplane.spec.engine_checks import TRTLLM_SPEC
 
 if TYPE_CHECKING:
     from controlplane.spec import Topology
 
-TARGET_VERSION = "1.2.0rc2"
+# Written once, in the engine's spec rules (resolve fills it into `engine.version`).
+TARGET_VERSION = TRTLLM_SPEC.default_version
 # The NGC release container keeps the examples here; TRTLLM_EXAMPLES overrides it.
 EXAMPLES_DEFAULT = "/app/tensorrt_llm/examples"
 EXAMPLES = "$TRTLLM_EXAMPLES"

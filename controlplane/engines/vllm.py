@@ -25,23 +25,26 @@ from controlplane.engines.base import (
     DIST_PORT,
     HOST,
     PORT,
+    PYTHON,
     LaunchCommand,
     LaunchContext,
     ServingFlags,
     flag_args,
     serving_args,
 )
-from controlplane.engines.cpu import (
+from controlplane.local.cpu import (
     cpu_launch_prefix,
     cpu_overrides,
     drop_gpu_only_flags,
     targets_cpu,
 )
+from controlplane.spec.engine_checks import VLLM_SPEC
 
 if TYPE_CHECKING:
     from controlplane.spec import Topology
 
-TARGET_VERSION = "0.32.0"
+# Written once, in the engine's spec rules (resolve fills it into `engine.version`).
+TARGET_VERSION = VLLM_SPEC.default_version
 KV_DTYPE = {Precision.FP8: "fp8"}  # vLLM `--kv-cache-dtype` choice for FP8 E4M3
 FLAGS = ServingFlags(
     module="vllm.entrypoints.openai.api_server",
@@ -69,9 +72,10 @@ def build_command(topology: Topology, context: LaunchContext) -> LaunchCommand:
     argv += flag_args(spec.engine.args)
     env = dict(spec.engine.env)
     if targets_cpu(topology):
-        # vLLM's CPU build (engines/cpu.py): drop GPU-only flags, add its own settings.
+        # vLLM's CPU build (local/cpu.py): drop GPU-only flags, add its own settings.
         args, cpu_env = cpu_overrides(topology)
-        argv = cpu_launch_prefix(topology) + drop_gpu_only_flags(argv) + args
+        prefix = cpu_launch_prefix(topology, PYTHON, FLAGS.engine, TARGET_VERSION)
+        argv = prefix + drop_gpu_only_flags(argv) + args
         env = {**cpu_env, **env}
     return LaunchCommand(tuple(argv), env, serves_http=context.node_rank == 0)
 

@@ -94,7 +94,7 @@ def _from_record(record: Any, redis_url: str, address: str | None) -> Target:
 
     plan = record.deployment_plan
     spec = plan.spec
-    simulated = plan.group.runtime == "sim"
+    simulated = plan.group.simulated
     replicas = replica_records(redis_url, record.name, record.app)
     return Target(
         url=record.router_url,

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from controlplane.errors import UserError
+from controlplane.spec.messages import validation_messages
 from controlplane.spec.models import SloSpec
 
 _FIX = (
@@ -35,8 +36,8 @@ def parse_slo(text: str | None, base: SloSpec | None = None) -> SloSpec:
     try:
         return SloSpec.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"--slo `{text}`: {problems}.", fix=_FIX) from None
+        problems = " ".join(validation_messages(exc, SloSpec))
+        raise UserError(f"--slo `{text}`: {problems}", fix=_FIX) from None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Dashboards (dashboards.py), recording and alert rules (rules.py), `glmctl top` (top.py)
 and the README take names from here, never spell them themselves.
 
-Sources: engine names, labels and histogram bounds come from engines/metric_names.py (one
+Sources: engine names, labels and histogram bounds come from catalog/engine_metrics.py (one
 object per engine version, transcribed from vLLM's and SGLang's source and pinned there);
 the simulator speaks both (controlplane/engines/sim/metrics.py). Router names are
 controlplane/router/metrics.py's.
@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from controlplane.engines import metric_names as mn
+from controlplane.catalog import engine_metrics as mn
 
 
 class Source(StrEnum):

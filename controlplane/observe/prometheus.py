@@ -1,18 +1,16 @@
-"""Prometheus for the embedded default: its config, file-SD target files, rule files, process.
+"""Prometheus for the embedded default: its config, file-SD target files, rule files, queries.
 
 Pure parts (`prometheus_config`, `file_sd`) build what is written; the I/O parts write it
 atomically and only when it changed (Prometheus watches file-SD files, so targets follow
-scale up and down without a restart), start Debian's `prometheus` on 127.0.0.1 with its
-storage under the state dir, reload it (SIGHUP) when rules change, and stop it.
+scale up and down without a restart). The process itself (start on 127.0.0.1 with its
+storage under the state dir, reload with SIGHUP) is a local server like Redis:
+controlplane/local/prometheus_server.py (`binary`, `reload`, `LOOPBACK` re-exported here).
 See ../shared/reference/ops-tooling.md for how Prometheus runs here.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -23,13 +21,37 @@ from typing import Any
 import yaml
 
 from controlplane.errors import UserError
+from controlplane.local.prometheus_server import (
+    LOOPBACK,
+    READY_TIMEOUT_S,
+    binary,
+    reload,
+    start_prometheus,
+)
 from controlplane.observe import catalog as cat
 from controlplane.observe.rules import alert_rules, recording_rules
 from controlplane.spec.models import SloSpec
 
+__all__ = [
+    "JOBS",
+    "LOOPBACK",
+    "READY_TIMEOUT_S",
+    "Layout",
+    "ScrapeTarget",
+    "binary",
+    "file_sd",
+    "prometheus_config",
+    "query",
+    "query_range",
+    "read_state",
+    "reload",
+    "rule_files",
+    "start",
+    "write_rules",
+    "write_targets",
+]
+
 JOBS = (cat.JOB_ENGINE, cat.JOB_ROUTER, cat.JOB_AGENT)
-LOOPBACK = "127.0.0.1"
-READY_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -137,17 +159,6 @@ def write_rules(layout: Layout, slos: Mapping[str, SloSpec]) -> bool:
     return changed
 
 
-def binary() -> str:
-    """The `prometheus` executable; a UserError with the fix when it is missing."""
-    found = shutil.which("prometheus")
-    if found is None:
-        raise UserError(
-            "`prometheus` is not installed, so the embedded cluster has no metrics store.",
-            fix="run `sudo ops/install-system-deps.sh` (Debian's prometheus package).",
-        )
-    return found
-
-
 def start(
     layout: Layout,
     port: int,
@@ -155,45 +166,12 @@ def start(
     evaluation_s: float,
     preexec: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start Prometheus on 127.0.0.1:`port` and wait until it is ready (the caller owns it)."""
-    import urllib.request
-
+    """Write prometheus.yml, start Prometheus on 127.0.0.1:`port` and wait until it is
+    ready (local/prometheus_server.py; the caller owns the process)."""
     config = prometheus_config(layout, scrape_s, evaluation_s)
     _write_if_changed(layout.config, yaml.safe_dump(config, sort_keys=False))
-    layout.data.mkdir(parents=True, exist_ok=True)
-    log = (layout.root / "prometheus.log").open("ab")
-    argv = [
-        binary(),
-        f"--config.file={layout.config}",
-        f"--web.listen-address={LOOPBACK}:{port}",
-        f"--storage.tsdb.path={layout.data}",
-        "--storage.tsdb.retention.time=2d",
-    ]
-    process = subprocess.Popen(
-        argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=preexec
-    )
-    url = f"http://{LOOPBACK}:{port}"
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise UserError(
-                f"prometheus exited with code {process.returncode} at start.",
-                fix=f"read {layout.root / 'prometheus.log'}.",
-            )
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as answer:
-                if answer.status == 200:
-                    return process
-        except OSError:
-            time.sleep(0.2)
-    process.terminate()
-    raise UserError(f"prometheus did not become ready on {url} in {READY_TIMEOUT_S:.0f} s.")
-
-
-def reload(process: subprocess.Popen[bytes]) -> None:
-    """Re-read config and rules (file-SD changes need no reload)."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGHUP)
+    log = layout.root / "prometheus.log"
+    return start_prometheus(layout.config, layout.data, log, port, preexec)
 
 
 def read_state(layout: Layout) -> dict[str, Any] | None:

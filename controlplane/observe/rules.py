@@ -3,7 +3,7 @@
 `recording_rules()` maps vLLM's and SGLang's names (and the simulator, which speaks both)
 onto one set of `glmctl:engine_*` series, so dashboards and alerts read the same over
 every flavour. The SLO ratios are computed per engine from that engine's own histogram
-bounds (engines/metric_names.py): SGLang's and vLLM's TTFT and ITL buckets differ, so a
+bounds (catalog/engine_metrics.py): SGLang's and vLLM's TTFT and ITL buckets differ, so a
 selector on one engine's `le` values matches nothing on the other. The availability SLI
 counts the router's bad outcomes (5xx, 429 because every queue is full, mid-stream
 failures: router/metrics.py). `alert_rules(slo)` holds the multi-window multi-burn-rate SLO alerts
@@ -18,7 +18,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.engines import metric_names as mn
+from controlplane.catalog import engine_metrics as mn
 from controlplane.observe import catalog as cat
 from controlplane.observe.alerts import alert as _alert
 from controlplane.observe.alerts import operational_alerts

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.catalog.gpus import GIB
-from controlplane.engines.cpu import targets_cpu
+from controlplane.local.cpu import targets_cpu
 
 if TYPE_CHECKING:
     from controlplane.spec import Topology

@@ -18,7 +18,14 @@ from pydantic import (
     model_serializer,
 )
 
+from controlplane.engines.registry import SIM
+
 PLAN_API_VERSION = "glmctl/v1"
+
+
+# `EngineGroupPlan.runtime` of a group the simulator stands in for (the simulator
+# profile's name, engines/registry.py).
+SIM_RUNTIME = SIM.name
 
 
 class _Frozen(BaseModel):
@@ -106,6 +113,11 @@ class EngineGroupPlan(_Frozen):
         description="Drain timeout: how long a leaving replica's in-flight requests may run"
         " (Serve's graceful shutdown and the engine's own drain are set from it).",
     )
+
+    @property
+    def simulated(self) -> bool:
+        """True when the simulator runs in place of the engine (`runtime` is `sim`)."""
+        return self.runtime == SIM_RUNTIME
 
 
 class ExternalPlan(_Frozen):

@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING
 
 from controlplane.capacity.performance import performance_model
 from controlplane.catalog.gpus import GIB
-from controlplane.engines import LaunchContext, build_command, target_version
-from controlplane.engines.cpu import targets_cpu
+from controlplane.engines import LaunchContext, build_command, profile_for
+from controlplane.engines.simulator import DEFAULT_FLAVOR
 from controlplane.errors import UserError
+from controlplane.local.cpu import targets_cpu
 from controlplane.planner.capacity import CapacityFigures, capacity_figures
 from controlplane.planner.fit import replicas_that_fit
 from controlplane.planner.inventory import Inventory, accelerator_resource
 from controlplane.planner.models import (
+    SIM_RUNTIME,
     AutoscalingPlan,
     DeploymentPlan,
     EngineGroupPlan,
@@ -27,7 +29,6 @@ from controlplane.planner.models import (
     ReplicaBounds,
     RouterPlan,
 )
-from controlplane.spec.models import EngineKind
 from controlplane.spec.router import RouterAuth
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ WORKER_CPUS = 1.0
 ACCELERATOR_CLAIM = 0.001
 # Time for a replica to become healthy: the simulator starts in seconds; a real engine
 # loads up to ~0.7 TB of weights and captures CUDA graphs (tens of minutes on cold disks).
-STARTUP_TIMEOUT_S = {"sim": 60.0, "real": 1800.0}
+SIM_STARTUP_TIMEOUT_S = 60.0
+ENGINE_STARTUP_TIMEOUT_S = 1800.0
 # Longest drain of a leaving replica: llm-d's wide-EP DeepSeek-R1 guide allows 300 s for its
 # longest request (llm-d#1653); Ray Serve's own default is 20 s (operations-anchors.md, A).
 DRAIN_CAP_S = 300.0
@@ -120,12 +122,6 @@ def external_plans(topology: Topology) -> tuple[ExternalPlan, ...]:
     )
 
 
-# Engines whose metric names the router reads as the simulator's flavour: the simulator
-# itself, and TensorRT-LLM (trtllm-serve's metric names are not modelled; resolve gives it
-# the vLLM flavour).
-SIM_FLAVORED = (EngineKind.SIM, EngineKind.TRTLLM)
-
-
 def _bundles(topology: Topology, inventory: Inventory, host_ram: float) -> list[dict[str, float]]:
     memory = inventory.memory_amount(host_ram)
     bundles: list[dict[str, float]] = []
@@ -147,16 +143,14 @@ def _engine_group(
     gpu_type = None if targets_cpu(topology) else topology.gpu.name
     fits = replicas_that_fit(inventory, gpu_type, bundles)
     bounds = _bounds(topology, inventory, fits, bundles)
-    simulate = topology.engine is EngineKind.SIM or (
-        inventory.simulated_gpus and not targets_cpu(topology)
-    )
-    flavor = topology.spec.simulation.flavor or EngineKind.SGLANG
+    profile = profile_for(topology.engine)
+    simulate = profile.always_simulated or (inventory.simulated_gpus and not targets_cpu(topology))
     return EngineGroupPlan(
         name="engine",
-        engine=topology.engine.value,
-        runtime="sim" if simulate else topology.engine.value,
-        flavor=flavor.value if topology.engine in SIM_FLAVORED else topology.engine.value,
-        engine_version=topology.spec.engine.version or target_version(topology.engine),
+        engine=profile.name,
+        runtime=SIM_RUNTIME if simulate else profile.name,
+        flavor=profile.planned_flavor(topology, DEFAULT_FLAVOR),
+        engine_version=topology.spec.engine.version or profile.target_version,
         model=topology.model.name,
         served_model_name=topology.served_model_name,
         gpu_type=topology.gpu.name,
@@ -170,7 +164,9 @@ def _engine_group(
         mem_fraction=figures.mem_fraction,
         replicas=bounds,
         autoscaling=_autoscaling(topology, bounds),
-        health=HealthCheck(startup_timeout_s=STARTUP_TIMEOUT_S["sim" if simulate else "real"]),
+        health=HealthCheck(
+            startup_timeout_s=SIM_STARTUP_TIMEOUT_S if simulate else ENGINE_STARTUP_TIMEOUT_S
+        ),
         max_ongoing_requests=topology.spec.router.max_queue_per_endpoint,
         graceful_shutdown_s=drain_seconds(topology),
     )

@@ -7,7 +7,7 @@ vLLM (v1 engine) exports `vllm:num_requests_running`, `vllm:num_requests_waiting
 `sglang:num_running_reqs`, `sglang:num_queue_reqs`, `sglang:token_usage` and
 `sglang:cache_hit_rate`. Values of one name with several label sets are summed (one
 engine may report per model or per data-parallel rank); ratios are averaged. The names
-(and TensorRT-LLM's JSON field names) are engines/metric_names.py's, pinned to each
+(and TensorRT-LLM's JSON field names) are catalog/engine_metrics.py's, pinned to each
 engine's source there.
 
 TensorRT-LLM (`trtllm-serve`, 1.2.0rc2, the version engines/trtllm.py targets) answers
@@ -40,7 +40,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from controlplane.engines.metric_names import (
+from controlplane.catalog.engine_metrics import (
     FLAVOR_SGLANG,
     FLAVOR_TRTLLM,
     FLAVOR_VLLM,
@@ -50,7 +50,7 @@ from controlplane.engines.metric_names import (
 )
 
 FLAVORS = (FLAVOR_VLLM, FLAVOR_SGLANG, FLAVOR_TRTLLM)
-_V, _S, _T = VLLM_0_32, SGLANG_0_5_23, TRTLLM_1_2  # names: engines/metric_names.py
+_V, _S, _T = VLLM_0_32, SGLANG_0_5_23, TRTLLM_1_2  # names: catalog/engine_metrics.py
 
 _SUMMED: dict[str, dict[str, tuple[str, ...]]] = {
     FLAVOR_VLLM: {

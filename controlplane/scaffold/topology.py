@@ -23,10 +23,12 @@ from controlplane.capacity.search import Candidate, search
 from controlplane.catalog.gpus import GIB
 from controlplane.errors import UserError
 from controlplane.spec import Topology, TopologySpec, parse_spec, resolve
+from controlplane.spec.models import EngineSpec
 
 DEFAULT_CONTEXT = 32768  # the model card's standard context
 CONTEXT_STEP = 1024
 MIN_CONTEXT = 4096  # below this a lowered context is no longer a useful deployment
+DEFAULT_ENGINE = EngineSpec().kind.value  # a spec that names no engine gets this one
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Answers:
     precision: str | None = None
     context: int = DEFAULT_CONTEXT
     batch: int = 8
-    engine: str = "sglang"
+    engine: str = DEFAULT_ENGINE
     name: str | None = None
     model_config: Any = None  # a local ModelEntry (from a config.json) instead of `model`
 
@@ -216,7 +218,7 @@ def _fields(
             f"concurrent sequences; the KV cache holds {mem.kv_tokens} tokens per replica.",
         ),
     ]
-    if answers.engine != "sglang":
+    if answers.engine != DEFAULT_ENGINE:
         fields.append(("engine", {"kind": answers.engine}, "the engine asked for."))
     if replicas > 1:
         fields.append(("replicas", {"min": replicas}, f"{replicas} replicas fill the {answers.gpus}"

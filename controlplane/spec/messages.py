@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from controlplane.spec.models import TopologySpec
 
@@ -83,9 +83,11 @@ SYNONYMS = {
 }
 
 
-def model_at(path: Sequence[str | int]) -> type[BaseModel] | None:
-    """The pydantic model a key path leads to (for listing valid keys)."""
-    model: type[BaseModel] = TopologySpec
+def model_at(
+    path: Sequence[str | int], root: type[BaseModel] = TopologySpec
+) -> type[BaseModel] | None:
+    """The pydantic model a key path from `root` leads to (for listing valid keys)."""
+    model: type[BaseModel] = root
     for part in path:
         if isinstance(part, int):  # an item of a list: the list's own model
             continue
@@ -121,14 +123,14 @@ def _misplaced(key: str) -> str | None:
     return None
 
 
-def unknown_key(loc: Path_, value: Any = "...") -> Problem:
-    parent = model_at(loc[:-1])
+def unknown_key(loc: Path_, value: Any = "...", root: type[BaseModel] = TopologySpec) -> Problem:
+    parent = model_at(loc[:-1], root)
     valid = field_names(parent) if parent else []
     key = str(loc[-1])
     synonym = SYNONYMS.get(key.lower().replace("-", "_"))
     # A synonym of a nested field (`tensor_parallel` -> parallelism.tensor) says where to
     # move the key before a fuzzy match at this level renames it to something unrelated.
-    moved = _misplaced(synonym or key) if len(loc) == 1 else None
+    moved = _misplaced(synonym or key) if len(loc) == 1 and root is TopologySpec else None
     guess = synonym if synonym in valid else None
     if guess is None and moved is None:
         guess = suggest(key.lower(), valid)
@@ -154,14 +156,14 @@ def unknown_key(loc: Path_, value: Any = "...") -> Problem:
     return Problem(loc, f"unknown field `{key}`{where}.", fix, on_key=True)
 
 
-def missing_field(loc: Path_) -> Problem:
+def missing_field(loc: Path_, root: type[BaseModel] = TopologySpec) -> Problem:
     where = f" under `{dotted(loc[:-1])}`" if len(loc) > 1 else ""
     key = str(loc[-1])
-    example = _example(loc)
+    example = _example(loc, root)
     value = flow(example) if example is not None else "..."
     return Problem(
         loc,
-        f"required field `{key}`{where} is missing ({describe(loc)}).",
+        f"required field `{key}`{where} is missing ({describe(loc, root)}).",
         f"add `{key}: {value}`{where}.",
         on_key=True,
         missing=True,
@@ -187,7 +189,7 @@ def model_source(kind: str) -> Problem:
     )
 
 
-def bad_choice(loc: Path_, err: dict[str, Any]) -> Problem:
+def bad_choice(loc: Path_, err: dict[str, Any], root: type[BaseModel] = TopologySpec) -> Problem:
     name = dotted(loc)
     expected = err.get("ctx", {}).get("expected", "")
     choices = [c.strip(" '\"") for c in expected.replace(" or ", ",").split(",") if c.strip()]
@@ -198,18 +200,18 @@ def bad_choice(loc: Path_, err: dict[str, Any]) -> Problem:
     return Problem(
         loc,
         f"`{name}: {flow(given)}` is not one of {', '.join(choices)}{hint}",
-        f"{fix} ({describe(loc)}).",
+        f"{fix} ({describe(loc, root)}).",
     )
 
 
-def bad_type(loc: Path_, err: dict[str, Any]) -> Problem:
+def bad_type(loc: Path_, err: dict[str, Any], root: type[BaseModel] = TopologySpec) -> Problem:
     name = dotted(loc)
     kind = str(err["type"])
     expected = _TYPE_WORDS.get(kind.split("_")[0], "value of another kind")
     if kind == "int_from_float":
         expected = _TYPE_WORDS["int"]
     given = err.get("input")
-    example = _example(loc)
+    example = _example(loc, root)
     if kind == "string_type" and not isinstance(given, dict | list):
         fix = f'quote it: `{loc[-1]}: "{given}"`.'
     elif example is not None:
@@ -217,7 +219,9 @@ def bad_type(loc: Path_, err: dict[str, Any]) -> Problem:
     else:
         fix = f"write `{name}` as {expected}."
     return Problem(
-        loc, f"`{name}` must be {expected}, got {_show(given)}; it means: {describe(loc)}.", fix
+        loc,
+        f"`{name}` must be {expected}, got {_show(given)}; it means: {describe(loc, root)}.",
+        fix,
     )
 
 
@@ -229,14 +233,14 @@ _BOUNDS = {
 }
 
 
-def out_of_range(loc: Path_, err: dict[str, Any]) -> Problem:
+def out_of_range(loc: Path_, err: dict[str, Any], root: type[BaseModel] = TopologySpec) -> Problem:
     name = dotted(loc)
     bound = _BOUNDS[str(err["type"])]
     limit = next(iter(err.get("ctx", {}).values()), "")
     return Problem(
         loc,
         f"`{name}` is {_show(err.get('input'))} but must be {bound} {limit};"
-        f" it means: {describe(loc)}.",
+        f" it means: {describe(loc, root)}.",
         f"set `{name}` to a value {bound} {limit}.",
     )
 
@@ -250,27 +254,29 @@ def bad_name(loc: Path_, err: dict[str, Any]) -> Problem:
     )
 
 
-def pydantic_problem(err: Any, data: dict[str, Any] | None = None) -> Problem:
-    """One pydantic error (an item of `ValidationError.errors()`) as a Problem."""
+def pydantic_problem(
+    err: Any, data: dict[str, Any] | None = None, root: type[BaseModel] = TopologySpec
+) -> Problem:
+    """One pydantic error (an item of `ValidationError.errors()` of `root`) as a Problem."""
     loc: Path_ = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
     kind = str(err["type"])
     if kind == "extra_forbidden":
-        return unknown_key(loc, err.get("input", "..."))
+        return unknown_key(loc, err.get("input", "..."), root)
     if kind == "missing":
-        return missing_field(loc)
+        return missing_field(loc, root)
     if kind.startswith("model_source_"):
         return model_source(kind)
     if "api_key" in loc or kind == "external_url":
         return external_problem(loc, kind, str(err.get("msg", "")))
     if kind in ("enum", "literal_error"):
-        return bad_choice(loc, err)
+        return bad_choice(loc, err, root)
     if kind == "string_pattern_mismatch" and loc == ("name",):
         return bad_name(loc, err)
     if kind.endswith(("_type", "_parsing")) or kind == "int_from_float":
-        return bad_type(loc, err)
+        return bad_type(loc, err, root)
     if kind in _BOUNDS:
-        return out_of_range(loc, err)
-    return _fallback(loc, err)
+        return out_of_range(loc, err, root)
+    return _fallback(loc, err, root)
 
 
 def external_problem(loc: Path_, kind: str, message: str) -> Problem:
@@ -308,7 +314,7 @@ def external_problem(loc: Path_, kind: str, message: str) -> Problem:
     )
 
 
-def _fallback(loc: Path_, err: dict[str, Any]) -> Problem:
+def _fallback(loc: Path_, err: dict[str, Any], root: type[BaseModel] = TopologySpec) -> Problem:
     message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     message = message.replace("Input should be", "it should be").rstrip(".")
     if not loc:
@@ -316,7 +322,7 @@ def _fallback(loc: Path_, err: dict[str, Any]) -> Problem:
     name = dotted(loc)
     return Problem(
         loc,
-        f"`{name}` is {_show(err.get('input'))}: {message}; it means: {describe(loc)}.",
+        f"`{name}` is {_show(err.get('input'))}: {message}; it means: {describe(loc, root)}.",
         f"correct `{name}`; `glmctl schema` lists what each field accepts.",
     )
 
@@ -354,20 +360,28 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _example(loc: Path_) -> Any:
+def _example(loc: Path_, root: type[BaseModel] = TopologySpec) -> Any:
     if not loc:
         return None
-    parent = model_at(loc[:-1])
+    parent = model_at(loc[:-1], root)
     field = field_info(parent, str(loc[-1])) if parent else None
     examples = getattr(field, "examples", None) if field is not None else None
     return examples[0] if examples else None
 
 
-def describe(loc: Path_) -> str:
+def describe(loc: Path_, root: type[BaseModel] = TopologySpec) -> str:
     """The field's own description, so a message says what the field means."""
     if not loc:
         return "see `glmctl schema`"
-    parent = model_at(loc[:-1])
+    parent = model_at(loc[:-1], root)
     field = field_info(parent, str(loc[-1])) if parent else None
     text = field.description if field is not None and field.description else None
     return text.rstrip(".") if text else "see `glmctl schema`"
+
+
+def validation_messages(exc: ValidationError, root: type[BaseModel] = TopologySpec) -> list[str]:
+    """What is wrong, one sentence per error of `exc` (raised validating `root`), worded as a
+    spec file's errors are: for input that is not a file (command-line flags), whose
+    caller adds the fix that fits where the input came from."""
+    problems = without_masked([pydantic_problem(err, root=root) for err in exc.errors()])
+    return [problem.message for problem in problems]

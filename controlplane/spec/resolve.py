@@ -22,7 +22,6 @@ from controlplane.catalog import (
     find_gpu,
     find_model,
     gpu_names,
-    trtllm_matrix,
 )
 from controlplane.catalog.formats import (
     TRANSFORMERS,
@@ -33,33 +32,21 @@ from controlplane.catalog.formats import (
 )
 from controlplane.catalog.hf_config import load_model_config
 from controlplane.errors import SpecError, UserError
+from controlplane.spec.engine_checks import SPEC_RULES, spec_rules
 from controlplane.spec.layout import moe_split_fails_fp8, resolve_layout
 from controlplane.spec.loader import LineIndex, Problem, format_problem, load_spec, suggest
 from controlplane.spec.models import (
     AutoscalingSpec,
-    EngineKind,
     KvCacheDtype,
     SpeculativeAlgorithm,
     TopologySpec,
-    TrtllmQuant,
 )
 from controlplane.spec.topology import Topology
 
 __all__ = ["Topology", "load_topology", "moe_split_fails_fp8", "resolve"]
 
-# Engine versions the command builders target (shared/reference/real-engines-on-cpu.md).
-DEFAULT_ENGINE_VERSION = {
-    EngineKind.SGLANG: "0.5.23",
-    EngineKind.VLLM: "0.32.0",
-    EngineKind.SIM: "0.1.0",
-    EngineKind.TRTLLM: "1.2.0rc2",
-}
-# The API the simulator mimics per engine (its own, but `engine: sim` mimics SGLang); a
-# simulated TensorRT-LLM replica answers `/metrics` with trtllm-serve's JSON iteration stats.
-SIM_FLAVOR = {EngineKind.SIM: EngineKind.SGLANG}
-# The model card's MTP settings (GLM-4.5 README); vLLM's recipe drafts one token.
-CARD_SPECULATIVE = {"num_steps": 3, "eagle_topk": 1, "num_draft_tokens": 4}
-VLLM_MTP_TOKENS = 1
+# Engine versions the command builders target, by engine (spec/engine_checks.py).
+DEFAULT_ENGINE_VERSION = {rules.engine: rules.default_version for rules in SPEC_RULES}
 
 
 def resolve(
@@ -103,8 +90,9 @@ def resolve(
     resolved.gpus.type = gpu.name
     resolve_layout(resolved, checkpoint, problems, warnings)
     _resolve_serving(resolved, checkpoint, gpu, problems, warnings)
-    if resolved.engine.kind is EngineKind.TRTLLM and not problems:
-        _check_trtllm(resolved, checkpoint, gpu, problems)
+    check = spec_rules(resolved.engine.kind).check
+    if check is not None and not problems:
+        check(resolved, checkpoint, gpu, problems)
     if problems:
         _raise(problems, origin, lines)
     return Topology(resolved, checkpoint, gpu, origin, tuple(warnings))
@@ -153,7 +141,7 @@ def _engine_checkpoint(
             " unavailable)."
         )
     method = spec.engine.trtllm_quant
-    if method is not None and spec.engine.kind is not EngineKind.TRTLLM:
+    if method is not None and not spec_rules(spec.engine.kind).takes_trtllm_quant:
         problems.append(
             Problem(
                 ("engine", "trtllm_quant"),
@@ -232,10 +220,11 @@ def _resolve_serving(
     engine = s.engine
     engine.tool_parser = engine.tool_parser or entry.tool_parser
     engine.reasoning_parser = engine.reasoning_parser or entry.reasoning_parser
+    rules = spec_rules(engine.kind)
     if engine.version is None:
-        engine.version = DEFAULT_ENGINE_VERSION[engine.kind]
+        engine.version = rules.default_version
     if s.simulation.flavor is None:
-        s.simulation.flavor = SIM_FLAVOR.get(engine.kind, engine.kind)
+        s.simulation.flavor = rules.mimics or engine.kind
     _resolve_replicas(s, problems)
     _resolve_external(s, problems)
 
@@ -284,60 +273,11 @@ def _resolve_external(s: TopologySpec, problems: list[Problem]) -> None:
         )
 
 
-def _check_trtllm(
-    s: TopologySpec, entry: ModelEntry, gpu: GpuType, problems: list[Problem]
-) -> None:
-    """TensorRT-LLM's matrix limits on the split and batch, and the KV dtypes its
-    conversion path can build (FP8 KV only through quantize.py: precision fp8 or awq)."""
-    assert s.gpus.nodes is not None and s.context_length is not None
-    refused = trtllm_matrix.layout_refusal(
-        entry, s.parallelism.pipeline, s.gpus.nodes, s.max_num_seqs, s.context_length
-    )
-    if refused is not None:
-        problems.append(Problem(("engine",), refused.reason + ".", refused.fix + "."))
-    if s.gpus.type.upper() == "CPU":
-        problems.append(
-            Problem(
-                ("gpus", "type"),
-                "TensorRT-LLM builds and runs engines on NVIDIA GPUs only.",
-                "name a GPU type, or serve on the CPU with `engine: vllm`.",
-            )
-        )
-    fp8 = s.precision is Precision.FP8 or s.kv_cache_dtype is KvCacheDtype.FP8
-    if fp8 and not gpu.supports_fp8 and gpu.name.upper() != "CPU":
-        problems.append(
-            Problem(
-                ("precision",),
-                f"TensorRT-LLM's FP8 engines need FP8 tensor cores (Ada, Hopper or newer);"
-                f" {gpu.display_name} has none.",
-                "set `precision: int8` (weight-only) on this GPU, or use an FP8 GPU.",
-            )
-        )
-    method = s.engine.trtllm_quant
-    through_quantize = s.precision is Precision.FP8 or method is TrtllmQuant.AWQ
-    if s.kv_cache_dtype is KvCacheDtype.FP8 and not through_quantize:
-        problems.append(
-            Problem(
-                ("kv_cache_dtype",),
-                "TensorRT-LLM's convert_checkpoint.py builds no FP8 KV cache (only"
-                " `--int8_kv_cache`); FP8 KV comes from quantize.py with precision fp8 or AWQ.",
-                "set `kv_cache_dtype: auto`, or `precision: fp8`.",
-            )
-        )
-
-
 def _resolve_speculative(s: TopologySpec, entry: ModelEntry, problems: list[Problem]) -> None:
     spec = s.speculative
-    engine = s.engine.kind
+    style = spec_rules(s.engine.kind).speculative
     if spec.algorithm is None:
-        if not entry.has_mtp:
-            spec.algorithm = SpeculativeAlgorithm.NONE
-        else:
-            spec.algorithm = (
-                SpeculativeAlgorithm.MTP
-                if engine is EngineKind.VLLM
-                else SpeculativeAlgorithm.EAGLE
-            )
+        spec.algorithm = style.algorithm if entry.has_mtp else SpeculativeAlgorithm.NONE
     if spec.algorithm is SpeculativeAlgorithm.NONE:
         return
     if not entry.has_mtp:
@@ -349,15 +289,12 @@ def _resolve_speculative(s: TopologySpec, entry: ModelEntry, problems: list[Prob
             )
         )
         return
-    if engine is EngineKind.VLLM:
-        spec.num_steps = spec.num_steps or VLLM_MTP_TOKENS
-        spec.eagle_topk = spec.eagle_topk or 1
-        spec.num_draft_tokens = spec.num_draft_tokens or spec.num_steps
-    else:
-        spec.num_steps = spec.num_steps or CARD_SPECULATIVE["num_steps"]
-        spec.eagle_topk = spec.eagle_topk or CARD_SPECULATIVE["eagle_topk"]
-        spec.num_draft_tokens = spec.num_draft_tokens or spec.num_steps * spec.eagle_topk + 1
-    limit = spec.num_steps * spec.eagle_topk + (0 if engine is EngineKind.VLLM else 1)
+    spec.num_steps = spec.num_steps or style.num_steps
+    spec.eagle_topk = spec.eagle_topk or style.eagle_topk
+    spec.num_draft_tokens = spec.num_draft_tokens or style.default_draft(
+        spec.num_steps, spec.eagle_topk
+    )
+    limit = style.draft_limit(spec.num_steps, spec.eagle_topk)
     if spec.num_draft_tokens > limit:
         problems.append(
             Problem(

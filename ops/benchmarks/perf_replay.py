@@ -84,7 +84,7 @@ def tokenizer_dir(work: Path) -> Path | None:
         if (folder / "tokenizer.json").is_file() and (folder / "tokenizer_config.json").is_file():
             return folder
     try:
-        from controlplane.engines.tiny_writer import write_tokenizer
+        from controlplane.local.tiny_writer import write_tokenizer
 
         out = work / "tokenizer"
         out.mkdir(exist_ok=True)

@@ -38,9 +38,9 @@ from typing import Any
 import yaml
 
 from controlplane.engines import LaunchContext, build_command
-from controlplane.engines.tiny_model import ensure_tiny_model
 from controlplane.engines.venv import engine_argv, ensure_engine_venv, split_launch, venv_root
 from controlplane.local.ports import free_port
+from controlplane.local.tiny_model import ensure_tiny_model
 from controlplane.spec import load_topology
 from controlplane.spec.models import EngineKind
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from controlplane.catalog import Architecture, ModelEntry, Precision
-from controlplane.engines.tiny_model import tiny_config
 from controlplane.engines.venv import EngineVenv, ensure_engine_venv
+from controlplane.local.tiny_model import tiny_config
 from controlplane.spec.models import EngineKind
 
 HERE = Path(__file__).resolve().parent
@@ -71,7 +71,7 @@ def sglang_venv(engine_venvs: dict[EngineKind, EngineVenv]) -> EngineVenv:
 @pytest.fixture(scope="session")
 def tiny_model_dir(vllm_venv: EngineVenv) -> Path:
     """The tiny random GLM-4.5 checkpoint (generated once, cached by content hash)."""
-    from controlplane.engines.tiny_model import ensure_tiny_model
+    from controlplane.local.tiny_model import ensure_tiny_model
 
     return ensure_tiny_model(python=vllm_venv.python)
 

@@ -37,3 +37,12 @@ def test_a_malformed_variable_names_itself(
     with pytest.raises(UserError, match=variable) as caught:
         get_settings()
     assert caught.value.fix
+
+
+def test_a_malformed_redis_url_never_shows_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLMCTL_REDIS_URL", "http://:hunter2@127.0.0.1:6379/0")
+    with pytest.raises(UserError, match="GLMCTL_REDIS_URL") as caught:
+        get_settings()
+    shown = str(caught.value)
+    assert "hunter2" not in shown and "redis://" in shown
+    assert "Input should be" not in shown and "Value error" not in shown  # spec/messages wording

@@ -1,9 +1,9 @@
 """The embedded cluster's observe agent: Prometheus, following the live registry.
 
 One detached process (`python -m controlplane.backends.ray.monitor`) per embedded cluster.
-It runs Prometheus (controlplane.observe.prometheus) as its child, rewrites the file-SD
-targets and rule files from the records in Redis every `POLL_S` (router, every engine
-replica, itself), so targets follow scale up/down without a restart, and serves the
+It runs Prometheus (local/prometheus_server.py) as its child, rewrites the file-SD targets
+and rule files (observe/prometheus.py) from the records in Redis every `POLL_S` (router,
+every engine replica, itself), so targets follow scale up/down without a restart, and serves the
 deployment metrics of the catalogue's AGENT section on its own `/metrics`.
 
 `ensure(target)` runs after an apply, `stop()` when the last deployment goes;
@@ -28,16 +28,16 @@ from urllib.parse import urlparse
 
 from controlplane.backends.ray.records import DeploymentRecord, list_records, replica_records
 from controlplane.catalog.gpus import find_gpu
+from controlplane.engines import find_profile
+from controlplane.local.prometheus_server import LOOPBACK
+from controlplane.local.prometheus_server import binary as prometheus_binary
+from controlplane.local.prometheus_server import reload as reload_prometheus
 from controlplane.observe import catalog as cat
 from controlplane.observe import prometheus as prom
 from controlplane.settings import get_settings
 from controlplane.spec.models import SloSpec
 
 POLL_S = 1.0
-# trtllm-serve's /metrics is no Prometheus text but JSON iteration stats, a long poll that
-# drains the queue the router reads (router/engine_metrics.py): Prometheus scrapes its
-# /health instead, an empty 200 answer that gives `up` (the replica-down alert) and no series.
-ENGINE_SCRAPE_PATH = {"trtllm": "/health"}
 REDIS_GONE_S = 30.0  # the cluster is gone: the agent exits (never outlives it for long)
 START_TIMEOUT_S = 40.0
 
@@ -63,7 +63,9 @@ def targets(records: Sequence[DeploymentRecord], replicas: Replicas, agent: str)
         }
         router_labels = {**base, cat.REPLICA: "router", cat.NODE_RANK: "0"}
         out.append(prom.ScrapeTarget(_address(record.router_url), cat.JOB_ROUTER, router_labels))
-        path = ENGINE_SCRAPE_PATH.get(record.deployment_plan.group.flavor)
+        # What the engine's profile has Prometheus scrape (None: /metrics).
+        engine = find_profile(record.deployment_plan.group.flavor)
+        path = engine.prometheus_path if engine is not None else None
         for replica in replicas.get(record.name, ()):
             labels = {**base, cat.REPLICA: replica["replica_id"], cat.NODE_RANK: "0"}
             if path is not None:
@@ -103,7 +105,7 @@ def agent_metrics(
             lines.append(_gauge("glmctl_plan_host_memory_bytes", dep, host))
         for replica in mine:
             for rank in replica.get("ranks", ()):
-                if rank.get("host") != prom.LOOPBACK:  # only this host's processes are visible
+                if rank.get("host") != LOOPBACK:  # only this host's processes are visible
                     continue
                 labels = {
                     **dep,
@@ -165,7 +167,7 @@ def _serve(agent: _Agent) -> ThreadingHTTPServer:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer((prom.LOOPBACK, 0), Handler)
+    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -176,12 +178,12 @@ def run(state_dir: Path, redis_url: str, port: int, interval_s: float) -> None:
 
     agent = _Agent(state_dir, redis_url)
     server = _serve(agent)
-    address = f"{prom.LOOPBACK}:{server.server_address[1]}"
+    address = f"{LOOPBACK}:{server.server_address[1]}"
     agent.poll(address)
     process = prom.start(agent.layout, port, interval_s, interval_s, preexec=_die_with_parent)
     state = {
         "pid": os.getpid(),
-        "prometheus_url": f"http://{prom.LOOPBACK}:{port}",
+        "prometheus_url": f"http://{LOOPBACK}:{port}",
         "agent": address,
     }
     agent.layout.state.write_text(json.dumps(state))
@@ -191,7 +193,7 @@ def run(state_dir: Path, redis_url: str, port: int, interval_s: float) -> None:
         while not stopping.wait(POLL_S) and process.poll() is None:
             try:
                 if agent.poll(address):
-                    prom.reload(process)
+                    reload_prometheus(process)
             except Exception:  # Redis restarting: keep the last targets a while
                 if time.monotonic() - agent.last_ok > REDIS_GONE_S:
                     break
@@ -219,7 +221,7 @@ def ensure(redis_url: str, state_dir: Path | None = None) -> str:
     running = prometheus_url(state_dir)
     if running:
         return running
-    prom.binary()  # a missing prometheus is a UserError here, before spawning
+    prometheus_binary()  # a missing prometheus is a UserError here, before spawning
     root = layout(state_dir).root
     root.mkdir(parents=True, exist_ok=True)
     argv = [

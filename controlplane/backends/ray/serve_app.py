@@ -173,7 +173,7 @@ class EngineGroup:
         raise RuntimeError(f"engine not healthy after {timeout:.0f} s: {reason}")
 
     def _register(self) -> None:
-        from controlplane.router.engine_metrics import FLAVORS
+        from controlplane.engines import metrics_flavor
         from controlplane.router.registry import register_endpoint
 
         group = self.plan.group
@@ -183,7 +183,7 @@ class EngineGroup:
             self.url,
             group.served_model_name,
             group=self.app_name,
-            flavor=group.flavor if group.flavor in FLAVORS else "sglang",
+            flavor=metrics_flavor(group.flavor),
             namespace=router_namespace(self.plan.name),
         )
         client = _redis(self.redis_url)
@@ -317,7 +317,7 @@ class RouterHost:
         import ray
 
         from controlplane.backends.ray.workers import _die_with_parent
-        from controlplane.engines.base import EngineProcess, LaunchCommand
+        from controlplane.engines import EngineProcess, LaunchCommand
         from controlplane.router.config import RouterConfig
         from controlplane.router.external import ExternalEndpoint
         from controlplane.router.limits import RequestLimits

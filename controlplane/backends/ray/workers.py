@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from controlplane.backends.ray.loopback import LOOPBACK
-from controlplane.engines.base import EngineProcess, LaunchCommand
+from controlplane.engines import EngineProcess, LaunchCommand
 from controlplane.local.ports import free_port
 
 LOG_TAIL_BYTES = 2000

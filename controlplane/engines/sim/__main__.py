@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from controlplane.engines.registry import simulator_flavors
 from controlplane.errors import UserError
 from controlplane.spec import EngineKind
 
@@ -17,10 +18,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--spec-json", help="Resolved TopologySpec as JSON.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument(
-        "--flavor",
-        choices=[EngineKind.SGLANG.value, EngineKind.VLLM.value, EngineKind.TRTLLM.value],
-    )
+    parser.add_argument("--flavor", choices=simulator_flavors())
     parser.add_argument("--time-scale", type=float, help="Simulated seconds per wall second.")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--served-model-name")

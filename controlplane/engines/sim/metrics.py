@@ -1,5 +1,5 @@
 """Prometheus metrics of the simulated engine, named, labelled and bucketed like the real
-engines (engines/metric_names.py: each flavour's names, labels and bucket bounds for the
+engines (catalog/engine_metrics.py: each flavour's names, labels and bucket bounds for the
 targeted version, transcribed from the engine's source).
 
 Histograms observe into the union of every flavour's bounds and render only the bounds of
@@ -25,7 +25,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from controlplane.engines import metric_names as mn
+from controlplane.catalog import engine_metrics as mn
 from controlplane.engines.sim.tokens import BLOCK_TOKENS
 from controlplane.spec import EngineKind
 

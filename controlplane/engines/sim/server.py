@@ -15,6 +15,7 @@ from controlplane.engines.sim.requests import Limits
 from controlplane.engines.sim.scheduler import Scheduler, SchedulerConfig, StepTiming
 from controlplane.engines.sim.tokenizer import text_rules
 from controlplane.engines.sim.tokens import BLOCK_TOKENS, word_stream
+from controlplane.engines.simulator import sim_argv
 from controlplane.errors import UserError
 from controlplane.spec import EngineKind, Topology, parse_spec, resolve
 
@@ -143,21 +144,21 @@ class SimServer:
         from controlplane.local.ports import free_port
 
         port = port or free_port(host)
-        args = [sys.executable, "-m", "controlplane.engines.sim", "--spec-json",
-                topo.spec.model_dump_json(by_alias=True), "--host", host, "--port", str(port),
-                "--time-scale", str(time_scale), "--seed", str(seed)]  # fmt: skip
-        if flavor is not None:
-            args += ["--flavor", str(EngineKind(flavor).value)]
+        options: dict[str, str] = {}
         if kv_tokens is not None:
-            args += ["--kv-tokens", str(kv_tokens)]
+            options["kv-tokens"] = str(kv_tokens)
         if max_num_seqs is not None:
-            args += ["--max-num-seqs", str(max_num_seqs)]
+            options["max-num-seqs"] = str(max_num_seqs)
         if served_model_name is not None:
-            args += ["--served-model-name", served_model_name]
+            options["served-model-name"] = served_model_name
         if trtllm_stats_wait_s:
-            args += ["--trtllm-stats-wait", str(trtllm_stats_wait_s)]
+            options["trtllm-stats-wait"] = str(trtllm_stats_wait_s)
         if api_key_env is not None:
-            args += ["--api-key-env", api_key_env]
+            options["api-key-env"] = api_key_env
+        spec_json = topo.spec.model_dump_json(by_alias=True)
+        args = sim_argv(
+            sys.executable, spec_json, host, str(port), flavor, time_scale, seed, options
+        )
         process = subprocess.Popen(
             args, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL
         )

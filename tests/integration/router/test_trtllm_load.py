@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis
 
-from controlplane.engines.base import EngineProcess, LaunchCommand
+from controlplane.engines import EngineProcess, LaunchCommand
 from controlplane.engines.sim import SimServer
 from controlplane.local.redis_server import LocalRedis
 from controlplane.router.registry import register_endpoint

@@ -11,7 +11,7 @@ import yaml
 
 from controlplane.engines.sim import SimServer
 from controlplane.engines.sim.tokens import render_chat
-from controlplane.engines.tiny_writer import write_tokenizer
+from controlplane.local.tiny_writer import write_tokenizer
 from controlplane.spec import parse_spec, resolve
 from tests.conftest import TOPOLOGIES
 

@@ -12,7 +12,14 @@ TOPOLOGY = Path(__file__).resolve().parents[3] / "topologies" / "glm45-fp8.yaml"
 
 
 @pytest.mark.parametrize(
-    "flags", [["--time-scale", "0"], ["--time-scale", "-1"], ["--kv-tokens", "0"], ["--port", "0"]]
+    "flags",
+    [
+        ["--time-scale", "0"],
+        ["--time-scale", "-1"],
+        ["--kv-tokens", "0"],
+        ["--port", "0"],
+        ["--flavor", "sglng"],  # the engines the simulator mimics come from their profiles
+    ],
 )
 def test_bad_flags_exit_2_without_traceback(
     flags: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

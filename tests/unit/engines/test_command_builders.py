@@ -10,7 +10,7 @@ import pytest
 from controlplane.catalog import Precision
 from controlplane.engines import LaunchContext, build_command, sim_command
 from controlplane.engines.base import PLACEHOLDERS, LaunchCommand, flag_args
-from controlplane.engines.cpu import targets_cpu
+from controlplane.local.cpu import targets_cpu
 from controlplane.spec import Topology, load_topology
 from controlplane.spec.models import EngineKind
 

@@ -1,5 +1,5 @@
 """The engines' real histogram layouts, transcribed here from their source independently of
-controlplane/engines/metric_names.py, so tests can check glmctl's copy and run the rules on
+controlplane/catalog/engine_metrics.py, so tests can check glmctl's copy and run the rules on
 what a real engine exports.
 
 - SGLang 0.5.23 (PyPI wheel sglang-0.5.23-cp311-cp311-manylinux_2_34_x86_64.whl),

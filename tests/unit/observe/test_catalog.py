@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from controlplane.engines import metric_names as mn
+from controlplane.catalog import engine_metrics as mn
 from controlplane.engines.sim import metrics as sim
 from controlplane.observe import catalog as cat
 from controlplane.spec import EngineKind
@@ -36,7 +36,7 @@ def test_every_engine_series_exists_in_that_flavour(flavor: EngineKind) -> None:
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.engine)
 def test_bucket_bounds_are_the_engines_own(layout: Layout) -> None:
-    """glmctl's copy (engines/metric_names.py) equals the transcription from the engine's
+    """glmctl's copy (catalog/engine_metrics.py) equals the transcription from the engine's
     source, and the simulator of that flavour exports exactly those `le` values."""
     names = mn.prometheus_metrics(layout.engine)
     assert (names.ttft.name, names.itl.name) == (layout.ttft, layout.itl)

@@ -110,7 +110,7 @@ def test_agent_metrics_report_replicas_ranks_and_the_plan() -> None:
 
 
 def test_interpolated_slo_threshold_between_buckets() -> None:
-    from controlplane.engines.metric_names import HistogramNames
+    from controlplane.catalog.engine_metrics import HistogramNames
     from controlplane.observe.rules import good_rate
 
     hist = HistogramNames("x_seconds", (1.0, 2.5), ())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from controlplane.engines.metric_names import HistogramNames
+from controlplane.catalog.engine_metrics import HistogramNames
 from controlplane.engines.sim.metrics import EngineGauges, EngineMetrics, Histogram, render
 from controlplane.spec import EngineKind
 

@@ -10,8 +10,8 @@ import pytest
 from controlplane.engines.sim import tokens
 from controlplane.engines.sim.requests import Limits, parse_request
 from controlplane.engines.sim.tokenizer import WORDS, TokenizerRules, text_rules
-from controlplane.engines.tiny_writer import write_tokenizer
 from controlplane.errors import UserError
+from controlplane.local.tiny_writer import write_tokenizer
 
 tokenizers = pytest.importorskip("tokenizers")  # in glmctl[tokenizer] and the dev extra
 

@@ -1,4 +1,4 @@
-"""The CPU target of the vLLM path (controlplane/engines/cpu.py): pure settings."""
+"""The CPU target of the vLLM path (controlplane/local/cpu.py): pure settings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from controlplane.engines import LaunchContext, build_command
-from controlplane.engines.cpu import (
+from controlplane.engines.base import PYTHON
+from controlplane.engines.vllm import TARGET_VERSION
+from controlplane.local.cpu import (
     GPU_ONLY_FLAGS,
     MIN_KV_CACHE_GIB,
     cpu_launch_prefix,
@@ -17,7 +19,7 @@ from controlplane.engines.cpu import (
     kv_cache_gib,
     targets_cpu,
 )
-from controlplane.engines.venv import LAUNCH_MODULE, split_launch
+from controlplane.local.launch import LAUNCH_MODULE, split_launch
 from controlplane.spec import Topology, load_topology, parse_spec, resolve
 from tests.conftest import TOPOLOGIES
 
@@ -75,7 +77,7 @@ def test_cpu_command_runs_through_the_venv_launcher() -> None:
     command = build_command(topo, LaunchContext(mem_fraction=0.9))
     assert command is not None
     launcher, engine = split_launch(list(command.argv))
-    assert launcher == cpu_launch_prefix(topo)[:-1]
+    assert launcher == cpu_launch_prefix(topo, PYTHON, "vllm", TARGET_VERSION)[:-1]
     assert launcher[1:3] == ["-m", LAUNCH_MODULE]
     assert launcher[launcher.index("--local-model") + 1] == topo.model.name
     assert engine[:3] == ["python", "-m", "vllm.entrypoints.openai.api_server"]

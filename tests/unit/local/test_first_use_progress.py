@@ -9,26 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.engines import venv as venv_mod
-from controlplane.engines.tiny_model import TINY_WRITE_ESTIMATE, ensure_tiny_model
-from controlplane.spec import EngineKind
+from controlplane.local import venv as venv_mod
+from controlplane.local.tiny_model import TINY_WRITE_ESTIMATE, ensure_tiny_model
 
 
-def test_venv_build_reports_an_estimate_and_elapsed_steps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_venv_build_reports_an_estimate_and_elapsed_steps(tmp_path: Path) -> None:
     # A recipe with no installs: the real build steps (venv, import check) run, offline.
     recipe = venv_mod.VenvRecipe(name="probe-0", installs=(), check_import="json")
-    monkeypatch.setattr(venv_mod, "recipe_for", lambda kind, version: recipe)
     lines: list[str] = []
-    built = venv_mod.ensure_engine_venv(EngineKind.VLLM, "0", tmp_path, progress=lines.append)
+    built = venv_mod.ensure_venv(recipe, tmp_path, progress=lines.append)
     assert built.python.exists()
     assert lines[0].startswith("probe-0: first use") and venv_mod.FIRST_BUILD_ESTIMATE in lines[0]
     steps = lines[1:-1]
     assert steps and all(re.match(r"\[\s*\d+ s\] probe-0: ", line) for line in steps), steps
     assert re.fullmatch(r"probe-0: ready in \d+ s", lines[-1])
     again: list[str] = []
-    venv_mod.ensure_engine_venv(EngineKind.VLLM, "0", tmp_path, progress=again.append)
+    venv_mod.ensure_venv(recipe, tmp_path, progress=again.append)
     assert again == []  # built once: nothing to report
 
 

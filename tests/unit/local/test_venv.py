@@ -1,4 +1,5 @@
-"""Engine venv recipes, the ready marker and the launcher's argv handling (nothing installed)."""
+"""Engine venv recipes (the profiles'), the ready marker and the launcher's argv handling
+(nothing installed)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.engines.venv import (
-    LAUNCH_MODULE,
-    READY_MARKER,
-    VLLM_CPU_UNWANTED,
-    EngineVenv,
-    _recipe_json,
-    engine_argv,
-    launch_prefix,
-    main,
-    ready_venv,
-    recipe_for,
-    split_launch,
-)
+from controlplane.engines.recipes import VLLM_CPU_UNWANTED
+from controlplane.engines.venv import main, recipe_for
 from controlplane.errors import UserError
+from controlplane.local.launch import LAUNCH_MODULE, launch_prefix, split_launch
+from controlplane.local.venv import READY_MARKER, EngineVenv, _recipe_json, engine_argv, ready_venv
 from controlplane.spec.models import EngineKind
 
 
@@ -34,6 +26,8 @@ def test_recipes_are_keyed_by_pinned_version() -> None:
     assert ("--no-deps", "sglang==0.5.23") in sglang.installs
     with pytest.raises(UserError):
         recipe_for(EngineKind.SIM, "0.1.0")
+    with pytest.raises(UserError):
+        recipe_for(EngineKind.TRTLLM, "1.2.0rc2")  # runs in its NGC image
 
 
 def test_ready_only_when_built_from_the_same_recipe(tmp_path: Path) -> None:
@@ -50,7 +44,7 @@ def test_ready_only_when_built_from_the_same_recipe(tmp_path: Path) -> None:
 
 
 def test_launch_prefix_and_split() -> None:
-    prefix = launch_prefix(EngineKind.VLLM, "0.32.0", local_model="glm-4.5-tiny")
+    prefix = launch_prefix("{python}", "vllm", "0.32.0", local_model="glm-4.5-tiny")
     engine = ["python", "-m", "vllm.entrypoints.openai.api_server", "--model", "x/y"]
     launcher, rest = split_launch(["py", *prefix[1:], *engine])
     assert launcher[1:3] == ["-m", LAUNCH_MODULE] and rest == engine
@@ -69,3 +63,16 @@ def test_engine_argv_uses_the_venv_python_and_local_model(tmp_path: Path) -> Non
 def test_launcher_needs_the_separator(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--engine", "vllm", "--version", "0.32.0"]) == 2
     assert "usage" in capsys.readouterr().out
+
+
+def test_launcher_refuses_an_engine_without_a_venv(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--engine", "trtllm", "--version", "1.2.0rc2", "--", "trtllm-serve"]) == 2
+    assert "no engine venv" in capsys.readouterr().err
+
+
+def test_the_cache_variable_does_not_change_what_is_installed() -> None:
+    """A recipe's marker holds what is installed, so venvs built before `cache_env` existed
+    stay ready."""
+    recipe = recipe_for(EngineKind.VLLM, "0.32.0")
+    assert recipe.cache_env == "VLLM_CACHE_ROOT"
+    assert "cache_env" not in _recipe_json(recipe)
