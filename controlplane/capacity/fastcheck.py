@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from controlplane.capacity.attention_cache import kv_cache_bytes_per_token_layer, page_tokens
 from controlplane.capacity.engine_rules import SglangInputs, is_nvlink, sglang_static_bytes
 from controlplane.capacity.layout import Layout
 from controlplane.capacity.vllm_rules import vllm_page_size, vllm_static_bytes
@@ -56,7 +57,7 @@ class FastCheck:
         kv_bytes = BYTES_PER_VALUE[base.kv_dtype]
         offload = base.cpu_offload_gb * GIB
         vllm = base.engine is EngineKind.VLLM
-        self._page = vllm_page_size(base) if vllm else 1
+        self._page = page_tokens(arch, base.engine, vllm_page_size(base) if vllm else 1)
         self.requirement: dict[SplitShape, float] = model_cache(
             arch,
             "req",
@@ -99,7 +100,7 @@ class FastCheck:
         )
         tokens = max(1, -(-base.max_num_seqs // shape.dp) * base.context)
         tokens = -(-tokens // self._page) * self._page
-        per_layer = tokens * arch.kv_values_per_token_per_layer(shape.tp) * self._kv_bytes
+        per_layer = tokens * kv_cache_bytes_per_token_layer(arch, base.kv_dtype, shape.tp)
         return max(max(0.0, w - self._offload) + per_layer * layers for w, layers in pairs)
 
 
