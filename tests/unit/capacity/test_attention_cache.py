@@ -15,12 +15,12 @@ from controlplane.capacity.fastcheck import FastCheck, SplitShape
 from controlplane.capacity.layout import layout_of
 from controlplane.capacity.memory import replica_memory
 from controlplane.capacity.search import apply_shape
-from controlplane.catalog import Precision, find_model
+from controlplane.catalog import Architecture, Precision, find_model
 from controlplane.spec.models import EngineKind
 from tests.unit.capacity.conftest import make_topology
 
 
-def _arch(name: str):  # noqa: ANN202 - test helper
+def _arch(name: str) -> Architecture:
     entry = find_model(name)
     assert entry is not None
     return entry.arch

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.catalog import Precision, checkpoint_for, find_model
+from controlplane.catalog import ModelEntry, Precision, checkpoint_for, find_model
 from controlplane.catalog.vision import VisionEncoder
 
 NAMES = [
@@ -14,7 +14,7 @@ NAMES = [
 ]  # fmt: skip
 
 
-def _entry(name: str):  # noqa: ANN202 - test helper
+def _entry(name: str) -> ModelEntry:
     entry = find_model(name)
     assert entry is not None, name
     return entry
