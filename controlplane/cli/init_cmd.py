@@ -41,9 +41,10 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a validated topology for the best layout that fits your GPUs and workload."""
-    from controlplane.scaffold.topology import DEFAULT_CONTEXT, Answers, scaffold
+    from controlplane.scaffold.topology import DEFAULT_CONTEXT, Answers, offered_models, scaffold
 
-    model_name = str(_ask(model, "Model (`glmctl models`) or path to a config.json", "glm-4.5"))
+    offered = ", ".join(offered_models())
+    model_name = str(_ask(model, f"Model ({offered}) or path to a config.json", "glm-4.5"))
     answers = Answers(
         model=model_name,
         precision=_precision(str(_ask(precision, "Precision (bf16, fp8, auto)", "auto"))),
