@@ -3,6 +3,8 @@ model cards' rounded totals, and the vision processor's token counts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from controlplane.catalog import ModelEntry, Precision, checkpoint_for, find_model
@@ -100,3 +102,18 @@ def test_largest_image_stays_within_max_pixels() -> None:
     # i.e. 30,000 patches and 7,500 tokens; the square below that lands on 86 x 28 = 2408.
     assert TOWER.max_image_tokens == (2408 // 14) ** 2 // 4 + 2 == 7398
     assert TOWER.max_image_tokens - 2 <= 28 * 28 * 15000 // 2 // (28 * 28)
+
+
+@pytest.mark.parametrize("name", ["glm-5", "glm-4.7-flash"])
+def test_a_local_config_of_the_new_types_sizes_like_the_catalog(name: str, tmp_path: Path) -> None:
+    import json
+
+    from controlplane.catalog.config_json import next_config
+    from controlplane.catalog.hf_config import load_model_config
+
+    arch = _entry(name).arch
+    (tmp_path / "config.json").write_text(json.dumps(next_config(arch)))
+    local = load_model_config(tmp_path)
+    assert local.arch.total_params() == arch.total_params()
+    assert local.arch.kv_bytes_per_token(1.0) == arch.kv_bytes_per_token(1.0)
+    assert (local.tool_parser, local.architecture) == ("glm47", _entry(name).architecture)
