@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from controlplane.capacity.attention_cache import kv_cache_bytes_per_token_layer, page_tokens
 from controlplane.capacity.engine_rules import SglangInputs, is_nvlink, sglang_static_bytes
 from controlplane.capacity.layout import Layout
+from controlplane.capacity.vision import vision_extra_bytes
 from controlplane.capacity.vllm_rules import vllm_page_size, vllm_static_bytes
 from controlplane.capacity.weights import distinct_stage_pairs
 from controlplane.catalog import BYTES_PER_VALUE, GIB, Architecture
@@ -107,7 +108,8 @@ class FastCheck:
 def _static_bytes(base: Layout, shape: SplitShape) -> float:
     """Per-GPU bytes the engine gives weights + KV (as `engine_rules.engine_budget`)."""
     if base.engine is EngineKind.VLLM:
-        return vllm_static_bytes(base, shape.tp, shape.pp, shape.dp)
+        vision = vision_extra_bytes(base.with_(tp=shape.tp)) if base.arch.vision else 0.0
+        return vllm_static_bytes(base, shape.tp, shape.pp, shape.dp) - vision
     if base.engine is EngineKind.TRTLLM:
         from controlplane.capacity.trtllm_rules import trtllm_terms
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from controlplane.capacity.attention_cache import kv_cache_bytes_per_token_layer, page_tokens
 from controlplane.capacity.engine_rules import EngineBudget, engine_budget
 from controlplane.capacity.layout import Layout
+from controlplane.capacity.vision import vision_extra_bytes
 from controlplane.capacity.weights import Split, WeightBreakdown, rank_weights, stage_layers
 from controlplane.catalog import GIB
 
@@ -99,6 +100,9 @@ def replica_memory(layout: Layout) -> ReplicaMemory:
     arch = layout.arch
     budget = engine_budget(layout)
     page = page_tokens(arch, layout.engine, budget.page_tokens)
+    # vLLM's profile of a vision encoder, beyond the language model's peak (every rank:
+    # conservative by that much on later pipeline stages, which run no encoder).
+    vision = vision_extra_bytes(layout)
     mtp_layers = arch.num_nextn_layers if layout.speculative else 0
     per_layer = kv_bytes_per_token_layer(layout)
     group = layout.tp * layout.dp
@@ -119,7 +123,7 @@ def replica_memory(layout: Layout) -> ReplicaMemory:
                 weights=weights,
                 offloaded_bytes=min(offload, weights.total),
                 kv_bytes_per_token=kv_layers * per_layer,
-                kv_pool_bytes=budget.static_bytes - on_gpu,
+                kv_pool_bytes=budget.static_bytes - on_gpu - vision,
                 page_tokens=page,
             )
         )
