@@ -27,7 +27,9 @@ from functools import lru_cache
 
 from controlplane.capacity import constants as c
 from controlplane.capacity import trtllm_rules
+from controlplane.capacity.attention_cache import SGLANG_DSA_PAGE_SIZE
 from controlplane.capacity.layout import Layout
+from controlplane.capacity.vision import vision_extra_bytes
 from controlplane.capacity.vllm_rules import (
     VllmInputs,
     vllm_page_size,
@@ -275,6 +277,12 @@ class MemoryRule:
     one_node_no_pp: bool = False
     # Pipeline parallel with EAGLE / MTP needs an opt-in (SGLang: preflight warns).
     pp_speculative_opt_in: bool = False
+    # KV page tokens with DeepSeek sparse attention (GLM-5): SGLang's DSA backend needs
+    # 64-token pages (capacity/attention_cache.py); 1 leaves the engine's own page.
+    sparse_attention_page: int = 1
+    # vLLM's profile run also runs the vision encoder over the largest images
+    # (capacity/vision.py); SGLang's static fraction has no such term.
+    profiles_vision_encoder: bool = False
 
 
 def _sglang_split_static(base: Layout, tp: int, pp: int, dp: int, ep: int) -> float:
@@ -294,7 +302,8 @@ def _sglang_split_static(base: Layout, tp: int, pp: int, dp: int, ep: int) -> fl
 
 
 def _vllm_split_static(base: Layout, tp: int, pp: int, dp: int, ep: int) -> float:
-    return vllm_static_bytes(base, tp, pp, dp)
+    vision = vision_extra_bytes(base.with_(tp=tp)) if base.arch.vision else 0.0
+    return vllm_static_bytes(base, tp, pp, dp) - vision
 
 
 def _trtllm_split_static(base: Layout, tp: int, pp: int, dp: int, ep: int) -> float:
@@ -309,8 +318,11 @@ SGLANG_MEMORY = MemoryRule(
     lambda _layout: 1,
     static_by_gpu=True,
     pp_speculative_opt_in=True,
+    sparse_attention_page=SGLANG_DSA_PAGE_SIZE,
 )
-VLLM_MEMORY = MemoryRule(EngineKind.VLLM, vllm_budget, _vllm_split_static, vllm_page_size)
+VLLM_MEMORY = MemoryRule(
+    EngineKind.VLLM, vllm_budget, _vllm_split_static, vllm_page_size, profiles_vision_encoder=True
+)
 TRTLLM_MEMORY = MemoryRule(
     EngineKind.TRTLLM, trtllm_budget, _trtllm_split_static, lambda _layout: 1, one_node_no_pp=True
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from controlplane.capacity.attention_cache import kv_cache_bytes_per_token_layer, page_tokens
 from controlplane.capacity.engine_rules import is_nvlink, memory_rule
 from controlplane.capacity.layout import Layout
 from controlplane.capacity.weights import distinct_stage_pairs
@@ -54,7 +55,7 @@ class FastCheck:
         kv_bytes = BYTES_PER_VALUE[base.kv_dtype]
         offload = base.cpu_offload_gb * GIB
         self.rule = memory_rule(base)
-        self._page = self.rule.pool_page(base)
+        self._page = page_tokens(arch, self.rule.pool_page(base), self.rule.sparse_attention_page)
         self.requirement: dict[SplitShape, float] = model_cache(
             arch,
             "req",
@@ -98,5 +99,5 @@ class FastCheck:
         )
         tokens = max(1, -(-base.max_num_seqs // shape.dp) * base.context)
         tokens = -(-tokens // self._page) * self._page
-        per_layer = tokens * arch.kv_values_per_token_per_layer(shape.tp) * self._kv_bytes
+        per_layer = tokens * kv_cache_bytes_per_token_layer(arch, base.kv_dtype, shape.tp)
         return max(max(0.0, w - self._offload) + per_layer * layers for w, layers in pairs)

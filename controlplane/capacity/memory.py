@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controlplane.capacity.engine_rules import EngineBudget, engine_budget
+from controlplane.capacity.attention_cache import kv_cache_bytes_per_token_layer, page_tokens
+from controlplane.capacity.engine_rules import EngineBudget, engine_budget, memory_rule
 from controlplane.capacity.layout import Layout
+from controlplane.capacity.vision import vision_extra_bytes
 from controlplane.capacity.weights import Split, WeightBreakdown, rank_weights, stage_layers
-from controlplane.catalog import BYTES_PER_VALUE, GIB
+from controlplane.catalog import GIB
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class ReplicaMemory:
     @property
     def required_pool_tokens(self) -> int:
         """Required tokens rounded up to whole pages (what the pool must reach)."""
-        page = self.budget.page_tokens
+        page = self.stages[0].page_tokens
         return -(-max(1, self.required_tokens) // page) * page
 
     def headroom_bytes(self, stage: StageMemory) -> float:
@@ -88,15 +90,20 @@ class ReplicaMemory:
 
 def kv_bytes_per_token_layer(layout: Layout) -> float:
     """KV bytes per token and layer on one rank: max(1, kv_heads / tp) heads (replicated when
-    TP exceeds the KV heads: SGLang `model_runner`, vLLM `get_num_kv_heads`); FP8 halves BF16."""
-    values = layout.arch.kv_values_per_token_per_layer(layout.tp)
-    return values * BYTES_PER_VALUE[layout.kv_dtype]
+    TP exceeds the KV heads: SGLang `model_runner`, vLLM `get_num_kv_heads`); FP8 halves BF16.
+    MLA and sparse attention: `attention_cache` (latent, FP8 sparse layout, indexer keys)."""
+    return kv_cache_bytes_per_token_layer(layout.arch, layout.kv_dtype, layout.tp)
 
 
 def replica_memory(layout: Layout) -> ReplicaMemory:
     """Per-stage GPU memory of one replica under its engine's sizing rule."""
     arch = layout.arch
     budget = engine_budget(layout)
+    rule = memory_rule(layout)
+    page = page_tokens(arch, budget.page_tokens, rule.sparse_attention_page)
+    # vLLM's profile of a vision encoder, beyond the language model's peak (every rank:
+    # conservative by that much on later pipeline stages, which run no encoder).
+    vision = vision_extra_bytes(layout) if rule.profiles_vision_encoder else 0.0
     mtp_layers = arch.num_nextn_layers if layout.speculative else 0
     per_layer = kv_bytes_per_token_layer(layout)
     group = layout.tp * layout.dp
@@ -117,8 +124,8 @@ def replica_memory(layout: Layout) -> ReplicaMemory:
                 weights=weights,
                 offloaded_bytes=min(offload, weights.total),
                 kv_bytes_per_token=kv_layers * per_layer,
-                kv_pool_bytes=budget.static_bytes - on_gpu,
-                page_tokens=budget.page_tokens,
+                kv_pool_bytes=budget.static_bytes - on_gpu - vision,
+                page_tokens=page,
             )
         )
     return ReplicaMemory(layout, tuple(stages), budget)

@@ -26,6 +26,15 @@ from controlplane.capacity.matrices import layer_edges, mtp_extra_edges
 from controlplane.catalog import BYTES_PER_VALUE, FP8_BLOCK, Architecture, AttentionKind, Precision
 
 
+def vision_rank_params(arch: Architecture, tp: int) -> float:
+    """A vision tower's parameters on one rank of the first stage, counted with the
+    embedding, 16-bit in every checkpoint. Whole on every rank: vLLM's GLM-V recipe runs the
+    encoder with `--mm-encoder-tp-mode data` (one copy per rank, images split over ranks);
+    SGLang shards it over TP, which needs less; glmctl counts the larger (`tp` is unused)."""
+    del tp
+    return float(arch.vision_params())
+
+
 @dataclass(frozen=True)
 class WeightBreakdown:
     """Weight bytes one rank holds, by tensor class."""
@@ -139,7 +148,8 @@ def _attention_rank(arch: Architecture, tp: int) -> tuple[float, float]:
         # SGLang/vLLM DeepSeek: q_a/kv_a down-projections replicated, up and out sharded.
         q_head = arch.qk_nope_head_dim + arch.qk_rope_head_dim
         heads = arch.num_attention_heads / tp
-        replicated = h * (arch.kv_lora_rank + arch.qk_rope_head_dim)
+        # The sparse-attention indexer (GLM-5) is replicated (vLLM `Indexer`: ReplicatedLinear).
+        replicated = h * (arch.kv_lora_rank + arch.qk_rope_head_dim) + arch.indexer_params()
         if arch.q_lora_rank:
             replicated += h * arch.q_lora_rank
             sharded = arch.q_lora_rank * heads * q_head
@@ -205,7 +215,7 @@ def rank_weights(arch: Architecture, precision: Precision, split: Split) -> Weig
     head_rank = math.ceil(arch.vocab_size / split.dense_tp) * arch.hidden_size
     embed_rank = math.ceil(arch.vocab_size / split.tp) * arch.hidden_size
     first, last = split.stage == 0, split.stage == split.pp - 1
-    embedding = embed_rank * keep if first else 0.0
+    embedding = (embed_rank + vision_rank_params(arch, split.tp)) * keep if first else 0.0
     lm_head = head_rank * keep if last and (not arch.tie_word_embeddings or split.pp > 1) else 0.0
     mtp = _mtp_rank(arch, precision, split) if last else 0.0
     quantised = totals["attention"] + totals["dense_mlp"] + totals["shared"] + totals["routed"]
@@ -293,7 +303,9 @@ def _layer_bytes(
     else:
         moe_linear, moe_keep = dense_linear, common_keep
     vocab = math.ceil(arch.vocab_size / dense_tp) * arch.hidden_size * keep
-    embedding = math.ceil(arch.vocab_size / tp) * arch.hidden_size * keep
+    embedding = (
+        math.ceil(arch.vocab_size / tp) * arch.hidden_size + vision_rank_params(arch, tp)
+    ) * keep
     dense_edges = _layer_edge_bytes(arch, precision, False, (tp, dense_tp, moe_group))
     moe_edges = _layer_edge_bytes(arch, precision, arch.is_moe, (tp, dense_tp, moe_group))
     mtp = 0.0

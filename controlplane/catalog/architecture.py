@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from controlplane.catalog.quant import QuantScheme
+from controlplane.catalog.vision import VisionEncoder
 
 
 class AttentionKind(StrEnum):
@@ -58,6 +59,13 @@ class Architecture:
     qk_rope_head_dim: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
+    # DeepSeek sparse attention (GLM-5 `glm_moe_dsa`): a lightning indexer per layer keeps
+    # one FP8 key of index_head_dim per token and picks index_topk tokens to attend to.
+    index_n_heads: int = 0
+    index_head_dim: int = 0
+    index_topk: int = 0
+    # Vision-language models (GLM-4.5V / 4.6V `glm4v_moe`): the vision tower.
+    vision: VisionEncoder | None = None
     # How a quantised checkpoint stores its linear weights (config.json quantization_config);
     # None: the catalog's default rule for the precision served (block FP8, 128-groups).
     quant: QuantScheme | None = None
@@ -67,6 +75,11 @@ class Architecture:
     @property
     def is_moe(self) -> bool:
         return self.num_routed_experts > 0
+
+    @property
+    def sparse_attention(self) -> bool:
+        """DeepSeek sparse attention: an indexer and its own key cache in every layer."""
+        return self.index_head_dim > 0
 
     @property
     def num_moe_layers(self) -> int:
@@ -97,13 +110,30 @@ class Architecture:
                 * (self.qk_nope_head_dim + self.v_head_dim)
             )
             out = self.num_attention_heads * self.v_head_dim * h
-            return q + kv_down + kv_up + out
+            return q + kv_down + kv_up + out + self.indexer_params()
         q_width = self.num_attention_heads * self.head_dim
         kv_width = self.num_kv_heads * self.head_dim
         params = h * (q_width + 2 * kv_width) + q_width * h
         if self.attention_bias:
             params += q_width + 2 * kv_width
         return params
+
+    def indexer_params(self) -> int:
+        """The sparse-attention indexer of one layer: wq_b (q_lora -> heads x dim), wk
+        (h -> dim), its LayerNorm and weights_proj (h -> heads) (transformers
+        `GlmMoeDsaIndexer`)."""
+        if not self.sparse_attention:
+            return 0
+        dim, heads = self.index_head_dim, self.index_n_heads
+        return (
+            self.q_lora_rank * heads * dim
+            + self.hidden_size * dim
+            + 2 * dim
+            + (self.hidden_size * heads)
+        )
+
+    def vision_params(self) -> int:
+        return self.vision.params() if self.vision is not None else 0
 
     def dense_mlp_params(self) -> int:
         return self.mlp_matrices * self.hidden_size * self.intermediate_size
@@ -148,6 +178,7 @@ class Architecture:
             + self.router_params()
         )
         total = dense + moe + self.embedding_params() + self.lm_head_params() + self.hidden_size
+        total += self.vision_params()
         if include_nextn:
             total += self.num_nextn_layers * self.nextn_layer_params()
         return total

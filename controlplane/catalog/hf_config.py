@@ -1,7 +1,10 @@
 """Read a local Hugging Face `config.json` into an `Architecture` (an explicit load step).
 
 Supported families: dense Llama-style (llama, mistral, qwen2, qwen3, glm), Mixtral,
-Qwen3-MoE / Qwen2-MoE, DeepSeek-V3 / V2 (MLA), GLM-4 MoE (GLM-4.5/4.6) and ChatGLM.
+Qwen3-MoE / Qwen2-MoE, DeepSeek-V3 / V2 (MLA), GLM-4 MoE (GLM-4.5/4.6/4.7), GLM-4.7-Flash
+(`glm4_moe_lite`, MLA), GLM-5 (`glm_moe_dsa`, MLA + sparse-attention indexer) and ChatGLM.
+The vision-language `glm4v_moe` nests its language model in `text_config`; sizing such a
+local config is not supported (the catalog's glm-4.5v / glm-4.6v entries are).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from controlplane.errors import UserError
 
 DENSE_TYPES = {"llama", "mistral", "qwen2", "qwen3", "glm", "gemma", "phi3"}
 MOE_TYPES = {"mixtral", "qwen3_moe", "qwen2_moe", "glm4_moe", "deepseek_v3", "deepseek_v2"}
+MLA_TYPES = {"deepseek_v3", "deepseek_v2", "glm4_moe_lite", "glm_moe_dsa"}  # GLM-4.7-Flash, GLM-5
+MOE_TYPES |= MLA_TYPES
 SUPPORTED = sorted(DENSE_TYPES | MOE_TYPES | {"chatglm"})
 
 
@@ -215,6 +220,9 @@ def _deepseek_mla(cfg: dict[str, Any], common: dict[str, Any]) -> Architecture:
         qk_rope_head_dim=rope,
         qk_nope_head_dim=nope,
         v_head_dim=int(cfg["v_head_dim"]),
+        index_n_heads=int(cfg.get("index_n_heads") or 0),
+        index_head_dim=int(cfg.get("index_head_dim") or 0),
+        index_topk=int(cfg.get("index_topk") or 0),
     )
 
 
@@ -253,7 +261,7 @@ def load_model_config(path: Path) -> ModelEntry:
         if scheme is not None
         else (Precision.BF16, Precision.FP16, Precision.FP8, Precision.INT8, Precision.INT4)
     )
-    is_glm45 = arch.model_type == "glm4_moe"
+    is_glm45 = arch.model_type in ("glm4_moe", "glm4_moe_lite", "glm_moe_dsa")
     name = str(cfg.get("_name_or_path") or file.parent.name or "local-model").split("/")[-1]
     return ModelEntry(
         name=name.lower(),
@@ -264,7 +272,9 @@ def load_model_config(path: Path) -> ModelEntry:
         precisions=precisions,
         display_name=f"{name} (local config)",
         reasoning_parser="glm45" if is_glm45 else None,
-        tool_parser="glm45" if is_glm45 else None,
+        tool_parser=(
+            ("glm47" if arch.model_type != "glm4_moe" else "glm45") if is_glm45 else None
+        ),  # GLM-4.7-Flash and GLM-5 call tools in GLM-4.7's format (catalog/glm_next.py)
         sources=(str(file),),
         hf_architecture=str((cfg.get("architectures") or [""])[0]),
     )

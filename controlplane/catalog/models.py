@@ -7,11 +7,16 @@ weight format. GLM-4.5 and GLM-4.5-FP8 share an `Architecture`; they differ in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from controlplane.catalog.architecture import Architecture
+from controlplane.catalog.entry import (  # re-exported: what an entry is
+    BYTES_PER_VALUE,
+    FP8_BLOCK,
+    ModelEntry,
+    Precision,
+    SpeculativeSupport,
+)
+from controlplane.catalog.glm_next import GLM46_SPECULATIVE, NEXT_MODELS
 from controlplane.catalog.shapes import (  # re-exported: the catalog's architectures
     CHATGLM2_6B,
     CHATGLM2_6B_32K,
@@ -24,68 +29,6 @@ from controlplane.catalog.shapes import (  # re-exported: the catalog's architec
     GLM_EDGE_1_5B,
     GLM_EDGE_4B,
 )
-
-
-class Precision(StrEnum):
-    """Weight precision a topology serves at."""
-
-    BF16 = "bf16"
-    FP16 = "fp16"
-    FP8 = "fp8"  # block-wise FP8 checkpoints (128 x 128 weight blocks)
-    INT8 = "int8"  # weight-only
-    INT4 = "int4"  # weight-only
-
-
-BYTES_PER_VALUE: dict[Precision, float] = {
-    Precision.BF16: 2.0,
-    Precision.FP16: 2.0,
-    Precision.FP8: 1.0,
-    Precision.INT8: 1.0,
-    Precision.INT4: 0.5,
-}
-
-# Block-wise FP8 quantisation block (DeepSeek-V3 / GLM-4.5-FP8 `weight_block_size: [128, 128]`).
-FP8_BLOCK = 128
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One servable checkpoint."""
-
-    name: str
-    family: str  # entries of one family share an architecture: glm-4.5, glm-4.5-air, ...
-    hf_repo: str
-    arch: Architecture
-    weight_format: Precision  # how the checkpoint stores its weights
-    precisions: tuple[Precision, ...]  # what a topology may ask for with this entry
-    display_name: str
-    chat: bool = True
-    reasoning_parser: str | None = None
-    tool_parser: str | None = None
-    notes: str = ""
-    sources: tuple[str, ...] = field(default=(), compare=False)
-    hf_architecture: str = ""  # config.json `architectures[0]`; "": the model type's usual one
-
-    @property
-    def has_mtp(self) -> bool:
-        return self.arch.num_nextn_layers > 0
-
-    @property
-    def architecture(self) -> str:
-        """The class name engines look up in their model registries."""
-        return self.hf_architecture or _ARCH_BY_TYPE.get(self.arch.model_type, self.arch.model_type)
-
-
-# config.json `architectures` of the catalog's checkpoints, by model type (their configs:
-# GLM-4.5 Glm4MoeForCausalLM; chatglm2-6b, chatglm-6b, glm-4-9b-chat ChatGLMModel with
-# custom code; glm-edge GlmForCausalLM).
-_ARCH_BY_TYPE = {
-    "glm4_moe": "Glm4MoeForCausalLM",
-    "chatglm": "ChatGLMModel",
-    "glm": "GlmForCausalLM",
-    "glm4": "Glm4ForCausalLM",
-}
-
 
 _GLM45_PARSERS: dict[str, Any] = {"reasoning_parser": "glm45", "tool_parser": "glm45"}
 _CARD = "zai-org/GLM-4.5 model card"
@@ -175,7 +118,8 @@ MODELS: tuple[ModelEntry, ...] = (
         Precision.BF16,
         (Precision.BF16,),
         "GLM-4.6 (355B-A32B, 200K)",
-        sources=("zai-org/GLM-4.6",),
+        sources=(*GLM46.sources, "zai-org/GLM-4.6"),
+        speculative_support=GLM46_SPECULATIVE,
         **_GLM45_PARSERS,
     ),
     ModelEntry(
@@ -186,7 +130,8 @@ MODELS: tuple[ModelEntry, ...] = (
         Precision.FP8,
         (Precision.FP8,),
         "GLM-4.6-FP8",
-        sources=("zai-org/GLM-4.6-FP8",),
+        sources=(*GLM46.sources, "zai-org/GLM-4.6-FP8"),
+        speculative_support=GLM46_SPECULATIVE,
         **_GLM45_PARSERS,
     ),
     ModelEntry(
@@ -261,6 +206,7 @@ MODELS: tuple[ModelEntry, ...] = (
         sources=("controlplane/local/tiny_model.py",),
         **_GLM45_PARSERS,
     ),
+    *NEXT_MODELS,
 )
 
 _BY_NAME = {m.name: m for m in MODELS}
@@ -273,6 +219,13 @@ _ALIASES = {
     "glm-4-9b": "glm-4-9b-chat",
     "glm-edge-1.5b": "glm-edge-1.5b-chat",
     "glm-edge-4b": "glm-edge-4b-chat",
+    "glm4.6": "glm-4.6",
+    "glm4.7": "glm-4.7",
+    "glm47": "glm-4.7",
+    "glm5": "glm-5",
+    "glm-5.0": "glm-5",
+    "glm-4.5-v": "glm-4.5v",
+    "glm-4.6-v": "glm-4.6v",
 }
 
 
@@ -314,3 +267,17 @@ def checkpoint_for(entry: ModelEntry, precision: Precision) -> ModelEntry | None
         if same_line and precision in other.precisions:
             return other
     return None
+
+
+__all__ = [
+    "BYTES_PER_VALUE",
+    "FP8_BLOCK",
+    "MODELS",
+    "ModelEntry",
+    "Precision",
+    "SpeculativeSupport",
+    "checkpoint_for",
+    "family_precisions",
+    "find_model",
+    "model_names",
+]

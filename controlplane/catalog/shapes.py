@@ -62,7 +62,11 @@ GLM46 = Architecture(
         **{k: getattr(GLM45, k) for k in GLM45.__dataclass_fields__ if k != "sources"},
         "max_context": 202752,
     },
-    sources=("zai-org/GLM-4.6 config.json (max_position_embeddings 202752); shape as GLM-4.5",),
+    sources=(
+        "zai-org/GLM-4.6 config.json (max_position_embeddings 202752); shape as GLM-4.5;"
+        " huggingface/transformers Glm4MoeLiteConfig / GlmMoeDsaConfig carry the same"
+        " 202752 default for the 200K GLM generations",
+    ),
 )
 
 CHATGLM2_6B = Architecture(

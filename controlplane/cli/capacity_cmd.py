@@ -199,6 +199,8 @@ def _search_rows(topo: Any, max_gpus: int, limit: int) -> list[dict[str, Any]]:
                 "dp_attention": lay.dp_attention,
                 "headroom_per_gpu_bytes": int(cand.headroom_bytes),
                 "kv_tokens": mem.kv_tokens * lay.copies,
+                # KV held beyond the workload (batch x context), as a fraction of it
+                "kv_margin": mem.kv_tokens / max(1, mem.required_tokens) - 1,
                 "max_concurrency": (mem.kv_tokens // lay.context) * lay.copies,
                 "engine_mem_fraction": mem.budget.mem_fraction,
                 "flags": list(cand.flags),
@@ -229,6 +231,7 @@ def _print_search(topo: Any, rows: list[dict[str, Any]], max_gpus: int) -> None:
         "DP attn",
         "headroom/GPU GiB",
         "KV tokens",
+        "KV margin",
         "max seqs",
         "mem fraction",
         "preflight",
@@ -238,7 +241,8 @@ def _print_search(topo: Any, rows: list[dict[str, Any]], max_gpus: int) -> None:
         table.add_row(
             str(r["gpus"]), str(r["nodes"]), str(r["tp"]), str(r["pp"]), str(r["ep"]),
             str(r["dp"]) if r["dp_attention"] else "-", _gib(r["headroom_per_gpu_bytes"]),
-            str(r["kv_tokens"]), str(r["max_concurrency"]), str(r["engine_mem_fraction"]),
+            str(r["kv_tokens"]), f"{r['kv_margin']:+.0%}", str(r["max_concurrency"]),
+            str(r["engine_mem_fraction"]),
             ", ".join(r["flags"]) or "ok",
         )  # fmt: skip
     console.print(table)

@@ -85,10 +85,11 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a validated topology for the best layout that fits your GPUs and workload."""
-    from controlplane.scaffold.topology import DEFAULT_CONTEXT, Answers, scaffold
+    from controlplane.scaffold.topology import DEFAULT_CONTEXT, Answers, offered_models, scaffold
 
+    offered = ", ".join(offered_models())
     got = _ask_all([
-        ("--model", model, "Model (`glmctl models`) or path to a config.json", "glm-4.5", str),
+        ("--model", model, f"Model ({offered}) or path to a config.json", "glm-4.5", str),
         ("--precision", precision, "Precision (bf16, fp8, auto)", "auto", str),
         ("--gpu", gpu, "GPU type (`glmctl gpus`)", "H200", str),
         ("--gpus", gpus, "GPUs available", 8, int),

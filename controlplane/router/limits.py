@@ -9,8 +9,10 @@ sorted set of the key's requests in flight, each under a lease so that a router 
 mid-request cannot leave a slot taken forever. Nothing is consumed unless all three pass.
 
 Tokens are estimated at 4 bytes of prompt text per token (OpenAI's rule of thumb for
-English BPE text, https://help.openai.com/en/articles/4936856); the engine still enforces
-its context length exactly. When Redis is down, per-key limits are not enforced (as the
+English BPE text, https://help.openai.com/en/articles/4936856), plus each image's tokens
+under the GLM-4V processor (catalog/image_input.py: an inline image from its header size,
+an image URL as the largest image the processor emits); the engine still enforces its
+context length exactly. When Redis is down, per-key limits are not enforced (as the
 router's other rate limits: serving beats refusing, see router/state.py).
 """
 
@@ -20,6 +22,9 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from controlplane.catalog.image_input import payload_image_tokens
+from controlplane.catalog.shapes_next import GLM4V_TOWER
 
 BYTES_PER_TOKEN = 4
 
@@ -69,7 +74,8 @@ def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
     # the http extra (orjson).
     from controlplane.router.prefix import prompt_bytes
 
-    return math.ceil(len(prompt_bytes(payload)) / BYTES_PER_TOKEN)
+    text = math.ceil(len(prompt_bytes(payload)) / BYTES_PER_TOKEN)
+    return text + payload_image_tokens(payload, GLM4V_TOWER)
 
 
 def request_cost(

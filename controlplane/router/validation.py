@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from controlplane.catalog.image_input import image_parts, part_problem
+
 
 class RequestProblem(Exception):
     """A request the router refuses; `status` and `message` go back to the client, `kind`
@@ -69,6 +71,10 @@ def validate(
             raise RequestProblem(400, "missing `messages`: a non-empty list of {role, content}")
         if not all(isinstance(m, dict) and "role" in m for m in messages):
             raise RequestProblem(400, "every entry of `messages` needs a `role`")
+        for part in image_parts(payload):  # passed on unchanged; only their form is checked
+            problem = part_problem(part)
+            if problem is not None:
+                raise RequestProblem(400, problem)
     elif payload.get("prompt") in (None, "", []):
         raise RequestProblem(400, "missing `prompt`")
     if not isinstance(payload.get("stream", False), bool):

@@ -31,6 +31,25 @@ MIN_CONTEXT = 4096  # below this a lowered context is no longer a useful deploym
 DEFAULT_ENGINE = EngineSpec().kind.value  # a spec that names no engine gets this one
 
 
+def offered_models() -> list[str]:
+    """The catalog's chat models a new deployment is offered, one name per family line
+    (`glm-4.7` rather than also `glm-4.7-fp8`: the precision question picks the checkpoint),
+    the GLM generations newest first; base and test-only checkpoints are left out."""
+    from controlplane.catalog import MODELS
+
+    catalog_names = {m.name for m in MODELS}
+    moe = [m for m in reversed(MODELS) if m.arch.is_moe]  # the GLM generations, newest first
+    small = [m for m in MODELS if not m.arch.is_moe]
+    names: list[str] = []
+    for entry in moe + small:
+        if not entry.chat or entry.name.endswith("-tiny"):
+            continue
+        name = entry.family if entry.family in catalog_names else entry.name
+        if name not in names:
+            names.append(name)
+    return names
+
+
 @dataclass(frozen=True)
 class Answers:
     """What `glmctl init` asks. `gpus`: GPUs available for the deployment (all replicas)."""
@@ -141,7 +160,9 @@ def scaffold(answers: Answers) -> Scaffold:
 
 def _default_name(topo: Topology, lay: Layout, replicas: int) -> str:
     model = re.sub(r"[^a-z0-9]+", "-", topo.model.name.lower()).strip("-")
-    model = model.replace("glm-4-5", "glm45")
+    # glm-4.5 -> glm45, glm-4.7-flash -> glm47-flash, glm-4.5v -> glm45v (as topologies/);
+    # glm-4-9b-chat keeps its name.
+    model = re.sub(r"glm-4-(\d)(?=v|-|$)", r"glm4\1", model)
     if not model.endswith(topo.precision.value):
         model = f"{model}-{topo.precision.value}"
     return f"{model}-{topo.gpu.name.lower()}x{lay.gpus * replicas}"

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from controlplane.catalog import Architecture, ModelEntry, Precision
+from controlplane.catalog.config_json import NEXT_TYPES, next_config
 from controlplane.engines.venv import EngineVenv, ensure_engine_venv
 from controlplane.local.tiny_model import tiny_config
 from controlplane.spec.models import EngineKind
@@ -144,6 +145,8 @@ def model_config(arch: Architecture) -> dict[str, Any]:
             "tie_word_embeddings": arch.tie_word_embeddings,
             "torch_dtype": "bfloat16",
         }
+    if arch.model_type in NEXT_TYPES:  # GLM-4.7-Flash, GLM-5, GLM-4.5V / 4.6V
+        return next_config(arch)
     return tiny_config(arch)
 
 

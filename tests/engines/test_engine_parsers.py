@@ -129,7 +129,25 @@ def test_engine_accepts_generated_command(
     mine = {k: v for k, v in results.items() if k.startswith(prefix)}
     assert mine, f"no command was built for {prefix}"
     failures = [f"{k} [{v['stage']}] {v['error']}" for k, v in mine.items() if not v["ok"]]
+    if failures and engine is EngineKind.VLLM and _vision_without_torchvision(path, mine):
+        pytest.xfail(VISION_XFAIL)
     assert not failures, "\n".join(failures)
+
+
+# vLLM's GLM-4V model module imports transformers' Glm4vImageProcessor, which imports
+# torchvision; the CPU venv removes PyPI's CUDA torchvision (it breaks CPU torch:
+# reference/real-engines-on-cpu.md), so the deep config check cannot inspect the class. The
+# flags and parser names of these commands are still checked (stages parse and parsers).
+VISION_XFAIL = "vLLM cannot inspect Glm4vMoeForConditionalGeneration without torchvision"
+
+
+def _vision_without_torchvision(path: Path, results: dict[str, dict[str, Any]]) -> bool:
+    if not load_topology(path).model.accepts_images:
+        return False
+    return all(
+        r["ok"] or (r["stage"] == "config" and "failed to be inspected" in r["error"])
+        for r in results.values()
+    )
 
 
 def _with(argv: list[str], flag: str, value: str | None) -> list[str]:

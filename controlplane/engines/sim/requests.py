@@ -22,6 +22,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane.catalog import image_input
+from controlplane.catalog.vision import VisionEncoder
 from controlplane.engines.sim import tokens
 from controlplane.engines.sim.tokenizer import WORDS, TextRules
 
@@ -85,6 +87,7 @@ class Limits:
     context_length: int
     seed: int
     text: TextRules = WORDS  # how text becomes tokens (whitespace words by default)
+    vision: VisionEncoder | None = None  # a vision-language model's tower: images accepted
 
 
 def parse_request(body: Any, chat: bool, limits: Limits, counter: int) -> Request:
@@ -95,7 +98,7 @@ def parse_request(body: Any, chat: bool, limits: Limits, counter: int) -> Reques
     if model != limits.served_model_name:
         raise ApiError(404, f"The model `{model}` does not exist.", "NotFoundError")
     prompt_text = _prompt_text(body, chat)
-    words = limits.text.prompt_tokens(prompt_text)
+    words = limits.text.prompt_tokens(prompt_text) + _image_words(body, chat, limits)
     n = _int_field(body, "n", 1, minimum=1)
     max_tokens = _max_tokens(body, chat)
     budget = _check_context(len(words), max_tokens, limits.context_length)
@@ -137,6 +140,25 @@ def _prompt_text(body: dict[str, Any], chat: bool) -> str:
     if not isinstance(prompt, str):
         raise ApiError(400, "`prompt` must be a string, a list of one string, or token ids.")
     return prompt
+
+
+def _image_words(body: dict[str, Any], chat: bool, limits: Limits) -> list[str]:
+    """The prompt's image tokens (prefilled like text: vision-token prefill), or ApiError
+    when the model has no vision tower or a part is malformed, as the engines answer."""
+    parts = list(image_input.image_parts(body)) if chat else []
+    if not parts:
+        return []
+    if limits.vision is None:
+        raise ApiError(
+            400,
+            f"{limits.served_model_name} is not a multimodal model: remove the `image_url`"
+            " parts or serve a vision model (glm-4.5v, glm-4.6v).",
+        )
+    for part in parts:
+        problem = image_input.part_problem(part)
+        if problem is not None:
+            raise ApiError(400, problem + ".")
+    return image_input.image_words(body, limits.vision)
 
 
 def _int_field(body: dict[str, Any], name: str, default: int, minimum: int) -> int:

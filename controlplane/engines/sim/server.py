@@ -81,6 +81,7 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
         context_length=topo.context_length,
         seed=config.seed,
         text=text_rules(sim.tokenizer),
+        vision=topo.arch.vision,
     )
     word_stream()  # build the text source now, not inside the first request
     info = EngineInfo(flavor=flavor, limits=limits, version=SIM_VERSION, topology=topo.name)

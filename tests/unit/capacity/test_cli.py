@@ -58,11 +58,12 @@ def test_search_lists_layouts_smallest_first(glmctl) -> None:  # type: ignore[no
     assert clean and rows[: len(clean)] == clean, "flagged layouts rank after clean ones"
     assert [r["gpus"] for r in clean] == sorted(r["gpus"] for r in clean)
     assert all(r["headroom_per_gpu_bytes"] >= 0 for r in rows)
+    assert all(r["kv_margin"] >= 0 for r in rows)  # every listed layout holds the workload
     # 5 x H200 as TP 1 x PP 5 with EAGLE fits in memory but is flagged: never first.
     flagged = [r for r in rows if any("pp-speculative" in f for f in r["flags"])]
     assert flagged and rows.index(flagged[0]) >= len(clean)
     text = glmctl(*argv, "--search")
-    assert "Feasible layouts" in text.out and "headroom" in text.out
+    assert "Feasible layouts" in text.out and "headroom" in text.out and "KV margin" in text.out
 
 
 def test_model_flags_without_gpus_search(glmctl) -> None:  # type: ignore[no-untyped-def]

@@ -36,7 +36,7 @@ def test_names_are_unique_and_found_by_alias_and_repository() -> None:
     assert _model("GLM-4.5").name == "glm-4.5"
     assert _model("glm45-air").name == "glm-4.5-air"
     assert _model("zai-org/GLM-4.5-FP8").name == "glm-4.5-fp8"
-    assert find_model("glm-5") is None
+    assert find_model("glm-6") is None
 
 
 @pytest.mark.parametrize(

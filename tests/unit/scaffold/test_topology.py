@@ -9,12 +9,15 @@ import pytest
 from controlplane.capacity.report import capacity_report
 from controlplane.errors import UserError
 from controlplane.planner import embedded_inventory, plan
-from controlplane.scaffold.topology import Answers, scaffold
+from controlplane.scaffold.topology import Answers, offered_models, scaffold
 from controlplane.spec import load_topology
 
 CASES = {
     "glm45-fp8-h100x8": Answers("glm-4.5", "H100", 8, precision="fp8"),
     "glm45-air-fp8-h200x1": Answers("glm-4.5-air", "H200", 1, precision="fp8"),
+    "glm-5-fp8-h200x8": Answers("glm-5", "H200", 8, precision="fp8", engine="vllm"),
+    "glm47-flash-bf16-h200x1": Answers("glm-4.7-flash", "H200", 1, context=202752, batch=1),
+    "glm45v-bf16-h100x4": Answers("glm-4.5v", "H100", 4, engine="vllm", batch=4),
 }
 
 
@@ -65,3 +68,9 @@ def test_every_value_has_a_comment_above_it() -> None:
 def test_nothing_fits_is_a_user_error() -> None:
     with pytest.raises(UserError, match="no layout of up to 1 x H100"):
         scaffold(Answers("glm-4.5", "H100", 1, precision="bf16"))
+
+
+def test_init_offers_the_new_generations_first() -> None:
+    offered = offered_models()
+    assert offered[:5] == ["glm-5", "glm-4.6v", "glm-4.5v", "glm-4.7-flash", "glm-4.7"]
+    assert "glm-4.5" in offered and "glm-4.5-fp8" not in offered and "glm-4.5-tiny" not in offered

@@ -158,9 +158,9 @@ CASES = [
     # ----- unknown catalog names ------------------------------------------------------------
     Broken(
         "unknown-model",
-        "model: glm-4.7\ngpus: 4xH200\n",
+        "model: glm-4.8\ngpus: 4xH200\n",
         1,
-        ("unknown model `glm-4.7`", "`glm-4.6`"),
+        ("unknown model `glm-4.8`", "`glm-4.7`"),
     ),
     Broken(
         "unknown-gpu", "model: glm-4.5\ngpus:\n  type: H20O\n  count: 4\n", 3, ("`H20O`", "`H200`")
