@@ -30,6 +30,7 @@ from controlplane.spec.fields import (  # the spec's field types
     StrictModel,
     drop_if,
 )
+from controlplane.spec.kubernetes import KubernetesSpec
 from controlplane.spec.router import RouterSpec
 
 
@@ -272,6 +273,9 @@ class ClusterSpec(StrictModel):
     )
 
 
+_K8S_DEFAULT = KubernetesSpec().model_dump()
+
+
 class TopologySpec(StrictModel):
     """One deployment of one model: what to serve, on what, split how."""
 
@@ -372,13 +376,20 @@ class TopologySpec(StrictModel):
             ]
         ],
     )
+    kubernetes: KubernetesSpec = Field(
+        default_factory=KubernetesSpec,
+        description="KubeRay render options: images, model staging, API keys Secret, RDMA.",
+        examples=[{"models": {"storage": "host_path"}, "rdma": {"resource": "rdma/ib"}}],
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 
     @model_serializer(mode="wrap")
     def _without_empty_external(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Specs without external endpoints serialise (plan, digest, render) as before them.
-        return drop_if(handler(self), "external", [])
+        # Specs without external endpoints or a kubernetes section serialise (plan, digest,
+        # render) as before those existed.
+        data = drop_if(handler(self), "external", [])
+        return drop_if(data, "kubernetes", _K8S_DEFAULT)
 
     @field_validator("gpus", mode="before")
     @classmethod
