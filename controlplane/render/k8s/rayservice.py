@@ -73,6 +73,11 @@ def scale_free_plan_data(plan: DeploymentPlan) -> dict[str, Any]:
     spec_replicas = data["spec"].get("replicas")
     if isinstance(spec_replicas, dict):
         spec_replicas.update({k: SCALE_FREE_BOUNDS[k] for k in ("initial", "min", "max")})
+    cluster = data["spec"].get("cluster")
+    if isinstance(cluster, dict) and "nodes" in cluster:
+        # The embedded cluster's size, planned for `replicas.max`; a RayCluster's nodes
+        # are its pods, so here it is one replica's.
+        cluster["nodes"] = plan.group.nodes
     for group in data["groups"]:
         group["replicas"] = {**SCALE_FREE_BOUNDS}
         if group.get("autoscaling"):
