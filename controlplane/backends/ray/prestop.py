@@ -41,16 +41,22 @@ def endpoints_on(records: dict[str, str], host: str) -> list[str]:
 
 
 def drain_host(
-    client: object, deployment: str, host: str, timeout: float, peer_wait_s: float = PEER_WAIT_S
+    client: object,
+    deployment: str,
+    host: str,
+    timeout: float,
+    peer_wait_s: float = PEER_WAIT_S,
+    namespace: str = "",
 ) -> list[Drained]:
-    """Drain every replica of `deployment` with a rank on `host`, within `timeout` in all."""
+    """Drain every replica of `deployment` with a rank on `host`, within `timeout` in all;
+    `namespace`: the routers' Redis namespace (default: the deployment's)."""
     raw = client.hgetall(REPLICAS_KEY.format(name=deployment))  # type: ignore[attr-defined]
     records = {_text(k): _text(v) for k, v in raw.items()}
     deadline = time.monotonic() + timeout
     done = []
     for endpoint_id in endpoints_on(records, host):
         left = max(0.0, deadline - time.monotonic())
-        drainer = Drainer(client, router_namespace(deployment), endpoint_id)
+        drainer = Drainer(client, namespace or router_namespace(deployment), endpoint_id)
         report = drainer.drain(left, engine_idle=lambda: True, peer_wait_s=min(peer_wait_s, left))
         done.append(Drained(endpoint_id, report))
     return done
@@ -71,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds in all")
     parser.add_argument("--host", default="", help="this node's address (default: the pod IP)")
     parser.add_argument("--redis-url", default="", help="default: GLMCTL_REDIS_URL")
+    parser.add_argument("--namespace", default="", help="default: the deployment's")
     parser.add_argument("--peer-wait", type=float, default=PEER_WAIT_S, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -85,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         try:
             host = args.host or _pod_address()
-            done = drain_host(client, args.deployment, host, args.timeout, args.peer_wait)
+            done = drain_host(
+                client, args.deployment, host, args.timeout, args.peer_wait, args.namespace
+            )
         finally:
             client.close()
     except Exception as exc:  # a hook never fails the pod's stop; say why it did nothing
