@@ -22,12 +22,18 @@ import yaml
 from controlplane.errors import UserError
 from controlplane.planner.models import DeploymentPlan
 from controlplane.render.k8s import monitoring, services
-from controlplane.render.k8s.common import K8sOptions, redis_name
+from controlplane.render.k8s.common import K8sOptions, kubernetes, redis_name
 from controlplane.render.k8s.network import ray_network_policy
 from controlplane.render.k8s.rayservice import rayservice
 from controlplane.render.k8s.staging import staging_objects
 
-__all__ = ["K8sOptions", "manifest_files", "manifests", "observability_catalogue"]
+__all__ = [
+    "K8sOptions",
+    "fabric_notes",
+    "manifest_files",
+    "manifests",
+    "observability_catalogue",
+]
 
 
 class _Dumper(yaml.SafeDumper):
@@ -118,6 +124,24 @@ def manifests(
     return [obj for objs in files.values() for obj in objs]
 
 
+def fabric_notes(plan: DeploymentPlan) -> list[str]:
+    """What the network between one replica's nodes means for its layout (a preflight note
+    of the render): tensor parallelism across nodes over TCP is slow, since every layer's
+    all-reduce crosses the pod network. The model card's layouts keep TP within a node;
+    vLLM's and Ray's multi-node guides: TP within a node, PP across nodes."""
+    tensor = int(plan.spec.get("parallelism", {}).get("tensor") or 1)
+    group = plan.group
+    if group.nodes <= 1 or tensor <= group.gpus_per_node or kubernetes(plan).rdma is not None:
+        return []
+    return [
+        f"note: tensor parallelism {tensor} spans {group.nodes} nodes of {group.gpus_per_node}"
+        " GPUs over the pod network (TCP, no `kubernetes.rdma`): each layer's all-reduce"
+        " crosses it, so decode is far slower than on one node. Give the pods an RDMA NIC"
+        " (`kubernetes.rdma`), or keep TP within a node and split across nodes with"
+        f" pipeline parallelism (tensor: {group.gpus_per_node}, pipeline: {group.nodes})."
+    ]
+
+
 def _header(plan: DeploymentPlan, source: str) -> str:
     keys = sorted({e.key_env for e in plan.router.external if e.key_env})
     more = sorted({e.key_secret for e in plan.router.external if e.key_secret})
@@ -130,7 +154,7 @@ def _header(plan: DeploymentPlan, source: str) -> str:
         f"# KubeRay manifests for `{plan.name}`, rendered from {source} (plan {plan.digest()}).\n"
         f"# Do not edit: `glmctl render {source} --target k8s` writes them. Needs the Secrets"
         f" {redis_name(plan)} (key `password`){external}. docs/guides/kubernetes.md.\n"
-    )
+    ) + "".join(f"# {note}\n" for note in fabric_notes(plan))
 
 
 def manifest_files(

@@ -47,6 +47,7 @@ class K8sOptions:
     router_image: str | None = None
     external_redis: str | None = None
     models_claim: str | None = None  # PVC holding the checkpoint; None: the section's
+    redis_tls: bool = False  # the external Redis speaks TLS (`rediss://`)
 
     def ray_image_for(self, plan: DeploymentPlan) -> str:
         return self.ray_image or kubernetes(plan).image or default_ray_image(plan)
@@ -109,7 +110,8 @@ def redis_host(plan: DeploymentPlan, options: K8sOptions) -> str:
 def redis_url(plan: DeploymentPlan, options: K8sOptions) -> str:
     """glmctl's Redis URL without its password (settings add GLMCTL_REDIS_PASSWORD, quoted,
     so a password with `@` or `/` cannot break the URL); `rediss://` for a TLS Redis."""
-    scheme = "rediss" if options.external_redis and kubernetes(plan).redis_tls else "redis"
+    tls = options.redis_tls or kubernetes(plan).redis_tls
+    scheme = "rediss" if options.external_redis and tls else "redis"
     return f"{scheme}://{redis_host(plan, options)}/{ROUTER_REDIS_DB}"
 
 

@@ -14,7 +14,7 @@ from controlplane.backends.ray.serve_app import rank_values
 from controlplane.catalog import find_model
 from controlplane.errors import UserError
 from controlplane.planner.models import DeploymentPlan
-from controlplane.render.k8s import manifests
+from controlplane.render.k8s import fabric_notes, manifests
 from controlplane.render.k8s.gpus import gpu_products, product_label
 from controlplane.render.k8s.monitoring import K8S_ALERTS, k8s_rule_groups
 from controlplane.render.k8s.network import ray_network_policy
@@ -197,3 +197,25 @@ def test_a_topology_without_the_section_keeps_its_digest() -> None:
     assert images == {"registry.example/e:1"}
     (router,) = _kind(objects, "Deployment")
     assert router["spec"]["template"]["spec"]["containers"][0]["image"] == "r.example/r:1"
+
+
+def test_tensor_parallelism_across_nodes_without_rdma_gets_a_note() -> None:
+    (note,) = fabric_notes(_plan(BF16))  # TP 16 over 2 nodes of 8
+    assert "tensor parallelism 16 spans 2 nodes" in note and "pipeline: 2" in note
+    assert fabric_notes(_plan(BF16, rdma={"resource": "rdma/ib"})) == []
+    assert fabric_notes(_plan(REPO / "topologies" / "glm45-fp8.yaml")) == []  # one node
+
+
+def test_render_cli_takes_a_tls_redis(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from controlplane.cli.main import app
+
+    args = ["render", str(BF16), "--target", "k8s", "--out", str(tmp_path)]
+    done = CliRunner().invoke(app, [*args, "--external-redis", "rediss://r.example:6380"])
+    assert done.exit_code == 0, done.output
+    router = (tmp_path / "glm45-bf16" / "router.yaml").read_text()
+    assert "value: rediss://r.example:6380/1" in router
+    assert not (tmp_path / "glm45-bf16" / "redis.yaml").exists()
+    refused = CliRunner().invoke(app, [*args, "--external-redis", "http://r.example"])
+    assert refused.exit_code != 0 and "rediss://HOST:PORT" in str(refused.exception)
