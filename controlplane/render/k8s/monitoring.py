@@ -151,22 +151,40 @@ K8S_ALERTS: dict[str, dict[str, Any]] = {
     "GlmctlEngineReplicaDown": {
         "expr": f'max by (deployment, replica) (up{{job="{cat.JOB_ENGINE}"}}) == 0',
         "for": "2m",
+        "annotations": {
+            "summary": "{{ $labels.deployment }} replica {{ $labels.replica }}: no engine answers",
+            "description": "No pod of this replica answers on the engine port. `kubectl logs"
+            " POD -c engine-logs` shows the engine's log; `kubectl describe pod` why a pod"
+            " is not running (GPUs, the models volume). Serve replaces a failed replica.",
+        },
     },
     "GlmctlNodeRankDown": {
         "expr": f'min by (deployment, replica, node_rank) (up{{job="{RAY_JOB}"}}) == 0',
         "for": "2m",
+        "annotations": {
+            "summary": "{{ $labels.deployment }} replica {{ $labels.replica }}: pod"
+            " {{ $labels.node_rank }} of its hosts is down",
+            "description": "A multi-node replica cannot serve with a node missing: Ray's"
+            " metrics agent on that pod does not answer. `kubectl get pods -l"
+            " ray.io/worker-group-replica-name=REPLICA` shows which.",
+        },
     },
 }
 
 
 def k8s_rule_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`groups` with the alerts of K8S_ALERTS rewritten (labels and annotations kept)."""
+    """`groups` with the alerts of K8S_ALERTS rewritten (labels and other annotations,
+    such as the runbook, kept)."""
     out = []
     for group in groups:
         rules = []
         for rule in group.get("rules", []):
             change = K8S_ALERTS.get(rule.get("alert", ""))
-            rules.append({**rule, **change} if change else dict(rule))
+            if change is None:
+                rules.append(dict(rule))
+                continue
+            notes = {**rule.get("annotations", {}), **change["annotations"]}
+            rules.append({**rule, **change, "annotations": notes})
         out.append({**group, "rules": rules})
     return out
 
