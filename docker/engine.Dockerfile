@@ -22,7 +22,7 @@ COPY controlplane ./controlplane
 # hadolint ignore=DL3013
 RUN python3 -m pip install --no-cache-dir ".[serve]" \
     && ray --version \
-    && command -v sh tail sed
+    && command -v python3 sh tail sed
 
 # vLLM's image sets an ENTRYPOINT (its API server); KubeRay gives the command itself.
 ENTRYPOINT []

@@ -115,7 +115,7 @@ def download_job(plan: DeploymentPlan, options: K8sOptions) -> dict[str, Any]:
         "name": "download",
         "image": options.ray_image_for(plan),
         "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-c", DOWNLOAD_SCRIPT],
+        "command": ["python3", "-c", DOWNLOAD_SCRIPT],
         "env": [
             {"name": "HF_HOME", "value": MODELS_PATH},
             {"name": "GLMCTL_HF_REPO", "value": repo},

@@ -149,7 +149,7 @@ def _container(plan: DeploymentPlan, group: EngineGroupPlan, options: K8sOptions
     own = engine_env(plan, group)
     env = [*redis_env(plan, options), *({"name": k, "value": v} for k, v in own.items())]
     prestop = [
-        "python", "-m", "controlplane.backends.ray.prestop", plan.name,
+        "python3", "-m", "controlplane.backends.ray.prestop", plan.name,
         "--timeout", str(drain_seconds(plan)),
     ]  # fmt: skip
     container: dict[str, Any] = {

@@ -104,7 +104,7 @@ def test_worker_pod_ports_probe_prestop_logs_and_nccl() -> None:
     assert "REDIS_PASSWORD" not in env and "GLMCTL_REDIS_PASSWORD" in env
     assert "@" not in env["GLMCTL_REDIS_URL"]
     hook = ray["lifecycle"]["preStop"]["exec"]["command"]
-    assert hook[:4] == ["python", "-m", "controlplane.backends.ray.prestop", plan.name]
+    assert hook[:4] == ["python3", "-m", "controlplane.backends.ray.prestop", plan.name]
     timeout = float(hook[hook.index("--timeout") + 1])
     assert pod["terminationGracePeriodSeconds"] > timeout
     assert logs["name"] == "engine-logs" and LOG_DIR in logs["command"][-1]
