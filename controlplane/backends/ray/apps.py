@@ -113,15 +113,20 @@ def _redis_url(args: dict[str, Any]) -> str:
     return str(url)
 
 
+def plan_from_args(args: dict[str, Any]) -> DeploymentPlan:
+    """The plan of a rendered config's `args` (renders leave `origin` out: path-independent)."""
+    return DeploymentPlan.model_validate({"origin": "rendered config", **args["plan"]})
+
+
 def engine_builder(args: dict[str, Any]) -> Any:
     """`import_path` of a rendered config's engine application."""
-    plan = DeploymentPlan.model_validate(args["plan"])
+    plan = plan_from_args(args)
     log_dir = str(args.get("log_dir", "/tmp/glmctl-logs"))
     return engine_app(plan, _redis_url(args), log_dir, app_name=args.get("app_name"))
 
 
 def router_builder(args: dict[str, Any]) -> Any:
     """`import_path` of a rendered config's router application."""
-    plan = DeploymentPlan.model_validate(args["plan"])
+    plan = plan_from_args(args)
     port = int(args.get("port", plan.router.port))
     return router_app(plan, _redis_url(args), port, str(args.get("host", plan.router.host or "")))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from controlplane.backends.ray.apps import plan_from_args
 from controlplane.backends.ray.serve_app import rank_values
 from controlplane.catalog import find_model
 from controlplane.errors import UserError
@@ -219,3 +220,16 @@ def test_render_cli_takes_a_tls_redis(tmp_path: Path) -> None:
     assert not (tmp_path / "glm45-bf16" / "redis.yaml").exists()
     refused = CliRunner().invoke(app, [*args, "--external-redis", "http://r.example"])
     assert refused.exit_code != 0 and "rediss://HOST:PORT" in str(refused.exception)
+
+
+def test_every_rendered_config_builds_its_plan() -> None:
+    """What `engine_builder` / `router_builder` do with a committed config's args (the Ray
+    Serve configs leave `origin` out, which the plan model requires)."""
+    configs = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "deployments").glob("*.yaml"))]
+    for path in sorted((REPO / "manifests").glob("*/rayservice.yaml")):
+        (service,) = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        configs.append(yaml.safe_load(service["spec"]["serveConfigV2"]))
+    assert len(configs) > 40
+    for config in configs:
+        for app in config["applications"]:
+            assert plan_from_args(app["args"]).name
