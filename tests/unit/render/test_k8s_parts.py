@@ -130,13 +130,18 @@ def test_only_routers_reach_engines_and_only_ray_pods_reach_the_dashboard() -> N
         policy["spec"]["podSelector"]["matchLabels"]
     ]  # every port (the dashboard's 8265 included) only from this deployment's Ray pods
     routers = [r for r in rules if "podSelector" in r["from"][0] and "ports" in r]
-    (router_rule,) = routers
+    router_rule, operator_rule = routers
+    assert operator_rule["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "kuberay-operator"
+    }  # its RayService controller asks the head's dashboard and Serve proxy
+    assert sorted(p["port"] for p in operator_rule["ports"]) == [8000, 8265]
     assert router_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
         "router"
     )
     assert [p["port"] for p in router_rule["ports"]] == [ENGINE_HTTP_PORT]
     for rule in rules:
-        assert all(p["port"] != 8265 for p in rule.get("ports", []))
+        if rule is not operator_rule:
+            assert all(p["port"] != 8265 for p in rule.get("ports", []))
 
 
 def test_router_is_scraped_as_one_target_with_its_own_labels() -> None:
