@@ -5,7 +5,7 @@ GLMCTL   := $(VENV)/bin/glmctl
 TOPOLOGY ?= topologies/glm45-fp8.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast slow docs docs-serve lint typecheck unit integration engines install-tier bench system-deps clean
+.PHONY: run test test-fast slow docs docs-serve lint typecheck unit integration engines install-tier bench system-deps clean images
 
 UV       := $(VENV)/bin/uv
 # uv installs in seconds what pip takes a minute for; it is bootstrapped into the venv with
@@ -28,6 +28,12 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.core
 
 system-deps:
 	bash ops/install-system-deps.sh
+
+# The router and engine images the Kubernetes manifests name (docs/guides/kubernetes.md);
+# needs a container engine and its registries: CONTAINER=podman to use podman.
+CONTAINER ?= docker
+images: $(VENV)/.core
+	$(PY) -m controlplane.render.k8s.images --tool $(CONTAINER) | sh -ex
 
 # Main job on the embedded default: validate, plan, apply on a local cluster, one request, tear down.
 run: $(VENV)/.core system-deps

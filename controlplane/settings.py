@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     prometheus_interval_s: float = Field(
         5.0, gt=0, le=300, description="Embedded Prometheus scrape and rule evaluation interval."
     )
+    engine_port: int | None = Field(
+        None, ge=1, le=65535, description="Fixed engine HTTP port on this node (Kubernetes pods)."
+    )
+    dist_port: int | None = Field(
+        None, ge=1, le=65535, description="Fixed rendezvous port on this node (Kubernetes pods)."
+    )
     grafana_url: str | None = Field(None, description="Grafana for `glmctl dashboards push`.")
     grafana_token: str | None = Field(
         None, description="Grafana service-account token for `glmctl dashboards push`."

@@ -113,6 +113,6 @@ class EngineSignalPolicy:
             from controlplane.autoscale.signals import SignalReader
             from controlplane.settings import get_settings
 
-            url = self.redis_url or get_settings().redis_url or ""
+            url = self.redis_url or get_settings().redis_url_with_password() or ""
             self.reader = SignalReader(url, self.namespace, self.app)
         return self.reader

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,7 +38,14 @@ def render_cmd(
     ] = None,
     external_redis: Annotated[
         str | None,
-        typer.Option("--external-redis", help="k8s: HOST:PORT of a Redis to use (no StatefulSet)."),
+        typer.Option(
+            "--external-redis",
+            help="k8s: HOST:PORT of a Redis to use (no StatefulSet); rediss://HOST:PORT for TLS.",
+        ),
+    ] = None,
+    models_claim: Annotated[
+        str | None,
+        typer.Option("--models-claim", help="k8s: an existing PVC holding the checkpoint."),
     ] = None,
 ) -> None:
     """Render a topology's Ray Serve config (deployments/<name>.yaml) or KubeRay manifests
@@ -53,39 +60,41 @@ def render_cmd(
             f"unknown render target `{target}`.",
             fix="use `--target ray` (Ray Serve config) or `--target k8s` (KubeRay manifests).",
         )
-    if external_redis is not None and not HOST_PORT.match(external_redis):
+    tls = external_redis is not None and external_redis.startswith("rediss://")
+    address = external_redis.removeprefix("rediss://") if external_redis else None
+    if address is not None and not HOST_PORT.match(address):
         raise UserError(
-            f"`--external-redis {external_redis}` is not HOST:PORT.",
-            fix="pass the Redis address without scheme or password, e.g. redis.internal:6379.",
+            f"`--external-redis {external_redis}` is not HOST:PORT (or rediss://HOST:PORT).",
+            fix="pass the Redis address without password, e.g. redis.internal:6379; the"
+            " password goes in the Secret <name>-redis.",
         )
+    from controlplane.render.k8s.common import K8sOptions
     from controlplane.spec.pd_pools import refuse_deploy
 
+    options = K8sOptions(image, router_image, address, models_claim, redis_tls=tls)
     topology = load_topology(file)
     refuse_deploy(topology, "render")  # PD topologies are sized and checked, not deployable yet
     deployment = reference_plan(topology)
     folder = out or TARGETS[target]
-    files = _render(deployment, target, _source(file), image, router_image, external_redis)
+    files = _render(deployment, target, _source(file), options)
     written = _write(folder, files, deployment.name if target == "k8s" else None)
     console.print(f"wrote {written} (plan {deployment.digest()})")
+    if target == "k8s":
+        from controlplane.render.k8s import fabric_notes
+
+        for note in fabric_notes(deployment):
+            console.print(note)
 
 
-def _render(
-    deployment: object,
-    target: str,
-    source: str,
-    image: str | None,
-    router_image: str | None,
-    external_redis: str | None,
-) -> dict[str, str]:
+def _render(deployment: object, target: str, source: str, options: Any) -> dict[str, str]:
     from controlplane.planner.models import DeploymentPlan
     from controlplane.render.ray_serve import render_yaml
 
     assert isinstance(deployment, DeploymentPlan)
     if target == "ray":
         return {f"{deployment.name}.yaml": render_yaml(deployment, source)}
-    from controlplane.render.k8s import K8sOptions, manifest_files, observability_catalogue
+    from controlplane.render.k8s import manifest_files, observability_catalogue
 
-    options = K8sOptions(ray_image=image, router_image=router_image, external_redis=external_redis)
     rule_files, dashboards = observability_catalogue(deployment)
     return manifest_files(deployment, source, options, rule_files, dashboards)
 

@@ -31,6 +31,7 @@ from controlplane.spec.fields import (  # the spec's field types
     StrictModel,
     drop_if,
 )
+from controlplane.spec.kubernetes import KubernetesSpec
 from controlplane.spec.router import RouterSpec
 
 
@@ -274,6 +275,7 @@ class ClusterSpec(StrictModel):
 
 
 bind_sections(globals())  # a PD pool reuses the sections above
+_K8S_DEFAULT = KubernetesSpec().model_dump()
 
 
 class TopologySpec(StrictModel):
@@ -379,13 +381,20 @@ class TopologySpec(StrictModel):
     disaggregation: DisaggregationSpec | None = Field(
         None, description="Prefill and decode pools and their KV transfer (not deployable yet)."
     )
+    kubernetes: KubernetesSpec = Field(
+        default_factory=KubernetesSpec,
+        description="KubeRay render options: images, model staging, API keys Secret, RDMA.",
+        examples=[{"models": {"storage": "host_path"}, "rdma": {"resource": "rdma/ib"}}],
+    )
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 
     @model_serializer(mode="wrap")
     def _without_empty_external(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Specs without external endpoints or PD serialise (plan, digest, render) as before.
-        return drop_if(drop_if(handler(self), "external", []), "disaggregation", None)
+        # Specs without external endpoints, a kubernetes section or PD serialise (plan,
+        # digest, render) as before those existed.
+        data = drop_if(handler(self), "external", [])
+        return drop_if(drop_if(data, "kubernetes", _K8S_DEFAULT), "disaggregation", None)
 
     @field_validator("gpus", mode="before")
     @classmethod

@@ -79,14 +79,17 @@ def engine_app(
     redis_url: str,
     log_dir: str,
     num_replicas: int | None = None,
+    app_name: str | None = None,
 ) -> Any:
+    """`app_name`: the Serve application's name when not the versioned one (KubeRay keeps
+    one name for every version; render/k8s/rayservice.py)."""
     from ray import serve
 
     from controlplane.backends.ray.serve_app import EngineGroup
 
     options = engine_options(plan, num_replicas, redis_url)
     deployment = serve.deployment(EngineGroup).options(**options)  # type: ignore[attr-defined]
-    return deployment.bind(plan.to_data(), redis_url, engine_app_name(plan), log_dir)
+    return deployment.bind(plan.to_data(), redis_url, app_name or engine_app_name(plan), log_dir)
 
 
 def router_app(plan: DeploymentPlan, redis_url: str, port: int, host: str = "") -> Any:
@@ -110,14 +113,20 @@ def _redis_url(args: dict[str, Any]) -> str:
     return str(url)
 
 
+def plan_from_args(args: dict[str, Any]) -> DeploymentPlan:
+    """The plan of a rendered config's `args` (renders leave `origin` out: path-independent)."""
+    return DeploymentPlan.model_validate({"origin": "rendered config", **args["plan"]})
+
+
 def engine_builder(args: dict[str, Any]) -> Any:
     """`import_path` of a rendered config's engine application."""
-    plan = DeploymentPlan.model_validate(args["plan"])
-    return engine_app(plan, _redis_url(args), str(args.get("log_dir", "/tmp/glmctl-logs")))
+    plan = plan_from_args(args)
+    log_dir = str(args.get("log_dir", "/tmp/glmctl-logs"))
+    return engine_app(plan, _redis_url(args), log_dir, app_name=args.get("app_name"))
 
 
 def router_builder(args: dict[str, Any]) -> Any:
     """`import_path` of a rendered config's router application."""
-    plan = DeploymentPlan.model_validate(args["plan"])
+    plan = plan_from_args(args)
     port = int(args.get("port", plan.router.port))
     return router_app(plan, _redis_url(args), port, str(args.get("host", plan.router.host or "")))

@@ -36,6 +36,11 @@ UNHEALTHY_CHECKS = 3  # consecutive failed /health answers before Serve replaces
 STOPPED_WAIT_S = 60.0
 
 
+def rank_values(rank0: dict[str, str], mine: dict[str, str]) -> dict[str, str]:
+    """Placeholder values of one rank: its own host and port, rank 0's rendezvous."""
+    return {**rank0, "host": mine["host"], "port": mine["port"]}
+
+
 def _redis(url: str) -> Any:
     return sync_client(url)
 
@@ -146,11 +151,14 @@ class EngineGroup:
                 ).remote(self.plan.name, self.replica_id, rank, log_dir)
             )
         self.ranks = ray.get([w.node.remote() for w in self.workers])
-        values = ray.get(self.workers[0].reserve.remote())
+        # Each rank binds its own node's address and port ({host}/{port}); only the
+        # rendezvous ({dist_host}/{dist_port}) is rank 0's for all of them.
+        own = ray.get([w.reserve.remote() for w in self.workers])
+        values = own[0]
         self.url = f"http://{values['host']}:{values['port']}"
         starts = [
-            w.start.remote(list(r.argv), dict(r.env), values)
-            for w, r in zip(self.workers, group.ranks, strict=True)
+            w.start.remote(list(r.argv), dict(r.env), rank_values(values, mine))
+            for w, r, mine in zip(self.workers, group.ranks, own, strict=True)
             if r.argv
         ]
         ray.get(starts)

@@ -59,13 +59,18 @@ class RankWorker:
         }
 
     def reserve(self) -> dict[str, str]:
-        """Free ports on this node for rank 0's HTTP server and the rendezvous."""
+        """Ports on this node for its HTTP server (rank 0's API, a rank > 0's health) and
+        the rendezvous: GLMCTL_ENGINE_PORT / GLMCTL_DIST_PORT where set (a Kubernetes pod
+        runs one engine, on named ports), else free ones."""
+        from controlplane.settings import get_settings
+
+        settings = get_settings()
         host = self.node()["host"]
         return {
             "host": host,
-            "port": str(free_port(host)),
+            "port": str(settings.engine_port or free_port(host)),
             "dist_host": host,
-            "dist_port": str(free_port(host)),
+            "dist_port": str(settings.dist_port or free_port(host)),
             "python": sys.executable,
         }
 

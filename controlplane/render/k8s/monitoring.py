@@ -1,6 +1,13 @@
 """prometheus-operator objects and the Grafana dashboards ConfigMap (pure).
 
-ServiceMonitor: the routers' `/metrics`. PodMonitor: Ray's metrics port on the Ray pods.
+ServiceMonitor: the routers' `/metrics`. Every router answers with the whole deployment's
+numbers (merged through Redis), so the router pods are scraped as one target: the
+relabelings point each pod's target at the router Service and drop the per-pod labels,
+and Prometheus merges targets with identical labels into one scrape. `honorLabels`
+keeps the router's own `endpoint` label (prometheus-operator's target label of the same
+name would replace it). PodMonitors: Ray's metrics port on the Ray pods, and the engines'
+fixed HTTP port (worker_pod.ENGINE_PORTS) on the worker pods, labelled by KubeRay's
+replica name and host index (RayMultiHostIndexing, on by default in KubeRay v1.7.0).
 `prometheus_rule` and `dashboards_configmap` wrap what the observability catalogue
 produces (Prometheus rule files `{"groups": [...]}` and dashboard JSON by file name); they
 take that data as arguments so this module needs nothing from it.
@@ -22,6 +29,7 @@ from controlplane.render.k8s.common import (
     router_name,
     selector,
 )
+from controlplane.render.k8s.worker_pod import ENGINE_PORT_NAME
 
 SCRAPE_INTERVAL = "15s"
 # Label Grafana's dashboard sidecar (kiwigrid k8s-sidecar, the Grafana Helm chart's
@@ -29,26 +37,54 @@ SCRAPE_INTERVAL = "15s"
 GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"
 CONFIGMAP_LIMIT_BYTES = 1024 * 1024  # Kubernetes refuses larger ConfigMaps
 MONITORING = "monitoring"
-RAY_JOB = "glmctl-ray"  # Ray's own metrics (the engines' ports are chosen at start-up)
+RAY_JOB = "glmctl-ray"  # Ray's own metrics agent, one target per Ray pod
+# KubeRay v1.7.0 pod labels (ray-operator/controllers/ray/utils/constant.go).
+REPLICA_NAME_LABEL = "__meta_kubernetes_pod_label_ray_io_worker_group_replica_name"
+HOST_INDEX_LABEL = "__meta_kubernetes_pod_label_ray_io_replica_host_index"
 
 
-def target_labels(plan: DeploymentPlan, job: str) -> list[dict[str, Any]]:
-    """Relabelings giving each scraped series the catalogue's job and target labels
-    (observe.catalog.TARGET_LABELS), as file-SD does on the embedded cluster."""
+def _fixed(plan: DeploymentPlan, job: str) -> list[dict[str, Any]]:
     fixed = {"job": job, cat.DEPLOYMENT: plan.name, cat.MODEL: plan.group.served_model_name}
-    out: list[dict[str, Any]] = [
+    return [
         {"action": "replace", "targetLabel": label, "replacement": value}
         for label, value in fixed.items()
     ]
-    out.append(
-        {
-            "action": "replace",
-            "sourceLabels": ["__meta_kubernetes_pod_name"],
-            "targetLabel": cat.REPLICA,
-        }
-    )
-    out.append({"action": "replace", "targetLabel": cat.NODE_RANK, "replacement": "0"})
-    return out
+
+
+def _from(source: str, target: str) -> dict[str, Any]:
+    return {"action": "replace", "sourceLabels": [source], "targetLabel": target}
+
+
+def target_labels(plan: DeploymentPlan, job: str) -> list[dict[str, Any]]:
+    """Relabelings giving each Ray pod's series the catalogue's job and target labels
+    (observe.catalog.TARGET_LABELS), as file-SD does on the embedded cluster: the replica
+    is KubeRay's replica name (the head and single-host pods: the pod's name), the node
+    rank KubeRay's host index (0 when absent)."""
+    return [
+        *_fixed(plan, job),
+        _from("__meta_kubernetes_pod_name", cat.REPLICA),
+        {**_from(REPLICA_NAME_LABEL, cat.REPLICA), "regex": "(.+)"},
+        {"action": "replace", "targetLabel": cat.NODE_RANK, "replacement": "0"},
+        {**_from(HOST_INDEX_LABEL, cat.NODE_RANK), "regex": "(.+)"},
+    ]
+
+
+def router_target_labels(plan: DeploymentPlan) -> list[dict[str, Any]]:
+    """One target for all router pods: the Service's address and no per-pod labels."""
+    service = {
+        "action": "replace",
+        "sourceLabels": ["__meta_kubernetes_service_name", "__meta_kubernetes_namespace"],
+        "regex": "(.+);(.+)",
+        "targetLabel": "__address__",
+        "replacement": f"$1.$2.svc:{plan.router.port}",
+    }
+    return [
+        *_fixed(plan, cat.JOB_ROUTER),
+        service,
+        {"action": "labeldrop", "regex": "pod|container|endpoint|instance"},
+        {"action": "replace", "targetLabel": cat.REPLICA, "replacement": "router"},
+        {"action": "replace", "targetLabel": cat.NODE_RANK, "replacement": "0"},
+    ]
 
 
 def service_monitor(plan: DeploymentPlan) -> dict[str, Any]:
@@ -63,30 +99,94 @@ def service_monitor(plan: DeploymentPlan) -> dict[str, Any]:
                     "port": "http",
                     "path": "/metrics",
                     "interval": SCRAPE_INTERVAL,
-                    "relabelings": target_labels(plan, cat.JOB_ROUTER),
+                    "honorLabels": True,
+                    "relabelings": router_target_labels(plan),
                 }
             ],
         },
     }
 
 
+def _pod_endpoint(plan: DeploymentPlan, port: str, job: str) -> dict[str, Any]:
+    return {
+        "port": port,
+        "path": "/metrics",
+        "interval": SCRAPE_INTERVAL,
+        "honorLabels": True,
+        "relabelings": target_labels(plan, job),
+    }
+
+
 def pod_monitor(plan: DeploymentPlan) -> dict[str, Any]:
+    """Ray's metrics port on every Ray pod."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
         "metadata": metadata(plan, f"{plan.name}-ray", RAY_COMPONENT),
         "spec": {
             "selector": {"matchLabels": selector(plan, RAY_COMPONENT)},
-            "podMetricsEndpoints": [
-                {
-                    "port": "metrics",
-                    "path": "/metrics",
-                    "interval": SCRAPE_INTERVAL,
-                    "relabelings": target_labels(plan, RAY_JOB),
-                }
-            ],
+            "podMetricsEndpoints": [_pod_endpoint(plan, "metrics", RAY_JOB)],
         },
     }
+
+
+def engine_pod_monitor(plan: DeploymentPlan) -> dict[str, Any]:
+    """The engines' own `/metrics` on the worker pods' fixed HTTP port (rank 0 serves it;
+    a rank > 0 answers only health, so a replica is up while any of its pods is)."""
+    workers = {**selector(plan, RAY_COMPONENT), "ray.io/node-type": "worker"}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": metadata(plan, f"{plan.name}-engines", RAY_COMPONENT),
+        "spec": {
+            "selector": {"matchLabels": workers},
+            "podMetricsEndpoints": [_pod_endpoint(plan, ENGINE_PORT_NAME, cat.JOB_ENGINE)],
+        },
+    }
+
+
+# The embedded cluster's replica and rank alerts read the observe agent's series, which
+# Kubernetes does not have; these read what the PodMonitors scrape there.
+K8S_ALERTS: dict[str, dict[str, Any]] = {
+    "GlmctlEngineReplicaDown": {
+        "expr": f'max by (deployment, replica) (up{{job="{cat.JOB_ENGINE}"}}) == 0',
+        "for": "2m",
+        "annotations": {
+            "summary": "{{ $labels.deployment }} replica {{ $labels.replica }}: no engine answers",
+            "description": "No pod of this replica answers on the engine port. `kubectl logs"
+            " POD -c engine-logs` shows the engine's log; `kubectl describe pod` why a pod"
+            " is not running (GPUs, the models volume). Serve replaces a failed replica.",
+        },
+    },
+    "GlmctlNodeRankDown": {
+        "expr": f'min by (deployment, replica, node_rank) (up{{job="{RAY_JOB}"}}) == 0',
+        "for": "2m",
+        "annotations": {
+            "summary": "{{ $labels.deployment }} replica {{ $labels.replica }}: pod"
+            " {{ $labels.node_rank }} of its hosts is down",
+            "description": "A multi-node replica cannot serve with a node missing: Ray's"
+            " metrics agent on that pod does not answer. `kubectl get pods -l"
+            " ray.io/worker-group-replica-name=REPLICA` shows which.",
+        },
+    },
+}
+
+
+def k8s_rule_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`groups` with the alerts of K8S_ALERTS rewritten (labels and other annotations,
+    such as the runbook, kept)."""
+    out = []
+    for group in groups:
+        rules = []
+        for rule in group.get("rules", []):
+            change = K8S_ALERTS.get(rule.get("alert", ""))
+            if change is None:
+                rules.append(dict(rule))
+                continue
+            notes = {**rule.get("annotations", {}), **change["annotations"]}
+            rules.append({**rule, **change, "annotations": notes})
+        out.append({**group, "rules": rules})
+    return out
 
 
 def prometheus_rule(
@@ -96,6 +196,7 @@ def prometheus_rule(
     groups: list[dict[str, Any]] = []
     for rule_file in rule_files:
         groups.extend(dict(g) for g in rule_file.get("groups", []))
+    groups = k8s_rule_groups(groups)
     names = [g.get("name") for g in groups]
     duplicates = sorted({n for n in names if names.count(n) > 1 and n})
     if duplicates:

@@ -4,126 +4,135 @@
 What runs where (anchors: shared/reference/operations-anchors.md, section B):
 - one worker pod = one node of a replica; a group holds `replicas.max` replicas of
   `nodes` pods each (`numOfHosts: nodes`, so a multi-node replica's pods come and go as a
-  unit), and Serve's STRICT_SPREAD placement group puts one bundle (node rank) per pod;
+  unit), and Serve's STRICT_SPREAD placement group puts one bundle (node rank) per pod
+  (worker_pod.py);
 - the router is its own Deployment (services.py): `serveConfigV2` carries only the
-  engine application; Serve's proxy stays on the head and serves no route;
+  engine application; Serve's proxy stays on the head (`HeadOnly`) and serves no route;
 - Ray's GCS keeps its tables in the same Redis as the routers (fault tolerance: a new
   head finds the running applications again).
+
+Updates without an outage: the engine application keeps one name (`<name>-engine`) and
+its `args` leave out the replica counts, so a new `replicas.max` (or an autoscaler's
+decision) changes only the deployment's options (`num_replicas` / `autoscaling_config`),
+which Ray Serve applies in place; the RayCluster spec differs then only in the worker
+groups' replicas / minReplicas / maxReplicas, which KubeRay leaves out of its cluster hash
+(utils.GenerateHashWithoutReplicasAndWorkersToDelete), so no new cluster is started.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import copy
 from typing import Any
 
 import yaml
 
-from controlplane.backends.ray.apps import engine_options
-from controlplane.capacity.constants import DEFAULT_NODE_RAM_BYTES
-from controlplane.capacity.host import ray_object_store_bytes
-from controlplane.planner.models import DeploymentPlan, EngineGroupPlan
+from controlplane.backends.ray.apps import engine_app_name, engine_options
+from controlplane.planner.models import DeploymentPlan
 from controlplane.render.k8s.common import (
-    GPU_RESOURCE,
-    GPU_TYPE_LABEL,
     RAY_COMPONENT,
     RAY_METRICS_PORT,
     RAY_VERSION,
     REDIS_PASSWORD_KEY,
     K8sOptions,
-    gib_quantity,
+    kubernetes,
     labels,
     metadata,
     redis_env,
     redis_host,
     redis_name,
 )
-from controlplane.render.ray_serve import ENGINE_IMPORT
+from controlplane.render.k8s.worker_pod import LOG_DIR, RAY_PORTS, worker_group
+from controlplane.render.ray_serve import ENGINE_IMPORT, ray_serve_config
 
 # Head pod: GCS, the Serve controller and the dashboard; it runs no engine (num-cpus 0
 # keeps Ray from scheduling work there).
 HEAD_CPUS = 4
 HEAD_MEMORY = "16Gi"
-# Worker pod CPUs per GPU: the engine's GPU worker process, tokenizer / detokenizer and
-# NCCL proxy threads (an 8-GPU Hopper server has 112 or more cores; 8 per GPU leaves room).
-CPUS_PER_GPU = 8
-CPU_ENGINE_CPUS = 4  # a CPU-only engine (vLLM's CPU build) in one pod
-# NCCL's shared-memory transport and proxy buffers live in /dev/shm besides Ray's object
-# store; SGLang's `docker run` examples give containers `--shm-size 32g`.
-NCCL_SHM_BYTES = 32 * 1024**3
-MODELS_PATH = "/models"
-ENGINE_ENV = {
-    # The checkpoint is staged on the models volume: no hub downloads from GPU pods.
-    "HF_HOME": MODELS_PATH,
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    # Pod network: NCCL's bootstrap and socket transport on the pod's interface (an
-    # RDMA fabric is found by NCCL itself when the pod is given its devices).
-    "NCCL_SOCKET_IFNAME": "eth0",
-    "NCCL_DEBUG": "WARN",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
-RAY_PORTS = (("gcs", 6379), ("dashboard", 8265), ("client", 10001), ("serve", 8000))
+# A replica whose constructor fails (a node not ready, a slow volume, Redis restarting) is
+# retried; each attempt backs off in EngineGroup (autoscale/restarts.py), and a real fault
+# still stops after MAX_RESTARTS there. The embedded default keeps 1 (apply reports at once).
+K8S_CONSTRUCTOR_RETRIES = 5
+# Fields of a plan that hold replica counts; they live in the deployment's options.
+SCALE_FREE_BOUNDS = {"initial": 1, "min": 1, "max": 1, "fits": 1}
+RENDERED_ORIGIN = "glmctl render --target k8s"
+SCALE_FREE_POLICY = {"min_replicas": 1, "max_replicas": 1, "initial_replicas": 1}
+
+
+def engine_app_k8s_name(plan: DeploymentPlan) -> str:
+    """The engine application's name on Kubernetes: one per deployment, for every version."""
+    return f"{plan.name}-engine"
+
+
+def scale_free_plan_data(plan: DeploymentPlan) -> dict[str, Any]:
+    """The plan as the replicas' constructor argument, with every replica count replaced by
+    SCALE_FREE_BOUNDS: the replicas never read them (the deployment options carry them), and
+    an argument that changes would make Serve restart every replica."""
+    data = copy.deepcopy(ray_serve_config(plan)["applications"][1]["args"]["plan"])
+    # DeploymentPlan requires an origin; the path it was planned from is in the header.
+    data["origin"] = RENDERED_ORIGIN
+    spec_replicas = data["spec"].get("replicas")
+    if isinstance(spec_replicas, dict):
+        spec_replicas.update({k: SCALE_FREE_BOUNDS[k] for k in ("initial", "min", "max")})
+    cluster = data["spec"].get("cluster")
+    if isinstance(cluster, dict) and "nodes" in cluster:
+        # The embedded cluster's size, planned for `replicas.max`; a RayCluster's nodes
+        # are its pods, so here it is one replica's.
+        cluster["nodes"] = plan.group.nodes
+    for group in data["groups"]:
+        group["replicas"] = {**SCALE_FREE_BOUNDS}
+        if group.get("autoscaling"):
+            group["autoscaling"].update(SCALE_FREE_POLICY)
+    return data
+
+
+def engine_deployment_options(plan: DeploymentPlan) -> dict[str, Any]:
+    """The engine deployment's Serve options: apply's, with the stable application name in
+    the autoscaling policy and retries for a transient start-up failure."""
+    options = engine_options(plan)
+    options["max_constructor_retry_count"] = K8S_CONSTRUCTOR_RETRIES
+    auto = options.get("autoscaling_config")
+    if auto is not None:
+        kwargs = auto["policy"]["policy_kwargs"]
+        assert kwargs["app"] == engine_app_name(plan)
+        kwargs["app"] = engine_app_k8s_name(plan)
+    return options
 
 
 def serve_config(plan: DeploymentPlan) -> dict[str, Any]:
-    """`serveConfigV2`: the engine application exactly as `glmctl render --target ray`
-    and `apply` build it; GLMCTL_REDIS_URL comes from the pod's environment."""
-    from controlplane.render.ray_serve import ray_serve_config
-
+    """`serveConfigV2`: the engine application `apply` builds, under its stable name;
+    GLMCTL_REDIS_URL / GLMCTL_REDIS_PASSWORD come from the pod's environment."""
     engine_app = ray_serve_config(plan)["applications"][1]
     assert engine_app["import_path"] == ENGINE_IMPORT
+    app = {
+        "name": engine_app_k8s_name(plan),
+        "route_prefix": None,
+        "import_path": ENGINE_IMPORT,
+        "args": {
+            "plan": scale_free_plan_data(plan),
+            "app_name": engine_app_k8s_name(plan),
+            "log_dir": LOG_DIR,
+        },
+        "deployments": [engine_deployment_options(plan)],
+    }
     return {
         "proxy_location": "HeadOnly",
         "http_options": {"host": "0.0.0.0", "port": 8000},
-        "applications": [engine_app],
-    }
-
-
-def group_name(group: EngineGroupPlan) -> str:
-    """Worker group name per GPU node type, e.g. `h100-x8` (DNS label characters)."""
-    kind = "cpu" if not _gpus(group) else group.gpu_type.lower()
-    return f"{kind}-x{_gpus(group)}".replace("_", "-")
-
-
-def _gpus(group: EngineGroupPlan) -> int:
-    return int(group.bundles[0].get("GPU", 0))
-
-
-def _node_memory(group: EngineGroupPlan) -> float:
-    """Host RAM one node of a replica needs (the calculator's figure, in the bundles)."""
-    return max(b.get("memory", 0.0) for b in group.bundles)
-
-
-def object_store_bytes() -> int:
-    """The object store the host-RAM calculator counted (Ray's default on its node)."""
-    return int(ray_object_store_bytes(DEFAULT_NODE_RAM_BYTES))
-
-
-def _container(
-    name: str, image: str, env: list[dict[str, Any]], ports: tuple[str, ...], **extra: Any
-) -> dict[str, Any]:
-    named = [{"name": n, "containerPort": p} for n, p in RAY_PORTS if n in ports]
-    return {
-        "name": name,
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "env": env,
-        "ports": [*named, {"name": "metrics", "containerPort": RAY_METRICS_PORT}],
-        **extra,
+        "applications": [app],
     }
 
 
 def head_group(plan: DeploymentPlan, options: K8sOptions) -> dict[str, Any]:
     env = [*redis_env(plan, options), {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"}]
     resources = {"cpu": str(HEAD_CPUS), "memory": HEAD_MEMORY}
-    container = _container(
-        "ray-head",
-        options.ray_image_for(plan),
-        env,
-        ports=("gcs", "dashboard", "client", "serve"),
-        resources={"requests": resources, "limits": resources},
-    )
+    named = [{"name": n, "containerPort": p} for n, p in RAY_PORTS]
+    container = {
+        "name": "ray-head",
+        "image": options.ray_image_for(plan),
+        "imagePullPolicy": "IfNotPresent",
+        "env": env,
+        "ports": [*named, {"name": "metrics", "containerPort": RAY_METRICS_PORT}],
+        "resources": {"requests": resources, "limits": resources},
+    }
     return {
         "rayStartParams": {"num-cpus": "0", "num-gpus": "0", "dashboard-host": "0.0.0.0"},
         "template": {
@@ -133,90 +142,16 @@ def head_group(plan: DeploymentPlan, options: K8sOptions) -> dict[str, Any]:
     }
 
 
-def worker_group(
-    plan: DeploymentPlan, group: EngineGroupPlan, options: K8sOptions
-) -> dict[str, Any]:
-    """One worker group: `nodes` pods per replica, up to `replicas.max` replicas."""
-    gpus = _gpus(group)
-    memory = _node_memory(group)
-    store = object_store_bytes()
-    shm = gib_quantity(store + NCCL_SHM_BYTES)
-    cpus = CPUS_PER_GPU * gpus if gpus else CPU_ENGINE_CPUS
-    start: dict[str, str] = {
-        "num-cpus": str(cpus),
-        "num-gpus": str(gpus),
-        "memory": str(math.ceil(memory)),
-        "object-store-memory": str(store),
-    }
-    resources: dict[str, dict[str, str]] = {
-        "requests": {"cpu": str(cpus), "memory": gib_quantity(memory)},
-        "limits": {"cpu": str(cpus), "memory": gib_quantity(memory)},
-    }
-    pod: dict[str, Any] = {}
-    if gpus:
-        # Ray detects the GPU model too; declaring it keeps the plan's bundles placeable
-        # where detection names it differently.
-        start["resources"] = json.dumps({f"accelerator_type:{group.gpu_type}": 1})
-        resources["requests"][GPU_RESOURCE] = str(gpus)
-        resources["limits"][GPU_RESOURCE] = str(gpus)
-        pod["nodeSelector"] = {GPU_TYPE_LABEL: group.gpu_type}
-        pod["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
-    env = [*redis_env(plan, options), *({"name": k, "value": v} for k, v in ENGINE_ENV.items())]
-    container = _container(
-        "ray-worker",
-        options.ray_image_for(plan),
-        env,
-        ports=(),
-        resources=resources,
-        volumeMounts=[
-            {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "models", "mountPath": MODELS_PATH, "readOnly": True},
-        ],
-    )
-    drain_s = engine_options(plan)["graceful_shutdown_timeout_s"]
-    pod.update(
-        {
-            "containers": [container],
-            # Serve drains a replica first (graceful_shutdown_timeout_s); the pod must outlive it.
-            "terminationGracePeriodSeconds": int(drain_s) + 30,
-            "volumes": [
-                {
-                    "name": "dshm",
-                    "emptyDir": {"medium": "Memory", "sizeLimit": shm},
-                },
-                {
-                    "name": "models",
-                    "persistentVolumeClaim": {
-                        "claimName": options.models_claim or f"{plan.name}-models",
-                        "readOnly": True,
-                    },
-                },
-            ],
-        }
-    )
-    bounds = group.replicas
-    return {
-        "groupName": group_name(group),
-        "replicas": bounds.initial,
-        "minReplicas": bounds.min,
-        "maxReplicas": bounds.max,
-        "numOfHosts": group.nodes,
-        "rayStartParams": start,
-        "template": {"metadata": {"labels": labels(plan, RAY_COMPONENT)}, "spec": pod},
-    }
-
-
 def rayservice(plan: DeploymentPlan, options: K8sOptions) -> dict[str, Any]:
     """The RayService object (KubeRay v1)."""
     autoscaled = any(g.autoscaling is not None for g in plan.groups)
+    password = {"secretKeyRef": {"name": redis_name(plan), "key": REDIS_PASSWORD_KEY}}
     cluster: dict[str, Any] = {
         "rayVersion": RAY_VERSION,
         "enableInTreeAutoscaling": autoscaled,
         "gcsFaultToleranceOptions": {
             "redisAddress": redis_host(plan, options),
-            "redisPassword": {
-                "valueFrom": {"secretKeyRef": {"name": redis_name(plan), "key": REDIS_PASSWORD_KEY}}
-            },
+            "redisPassword": {"valueFrom": password},
         },
         "headGroupSpec": head_group(plan, options),
         "workerGroupSpecs": [worker_group(plan, g, options) for g in plan.groups],
@@ -226,6 +161,7 @@ def rayservice(plan: DeploymentPlan, options: K8sOptions) -> dict[str, Any]:
         "kind": "RayService",
         "metadata": metadata(plan, plan.name, RAY_COMPONENT),
         "spec": {
+            "upgradeStrategy": {"type": kubernetes(plan).upgrade_strategy.value},
             "serveConfigV2": yaml.safe_dump(serve_config(plan), sort_keys=False, width=100),
             "rayClusterConfig": cluster,
         },

@@ -15,9 +15,11 @@ from controlplane.planner.models import DeploymentPlan
 from controlplane.render.k8s.common import (
     RAY_COMPONENT,
     REDIS_COMPONENT,
+    REDIS_PASSWORD_ENV,
     REDIS_PORT,
     ROUTER_COMPONENT,
     K8sOptions,
+    kubernetes,
     labels,
     metadata,
     redis_env,
@@ -47,7 +49,14 @@ def redis_objects(plan: DeploymentPlan, options: K8sOptions) -> list[dict[str, A
         "image": REDIS_IMAGE,
         "env": redis_env(plan, options)[:1],
         "command": ["redis-server"],
-        "args": ["--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes", "--dir", "/data"],
+        "args": [
+            "--requirepass",
+            f"$({REDIS_PASSWORD_ENV})",
+            "--appendonly",
+            "yes",
+            "--dir",
+            "/data",
+        ],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
         "readinessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 5},
         "resources": {"requests": REDIS_RESOURCES, "limits": REDIS_RESOURCES},
@@ -140,13 +149,34 @@ def external_key_env(plan: DeploymentPlan) -> list[dict[str, Any]]:
     return list(env.values())
 
 
+KEYS_DIR = "/etc/glmctl/api-keys"
+
+
+def api_keys_secret(plan: DeploymentPlan) -> str:
+    """The Secret of the router's API keys (key: key name, value: the secret)."""
+    return kubernetes(plan).api_keys_secret or f"{plan.name}-api-keys"
+
+
+def keys_init_container(plan: DeploymentPlan, options: K8sOptions) -> dict[str, Any]:
+    """Copies the keys of the Secret into Redis (hashes only) before the router starts;
+    keys it put there earlier and the Secret no longer holds are revoked."""
+    return {
+        "name": "api-keys",
+        "image": options.router_image_for(plan),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["glmctl", "keys", "sync", plan.name, "--from-dir", KEYS_DIR],
+        "env": redis_env(plan, options),
+        "volumeMounts": [{"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True}],
+    }
+
+
 def router_objects(plan: DeploymentPlan, options: K8sOptions) -> list[dict[str, Any]]:
     """Router Deployment (`router.replicas` pods, one process each) and its Service."""
     name = router_name(plan)
     probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5}
     container = {
         "name": "router",
-        "image": options.router_image_for(),
+        "image": options.router_image_for(plan),
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "controlplane.router"],
         "args": router_args(plan),
@@ -156,6 +186,10 @@ def router_objects(plan: DeploymentPlan, options: K8sOptions) -> list[dict[str, 
         "livenessProbe": {**probe, "failureThreshold": 6},
         "resources": {"requests": ROUTER_RESOURCES, "limits": ROUTER_RESOURCES},
     }
+    pod: dict[str, Any] = {"containers": [container]}
+    if plan.router.auth != "none":
+        pod["initContainers"] = [keys_init_container(plan, options)]
+        pod["volumes"] = [{"name": "api-keys", "secret": {"secretName": api_keys_secret(plan)}}]
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -163,34 +197,31 @@ def router_objects(plan: DeploymentPlan, options: K8sOptions) -> list[dict[str, 
         "spec": {
             "replicas": plan.router.processes,
             "selector": {"matchLabels": selector(plan, ROUTER_COMPONENT)},
-            "template": {
-                "metadata": {"labels": labels(plan, ROUTER_COMPONENT)},
-                "spec": {"containers": [container]},
-            },
+            "template": {"metadata": {"labels": labels(plan, ROUTER_COMPONENT)}, "spec": pod},
         },
     }
     return [deployment, _service(plan, name, ROUTER_COMPONENT, "http", plan.router.port)]
 
 
 def disruption_budgets(plan: DeploymentPlan) -> list[dict[str, Any]]:
-    """Voluntary evictions (node drains) keep one router and `replicas.min` whole replicas."""
+    """Voluntary evictions (node drains) take one router pod, or one replica's pods, at a
+    time: a node drain always proceeds, and never takes more than one replica away."""
     router = {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": metadata(plan, router_name(plan), ROUTER_COMPONENT),
         "spec": {
-            "minAvailable": max(1, plan.router.processes - 1),
+            "maxUnavailable": 1,
             "selector": {"matchLabels": selector(plan, ROUTER_COMPONENT)},
         },
     }
     workers = {**selector(plan, RAY_COMPONENT), "ray.io/node-type": "worker"}
-    group = plan.group
     engines = {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": metadata(plan, f"{plan.name}-workers", RAY_COMPONENT),
         "spec": {
-            "minAvailable": max(1, group.replicas.min) * group.nodes,
+            "maxUnavailable": plan.group.nodes,  # the pods of one replica (numOfHosts)
             "selector": {"matchLabels": workers},
         },
     }

@@ -14,6 +14,7 @@ import yaml
 
 from controlplane.backends.ray.apps import engine_options
 from controlplane.errors import UserError
+from controlplane.planner.models import DeploymentPlan
 from controlplane.render.k8s import (
     K8sOptions,
     manifest_files,
@@ -118,7 +119,8 @@ def test_worker_group_is_sized_from_the_plan(path: Path) -> None:
     assert workers["maxReplicas"] == group.replicas.max
     assert workers["minReplicas"] == group.replicas.min
     assert cluster["enableInTreeAutoscaling"] is (group.autoscaling is not None)
-    (container,) = workers["template"]["spec"]["containers"]
+    container = workers["template"]["spec"]["containers"][0]  # KubeRay: Ray's comes first
+    assert container["name"] == "ray-worker"
     limits = container["resources"]["limits"]
     gpus = int(group.bundles[0].get("GPU", 0))
     assert limits.get("nvidia.com/gpu") == (str(gpus) if gpus else None)
@@ -139,14 +141,33 @@ def test_worker_group_is_sized_from_the_plan(path: Path) -> None:
 
 @pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: p.stem)
 def test_serve_config_is_the_rendered_engine_application(path: Path) -> None:
+    """The engine application of `--target ray`, under its stable name, with the replica
+    counts only in the deployment's options."""
     from ray.serve.schema import ServeDeploySchema
 
     deployment = _plan(path)
     (service,) = _by_kind(manifests(deployment), "RayService")
     config = yaml.safe_load(service["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(config)
-    ray_config = yaml.safe_load(render_yaml(deployment, _source(path)))
-    assert config["applications"] == [ray_config["applications"][1]]
+    (app,) = config["applications"]
+    ray_app = yaml.safe_load(render_yaml(deployment, _source(path)))["applications"][1]
+    assert app["name"] == app["args"]["app_name"] == f"{deployment.name}-engine"
+    assert app["import_path"] == ray_app["import_path"]
+    (options,) = app["deployments"]
+    (ray_options,) = ray_app["deployments"]
+    assert options["max_constructor_retry_count"] > ray_options["max_constructor_retry_count"]
+    for key in ("num_replicas", "placement_group_bundles", "graceful_shutdown_timeout_s"):
+        assert options.get(key) == ray_options.get(key), key
+    if "autoscaling_config" in ray_options:
+        bounds = ("min_replicas", "max_replicas", "initial_replicas")
+        for key in bounds:
+            assert options["autoscaling_config"][key] == ray_options["autoscaling_config"][key]
+    # The replicas' argument is the plan minus its replica counts, which a replica never
+    # reads: it builds the same engine commands.
+    args_plan = DeploymentPlan.model_validate(app["args"]["plan"])
+    assert args_plan.group.ranks == deployment.group.ranks
+    assert args_plan.group.bundles == deployment.group.bundles
+    assert args_plan.group.replicas.max == 1
 
 
 def test_selectors_match_the_pods_they_protect() -> None:
@@ -162,7 +183,8 @@ def test_selectors_match_the_pods_they_protect() -> None:
     def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in selector.items())
 
-    (policy,) = _by_kind(objects, "NetworkPolicy")
+    policies = {p["metadata"]["name"]: p for p in _by_kind(objects, "NetworkPolicy")}
+    policy = policies[f"{deployment.name}-redis"]
     assert matches(policy["spec"]["podSelector"]["matchLabels"], redis)
     allowed = [p["podSelector"]["matchLabels"] for p in policy["spec"]["ingress"][0]["from"]]
     for pod in [router, *ray_pods]:
@@ -213,13 +235,14 @@ def test_no_secret_value_in_any_manifest(path: Path, monkeypatch: pytest.MonkeyP
 
 def test_external_redis_replaces_the_statefulset() -> None:
     objects = manifests(_plan(BF16), K8sOptions(external_redis="redis.example.internal:6380"))
-    assert not _by_kind(objects, "StatefulSet") and not _by_kind(objects, "NetworkPolicy")
+    assert not _by_kind(objects, "StatefulSet")
+    assert [p["metadata"]["name"] for p in _by_kind(objects, "NetworkPolicy")] == ["glm45-bf16-ray"]
     (service,) = _by_kind(objects, "RayService")
     gcs = service["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]
     assert gcs["redisAddress"] == "redis.example.internal:6380"
     router = _by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     url = {e["name"]: e.get("value") for e in router["env"]}["GLMCTL_REDIS_URL"]
-    assert url.endswith("@redis.example.internal:6380/1")
+    assert url == "redis://redis.example.internal:6380/1"  # the password: GLMCTL_REDIS_PASSWORD
 
 
 def test_prometheus_rule_merges_rule_files_and_refuses_duplicate_groups() -> None:
