@@ -21,6 +21,7 @@ import asyncio
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -83,6 +84,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.timer: asyncio.TimerHandle | None = None
         self.last_data = 0.0
+        self.sink: Callable[[bytes], bool] | None = None  # relay: body bytes go out here
         self._reset()
 
     def _reset(self) -> None:
@@ -99,6 +101,7 @@ class Connection(asyncio.Protocol):
         self.received = 0  # head bytes until the head is done, then body bytes
         self.paused = False
         self.waiter: asyncio.Future[None] | None = None
+        self.sink = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -124,7 +127,9 @@ class Connection(asyncio.Protocol):
                 self.close()
                 self._wake()
                 return
-        if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
+        if self.sink is not None and self.chunks and not self.complete and self.error is None:
+            self._relay()
+        elif self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
 
@@ -163,7 +168,8 @@ class Connection(asyncio.Protocol):
             return
         self.chunks.append(body)
         self.buffered += len(body)
-        self._wake()
+        if self.sink is None:  # a relay wakes its reader only at the end
+            self._wake()
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -208,6 +214,43 @@ class Connection(asyncio.Protocol):
             if self.complete:
                 return b""
             await self._wait()
+
+    async def relay(self, sink: Callable[[bytes], bool]) -> None:
+        """Write body bytes to `sink` from `data_received` as they arrive (no task wakes
+        per chunk) until the response ends, fails or `sink` returns False (the client is
+        gone: the connection is closed). The final bytes stay for `read()`, so the caller
+        writes them with the end of its response in one go."""
+        self.sink = sink
+        if self.chunks and not self.complete:
+            self._relay()
+        while not (self.complete or self.error is not None or self.closed):
+            await self._wait()
+        self.sink = None
+
+    def _relay(self) -> None:
+        chunks = self.chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.buffered = 0
+        assert self.sink is not None
+        if not self.sink(data):
+            self.client_gone()
+
+    # -- flow control from the client side of a relay (http_cycle.FlowTarget) -------------
+    def pause_for_client(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_for_client(self) -> None:
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def client_gone(self) -> None:
+        """Drop the engine connection (the engine aborts the request) and wake the relay."""
+        self.close()
+        self._wake()
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
