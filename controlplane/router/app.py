@@ -57,6 +57,7 @@ class Exchange:
     started: float
     upstream_path: str
     route: str = "chat"  # chat | completions
+    midstream_failed: bool = False  # the engine failed after the first byte went out
 
 
 class RouterApp(RouterRuntime):
@@ -75,6 +76,7 @@ class RouterApp(RouterRuntime):
         self._tasks: list[asyncio.Task[None]] = []
         self._session_header = config.session_header.lower().encode()
         self._policy_header = config.policy_header.lower().encode()
+        self._wanted = (b"authorization", self._session_header, self._policy_header)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def startup(self) -> None:
@@ -128,28 +130,34 @@ class RouterApp(RouterRuntime):
     ) -> None:
         started = time.perf_counter()
         limits = self.config.limits
+        exchange = Exchange(b"", send, receive, started, UPSTREAM_PATHS[route], route)
         try:
-            body = await read_request_body(
+            exchange.body = await read_request_body(
                 scope, receive, limits.max_body_bytes, limits.client_idle_timeout
             )
         except RequestProblem as problem:
             status = await self._problem(send, problem)
         else:
-            exchange = Exchange(body, send, receive, started, UPSTREAM_PATHS[route], route)
             try:
                 async with asyncio.timeout(limits.client_total_timeout):
                     status = await self._route_and_forward(scope, exchange, route)
             except TimeoutError:
                 status = await self._timed_out(send, limits.client_total_timeout)
+        self._finished(exchange, status)
+
+    def _finished(self, ex: Exchange, status: int) -> None:
+        """The one place a completion request's final outcome is known: its status (429
+        included) and whether its stream failed mid-way (`ex.midstream_failed`)."""
         self.metrics.inc(
-            "glmctl_router_requests_total", (("route", route), ("status", str(status)))
+            "glmctl_router_requests_total", (("route", ex.route), ("status", str(status)))
         )
-        self.metrics.observe("glmctl_router_e2e_seconds", time.perf_counter() - started)
+        if ex.midstream_failed:
+            self.metrics.inc("glmctl_router_errors_total", (("kind", "upstream_midstream"),))
+        self.metrics.observe("glmctl_router_e2e_seconds", time.perf_counter() - ex.started)
 
     async def _route_and_forward(self, scope: dict[str, Any], ex: Exchange, route: str) -> int:
         send, body = ex.send, ex.body
-        wanted = (b"authorization", self._session_header, self._policy_header)
-        headers = request_headers(scope, wanted)
+        headers = request_headers(scope, self._wanted)
         assert self.admission is not None
         try:
             key = self.admission.authenticate(headers.get(b"authorization"))
@@ -198,26 +206,30 @@ class RouterApp(RouterRuntime):
                 send, 429, "rate limit exceeded", "rate_limit_exceeded", retry_after=ctx_base
             )
         views = [self._view(info) for info in candidates]
-        if not self._offer(views).endpoints:
+        offered = self._offer(views)
+        if not offered.endpoints:
             return await self._error(
                 send, 429, "every endpoint's queue is full", "rate_limit_exceeded", retry_after=1.0
             )
-        return await self._attempts(policy, ctx_base, views, hashes, session_key, ex)
+        return await self._attempts(policy, ctx_base, views, offered, hashes, session_key, ex)
 
     async def _attempts(
         self,
         policy: Policy,
         ctx: Lookup,
         views: list[EndpointView],
+        offered: Selection,
         hashes: list[str],
         session_key: str,
         ex: Exchange,
     ) -> int:
-        """Up to `max_attempts` tries, each on an endpoint not yet failed; 429 when all
-        left are full, 502 when every one tried failed before answering."""
+        """Up to `max_attempts` tries, each on an endpoint not yet failed (`offered`: the
+        first try's choice); 429 when all left are full, 502 when every one tried failed
+        before answering."""
         failures: list[str] = []
-        for _attempt in range(self.config.max_attempts):
-            offered = self._offer(views)
+        for attempt in range(self.config.max_attempts):
+            if attempt:
+                offered = self._offer(views)
             if not offered.endpoints:
                 break
             endpoint = await self._decide(policy, ctx, offered, hashes, session_key)
@@ -231,8 +243,7 @@ class RouterApp(RouterRuntime):
             finally:
                 self.inflight[endpoint.endpoint_id] -= 1
             self.metrics.observe("glmctl_router_ttft_seconds", first_byte_at - ex.started)
-            if failed:
-                self.metrics.inc("glmctl_router_errors_total", (("kind", "upstream_midstream"),))
+            ex.midstream_failed = failed
             return status
         if not failures:  # every endpoint left is full
             return await self._error(
