@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
 
 from controlplane.router.http_server import ServerLimits, serve
 
-App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+App = Callable[[dict[str, Any], Any, Any], Coroutine[Any, Any, None]]
 Start = Callable[..., Awaitable[int]]
 
 
@@ -114,7 +114,8 @@ async def test_http10_stream_is_close_delimited(start: Start) -> None:
 
 async def test_chunked_request_body_arrives_whole(start: Start) -> None:
     port = await start()
-    request = b"POST /x HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    head = b"POST /x HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+    request = head + b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     assert (await exchange(port, request, b"abcde")).endswith(b"POST:abcde")
 
 
