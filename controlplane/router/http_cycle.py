@@ -110,6 +110,10 @@ class Cycle:
             self.flow.resume_for_client()
 
     # -- the app -------------------------------------------------------------------------
+    def body_ready(self) -> bool:
+        """Whether the whole request body has arrived (`receive` will not wait)."""
+        return not self.more_body and not self.disconnected and not self.delivered
+
     async def run(self, app: Callable[..., Awaitable[None]]) -> None:
         try:
             await app(self.scope, self.receive, self.send)

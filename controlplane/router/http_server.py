@@ -37,6 +37,7 @@ log = logging.getLogger("glmctl.router.http")
 App = Callable[[dict[str, Any], Any, Any], Coroutine[Any, Any, None]]
 _SLACK = 64 * 1024  # one read of a request that is mostly body
 _BODY_HIGH_WATER = 512 * 1024  # buffered request body before reading pauses
+HEAD, IDLE = "head", "idle"  # what a connection's deadline is for
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,8 @@ class HttpProtocol(asyncio.Protocol):
         self.pending: deque[Cycle] = deque()  # pipelined requests waiting their turn
         self.reading: Cycle | None = None  # the request whose body is being parsed
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop time when `waiting_for` runs out
+        self.waiting_for = ""  # HEAD, IDLE or "" (no deadline)
         self.head_open = False
         self.head_fed = 0
         self.head_size = 0
@@ -79,7 +82,6 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.write_paused = False
-        self.idle = False  # the timer armed is the keep-alive one
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -88,11 +90,14 @@ class HttpProtocol(asyncio.Protocol):
             self._refuse(503, b"Service Unavailable")
             return
         self.shared.connections.add(self)
-        self._arm(self.limits.head_timeout_s, self._head_timed_out)
+        self._expect(HEAD, self.limits.head_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.shared.connections.discard(self)
-        self._disarm()
+        self.waiting_for = ""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         for cycle in (self.cycle, self.reading, *self.pending):
             if cycle is not None:
                 cycle.lost()
@@ -134,8 +139,8 @@ class HttpProtocol(asyncio.Protocol):
         self.header_count = 0
         self.url = b""
         self.headers = []
-        if self.timer is None or self.idle:  # a kept-alive connection wakes up
-            self._arm(self.limits.head_timeout_s, self._head_timed_out)
+        if self.waiting_for != HEAD:  # a kept-alive connection wakes up
+            self._expect(HEAD, self.limits.head_timeout_s)
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -152,8 +157,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.head_open = False
         self.head_fed = 0
-        if self.cycle is None:
-            self._disarm()
+        self.waiting_for = ""
         parser = self.parser
         path, _, query = self.url.partition(b"?")
         scope = {
@@ -210,10 +214,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.pending:
             self._start(self.pending.popleft())
         elif self.head_open:
-            self._arm(self.limits.head_timeout_s, self._head_timed_out)
+            self._expect(HEAD, self.limits.head_timeout_s)
         else:
-            self._arm(self.limits.keep_alive_s, self._idle_timed_out)
-            self.idle = True
+            self._expect(IDLE, self.limits.keep_alive_s)
 
     def resume_body(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -226,30 +229,31 @@ class HttpProtocol(asyncio.Protocol):
             self.over_limit = True
             raise ValueError("request head too large")
 
-    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
-        self._disarm()
-        self.idle = False
-        self.timer = self.loop.call_later(seconds, callback)
+    def _expect(self, what: str, seconds: float) -> None:
+        """A deadline for HEAD or IDLE. One timer per connection, re-armed only when it
+        fires early: a deadline moved per request costs no timer cancel and re-arm."""
+        self.waiting_for = what
+        self.deadline = self.loop.time() + seconds
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._deadline_passed)
 
-    def _disarm(self) -> None:
-        self.idle = False
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def _head_timed_out(self) -> None:
+    def _deadline_passed(self) -> None:
         self.timer = None
-        if self.cycle is None:
+        if not self.waiting_for:
+            return
+        if self.loop.time() < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._deadline_passed)
+            return
+        if self.waiting_for == HEAD and self.cycle is None:
             self._refuse(408, b"Request Timeout")
-
-    def _idle_timed_out(self) -> None:
-        self.timer = None
-        if self.cycle is None and not self.head_open and self.transport is not None:
-            self.transport.close()
+        elif self.waiting_for == IDLE and self.cycle is None and not self.head_open:
+            self.waiting_for = ""
+            if self.transport is not None:
+                self.transport.close()
 
     def _refuse(self, status: int, reason: bytes) -> None:
         """Answer `status` (unless a response already started) and close."""
-        self._disarm()
+        self.waiting_for = ""
         transport = self.transport
         if transport is None or transport.is_closing():
             return

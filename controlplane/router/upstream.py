@@ -172,8 +172,7 @@ class Connection(asyncio.Protocol):
             self._wake()
 
     def on_message_complete(self) -> None:
-        self.complete = True
-        self._stop_watch()
+        self.complete = True  # the silence timer stays: it lapses, or serves the next answer
         self.keep_alive = self.parser.should_keep_alive()
         self._wake()
 
@@ -283,8 +282,9 @@ class Connection(asyncio.Protocol):
             self.waiter = None
 
     def _watch_silence(self) -> None:
-        """One timer per response (not per wait): re-armed for the rest of the window while
-        bytes keep coming (a timer per wait cost ~5 us each, ~11 per stream)."""
+        """One timer per connection (not per wait, nor per response): re-armed for the rest
+        of the window while an answer is under way (a timer per wait cost ~5 us each, ~11
+        per stream); it lapses once it finds the connection idle."""
         self.timer = None
         if self.complete or self.closed:
             return

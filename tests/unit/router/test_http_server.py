@@ -195,3 +195,19 @@ async def test_client_gone_reaches_the_app_and_the_relay_target() -> None:
     assert seen == ["gone", "http.disconnect", "write after gone: False"]
     stop.set()
     await asyncio.wait_for(server, 10)
+
+
+async def test_a_connection_in_use_outlives_its_first_keep_alive_deadline(start: Start) -> None:
+    port = await start(head_timeout_s=0.3, keep_alive_s=0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for index in range(5):  # 5 x 0.15 s: past the first deadline, never idle for 0.3 s
+        writer.write(post(b"/a", b"%d" % index))
+        answer = b""
+        while not answer.endswith(b"POST:%d" % index):
+            chunk = await asyncio.wait_for(reader.read(65536), 2)
+            assert chunk, f"closed before answer {index}"
+            answer += chunk
+        await asyncio.sleep(0.15)
+    await asyncio.sleep(0.5)
+    assert await asyncio.wait_for(reader.read(65536), 2) == b""  # idle: closed, no 408
+    writer.close()
