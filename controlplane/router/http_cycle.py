@@ -165,6 +165,8 @@ class Cycle:
         """A function that writes one body piece now (False once the client is gone), for
         a streamed response whose head was sent; `flow` follows the client's pace."""
         self.flow = flow
+        if self.conn.write_paused:  # the client was already behind
+            flow.pause_for_client()
         transport = self.conn.transport
         assert transport is not None
         chunked = self.chunked

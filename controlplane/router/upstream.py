@@ -85,6 +85,7 @@ class Connection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.last_data = 0.0
         self.sink: Callable[[bytes], bool] | None = None  # relay: body bytes go out here
+        self.client_paused = False  # a relay's client reads slowly: engine reads paused
         self._reset()
 
     def _reset(self) -> None:
@@ -222,6 +223,8 @@ class Connection(asyncio.Protocol):
         self.sink = sink
         if self.chunks and not self.complete:
             self._relay()
+        if self.paused and not self.client_paused:  # paused on a full buffer, now empty
+            self.resume_for_client()
         while not (self.complete or self.error is not None or self.closed):
             await self._wait()
         self.sink = None
@@ -237,11 +240,13 @@ class Connection(asyncio.Protocol):
 
     # -- flow control from the client side of a relay (http_cycle.FlowTarget) -------------
     def pause_for_client(self) -> None:
+        self.client_paused = True
         if not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
 
     def resume_for_client(self) -> None:
+        self.client_paused = False
         if self.paused and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
@@ -352,6 +357,8 @@ class UpstreamPool:
         if conn.closed or not conn.complete or not conn.keep_alive or conn.error is not None:
             conn.close()
             return
+        if conn.paused:  # a relay's slow client paused it as the answer ended
+            conn.resume_for_client()
         idle = self._idle.setdefault(conn.key, [])
         if len(idle) >= MAX_IDLE_PER_ENDPOINT:
             idle[:] = [c for c in idle if not c.closed]  # the engine closed these while idle
