@@ -348,7 +348,7 @@ class RouterApp(RouterRuntime):
     async def _timed_out(self, send: Send, seconds: float) -> int:
         """Answer 504 if the response had not started; else the connection just closes."""
         self.metrics.inc("glmctl_router_errors_total", (("kind", "client_total_timeout"),))
-        with contextlib.suppress(RuntimeError):  # uvicorn: the response already started
+        with contextlib.suppress(RuntimeError):  # the server: the response already started
             await send_error(send, 504, f"request took longer than {seconds:g} s", "timeout")
         return 504
 

@@ -153,9 +153,10 @@ async def _pump(conn: Connection, send: Send, receive: Receive) -> bool:
 class ClientGone:
     """Whether the client disconnected, asked once per streamed chunk.
 
-    The request body is read, so the next `receive()` is the client's disconnect. uvicorn's
-    send is a bound method of its request cycle, whose `disconnected` flag tells the same
-    without a task per request; other servers get a task waiting on `receive()`.
+    For `_pump` (an ASGI server other than the router's own). The request body is read, so
+    the next `receive()` is the client's disconnect. uvicorn's send is a bound method of its
+    request cycle, whose `disconnected` flag tells the same without a task per request;
+    other servers get a task waiting on `receive()`.
     """
 
     __slots__ = ("_cycle", "_task")
