@@ -1,13 +1,14 @@
 """The router: OpenAI-compatible proxy with shared state in Redis and pure routing policies.
 
-Request path (per worker process, raw ASGI on uvicorn + uvloop + httptools, no access log):
+Request path (per worker process, raw ASGI on the router's own httptools server, uvloop):
 validate (orjson, 400) -> authorize (hashed API keys, 401) -> candidates (healthy endpoints
 serving the model) -> at most one Redis round trip (prefix match, session binding,
 rate-limit bucket; none for load-only policies without keys) -> who may be chosen
 (`overflow.py`: local replicas first, overflow endpoints when they are saturated or down;
 queue limit: 429 + Retry-After) -> pure policy -> forward the original body bytes over a
 kept-alive pooled connection (`upstream.py`: asyncio Protocol + httptools, no aiohttp on
-the request path) -> stream the SSE bytes back as they arrive. Details: `state.py` (the
+the request path) -> relay the SSE bytes as they arrive (zero-copy, from the upstream
+protocol). Details: `state.py` (the
 Redis design), `proxy.py` (retry and mid-stream failure contract), `upstream.py`,
 `policies.py`.
 
@@ -20,7 +21,8 @@ tasks, logger), `upstream` (lean HTTP/1.1 client), `proxy`, `app` (ASGI over `ru
 imports `collector`, never the other way), `decisions` (the lookup before a policy, the
 record after), `overflow` (pure), `external` (external OpenAI-compatible endpoints as
 configured: key references, registry; no extras needed), `external_route` (the request
-path to one: its URL, model name and own key), `metrics` (router's own), `server`
+path to one: its URL, model name and own key), `metrics` (router's own), `http_server` and
+`http_cycle` (the HTTP/1.1 server: head limits, framing, relay sink), `server`
 (processes), `registry` (sync API), `config`.
 
 Interfaces for others:

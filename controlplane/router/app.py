@@ -63,7 +63,8 @@ class Exchange:
     started: float
     upstream_path: str
     route: str = "chat"  # chat | completions
-    outcome: str = ""  # outcome counter: what the status cannot tell (router/metrics.py)
+    outcome: str = ""  # what the status cannot tell: overloaded, midstream (metrics.py)
+    midstream_failed: bool = False  # the engine failed after the first byte went out
 
 
 class RouterApp(RouterRuntime):
@@ -82,6 +83,7 @@ class RouterApp(RouterRuntime):
         self._tasks: list[asyncio.Task[None]] = []
         self._session_header = config.session_header.lower().encode()
         self._policy_header = config.policy_header.lower().encode()
+        self._wanted = (b"authorization", self._session_header, self._policy_header)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def startup(self) -> None:
@@ -135,27 +137,32 @@ class RouterApp(RouterRuntime):
     ) -> None:
         started = time.perf_counter()
         limits = self.config.limits
-        exchange: Exchange | None = None  # outcome counter (router/metrics.py)
+        exchange = Exchange(b"", send, receive, started, UPSTREAM_PATHS[route], route)
         try:
-            body = await read_request_body(
+            exchange.body = await read_request_body(
                 scope, receive, limits.max_body_bytes, limits.client_idle_timeout
             )
         except RequestProblem as problem:
             status = await self._problem(send, problem)
         else:
-            exchange = Exchange(body, send, receive, started, UPSTREAM_PATHS[route], route)
             try:
                 async with asyncio.timeout(limits.client_total_timeout):
                     status = await self._route_and_forward(scope, exchange, route)
             except TimeoutError:
                 status = await self._timed_out(send, limits.client_total_timeout)
-        count_request(self.metrics, route, status, exchange.outcome if exchange else "")
-        self.metrics.observe("glmctl_router_e2e_seconds", time.perf_counter() - started)
+        self._finished(exchange, status)
+
+    def _finished(self, ex: Exchange, status: int) -> None:
+        """The one place a completion request's final outcome is known: its status (429
+        included), `ex.outcome` and whether its stream failed mid-way."""
+        count_request(self.metrics, ex.route, status, ex.outcome)
+        if ex.midstream_failed:
+            self.metrics.inc("glmctl_router_errors_total", (("kind", "upstream_midstream"),))
+        self.metrics.observe("glmctl_router_e2e_seconds", time.perf_counter() - ex.started)
 
     async def _route_and_forward(self, scope: dict[str, Any], ex: Exchange, route: str) -> int:
         send, body = ex.send, ex.body
-        wanted = (b"authorization", self._session_header, self._policy_header)
-        headers = request_headers(scope, wanted)
+        headers = request_headers(scope, self._wanted)
         assert self.admission is not None
         try:
             key = self.admission.authenticate(headers.get(b"authorization"))
@@ -204,27 +211,31 @@ class RouterApp(RouterRuntime):
                 send, 429, "rate limit exceeded", "rate_limit_exceeded", retry_after=ctx_base
             )
         views = [self._view(info) for info in candidates]
-        if not self._offer(views).endpoints:
-            ex.outcome = OUTCOME_OVERLOADED  # outcome counter
+        offered = self._offer(views)
+        if not offered.endpoints:
+            ex.outcome = OUTCOME_OVERLOADED
             return await self._error(
                 send, 429, "every endpoint's queue is full", "rate_limit_exceeded", retry_after=1.0
             )
-        return await self._attempts(policy, ctx_base, views, hashes, session_key, ex)
+        return await self._attempts(policy, ctx_base, views, offered, hashes, session_key, ex)
 
     async def _attempts(
         self,
         policy: Policy,
         ctx: Lookup,
         views: list[EndpointView],
+        offered: Selection,
         hashes: list[str],
         session_key: str,
         ex: Exchange,
     ) -> int:
-        """Up to `max_attempts` tries, each on an endpoint not yet failed; 429 when all
-        left are full, 502 when every one tried failed before answering."""
+        """Up to `max_attempts` tries, each on an endpoint not yet failed (`offered`: the
+        first try's choice); 429 when all left are full, 502 when every one tried failed
+        before answering."""
         failures: list[str] = []
-        for _attempt in range(self.config.max_attempts):
-            offered = self._offer(views)
+        for attempt in range(self.config.max_attempts):
+            if attempt:
+                offered = self._offer(views)
             if not offered.endpoints:
                 break
             endpoint = await self._decide(policy, ctx, offered, hashes, session_key)
@@ -238,12 +249,12 @@ class RouterApp(RouterRuntime):
             finally:
                 self.inflight[endpoint.endpoint_id] -= 1
             self.metrics.observe("glmctl_router_ttft_seconds", first_byte_at - ex.started)
+            ex.midstream_failed = failed
             if failed:
-                self.metrics.inc("glmctl_router_errors_total", (("kind", "upstream_midstream"),))
-                ex.outcome = OUTCOME_MIDSTREAM  # outcome counter
+                ex.outcome = OUTCOME_MIDSTREAM
             return status
         if not failures:  # every endpoint left is full
-            ex.outcome = OUTCOME_OVERLOADED  # outcome counter
+            ex.outcome = OUTCOME_OVERLOADED
             return await self._error(
                 ex.send, 429, "every endpoint's queue is full", "rate_limit_exceeded", 1.0
             )
@@ -346,7 +357,7 @@ class RouterApp(RouterRuntime):
     async def _timed_out(self, send: Send, seconds: float) -> int:
         """Answer 504 if the response had not started; else the connection just closes."""
         self.metrics.inc("glmctl_router_errors_total", (("kind", "client_total_timeout"),))
-        with contextlib.suppress(RuntimeError):  # uvicorn: the response already started
+        with contextlib.suppress(RuntimeError):  # the server: the response already started
             await send_error(send, 504, f"request took longer than {seconds:g} s", "timeout")
         return 504
 

@@ -15,6 +15,7 @@ model the key may not use.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import time
@@ -72,6 +73,7 @@ class ApiKey:
         return bool(own.rpm or own.tpm or own.max_concurrent)
 
 
+@functools.lru_cache(maxsize=64)  # asked per request (keys_required): parse once
 def is_loopback(host: str) -> bool:
     """True for 127.0.0.0/8, ::1 and `localhost`; a name or 0.0.0.0 counts as exposed."""
     if host == "localhost":

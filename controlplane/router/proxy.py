@@ -105,6 +105,34 @@ async def _stream(
     headers.append((b"cache-control", b"no-cache"))
     await send({"type": "http.response.start", "status": conn.status, "headers": headers})
     await send({"type": "http.response.body", "body": first, "more_body": True})
+    relay_sink = getattr(getattr(send, "__self__", None), "relay_sink", None)
+    if relay_sink is not None:  # the router's own server (router/http_cycle.py)
+        return conn.status, first_byte_at, await _relay(conn, send, relay_sink)
+    return conn.status, first_byte_at, await _pump(conn, send, receive)
+
+
+async def _relay(conn: Connection, send: Send, relay_sink: Callable[..., Any]) -> bool:
+    """Zero-copy: the engine's chunks are written to the client from the upstream
+    protocol; this task wakes once at the end. Returns whether the engine failed mid-way."""
+    cycle = send.__self__  # type: ignore[attr-defined]
+    await conn.relay(relay_sink(conn))
+    if cycle.disconnected:
+        conn.close()
+        await send({"type": "http.response.body", "body": b""})
+        return False
+    tail, failed = b"", False
+    try:
+        while chunk := await conn.read():
+            tail += chunk
+    except UpstreamError as exc:
+        failed = True
+        tail += sse_error_event(f"engine failed mid-stream: {exc}")
+    await send({"type": "http.response.body", "body": tail})
+    return failed
+
+
+async def _pump(conn: Connection, send: Send, receive: Receive) -> bool:
+    """Chunk by chunk through ASGI `send` (any other ASGI server)."""
     gone = ClientGone(send, receive)
     failed = False
     try:
@@ -119,15 +147,16 @@ async def _stream(
             conn.close()  # drop the upstream connection: the engine aborts the request
         gone.cancel()
     await send({"type": "http.response.body", "body": b""})
-    return conn.status, first_byte_at, failed
+    return failed
 
 
 class ClientGone:
     """Whether the client disconnected, asked once per streamed chunk.
 
-    The request body is read, so the next `receive()` is the client's disconnect. uvicorn's
-    send is a bound method of its request cycle, whose `disconnected` flag tells the same
-    without a task per request; other servers get a task waiting on `receive()`.
+    For `_pump` (an ASGI server other than the router's own). The request body is read, so
+    the next `receive()` is the client's disconnect. uvicorn's send is a bound method of its
+    request cycle, whose `disconnected` flag tells the same without a task per request;
+    other servers get a task waiting on `receive()`.
     """
 
     __slots__ = ("_cycle", "_task")

@@ -1,9 +1,9 @@
-"""Router processes: one uvicorn worker per core, each with its own SO_REUSEPORT socket.
+"""Router processes: one worker per core, each with its own SO_REUSEPORT socket.
 
-uvicorn's `--workers` shares one socket and one worker then takes every connection, and
-its `fd=` path never sets TCP_NODELAY (../shared/reference/router-baselines.md): each
-worker here binds its own socket (SO_REUSEPORT, TCP_NODELAY, inherited by accepted
-connections on Linux) and hands the socket object to `uvicorn.Server.run(sockets=[...])`.
+A shared socket (uvicorn's `--workers`) let one worker take every connection
+(../shared/reference/router-baselines.md): each worker here binds its own socket
+(SO_REUSEPORT, TCP_NODELAY, inherited by accepted connections on Linux) and serves it with
+the router's own HTTP server (router/http_server.py) on uvloop.
 """
 
 from __future__ import annotations
@@ -54,30 +54,33 @@ def die_with_parent() -> None:
 
 
 def serve_worker(config: RouterConfig) -> None:
-    """Run one router worker in this process until SIGTERM/SIGINT."""
-    import uvicorn
+    """Run one router worker in this process until SIGTERM/SIGINT (router/http_server.py
+    on uvloop)."""
+    import asyncio
+
+    import uvloop
 
     from controlplane.router.app import RouterApp
-    from controlplane.router.http_guard import guarded_protocol
+    from controlplane.router.http_server import ServerLimits, serve
 
     sock = reuseport_socket(config.host, config.port)
     limits = config.limits
-    uv_config = uvicorn.Config(
-        RouterApp(config),
-        loop="uvloop",
-        http=guarded_protocol(
-            limits.max_headers, limits.max_header_bytes, limits.client_idle_timeout
-        ),
-        access_log=False,
-        lifespan="on",
-        log_level="warning",
-        timeout_keep_alive=min(30, max(1, int(limits.client_idle_timeout))),
-        limit_concurrency=MAX_CONNECTIONS,  # per worker; past it uvicorn answers 503
-        timeout_graceful_shutdown=5,
-        proxy_headers=False,  # no X-Forwarded-* rewriting: one middleware less per request
-        backlog=2048,
+    server_limits = ServerLimits(
+        max_headers=limits.max_headers,
+        max_header_bytes=limits.max_header_bytes,
+        head_timeout_s=limits.client_idle_timeout,
+        keep_alive_s=min(30.0, max(1.0, limits.client_idle_timeout)),
+        max_connections=MAX_CONNECTIONS,  # per worker; past it the answer is 503
     )
-    uvicorn.Server(uv_config).run(sockets=[sock])
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(RouterApp(config), [sock], server_limits, stop)
+
+    uvloop.run(main())
 
 
 def check_start(config: RouterConfig) -> None:

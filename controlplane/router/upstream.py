@@ -21,6 +21,7 @@ import asyncio
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -83,6 +84,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.timer: asyncio.TimerHandle | None = None
         self.last_data = 0.0
+        self.sink: Callable[[bytes], bool] | None = None  # relay: body bytes go out here
+        self.client_paused = False  # a relay's client reads slowly: engine reads paused
         self._reset()
 
     def _reset(self) -> None:
@@ -99,6 +102,7 @@ class Connection(asyncio.Protocol):
         self.received = 0  # head bytes until the head is done, then body bytes
         self.paused = False
         self.waiter: asyncio.Future[None] | None = None
+        self.sink = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -124,7 +128,9 @@ class Connection(asyncio.Protocol):
                 self.close()
                 self._wake()
                 return
-        if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
+        if self.sink is not None and self.chunks and not self.complete and self.error is None:
+            self._relay()
+        elif self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
 
@@ -163,11 +169,11 @@ class Connection(asyncio.Protocol):
             return
         self.chunks.append(body)
         self.buffered += len(body)
-        self._wake()
+        if self.sink is None:  # a relay wakes its reader only at the end
+            self._wake()
 
     def on_message_complete(self) -> None:
-        self.complete = True
-        self._stop_watch()
+        self.complete = True  # the silence timer stays: it lapses, or serves the next answer
         self.keep_alive = self.parser.should_keep_alive()
         self._wake()
 
@@ -209,6 +215,47 @@ class Connection(asyncio.Protocol):
                 return b""
             await self._wait()
 
+    async def relay(self, sink: Callable[[bytes], bool]) -> None:
+        """Write body bytes to `sink` from `data_received` as they arrive (no task wakes
+        per chunk) until the response ends, fails or `sink` returns False (the client is
+        gone: the connection is closed). The final bytes stay for `read()`, so the caller
+        writes them with the end of its response in one go."""
+        self.sink = sink
+        if self.chunks and not self.complete:
+            self._relay()
+        if self.paused and not self.client_paused:  # paused on a full buffer, now empty
+            self.resume_for_client()
+        while not (self.complete or self.error is not None or self.closed):
+            await self._wait()
+        self.sink = None
+
+    def _relay(self) -> None:
+        chunks = self.chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.buffered = 0
+        assert self.sink is not None
+        if not self.sink(data):
+            self.client_gone()
+
+    # -- flow control from the client side of a relay (http_cycle.FlowTarget) -------------
+    def pause_for_client(self) -> None:
+        self.client_paused = True
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_for_client(self) -> None:
+        self.client_paused = False
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def client_gone(self) -> None:
+        """Drop the engine connection (the engine aborts the request) and wake the relay."""
+        self.close()
+        self._wake()
+
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
             if key == name:
@@ -240,8 +287,9 @@ class Connection(asyncio.Protocol):
             self.waiter = None
 
     def _watch_silence(self) -> None:
-        """One timer per response (not per wait): re-armed for the rest of the window while
-        bytes keep coming (a timer per wait cost ~5 us each, ~11 per stream)."""
+        """One timer per connection (not per wait, nor per response): re-armed for the rest
+        of the window while an answer is under way (a timer per wait cost ~5 us each, ~11
+        per stream); it lapses once it finds the connection idle."""
         self.timer = None
         if self.complete or self.closed:
             return
@@ -309,6 +357,8 @@ class UpstreamPool:
         if conn.closed or not conn.complete or not conn.keep_alive or conn.error is not None:
             conn.close()
             return
+        if conn.paused:  # a relay's slow client paused it as the answer ended
+            conn.resume_for_client()
         idle = self._idle.setdefault(conn.key, [])
         if len(idle) >= MAX_IDLE_PER_ENDPOINT:
             idle[:] = [c for c in idle if not c.closed]  # the engine closed these while idle

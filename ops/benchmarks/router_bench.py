@@ -7,9 +7,10 @@ Two simulated engines (time scale 1000: generation is nearly free, so the proxie
 decides) serve 10-token SSE streams. Every proxied run is bracketed by direct runs
 (direct, glmctl round_robin, direct, glmctl prefix_affinity, direct, sglang-router,
 direct, ...) and reported against the mean of its two neighbours, because this machine's
-speed drifts (../shared/reference/router-baselines.md). Targets (issue 6): added p50 at
-most 0.5 ms, throughput at least sglang-router's. The second table (one client) is the
-added latency without queueing; for scale, a bare uvicorn app that answers the same
+speed drifts (../shared/reference/router-baselines.md). Targets (issue 27, checked at the
+end of each run): at one client, added p50 at most 0.3 ms and added p99 at most 1 ms; at
+`--concurrency` clients, throughput at least 0.75x direct. The second table (one client)
+is the added latency without queueing; for scale, a bare uvicorn app that answers the same
 10-chunk stream with no upstream at all took 0.65 ms per request on this machine. The
 `proxy CPU us/req` column is the CPU the proxy's process tree used per completed request
 (/proc; includes its background work, so it reads high at one client): it is far less
@@ -44,7 +45,7 @@ from ops.benchmarks.router_loadgen import RunStats, bracketed, closed_loop
 REPO = Path(__file__).resolve().parents[2]
 TOPOLOGY = REPO / "topologies" / "glm45-air-fp8-h200x1.yaml"
 BENCH_VENV = Path.home() / ".cache" / "glmctl" / "bench-venv"
-STUB_TOKENIZER = {
+STUB_TOKENIZER: dict[str, object] = {
     "version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
     "normalizer": None, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None,
     "decoder": None,
@@ -109,8 +110,13 @@ def router_pid(router: RouterProcesses) -> int:
     return router.process.pid if router.process is not None else 0
 
 
-def report(results: list[RunStats]) -> None:
-    """Each proxied run against the mean of its two direct neighbours."""
+TARGET_RATIO, TARGET_P50_MS, TARGET_P99_MS = 0.75, 0.3, 1.0
+Row = tuple[float, float, float, float, float]  # x direct, added p50, added p99, req/s, CPU
+
+
+def report(results: list[RunStats]) -> dict[str, Row]:
+    """Each proxied run against the mean of its two direct neighbours; returns each
+    path's means."""
     rows: dict[str, list[tuple[float, float, float, float, float]]] = {}
     for run in results:
         print(f"  {run.name:<24} {run.throughput:7.0f} req/s  p50 {run.p50 * 1000:6.2f} ms"
@@ -126,18 +132,38 @@ def report(results: list[RunStats]) -> None:
         ))  # fmt: skip
     print(f"\n{'path':<24}{'x direct':>10}{'added p50 ms':>14}{'added p99 ms':>14}{'req/s':>9}"
           f"{'errors':>8}{'proxy CPU us/req':>18}")  # fmt: skip
-    means: dict[str, float] = {}
+    means: dict[str, Row] = {}
     for name, values in rows.items():
         count = len(values)
         ratio, p50, p99, rps, cpu = (sum(v[i] for v in values) / count for i in range(5))
         errors = sum(r.errors for r in results if r.name == name)
-        means[name] = ratio
+        means[name] = (ratio, p50, p99, rps, cpu)
         print(f"{name:<24}{ratio:>10.2f}{p50:>14.2f}{p99:>14.2f}{rps:>9.0f}{errors:>8}{cpu:>18.0f}")
     direct_errors = sum(r.errors for r in results if r.name == "direct")
     print(f"{'direct':<24}{1.0:>10.2f}{'':>14}{'':>14}{'':>9}{direct_errors:>8}")
     if "sglang-router" in means:
         for name in (n for n in means if n.startswith("glmctl")):
-            print(f"{name} / sglang-router throughput: {means[name] / means['sglang-router']:.2f}")
+            share = means[name][0] / means["sglang-router"][0]
+            print(f"{name} / sglang-router throughput: {share:.2f}")
+    return means
+
+
+def verdict(loaded: dict[str, Row], single: dict[str, Row]) -> None:
+    """Print, per glmctl path, whether each issue-27 target is met, else by how much not."""
+
+    def check(label: str, value: float, limit: float, at_least: bool) -> str:
+        met = value >= limit if at_least else value <= limit
+        return f"{label} {value:.2f} ({'met' if met else f'missed by {abs(value - limit):.2f}'})"
+
+    print("\ntargets (issue 27): x direct >= 0.75 under load; one client: added p50 <= 0.3 ms,"
+          " added p99 <= 1 ms")  # fmt: skip
+    for name in (n for n in loaded if n.startswith("glmctl") and n in single):
+        parts = (
+            check("x direct", loaded[name][0], TARGET_RATIO, True),
+            check("p50 ms", single[name][1], TARGET_P50_MS, False),
+            check("p99 ms", single[name][2], TARGET_P99_MS, False),
+        )
+        print(f"  {name:<24}" + "; ".join(parts))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -201,10 +227,10 @@ def main(argv: list[str] | None = None) -> None:
             f"throughput: concurrency {args.concurrency}, {args.seconds:.0f} s runs,"
             f" {args.rounds} rounds, {args.workers} glmctl workers, {os.cpu_count()} cores"
         )
-        report(bracketed(runs, args.rounds))
+        loaded = report(bracketed(runs, args.rounds))
         print("\nadded latency: one client at a time (no queueing)")
         single = [(name, run(name, urls, 1, pid)) for name, urls, pid in targets]
-        report(bracketed(single, args.rounds))
+        verdict(loaded, report(bracketed(single, args.rounds)))
     finally:
         if sglang is not None:
             sglang.terminate()

@@ -165,3 +165,98 @@ async def test_silence_longer_than_the_read_timeout_raises(serve: Serve) -> None
     pool = UpstreamPool(1.0, 0.2)
     with pytest.raises(UpstreamError, match="silent"):
         await pool.post(await serve(silent), b"{}")
+
+
+async def test_relay_writes_chunks_as_they_arrive_and_leaves_the_end_for_read(
+    serve: Serve,
+) -> None:
+    go_on = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(SSE_HEAD + b"transfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await go_on.wait()
+        for event in (b"a", b"bb"):
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            await asyncio.sleep(0.02)  # separate packets: each is relayed on arrival
+        writer.write(b"4\r\nlast\r\n0\r\n\r\n")  # the end arrives with the last bytes
+        await writer.drain()
+
+    pool = UpstreamPool(1.0, 5.0)
+    conn = await pool.post(await serve(handler), b"{}")
+    assert await conn.read() == b"first"
+    relayed: list[bytes] = []
+
+    def sink(data: bytes) -> bool:
+        relayed.append(data)
+        return True
+
+    go_on.set()
+    await conn.relay(sink)
+    assert relayed == [b"a", b"bb"]
+    assert await conn.read() == b"last" and await conn.read() == b""
+    pool.release(conn)
+    pool.close()
+
+
+async def test_relay_to_a_gone_client_drops_the_engine_connection(serve: Serve) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(SSE_HEAD + b"transfer-encoding: chunked\r\n\r\n1\r\na\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"1\r\nb\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    pool = UpstreamPool(1.0, 5.0)
+    conn = await pool.post(await serve(handler), b"{}")
+    assert await conn.read() == b"a"
+    await asyncio.wait_for(conn.relay(lambda data: False), 2)
+    assert conn.closed
+    pool.close()
+
+
+async def test_a_relay_paused_for_a_slow_client_reads_no_more_until_resumed(
+    serve: Serve,
+) -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        for _ in range(2):
+            await read_request(reader)
+            writer.write(SSE_HEAD + b"transfer-encoding: chunked\r\n\r\n1\r\na\r\n")
+            await writer.drain()
+            for event in (b"b", b"c"):
+                await asyncio.sleep(0.03)
+                writer.write(b"1\r\n%s\r\n" % event)
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    pool = UpstreamPool(1.0, 5.0)
+    url = await serve(handler)
+    conn = await pool.post(url, b"{}")
+    assert await conn.read() == b"a"
+    relayed: list[bytes] = []
+
+    def sink(data: bytes) -> bool:
+        relayed.append(data)
+        conn.pause_for_client()  # the client's buffer filled up
+        return True
+
+    relay = asyncio.ensure_future(conn.relay(sink))
+    await asyncio.sleep(0.2)
+    assert relayed == [b"b"] and not relay.done()  # "c" and the end wait in the kernel
+    conn.resume_for_client()
+    await asyncio.wait_for(relay, 2)
+    assert await conn.read() == b"c"
+    conn.pause_for_client()  # paused as the answer ended: released, it must read again
+    pool.release(conn)
+    status, data = await asyncio.wait_for(read_all(pool, url, b"{}"), 2)
+    assert (status, data, connections) == (200, b"abc", 1)  # the same kept-alive connection
+    pool.close()
