@@ -66,6 +66,9 @@ class EngineProfile:
     # simulator; TensorRT-LLM, whose replicas the planner may simulate in that flavour).
     planned_flavor_is_simulated: bool = False
     always_simulated: bool = False  # runs as the simulator whatever the inventory holds
+    # The engine's official container image ({version} without a leading `v`): the base
+    # of glmctl's engine image (docker/engine.Dockerfile, render/k8s/images.py).
+    official_image: str = ""
 
     @property
     def name(self) -> str:

