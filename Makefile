@@ -55,14 +55,14 @@ TIER = NARROWED=$(if $(strip $(PYTEST_ARGS)),1,) bash ops/ci/pytest-tier.sh
 # cycle, updates, real vLLM end to end). Measured before: fast tiers about 7.5 min, slow
 # about 17.5 min, engine venv builds 6-10 min once: about 35 min of CI's 90.
 test: test-fast
-	$(TIER) slow $(PY) -m pytest -m slow $(PYTEST_ARGS)
+	RERUN_FAILED=1 $(TIER) slow $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # For development: the same without the slow tier.
 test-fast: $(VENV)/.dev system-deps lint typecheck docs
 	$(TIER) fast $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 slow: $(VENV)/.dev system-deps
-	$(TIER) slow $(PY) -m pytest -m slow $(PYTEST_ARGS)
+	RERUN_FAILED=1 $(TIER) slow $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # The docs site: generated reference pages fresh, then a strict build (broken links and
 # anchors, pages missing from the nav fail it; see docs/development.md).
