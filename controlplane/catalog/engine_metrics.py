@@ -96,6 +96,9 @@ class JsonIterationStats:
     kv_max_blocks: str = "maxNumBlocks"
     kv_used_blocks: str = "usedNumBlocks"
     kv_hit_rate: str = "cacheHitRate"
+    # Reading `/metrics` drains the executor's stats queue and waits up to 2 s for more
+    # (router/engine_metrics.py): a reader takes it off the health-probe loop.
+    long_poll: bool = True
 
 
 # SGLang 0.5.23 TokenizerMetricsCollector / SchedulerMetricsCollector default bounds.
@@ -174,6 +177,8 @@ TRTLLM_1_2 = JsonIterationStats(
 # point its flavour here).
 PROMETHEUS_ENGINES: tuple[PrometheusMetrics, ...] = (VLLM_0_32, SGLANG_0_5_23)
 BY_FLAVOR: dict[str, PrometheusMetrics] = {m.flavor: m for m in PROMETHEUS_ENGINES}
+JSON_ENGINES: tuple[JsonIterationStats, ...] = (TRTLLM_1_2,)
+JSON_BY_FLAVOR: dict[str, JsonIterationStats] = {m.flavor: m for m in JSON_ENGINES}
 
 
 def prometheus_metrics(flavor: str) -> PrometheusMetrics:

@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 
 from controlplane.router.background import log, spawn
-from controlplane.router.engine_metrics import FLAVOR_TRTLLM, parse_engine_metrics
+from controlplane.router.engine_metrics import long_poll as reads_by_long_poll
+from controlplane.router.engine_metrics import parse_engine_metrics
 from controlplane.router.external_route import ExternalRoute
 from controlplane.router.registry import EndpointInfo
 from controlplane.router.runtime import RouterRuntime
@@ -81,7 +82,7 @@ async def probe(app: RouterRuntime, endpoint: EndpointInfo) -> None:
     if external is not None:
         await probe_external(app, external, timeout)
         return
-    long_poll = endpoint.flavor == FLAVOR_TRTLLM
+    long_poll = reads_by_long_poll(endpoint.flavor)
     try:
         async with app.session.get(endpoint.url + "/health", timeout=timeout) as response:
             await response.read()

@@ -41,30 +41,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from controlplane.catalog.engine_metrics import (
-    FLAVOR_SGLANG,
-    FLAVOR_TRTLLM,
-    FLAVOR_VLLM,
-    SGLANG_0_5_23,
+    BY_FLAVOR,
+    JSON_BY_FLAVOR,
+    PROMETHEUS_ENGINES,
     TRTLLM_1_2,
-    VLLM_0_32,
+    PrometheusMetrics,
 )
 
-FLAVORS = (FLAVOR_VLLM, FLAVOR_SGLANG, FLAVOR_TRTLLM)
-_V, _S, _T = VLLM_0_32, SGLANG_0_5_23, TRTLLM_1_2  # names: catalog/engine_metrics.py
-
-_SUMMED: dict[str, dict[str, tuple[str, ...]]] = {
-    FLAVOR_VLLM: {
-        "running": (_V.running,),
-        "waiting": (_V.waiting,),
-        "prefix_hits": _V.prefix_hits,
-        "prefix_queries": _V.prefix_queries,
-    },
-    FLAVOR_SGLANG: {"running": (_S.running,), "waiting": (_S.waiting,)},
-}
-_AVERAGED: dict[str, dict[str, tuple[str, ...]]] = {
-    FLAVOR_VLLM: {"kv_usage": _V.kv_usage},
-    FLAVOR_SGLANG: {"kv_usage": _S.kv_usage, "prefix_hit_rate": (_S.prefix_hit_rate,)},
-}
+# Every flavour whose `/metrics` the router reads: Prometheus text or JSON iteration stats.
+FLAVORS = (*BY_FLAVOR, *JSON_BY_FLAVOR)
+_T = TRTLLM_1_2  # its JSON field names: catalog/engine_metrics.py
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +97,20 @@ def parse_samples(text: str) -> dict[str, list[float]]:
 
 
 def detect_flavor(text: str) -> str | None:
-    """`vllm`, `sglang` or `trtllm` (a JSON list) from the text, None when none fits."""
+    """`vllm`, `sglang` (by their metric-name prefixes) or `trtllm` (a JSON list) from the
+    text, None when none fits."""
     if text.lstrip().startswith("["):
-        return FLAVOR_TRTLLM
-    if _V.running.split(":")[0] + ":" in text:
-        return FLAVOR_VLLM
-    if _S.running.split(":")[0] + ":" in text:
-        return FLAVOR_SGLANG
+        return next(iter(JSON_BY_FLAVOR), None)
+    for names in PROMETHEUS_ENGINES:
+        if names.running.split(":")[0] + ":" in text:
+            return names.flavor
     return None
+
+
+def long_poll(flavor: str) -> bool:
+    """Whether reading this flavour's `/metrics` waits and drains (TensorRT-LLM's JSON)."""
+    stats = JSON_BY_FLAVOR.get(flavor)
+    return stats is not None and stats.long_poll
 
 
 def _first(samples: dict[str, list[float]], names: tuple[str, ...]) -> list[float]:
@@ -132,26 +124,30 @@ def parse_engine_metrics(text: str, flavor: str | None = None) -> LoadSnapshot:
     """The load snapshot in `text`; `flavor` None detects it from the names. Text that
     does not parse as the flavor says (an error page, an empty answer) is no load."""
     flavor = flavor if flavor in FLAVORS else detect_flavor(text)
-    if flavor == FLAVOR_TRTLLM:
+    if flavor in JSON_BY_FLAVOR:
         return parse_trtllm_stats(text) or LoadSnapshot()
-    if flavor is None:
-        return LoadSnapshot()
-    samples = parse_samples(text)
-    values: dict[str, float] = {}
-    for key, names in _SUMMED[flavor].items():
-        values[key] = sum(_first(samples, names))
-    for key, names in _AVERAGED[flavor].items():
-        found = _first(samples, names)
-        values[key] = sum(found) / len(found) if found else 0.0
-    if flavor == FLAVOR_VLLM and values.get("prefix_queries", 0.0) > 0:
-        values["prefix_hit_rate"] = values["prefix_hits"] / values["prefix_queries"]
+    names = BY_FLAVOR.get(flavor or "")
+    return LoadSnapshot() if names is None else _prometheus_load(parse_samples(text), names)
+
+
+def _prometheus_load(samples: dict[str, list[float]], names: PrometheusMetrics) -> LoadSnapshot:
+    """Gauges summed over label sets, KV usage averaged; the prefix hit rate from the hit
+    and query counters where the engine has them (vLLM), else its own gauge (SGLang)."""
+    kv = _first(samples, names.kv_usage)
+    hits = sum(_first(samples, names.prefix_hits)) if names.prefix_hits else 0.0
+    queries = sum(_first(samples, names.prefix_queries)) if names.prefix_queries else 0.0
+    if queries > 0:
+        hit_rate = hits / queries
+    else:
+        gauge = _first(samples, (names.prefix_hit_rate,)) if names.prefix_hit_rate else []
+        hit_rate = sum(gauge) / len(gauge) if gauge else 0.0
     return LoadSnapshot(
-        running=int(values.get("running", 0)),
-        waiting=int(values.get("waiting", 0)),
-        kv_usage=values.get("kv_usage", 0.0),
-        prefix_hit_rate=values.get("prefix_hit_rate", 0.0),
-        prefix_hits=values.get("prefix_hits", 0.0),
-        prefix_queries=values.get("prefix_queries", 0.0),
+        running=int(sum(_first(samples, (names.running,)))),
+        waiting=int(sum(_first(samples, (names.waiting,)))),
+        kv_usage=sum(kv) / len(kv) if kv else 0.0,
+        prefix_hit_rate=hit_rate,
+        prefix_hits=hits,
+        prefix_queries=queries,
     )
 
 

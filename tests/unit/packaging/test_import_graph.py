@@ -34,10 +34,6 @@ KIND_VALUES = {kind.value for kind in EngineKind}
 # Modules outside engines/ still allowed to compare engine kinds, each with why. A stale
 # entry (the module no longer compares one) fails `test_the_allowlist_is_not_stale`.
 ALLOWED = {
-    # The metrics branch (issue 22, metric names and buckets per engine) is moving this
-    # knowledge out of these modules; the lead empties these entries after merging it.
-    "controlplane/router/engine_metrics.py": "metrics branch: flavour table of metric names",
-    "controlplane/router/collector.py": "metrics branch: how a flavour's /metrics is read",
     # Below engines/ in the import order (engines import catalog), so it cannot ask a
     # profile without a circle; owned by the models branch. Next step: one format-support
     # object per engine, as capacity's MemoryRule and spec's SpecRules are.
