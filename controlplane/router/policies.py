@@ -48,6 +48,11 @@ class Tuning:
     prefix_min_match: float = 0.5  # matched fraction of the prompt's blocks to prefer a match
     balance_abs: int = 8  # preferred endpoint is overloaded if its load exceeds the least
     balance_rel: float = 1.5  # loaded one by more than balance_abs AND by this factor
+    # precise_prefix weights (topology `router.precise_prefix`; llm-d's recommended scorer
+    # weights: precise prefix x2, KV use x1, queue x1)
+    prefix_weight: float = 2.0
+    kv_weight: float = 1.0
+    queue_weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,10 @@ class RouteContext:
     prefix_blocks: int = 0
     session_endpoint: str | None = None
     tuning: Tuning = field(default_factory=Tuning)
+    # precise_prefix: leading blocks of the prompt each endpoint holds, from the engines'
+    # KV events (router/kv_index.py); None when no event index or tokenizer covers it.
+    kv_runs: Mapping[str, int] | None = None
+    kv_blocks: int = 0  # the prompt's full blocks at the engine's block size
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +158,33 @@ def session(ctx: RouteContext) -> Decision:
     return Decision(bound, "session_hit")
 
 
+def precise_prefix(ctx: RouteContext) -> Decision:
+    """The best of: cached fraction x prefix_weight - relative load x queue_weight - KV
+    usage x kv_weight, the cache measured from the engines' own KV events. Without an event
+    index for this prompt, the approximate `prefix_affinity` decides."""
+    runs = ctx.kv_runs
+    if runs is None:
+        fallback = prefix_affinity(ctx)
+        return Decision(fallback.endpoint, f"approx_{fallback.reason}")
+    tuning = ctx.tuning
+    blocks = max(ctx.kv_blocks, 1)
+    peak = max(max(c.load for c in ctx.candidates), 1)
+    count = len(ctx.candidates)
+
+    def score(i: int) -> tuple[float, int]:
+        c = ctx.candidates[i]
+        cached = runs.get(c.endpoint_id, 0) / blocks
+        value = (
+            tuning.prefix_weight * cached
+            - tuning.queue_weight * c.load / peak
+            - tuning.kv_weight * c.kv_usage
+        )
+        return value, -((i - ctx.sequence) % count)  # ties rotate, as in least_load
+
+    best = ctx.candidates[max(range(count), key=score)]
+    return Decision(best, "precise_hit" if runs.get(best.endpoint_id) else "precise_miss")
+
+
 def default_policies() -> dict[str, Policy]:
     """A fresh registry of the built-in policies; callers may add their own to it."""
     entries = [
@@ -157,6 +193,8 @@ def default_policies() -> dict[str, Policy]:
         Policy("power_of_two", power_of_two),
         Policy("prefix_affinity", prefix_affinity, frozenset({LOOKUP_PREFIX})),
         Policy("session", session, frozenset({LOOKUP_SESSION})),
+        # The prefix lookup feeds its fallback to the approximate index.
+        Policy("precise_prefix", precise_prefix, frozenset({LOOKUP_PREFIX})),
     ]
     return {entry.name: entry for entry in entries}
 

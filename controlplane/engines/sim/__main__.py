@@ -38,10 +38,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Require `Authorization: Bearer $NAME` on /v1/ routes, as a hosted API does"
         " (the key is read from the variable, never given on the command line).",
     )
+    parser.add_argument(
+        "--kv-events-config",
+        metavar="JSON",
+        help="Publish KV-cache events as vLLM does (the same JSON as vLLM's flag, e.g."
+        ' \'{"enable_kv_cache_events": true, "endpoint": "tcp://*:5557",'
+        ' "replay_endpoint": "tcp://*:5558"}\').',
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from controlplane.engines.sim.kv_events import parse_config
     from controlplane.engines.sim.server import SimOptions, build_app, serve, topology_from_json
     from controlplane.settings import environment_value
     from controlplane.spec import load_topology
@@ -56,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"--api-key-env names {args.api_key_env}, which is not set.",
                     fix=f"export {args.api_key_env}=<key> before starting the simulator.",
                 )
+        kv_events = parse_config(args.kv_events_config) if args.kv_events_config else None
         topo = load_topology(args.topology) if args.topology else topology_from_json(args.spec_json)
         options = SimOptions(
             flavor=EngineKind(args.flavor) if args.flavor else None,
@@ -66,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             max_num_seqs=args.max_num_seqs,
             trtllm_stats_wait_s=args.trtllm_stats_wait,
             api_key=api_key,
+            kv_events=kv_events,
         )
         serve(build_app(topo, options), args.host, args.port)
     except UserError as exc:

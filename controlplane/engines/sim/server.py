@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from controlplane.engines.sim.app import EngineInfo, SimApp
+from controlplane.engines.sim.kv_events import KvEventPublisher, KvEventsConfig
 from controlplane.engines.sim.requests import Limits
 from controlplane.engines.sim.scheduler import Scheduler, SchedulerConfig, StepTiming
 from controlplane.engines.sim.tokenizer import text_rules
@@ -38,6 +39,7 @@ class SimOptions:
     # answers (trtllm-serve: 2 s, a long poll; engines/sim/app.py). 0: answer at once.
     trtllm_stats_wait_s: float = 0.0
     api_key: str | None = None  # require it as `Authorization: Bearer` (a hosted API)
+    kv_events: KvEventsConfig | None = None  # vLLM's --kv-events-config (engines/sim/kv_events.py)
 
 
 def topology_from_json(text: str) -> Topology:
@@ -83,7 +85,12 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
     )
     word_stream()  # build the text source now, not inside the first request
     info = EngineInfo(flavor=flavor, limits=limits, version=SIM_VERSION, topology=topo.name)
-    return SimApp(Scheduler(timing, config), info, options.api_key, options.trtllm_stats_wait_s)
+    scheduler = Scheduler(timing, config)
+    publisher = None
+    if options.kv_events is not None and options.kv_events.enabled:
+        publisher = KvEventPublisher(options.kv_events, limits.text.token_ids, BLOCK_TOKENS)
+        scheduler.kv.listener = publisher
+    return SimApp(scheduler, info, options.api_key, options.trtllm_stats_wait_s, publisher)
 
 
 def serve(app: SimApp, host: str = "127.0.0.1", port: int = 8100) -> None:
@@ -135,6 +142,7 @@ class SimServer:
         trtllm_stats_wait_s: float = 0.0,
         api_key_env: str | None = None,
         env: dict[str, str] | None = None,
+        kv_events_config: str | None = None,
     ) -> SimServer:
         """Start `python -m controlplane.engines.sim` and wait until /health answers.
 
@@ -158,6 +166,8 @@ class SimServer:
             args += ["--trtllm-stats-wait", str(trtllm_stats_wait_s)]
         if api_key_env is not None:
             args += ["--api-key-env", api_key_env]
+        if kv_events_config is not None:
+            args += ["--kv-events-config", kv_events_config]
         process = subprocess.Popen(
             args, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL
         )
