@@ -109,6 +109,7 @@ class KvSubscriber:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._synced: dict[str, asyncio.Event] = {}
         self._pending: dict[str, list[tuple[int, EventBatch]]] = {}
+        self._last_ts: dict[str, float] = {}
 
     def watch(self, feed: KvFeed) -> None:
         """Follow `feed` (replacing the endpoint's previous feed, whose blocks are dropped
@@ -181,17 +182,21 @@ class KvSubscriber:
         self._pending.setdefault(feed.endpoint_id, []).append((seq, batch))
 
     def _gap(self, endpoint: str) -> bool:
-        """Apply pending live batches in order; True when one arrived after a gap."""
+        """Apply pending live batches in order; True when one needs a replay first (a gap
+        after the last applied batch, or an engine that restarted its sequence)."""
         pending = self._pending.pop(endpoint, [])
         for index, (seq, batch) in enumerate(pending):
             last = self.stats.last_seq.get(endpoint)
             if last is not None and seq <= last:
-                if seq == 0 and last > 0:  # the engine's counter restarted from 0
-                    self.stats.restarts += 1
-                    self.index.clear(endpoint)
-                    self.stats.last_seq.pop(endpoint)
-                    self._apply(endpoint, seq, batch)
-                continue  # a duplicate of what replay already gave
+                # Replay overlaps live delivery: an old seq with an old ts is a duplicate.
+                # An old seq with a newer ts is a restarted engine counting from 0 again.
+                if batch.ts <= self._last_ts.get(endpoint, 0.0):
+                    continue
+                self.stats.restarts += 1
+                self.index.clear(endpoint)
+                self.stats.last_seq.pop(endpoint)
+                self._pending[endpoint] = pending[index:]
+                return True  # replay the new engine's history from 0
             if last is not None and seq > last + 1:
                 self._pending[endpoint] = pending[index:]
                 return True
@@ -201,13 +206,14 @@ class KvSubscriber:
     def _apply(self, endpoint: str, seq: int, batch: EventBatch) -> None:
         self.index.apply(endpoint, batch)
         self.stats.last_seq[endpoint] = seq
+        self._last_ts[endpoint] = batch.ts
         self.stats.batches += 1
         self.stats.events += len(batch.events)
         self.stats.observe_lag(batch.ts)
 
     async def _resync(self, feed: KvFeed) -> None:
         endpoint = feed.endpoint_id
-        start = self.stats.last_seq[endpoint] + 1
+        start = self.stats.last_seq.get(endpoint, -1) + 1
         self.stats.resyncs += 1
         if feed.replay is not None:
             await self._replay(feed, start)
