@@ -56,7 +56,7 @@ class PrecisePrefixSpec(StrictModel):
     """Weights of `policy: precise_prefix` (score = prefix x cached fraction of the prompt
     - queue x relative load - kv x KV usage; highest wins) and the engine's block hashing."""
 
-    prefix: float = Field(2.0, ge=0, description="Weight of the cached fraction of the prompt.")
+    prefix: float = Field(1.0, ge=0, description="Weight of the cached fraction of the prompt.")
     queue: float = Field(1.0, ge=0, description="Weight of the load relative to the busiest.")
     kv: float = Field(1.0, ge=0, description="Weight of the engine's KV-cache usage.")
     block_size: PositiveInt = Field(16, description="Engine KV block size in tokens (vLLM: 16).")
@@ -89,7 +89,7 @@ class RouterSpec(StrictModel):
     )
     session_header: str = Field("x-session-id", description="Header naming a session.")
     precise_prefix: PrecisePrefixSpec | None = Field(
-        None, description="Weights of policy precise_prefix (default: 2, 1, 1 as llm-d's)."
+        None, description="Weights of policy precise_prefix (default 1, 1, 1)."
     )
     overflow: OverflowSpec | None = Field(
         None,

@@ -33,34 +33,53 @@ def test_the_holder_of_the_longest_run_wins_at_equal_load() -> None:
 
 
 def test_load_outweighs_a_short_run() -> None:
-    # b holds 2 of 8 blocks (2 x 0.25 = 0.5) but carries the peak load (-1): a scores 0.
+    # b holds 2 of 8 blocks (1 x 0.25) but 10 requests more than a (-10/8): a scores 0.
     ctx = RouteContext((view("a"), view("b", load=10)), kv_runs={"b": 2}, kv_blocks=8)
     assert precise_prefix(ctx).endpoint.endpoint_id == "a"
     assert precise_prefix(ctx).reason == "precise_miss"
 
 
 def test_a_long_run_outweighs_load_and_kv_usage() -> None:
-    # b: 2 x 1.0 - 1 x 10/10 - 1 x 0.5 = 0.5 against a: 0 - 1 x 5/10 - 0 = -0.5.
+    # b: 1 x 1.0 - 1 x (10 - 5)/8 - 1 x 0.25 = 0.125 against a: 0 (the least loaded).
     ctx = RouteContext(
-        (view("a", load=5), view("b", load=10, kv=0.5)), kv_runs={"b": 8}, kv_blocks=8
+        (view("a", load=5), view("b", load=10, kv=0.25)), kv_runs={"b": 8}, kv_blocks=8
     )
     assert precise_prefix(ctx).endpoint.endpoint_id == "b"
 
 
+def test_a_whole_prompt_hit_is_worth_balance_abs_requests_of_queue() -> None:
+    def chosen(holder_load: int) -> str:
+        views = (view("a"), view("b", load=holder_load))
+        ctx = RouteContext(views, kv_runs={"b": 8}, kv_blocks=8, tuning=Tuning(balance_abs=8))
+        return precise_prefix(ctx).endpoint.endpoint_id
+
+    assert chosen(7) == "b"  # 1 - 7/8 > 0
+    assert chosen(9) == "a"  # 1 - 9/8 < 0
+
+
 def test_weights_come_from_the_tuning() -> None:
-    cautious = Tuning(prefix_weight=0.5, queue_weight=1.0, kv_weight=1.0)
+    cautious = Tuning(prefix_weight=0.25, queue_weight=1.0, kv_weight=1.0)
     ctx = RouteContext(
         (view("a", load=5), view("b", load=10)), kv_runs={"b": 8}, kv_blocks=8, tuning=cautious
     )
-    assert precise_prefix(ctx).endpoint.endpoint_id == "a"  # b: 0.5 - 1 < a: -0.5
+    assert precise_prefix(ctx).endpoint.endpoint_id == "a"  # b: 0.25 - 5/8 < a: 0
 
 
 def test_ties_rotate_with_the_sequence() -> None:
+    runs = {"a": 1, "b": 1}
     chosen = {
-        precise_prefix(RouteContext((view("a"), view("b")), sequence=s, kv_runs={})).endpoint.url
+        precise_prefix(RouteContext((view("a"), view("b")), sequence=s, kv_runs=runs)).endpoint.url
         for s in range(4)
     }
     assert chosen == {"http://a", "http://b"}
+
+
+def test_a_prefix_no_engine_holds_follows_the_routers_recent_decisions() -> None:
+    ctx = RouteContext(
+        (view("a"), view("b")), prefix_endpoint="b", prefix_depth=4, prefix_blocks=4, kv_runs={}
+    )
+    decision = precise_prefix(ctx)
+    assert (decision.endpoint.endpoint_id, decision.reason) == ("b", "cold_prefix_hit")
 
 
 def test_without_an_event_index_the_approximate_policy_decides() -> None:
