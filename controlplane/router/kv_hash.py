@@ -22,6 +22,7 @@ non-negative ints, null), in canonical (shortest-head) form, so the router needs
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 
@@ -51,15 +52,18 @@ def _cbor_text(text: str) -> bytes:
     return _head(3, len(data)) + data
 
 
+@functools.lru_cache(maxsize=1 << 18)
+def _uint(token: int) -> bytes:
+    """A token id's CBOR (cached: a vocabulary has at most a few hundred thousand)."""
+    if token < 0:
+        raise ValueError(f"token ids are non-negative, got {token}")
+    return _head(0, token)
+
+
 def _cbor_block(parent: bytes, token_ids: Sequence[int]) -> bytes:
     """CBOR of `(parent, tuple(token_ids), None)`: array(3) [bytes, array(uint...), null]."""
-    parts = [b"\x83", _head(2, len(parent)), parent, _head(4, len(token_ids))]
-    for token in token_ids:
-        if token < 0:
-            raise ValueError(f"token ids are non-negative, got {token}")
-        parts.append(_head(0, token))
-    parts.append(b"\xf6")
-    return b"".join(parts)
+    tokens = b"".join(map(_uint, token_ids))
+    return b"\x83" + _head(2, len(parent)) + parent + _head(4, len(token_ids)) + tokens + b"\xf6"
 
 
 def none_hash(seed: str = DEFAULT_SEED) -> bytes:
