@@ -65,20 +65,15 @@ class KvIndex:
         own = self._blocks.get(endpoint)
         if not own:
             return
-        for block in blocks:
-            own.discard(block)
-            holders = self._holders.get(block)
-            if holders is not None:
-                holders.discard(endpoint)
-                if not holders:
-                    del self._holders[block]
+        blocks = [block for block in blocks if block in own]
+        own.difference_update(blocks)
+        self._unhold(endpoint, blocks)
 
     def clear(self, endpoint: str) -> None:
         """Forget every block of `endpoint` (idempotent)."""
-        own = self._blocks.pop(endpoint, set())
-        self.remove_from_holders(endpoint, own)
+        self._unhold(endpoint, self._blocks.pop(endpoint, set()))
 
-    def remove_from_holders(self, endpoint: str, blocks: Iterable[int]) -> None:
+    def _unhold(self, endpoint: str, blocks: Iterable[int]) -> None:
         for block in blocks:
             holders = self._holders.get(block)
             if holders is not None:

@@ -13,6 +13,9 @@ through two routers (alternating), each a `RouteContext` + policy in this proces
   prompt -> the endpoint last sent them), shared by both routers as Redis shares it;
 - round_robin: a counter per router.
 Load is the requests in flight per endpoint (shared, as the routers' Redis counts are).
+`--outside-share F` sends a share F of the requests straight to a random engine (another
+client or gateway the routers do not see): the engines' events report what it cached,
+the approximate index cannot.
 The routing step runs in the client, not behind the router's HTTP hop: the router's
 request path does not call precise_prefix yet (docs/guides/kv-aware-routing.md).
 Printed per policy: TTFT p50/p90 (model seconds: wall x time scale), output tokens/s
@@ -140,6 +143,7 @@ async def drive(routers: list[Router], urls: dict[str, str], bodies: list[dict[s
     shared = Shared(dict.fromkeys(urls, 0))
     queue = list(enumerate(bodies))[::-1]
     model = bodies[0]["model"]
+    outside = random.Random(args.seed + 1)
 
     async def client(session: aiohttp.ClientSession) -> None:
         while queue:
@@ -147,7 +151,10 @@ async def drive(routers: list[Router], urls: dict[str, str], bodies: list[dict[s
             views = tuple(
                 EndpointView(e, url, model, inflight=shared.inflight[e]) for e, url in urls.items()
             )
-            target = choose(routers[n % 2], body, views, shared)
+            if outside.random() < args.outside_share:  # traffic the routers never see
+                target = views[outside.randrange(len(views))]
+            else:
+                target = choose(routers[n % 2], body, views, shared)
             shared.inflight[target.endpoint_id] += 1
             try:
                 url = target.url + "/v1/chat/completions"
@@ -214,12 +221,18 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("PREFIX", "QUEUE", "KV"),
         help="precise_prefix weights",
     )
+    parser.add_argument(
+        "--outside-share",
+        type=float,
+        default=0.0,
+        help="share of requests sent straight to a random engine, past the routers",
+    )
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     args = parser.parse_args(argv)
     topo = load_topology(TOPOLOGY)
     print(f"{args.engines} engines x {args.kv_tokens} KV tokens, {args.groups} groups x "
           f"{args.prefix_words}-word prefixes, {args.requests} requests, {args.clients} clients, "
-          "2 routers")  # fmt: skip
+          f"2 routers, outside share {args.outside_share}")  # fmt: skip
     header = ("policy", "TTFT p50 s", "TTFT p90 s", "out tok/s", "hit ratio", "errors")
     print(f"{header[0]:<16}" + "".join(f"{h:>11}" for h in header[1:]))
     for policy in args.policies:
