@@ -114,8 +114,11 @@ class KvSubscriber:
     def watch(self, feed: KvFeed) -> None:
         """Follow `feed` (replacing the endpoint's previous feed, whose blocks are dropped
         when the engine id or address changed)."""
-        if self._feeds.get(feed.endpoint_id) == feed:
+        previous = self._feeds.get(feed.endpoint_id)
+        if previous == feed:
             return
+        if previous is not None:
+            self.stats.restarts += 1  # a new engine id or address behind the endpoint
         self.unwatch(feed.endpoint_id)
         self._feeds[feed.endpoint_id] = feed
         self._synced[feed.endpoint_id] = asyncio.Event()
@@ -126,8 +129,7 @@ class KvSubscriber:
         task = self._tasks.pop(endpoint_id, None)
         if task is not None:
             task.cancel()
-        if self._feeds.pop(endpoint_id, None) is not None:
-            self.stats.restarts += 1
+        self._feeds.pop(endpoint_id, None)
         self._synced.pop(endpoint_id, None)
         self.stats.last_seq.pop(endpoint_id, None)
         self.index.clear(endpoint_id)
