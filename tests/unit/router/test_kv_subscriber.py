@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
 from controlplane.router.kv_subscriber import KvFeed, KvSubscriber, render_metrics
 from controlplane.router.kv_wire import BlockStored, EventBatch
 
@@ -38,3 +44,19 @@ async def test_metrics_text_names_every_family() -> None:
     for family in ("event_lag_seconds", "event_batches_total", "resync_failures_total",
                    "engine_restarts_total"):  # fmt: skip
         assert f"# TYPE glmctl_router_kv_{family} " in text
+
+
+def test_metrics_text_passes_promtool(tmp_path: Path) -> None:
+    """`promtool check metrics` (Prometheus's own linter) accepts the exposition."""
+    from controlplane.router.kv_index import KvIndex
+    from controlplane.router.kv_subscriber import KvStats
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    index = KvIndex()
+    index.apply("e1", EventBatch(0.0, (BlockStored((1, 2), None, (), 16),)))
+    text = render_metrics(index, KvStats(batches=3))
+    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
