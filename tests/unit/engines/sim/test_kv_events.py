@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 import msgpack
 import pytest
 
 from controlplane.engines.sim.kv import KvPool
 from controlplane.engines.sim.kv_events import KvEventPublisher, KvEventsConfig, parse_config
+from controlplane.engines.sim.tokenizer import WORDS, text_rules
+from controlplane.engines.tiny_writer import write_tokenizer
 from controlplane.errors import UserError
 from controlplane.router import kv_hash
 from controlplane.router.kv_wire import BlockStored, parse_batch
@@ -69,3 +72,17 @@ async def test_stored_events_carry_parent_tokens_and_split_at_holes() -> None:
         await asyncio.sleep(0)
     finally:
         await publisher.stop()
+
+
+def test_token_ids_are_the_tokenizers_own(tmp_path: Path) -> None:
+    """With `simulation.tokenizer`, the ids hashed are what `tokenizers` encodes the prompt to
+    (so a router tokenizing with the model's tokenizer computes the same block hashes)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    write_tokenizer(tmp_path, 1024)
+    path = tmp_path / "tokenizer.json"
+    rules = text_rules(str(path))
+    text = "[gMASK]<sop><|user|> the model serves tokens, from a cache of keys!<|assistant|>"
+    expected = tokenizers.Tokenizer.from_file(str(path)).encode(text, add_special_tokens=False)
+    assert rules.token_ids(rules.prompt_tokens(text)) == expected.ids
+    a, b, again = WORDS.token_ids(["alpha", "beta", "alpha"])
+    assert a == again != b  # stable per word
