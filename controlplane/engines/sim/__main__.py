@@ -49,7 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from controlplane.engines.sim.kv_events import parse_config
     from controlplane.engines.sim.server import SimOptions, build_app, serve, topology_from_json
     from controlplane.settings import environment_value
     from controlplane.spec import load_topology
@@ -64,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"--api-key-env names {args.api_key_env}, which is not set.",
                     fix=f"export {args.api_key_env}=<key> before starting the simulator.",
                 )
-        kv_events = parse_config(args.kv_events_config) if args.kv_events_config else None
+        kv_events = None
+        if args.kv_events_config:
+            from controlplane.engines.sim.kv_events import parse_config
+
+            kv_events = parse_config(args.kv_events_config)
         topo = load_topology(args.topology) if args.topology else topology_from_json(args.spec_json)
         options = SimOptions(
             flavor=EngineKind(args.flavor) if args.flavor else None,

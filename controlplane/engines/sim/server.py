@@ -9,15 +9,18 @@ import sys
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from controlplane.engines.sim.app import EngineInfo, SimApp
-from controlplane.engines.sim.kv_events import KvEventPublisher, KvEventsConfig
 from controlplane.engines.sim.requests import Limits
 from controlplane.engines.sim.scheduler import Scheduler, SchedulerConfig, StepTiming
 from controlplane.engines.sim.tokenizer import text_rules
 from controlplane.engines.sim.tokens import BLOCK_TOKENS, word_stream
 from controlplane.errors import UserError
 from controlplane.spec import EngineKind, Topology, parse_spec, resolve
+
+if TYPE_CHECKING:
+    from controlplane.engines.sim.kv_events import KvEventsConfig
 
 # Default prefill chunk: vLLM's max_num_batched_tokens for online serving on large GPUs and
 # SGLang's chunked_prefill_size on H100/H200-class GPUs are both 8192 tokens.
@@ -88,6 +91,8 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
     scheduler = Scheduler(timing, config)
     publisher = None
     if options.kv_events is not None and options.kv_events.enabled:
+        from controlplane.engines.sim.kv_events import KvEventPublisher  # pyzmq: on use only
+
         publisher = KvEventPublisher(options.kv_events, limits.text.token_ids, BLOCK_TOKENS)
         scheduler.kv.listener = publisher
     return SimApp(scheduler, info, options.api_key, options.trtllm_stats_wait_s, publisher)
