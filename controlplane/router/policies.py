@@ -48,6 +48,12 @@ class Tuning:
     prefix_min_match: float = 0.5  # matched fraction of the prompt's blocks to prefer a match
     balance_abs: int = 8  # preferred endpoint is overloaded if its load exceeds the least
     balance_rel: float = 1.5  # loaded one by more than balance_abs AND by this factor
+    # precise_prefix weights (topology `router.precise_prefix`). llm-d recommends prefix x2,
+    # KV x1, queue x1 for its own scorers; with this score's load term (load / busiest
+    # endpoint's) 1/1/1 measured better here (docs/guides/kv-aware-routing.md).
+    prefix_weight: float = 1.0
+    kv_weight: float = 1.0
+    queue_weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,10 @@ class RouteContext:
     prefix_blocks: int = 0
     session_endpoint: str | None = None
     tuning: Tuning = field(default_factory=Tuning)
+    # precise_prefix: leading blocks of the prompt each endpoint holds, from the engines'
+    # KV events (router/kv_index.py); None when no event index or tokenizer covers it.
+    kv_runs: Mapping[str, int] | None = None
+    kv_blocks: int = 0  # the prompt's full blocks at the engine's block size
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +159,41 @@ def session(ctx: RouteContext) -> Decision:
     return Decision(bound, "session_hit")
 
 
+def precise_prefix(ctx: RouteContext) -> Decision:
+    """The best of: cached fraction x prefix_weight - extra load x queue_weight - KV usage x
+    kv_weight, the cache measured from the engines' own KV events. Extra load is the
+    endpoint's load above the least loaded one's in units of `balance_abs` requests, so
+    with unit weights a whole-prompt hit is worth up to `balance_abs` requests of queue
+    (prefix_affinity's overload bound, made continuous). Without an event index for this
+    prompt, the approximate `prefix_affinity` decides (reason `approx_*`); so it does when
+    no engine holds the prompt's first block yet (`cold_*`): the routers' own recent
+    decisions keep a new prefix on one engine while its first requests are in prefill and
+    their blocks not yet announced."""
+    runs = ctx.kv_runs
+    if runs is None or not runs:
+        fallback = prefix_affinity(ctx)
+        label = "approx" if runs is None else "cold"
+        return Decision(fallback.endpoint, f"{label}_{fallback.reason}")
+    tuning = ctx.tuning
+    blocks = max(ctx.kv_blocks, 1)
+    least = min(c.load for c in ctx.candidates)
+    scale = max(tuning.balance_abs, 1)
+    count = len(ctx.candidates)
+
+    def score(i: int) -> tuple[float, int]:
+        c = ctx.candidates[i]
+        cached = runs.get(c.endpoint_id, 0) / blocks
+        value = (
+            tuning.prefix_weight * cached
+            - tuning.queue_weight * (c.load - least) / scale
+            - tuning.kv_weight * c.kv_usage
+        )
+        return value, -((i - ctx.sequence) % count)  # ties rotate, as in least_load
+
+    best = ctx.candidates[max(range(count), key=score)]
+    return Decision(best, "precise_hit" if runs.get(best.endpoint_id) else "precise_miss")
+
+
 def default_policies() -> dict[str, Policy]:
     """A fresh registry of the built-in policies; callers may add their own to it."""
     entries = [
@@ -157,6 +202,8 @@ def default_policies() -> dict[str, Policy]:
         Policy("power_of_two", power_of_two),
         Policy("prefix_affinity", prefix_affinity, frozenset({LOOKUP_PREFIX})),
         Policy("session", session, frozenset({LOOKUP_SESSION})),
+        # The prefix lookup feeds its fallback to the approximate index.
+        Policy("precise_prefix", precise_prefix, frozenset({LOOKUP_PREFIX})),
     ]
     return {entry.name: entry for entry in entries}
 

@@ -215,6 +215,12 @@ def _resolve_serving(
             " FP8-native devices)."
         )
     _resolve_speculative(s, entry, problems)
+    if s.router.policy.value == "precise_prefix":
+        warnings.append(
+            "router.policy precise_prefix: engines launched by glmctl do not publish KV events"
+            " to the router yet (issue 27), so it routes as prefix_affinity; the index, the"
+            " simulator's publisher and the policy are built (docs/guides/kv-aware-routing.md)."
+        )
     if s.served_model_name is None:
         s.served_model_name = entry.name
     engine = s.engine

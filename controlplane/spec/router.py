@@ -17,6 +17,7 @@ class RouterPolicy(StrEnum):
     POWER_OF_TWO = "power_of_two"
     PREFIX_AFFINITY = "prefix_affinity"
     SESSION = "session"
+    PRECISE_PREFIX = "precise_prefix"  # from the engines' KV events (router/kv_index.py)
 
 
 class RouterAuth(StrEnum):
@@ -51,6 +52,16 @@ class RouterLimitsSpec(StrictModel):
     )
 
 
+class PrecisePrefixSpec(StrictModel):
+    """Weights of `policy: precise_prefix` (score = prefix x cached fraction of the prompt
+    - queue x relative load - kv x KV usage; highest wins) and the engine's block hashing."""
+
+    prefix: float = Field(1.0, ge=0, description="Weight of the cached fraction of the prompt.")
+    queue: float = Field(1.0, ge=0, description="Weight of the load relative to the busiest.")
+    kv: float = Field(1.0, ge=0, description="Weight of the engine's KV-cache usage.")
+    block_size: PositiveInt = Field(16, description="Engine KV block size in tokens (vLLM: 16).")
+
+
 class RouterSpec(StrictModel):
     """The OpenAI-compatible router in front of the replicas."""
 
@@ -77,6 +88,9 @@ class RouterSpec(StrictModel):
         256, description="In-flight requests per engine before answering 429."
     )
     session_header: str = Field("x-session-id", description="Header naming a session.")
+    precise_prefix: PrecisePrefixSpec | None = Field(
+        None, description="Weights of policy precise_prefix (default 1, 1, 1)."
+    )
     overflow: OverflowSpec | None = Field(
         None,
         description="External endpoints that take requests when every local replica is"
@@ -87,4 +101,4 @@ class RouterSpec(StrictModel):
     @model_serializer(mode="wrap")
     def _without_unset_overflow(self, handler: SerializerFunctionWrapHandler) -> Any:
         # Specs without overflow serialise (and so plan, digest and render) as before it.
-        return drop_if(handler(self), "overflow", None)
+        return drop_if(drop_if(handler(self), "overflow", None), "precise_prefix", None)

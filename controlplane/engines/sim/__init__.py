@@ -11,7 +11,9 @@ Interfaces:
 - Subprocess (what the Ray engine group starts):
   `python -m controlplane.engines.sim (--topology FILE | --spec-json JSON) --host 127.0.0.1
   --port P [--flavor sglang|vllm|trtllm] [--time-scale X] [--seed S] [--served-model-name NAME]
-  [--kv-tokens N] [--max-num-seqs N]`, where JSON is `topo.spec.model_dump_json(by_alias=True)`.
+  [--kv-tokens N] [--max-num-seqs N] [--kv-events-config JSON]`, where JSON is
+  `topo.spec.model_dump_json(by_alias=True)`; `--kv-events-config` publishes KV events in
+  vLLM's wire format (`kv_events.py`).
   Exits 2 with a one-line message on a user error; SIGTERM stops it.
 - Python: `SimServer.start(topo, port=None, flavor=None, time_scale=1.0, seed=0,
   kv_tokens=None, max_num_seqs=None, served_model_name=None) -> SimServer` (a subprocess;

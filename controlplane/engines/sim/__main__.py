@@ -36,6 +36,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Require `Authorization: Bearer $NAME` on /v1/ routes, as a hosted API does"
         " (the key is read from the variable, never given on the command line).",
     )
+    parser.add_argument(
+        "--kv-events-config",
+        metavar="JSON",
+        help="Publish KV-cache events as vLLM does (the same JSON as vLLM's flag, e.g."
+        ' \'{"enable_kv_cache_events": true, "endpoint": "tcp://*:5557",'
+        ' "replay_endpoint": "tcp://*:5558"}\').',
+    )
     return parser.parse_args(argv)
 
 
@@ -54,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"--api-key-env names {args.api_key_env}, which is not set.",
                     fix=f"export {args.api_key_env}=<key> before starting the simulator.",
                 )
+        kv_events = None
+        if args.kv_events_config:
+            from controlplane.engines.sim.kv_events import parse_config
+
+            kv_events = parse_config(args.kv_events_config)
         topo = load_topology(args.topology) if args.topology else topology_from_json(args.spec_json)
         options = SimOptions(
             flavor=EngineKind(args.flavor) if args.flavor else None,
@@ -64,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             max_num_seqs=args.max_num_seqs,
             trtllm_stats_wait_s=args.trtllm_stats_wait,
             api_key=api_key,
+            kv_events=kv_events,
         )
         serve(build_app(topo, options), args.host, args.port)
     except UserError as exc:

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -26,6 +26,9 @@ from controlplane.engines.sim.requests import ApiError, Limits, Request, parse_r
 from controlplane.engines.sim.scheduler import Mailbox, Scheduler, Sequence
 from controlplane.engines.sim.tokens import block_hashes
 from controlplane.spec import EngineKind
+
+if TYPE_CHECKING:
+    from controlplane.engines.sim.kv_events import KvEventPublisher
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -54,6 +57,7 @@ class SimApp:
         info: EngineInfo,
         api_key: str | None = None,
         stats_wait_s: float = 0.0,
+        kv_events: KvEventPublisher | None = None,
     ) -> None:
         """`api_key`: require `Authorization: Bearer <api_key>` on /v1/ routes, as a hosted
         API does (the simulator then stands in for one); None: open, like vLLM/SGLang.
@@ -68,10 +72,13 @@ class SimApp:
         self._open = 0  # generation requests whose response has not ended
         self._created = int(time.time())
         self._stats_read = 0  # the last step TensorRT-LLM's `/metrics` handed out
+        self.kv_events = kv_events  # KV-event publisher (`--kv-events-config`), or None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self.scheduler.run())
+            if self.kv_events is not None:
+                self.kv_events.start()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -79,6 +86,8 @@ class SimApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.kv_events is not None:
+            await self.kv_events.stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -265,7 +274,10 @@ class SimApp:
                 watcher.cancel()
 
     def _submit(self, req: Request, mailbox: Mailbox) -> list[Sequence]:
-        hashes = block_hashes(req.prompt_words, self.scheduler.config.block_tokens)
+        if self.kv_events is not None:  # vLLM's hashes, so the published ones match
+            hashes = self.kv_events.block_hashes(req.prompt_words)
+        else:
+            hashes = block_hashes(req.prompt_words, self.scheduler.config.block_tokens)
         seqs = []
         for i, choice in enumerate(req.choices):
             seq = Sequence(i, req.prompt_tokens, max(1, choice.total_tokens), hashes,

@@ -11,6 +11,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Protocol
+
+
+class KvListener(Protocol):
+    """Told when blocks enter the cache and when they are evicted (KV events)."""
+
+    def stored(self, hashes: Sequence[int]) -> None: ...
+
+    def removed(self, hashes: Sequence[int]) -> None: ...
 
 
 class KvPool:
@@ -23,6 +32,7 @@ class KvPool:
         self.used_blocks = 0
         self._refs: dict[int, int] = {}
         self._cached: OrderedDict[int, None] = OrderedDict()
+        self.listener: KvListener | None = None
 
     @property
     def free_blocks(self) -> int:
@@ -58,6 +68,9 @@ class KvPool:
         fresh = blocks_needed - len(shared)
         if fresh > self.free_blocks + len(self._cached) - reclaimed:
             return None
+        if self.listener is not None:
+            refs, cached = self._refs, self._cached
+            self.listener.stored([h for h in hashes if h not in refs and h not in cached])
         for h in hashes:
             if h in self._refs:
                 self._refs[h] += 1
@@ -66,8 +79,11 @@ class KvPool:
                 self._refs[h] = 1
                 self.used_blocks += 1
         self.used_blocks += blocks_needed - len(hashes)
+        evicted = []
         while self.free_blocks < 0:
-            self._cached.popitem(last=False)
+            evicted.append(self._cached.popitem(last=False)[0])
+        if evicted and self.listener is not None:
+            self.listener.removed(evicted)
         return hits
 
     def release(self, hashes: Sequence[int], blocks_held: int) -> None:

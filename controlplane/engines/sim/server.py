@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from controlplane.engines.sim.app import EngineInfo, SimApp
 from controlplane.engines.sim.requests import Limits
@@ -18,6 +19,9 @@ from controlplane.engines.sim.tokens import BLOCK_TOKENS, word_stream
 from controlplane.engines.simulator import sim_argv
 from controlplane.errors import UserError
 from controlplane.spec import EngineKind, Topology, parse_spec, resolve
+
+if TYPE_CHECKING:
+    from controlplane.engines.sim.kv_events import KvEventsConfig
 
 # Default prefill chunk: vLLM's max_num_batched_tokens for online serving on large GPUs and
 # SGLang's chunked_prefill_size on H100/H200-class GPUs are both 8192 tokens.
@@ -39,6 +43,7 @@ class SimOptions:
     # answers (trtllm-serve: 2 s, a long poll; engines/sim/app.py). 0: answer at once.
     trtllm_stats_wait_s: float = 0.0
     api_key: str | None = None  # require it as `Authorization: Bearer` (a hosted API)
+    kv_events: KvEventsConfig | None = None  # vLLM's --kv-events-config (engines/sim/kv_events.py)
 
 
 def topology_from_json(text: str) -> Topology:
@@ -85,7 +90,14 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
     )
     word_stream()  # build the text source now, not inside the first request
     info = EngineInfo(flavor=flavor, limits=limits, version=SIM_VERSION, topology=topo.name)
-    return SimApp(Scheduler(timing, config), info, options.api_key, options.trtllm_stats_wait_s)
+    scheduler = Scheduler(timing, config)
+    publisher = None
+    if options.kv_events is not None and options.kv_events.enabled:
+        from controlplane.engines.sim.kv_events import KvEventPublisher  # pyzmq: on use only
+
+        publisher = KvEventPublisher(options.kv_events, limits.text.token_ids, BLOCK_TOKENS)
+        scheduler.kv.listener = publisher
+    return SimApp(scheduler, info, options.api_key, options.trtllm_stats_wait_s, publisher)
 
 
 def serve(app: SimApp, host: str = "127.0.0.1", port: int = 8100) -> None:
@@ -137,6 +149,7 @@ class SimServer:
         trtllm_stats_wait_s: float = 0.0,
         api_key_env: str | None = None,
         env: dict[str, str] | None = None,
+        kv_events_config: str | None = None,
     ) -> SimServer:
         """Start `python -m controlplane.engines.sim` and wait until /health answers.
 
@@ -156,6 +169,8 @@ class SimServer:
             options["trtllm-stats-wait"] = str(trtllm_stats_wait_s)
         if api_key_env is not None:
             options["api-key-env"] = api_key_env
+        if kv_events_config is not None:
+            options["kv-events-config"] = kv_events_config
         spec_json = topo.spec.model_dump_json(by_alias=True)
         args = sim_argv(
             sys.executable, spec_json, host, str(port), flavor, time_scale, seed, options

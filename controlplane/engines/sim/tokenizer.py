@@ -13,6 +13,7 @@ no space before it). That path needs the
 from __future__ import annotations
 
 import random
+import zlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +32,8 @@ class TextRules(Protocol):
 
     def generate(self, rng: random.Random, count: int) -> list[str]: ...
 
+    def token_ids(self, prompt_tokens: list[str]) -> list[int]: ...
+
 
 class WordRules:
     """One token per whitespace-separated word (the dependency-free default)."""
@@ -43,6 +46,10 @@ class WordRules:
 
     def generate(self, rng: random.Random, count: int) -> list[str]:
         return tokens.generate_words(rng, count)
+
+    def token_ids(self, prompt_tokens: list[str]) -> list[int]:
+        """Stable ids for words (crc32: the same in every process), for KV-event hashes."""
+        return [zlib.crc32(word.encode()) for word in prompt_tokens]
 
 
 WORDS = WordRules()
@@ -73,6 +80,10 @@ class TokenizerRules:
 
     def count(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def token_ids(self, prompt_tokens: list[str]) -> list[int]:
+        """The tokenizer's ids of `prompt_tokens()`'s pieces (what the engine hashes)."""
+        return [self._tokenizer.token_to_id(piece) for piece in prompt_tokens]
 
     def generate(self, rng: random.Random, count: int) -> list[str]:
         if count <= 0:

@@ -16,6 +16,7 @@ IMPORT_NAMES = {
     "pyyaml": {"yaml"},
     "pydantic-settings": {"pydantic_settings"},
     "prometheus-client": {"prometheus_client"},
+    "pyzmq": {"zmq"},
     "ray": {"ray"},
     "redis": {"redis"},
     "typer": {"typer", "click"},

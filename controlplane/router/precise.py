@@ -1,0 +1,67 @@
+"""What `precise_prefix` needs on the request path: a prompt's block hashes and runs.
+
+The router computes the hashes the engine computes (`kv_hash`: vLLM's sha256_cbor chain
+over token ids at the engine's block size) from the token ids of the request, and asks the
+event index (`kv_index`) how many leading blocks each endpoint holds. Token ids come from
+a `TokenIdsFn` the deployment supplies: for the simulator, its own parsing and tokenizer
+(`engines/sim/kv_events.sim_token_ids`), so both sides tokenize the same way; for a real
+engine, the model's tokenizer and chat template (not built yet: without one the function
+returns None and the policy falls back to the approximate index, reason `approx_*`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane.router import kv_hash
+from controlplane.router.kv_index import KvIndex
+from controlplane.router.policies import Tuning
+from controlplane.spec.router import RouterSpec
+
+# Token ids of a request body (chat: True for /v1/chat/completions); None when no tokenizer
+# for the model is available or the body is not one the engine would accept.
+TokenIdsFn = Callable[[dict[str, Any], bool], list[int] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixMatch:
+    runs: Mapping[str, int]  # endpoint -> leading blocks it holds (absent: none)
+    blocks: int  # the prompt's full blocks
+
+
+@dataclass
+class PreciseLookup:
+    """Prompt -> per-endpoint cached runs, against one event index."""
+
+    index: KvIndex
+    token_ids: TokenIdsFn | None
+    block_size: int = kv_hash.DEFAULT_BLOCK_SIZE
+    seed: str = kv_hash.DEFAULT_SEED
+
+    def match(self, body: dict[str, Any], chat: bool) -> PrefixMatch | None:
+        """None when the prompt cannot be hashed as the engine would (no tokenizer)."""
+        if self.token_ids is None:
+            return None
+        ids = self.token_ids(body, chat)
+        if ids is None:
+            return None
+        chain = kv_hash.block_keys(ids, self.block_size, self.seed)
+        return PrefixMatch(self.index.runs(chain), len(chain))
+
+
+def tuning_from_spec(spec: RouterSpec, base: Tuning | None = None) -> Tuning:
+    """The policy knobs with `router.precise_prefix`'s weights (defaults when unset)."""
+    base = base or Tuning()
+    weights = spec.precise_prefix
+    if weights is None:
+        return base
+    return Tuning(
+        prefix_min_match=base.prefix_min_match,
+        balance_abs=base.balance_abs,
+        balance_rel=base.balance_rel,
+        prefix_weight=weights.prefix,
+        kv_weight=weights.kv,
+        queue_weight=weights.queue,
+    )
