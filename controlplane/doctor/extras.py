@@ -15,7 +15,7 @@ from importlib.util import find_spec
 
 DIST = "glmctl"
 # Distributions whose import name is not their name with `-` -> `_`.
-IMPORT_NAMES = {"pyyaml": "yaml"}
+IMPORT_NAMES = {"pyyaml": "yaml", "pyzmq": "zmq"}
 # `dev` holds every other extra plus the test tools: never the one to suggest.
 META_EXTRAS = ("dev",)
 _EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
