@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,10 @@ def test_hosts_reach_each_other_only_on_the_bridge_and_close_ends_everything(
         routes = lab.run("a", ["ip", "route"]).stdout.strip().splitlines()
         assert routes == ["10.77.0.0/24 dev eth0 proto kernel scope link src 10.77.0.1"]
         sleeper = subprocess.Popen(lab.command("a", ["sleep", "300"]))
-        pids = lab.pids(lab.hosts["a"].name)
+        # `ip netns exec` enters the namespace after Popen returns: wait for it to get there.
+        deadline = time.monotonic() + 10
+        while not (pids := lab.pids(lab.hosts["a"].name)) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert pids, "the sleeper runs inside host a"
     finally:
         lab.close()
