@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from controlplane.spec import load_topology
+from tests.integration.observe import promql
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[3]
@@ -65,21 +66,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         get_settings.cache_clear()
 
 
-def _query(url: str, expr: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
-    assert answer["status"] == "success", f"{expr}: {answer}"
-    result: list[dict[str, Any]] = answer["data"]["result"]
-    return result
-
-
-def _wait(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not seen in {timeout:.0f} s")
+_query, _wait = promql.query, promql.wait_for  # tests/integration/observe/promql.py
 
 
 def _chat(router: str, index: int) -> int:

@@ -29,6 +29,7 @@ from controlplane.router.registry import register_endpoint
 from controlplane.router.server import RouterProcesses
 from controlplane.spec import load_topology
 from controlplane.spec.models import SloSpec
+from tests.integration.observe import promql
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 REPO = Path(__file__).resolve().parents[3]
@@ -75,21 +76,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             item.stop()
 
 
-def _query(url: str, expr: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
-    assert answer["status"] == "success", f"{expr}: {answer}"
-    result: list[dict[str, Any]] = answer["data"]["result"]
-    return result
-
-
-def _wait(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not seen in {timeout:.0f} s")
+_query, _wait = promql.query, promql.wait_for  # tests/integration/observe/promql.py
 
 
 def _chat(router: str, model: str, index: int) -> int:
