@@ -28,10 +28,23 @@ class EndpointInfo:
     role: str = "pool"  # pool: shares traffic | overflow: only when local is saturated
     capacity: int = 0  # most requests in flight; 0: the router's max_queue_per_endpoint
     upstream_model: str = ""  # the model name the endpoint itself serves, if not `model`
+    # Prefill/decode disaggregation: "" (colocated), "prefill" or "decode" (spec/pd_pools.py).
+    pd: str = ""
+    # SGLang's bootstrap port of a prefill endpoint (the decode side pulls KV from it),
+    # or vLLM's NIXL side-channel port; 0: none.
+    bootstrap_port: int = 0
+    # KV events (router/kv_subscriber.py KvFeed): the engine's ZMQ PUB and replay
+    # endpoints as connect URLs, one per (DP) rank; the engine id changes on restart.
+    kv_events: tuple[str, ...] = ()
+    kv_replay: tuple[str, ...] = ()
+    engine_id: str = ""
 
     def to_json(self) -> str:
         data = asdict(self)
         data.pop("endpoint_id")
+        for name, default in _OPTIONAL.items():  # entries without PD or KV events read as before
+            if data[name] == default:
+                del data[name]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -47,7 +60,22 @@ class EndpointInfo:
             role=str(data.get("role", "pool")),
             capacity=int(data.get("capacity", 0)),
             upstream_model=str(data.get("upstream_model", "")),
+            pd=str(data.get("pd", "")),
+            bootstrap_port=int(data.get("bootstrap_port", 0)),
+            kv_events=tuple(str(url) for url in data.get("kv_events", ())),
+            kv_replay=tuple(str(url) for url in data.get("kv_replay", ())),
+            engine_id=str(data.get("engine_id", "")),
         )
+
+
+# Fields left out of the stored JSON at their default (and read back as it).
+_OPTIONAL: dict[str, Any] = {
+    "pd": "",
+    "bootstrap_port": 0,
+    "kv_events": (),
+    "kv_replay": (),
+    "engine_id": "",
+}
 
 
 def hash_api_key(key: str) -> str:
