@@ -113,6 +113,19 @@ class EngineGroupPlan(_Frozen):
         description="Drain timeout: how long a leaving replica's in-flight requests may run"
         " (Serve's graceful shutdown and the engine's own drain are set from it).",
     )
+    pd: str = Field(
+        "",
+        description="Prefill/decode disaggregation: the pool this group is (prefill or"
+        " decode); empty for a colocated group.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_pd_when_colocated(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Colocated plans serialise (digest, render) as before PD existed.
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("pd"):
+            data.pop("pd", None)
+        return data
 
     @property
     def simulated(self) -> bool:
