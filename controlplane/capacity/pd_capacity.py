@@ -23,13 +23,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from controlplane.capacity.pd_checks import pd_findings
+from controlplane.capacity.pd_checks import pd_findings, pd_rule_of
 from controlplane.capacity.preflight import Finding, Severity
 from controlplane.capacity.report import CapacityReport, capacity_report
 from controlplane.catalog import BYTES_PER_VALUE
 from controlplane.catalog.architecture import AttentionKind
-from controlplane.spec.disaggregation import SGLANG_RESERVED_DECODE_TOKENS, NetworkSpec
-from controlplane.spec.models import EngineKind
+from controlplane.spec.disaggregation import NetworkSpec
 from controlplane.spec.pd_pools import PdPools
 from controlplane.spec.topology import Topology
 
@@ -140,9 +139,9 @@ def pd_capacity(pools: PdPools, prompt_tokens: int | None = None) -> PdCapacity:
 
 def _pool(role: str, topo: Topology, pools: PdPools) -> PoolCapacity:
     report = capacity_report(topo)
-    sglang_decode = role == "decode" and _sglang_rules(pools)
-    reserved = SGLANG_RESERVED_DECODE_TOKENS if sglang_decode else 0
-    slots = _extra_slots(topo) if sglang_decode else 0
+    rule = pd_rule_of(pools)
+    reserved = rule.reserved_decode_tokens if role == "decode" else 0
+    slots = _extra_slots(topo) if role == "decode" and rule.decode_extra_slots else 0
     needed = report.kv_tokens_required + reserved + slots * topo.context_length
     return PoolCapacity(
         role=role,
@@ -153,14 +152,6 @@ def _pool(role: str, topo: Topology, pools: PdPools) -> PoolCapacity:
         prealloc_slot_bytes=slots * topo.context_length * REQ_TO_TOKEN_BYTES,
         kv_tokens_with_prealloc=needed,
         fits=report.fits and report.kv_tokens_required + reserved <= report.kv_token_capacity,
-    )
-
-
-def _sglang_rules(pools: PdPools) -> bool:
-    engine = pools.topology.engine
-    flavor = pools.topology.spec.simulation.flavor
-    return engine is EngineKind.SGLANG or (
-        engine is EngineKind.SIM and flavor is not EngineKind.VLLM
     )
 
 

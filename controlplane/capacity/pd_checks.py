@@ -1,8 +1,10 @@
 """Preflight of a PD topology: the prefill/decode combinations the engines refuse or break on.
 
 `pd_findings(pools)` is pure and returns `Finding`s (error: the engine refuses the pair or
-breaks on it; warning: it runs, with a known report against it). Each message names its
-source, pinned to the engine version glmctl targets (wheels from PyPI):
+breaks on it; warning: it runs, with a known report against it). Which checks apply is the
+engine's `PdRule` (spec/pd_engines.py: its backends per version, whether NIXL's TP rules or
+the speculative hash apply, ...), never a comparison of engine kinds. Each message names
+its source, pinned to the engine version glmctl targets (wheels from PyPI):
 
 - SGLANG = SGLang 0.5.23, sglang/srt/...; VLLM = vLLM 0.32.0, vllm/...
 - SGLang checks the KV dtype of the pair at the bootstrap (disaggregation/common/conn.py:
@@ -22,8 +24,8 @@ from __future__ import annotations
 
 from controlplane.capacity.preflight import Finding, Severity
 from controlplane.catalog.architecture import AttentionKind
-from controlplane.spec.disaggregation import SGLANG_BACKENDS, VLLM_CONNECTORS, Transport
-from controlplane.spec.models import EngineKind
+from controlplane.spec.disaggregation import Transport
+from controlplane.spec.pd_engines import PD_RULES, PdRule, checked_rule
 from controlplane.spec.pd_pools import PdPools
 from controlplane.spec.topology import Topology
 
@@ -31,30 +33,28 @@ __all__ = ["pd_findings"]
 
 SGLANG_9266 = "sglang#9266"  # GLM-4.5-FP8 PD, tp8/ep8 with EAGLE, failed under load
 SGLANG_9400 = "sglang#9400"  # GLM-4.5-FP8 PD: garbled output with a 2-node prefill
-SGLANG_15674 = "sglang#15674"  # PD crashes under load when P and D TP differ (non-MLA)
 SGLANG_32527 = "sglang#32527"  # "in PD Disagg + Spec, we should also enable Spec in the Prefill"
-KV_DTYPE_SOURCE = {
-    EngineKind.SGLANG: "SGLang 0.5.23 disaggregation/common/conn.py refuses the pair at bootstrap",
-    EngineKind.VLLM: "vLLM 0.32 NIXL compatibility hash (nixl/metadata.py) fails the handshake",
-}
 
 
 def pd_findings(pools: PdPools) -> list[Finding]:
-    """What the engines refuse, or are reported to break on, for this prefill/decode pair."""
-    checks = (_engine, _backend, _network, _same_serving, _speculative, _tensor, _glm_reports)
+    """What the engines refuse, or are reported to break on, for this prefill/decode pair.
+
+    An engine whose PD flags glmctl does not know gets that refusal alone: the other
+    checks are the known engines' rules."""
+    rule = pd_rule_of(pools)
+    if not rule.supported:
+        return _engine(rule)
+    checks = (_backend, _network, _same_serving, _speculative, _tensor, _glm_reports)
     findings: list[Finding] = []
     for check in checks:
-        findings.extend(check(pools))
+        findings.extend(check(pools, rule))
     return findings
 
 
-def _engine_of(pools: PdPools) -> EngineKind:
-    """The engine whose PD rules apply: the simulator follows the engine it mimics."""
-    engine = pools.topology.engine
-    if engine is EngineKind.SIM:
-        flavor = pools.topology.spec.simulation.flavor
-        return flavor if flavor in (EngineKind.SGLANG, EngineKind.VLLM) else EngineKind.SGLANG
-    return engine
+def pd_rule_of(pools: PdPools) -> PdRule:
+    """The engine's PD rule (spec/pd_engines.py): the simulator follows the engine it mimics."""
+    flavor = pools.topology.spec.simulation.flavor
+    return checked_rule(pools.topology.engine.value, flavor.value if flavor else None)
 
 
 def _error(code: str, message: str, fix: str) -> Finding:
@@ -65,25 +65,24 @@ def _warning(code: str, message: str, fix: str) -> Finding:
     return Finding(Severity.WARNING, code, message, fix)
 
 
-def _engine(pools: PdPools) -> list[Finding]:
-    if pools.topology.engine is not EngineKind.TRTLLM:
-        return []
+def _engine(rule: PdRule) -> list[Finding]:
+    known = [r for r in PD_RULES if r.supported]
     return [
         _error(
             "pd-engine",
-            "glmctl knows the PD flags of SGLang and vLLM only, not TensorRT-LLM's"
-            " disaggregated serving.",
-            "set `engine: sglang` or `engine: vllm`, or remove `disaggregation:`.",
+            f"glmctl knows the PD flags of {' and '.join(r.label for r in known)} only, not"
+            f" {rule.label}'s disaggregated serving.",
+            f"set {' or '.join(f'`engine: {r.engine}`' for r in known)}, or remove"
+            " `disaggregation:`.",
         )
     ]
 
 
-def _backend(pools: PdPools) -> list[Finding]:
-    engine = _engine_of(pools)
-    table = SGLANG_BACKENDS if engine is EngineKind.SGLANG else VLLM_CONNECTORS
+def _backend(pools: PdPools, rule: PdRule) -> list[Finding]:
+    table = rule.backends
     version = pools.prefill.spec.engine.version or ""
     offered = table.get(version)
-    name = "SGLang" if engine is EngineKind.SGLANG else "vLLM"
+    name = rule.label
     if offered is None:
         known = ", ".join(table)
         return [
@@ -96,22 +95,17 @@ def _backend(pools: PdPools) -> list[Finding]:
         ]
     if pools.backend in offered:
         return []
-    source = (
-        "sglang/srt/arg_groups/choices.py DISAGG_TRANSFER_BACKEND_CHOICES"
-        if engine is EngineKind.SGLANG
-        else "vllm/distributed/kv_transfer/kv_connector/factory.py"
-    )
     return [
         _error(
             "pd-backend",
-            f"{name} {version} has no KV transfer backend `{pools.backend}` ({source} offers"
-            f" {', '.join(offered)}).",
+            f"{name} {version} has no KV transfer backend `{pools.backend}`"
+            f" ({rule.backends_source} offers {', '.join(offered)}).",
             f"set `disaggregation.transfer.backend` to one of {', '.join(offered)}.",
         )
     ]
 
 
-def _network(pools: PdPools) -> list[Finding]:
+def _network(pools: PdPools, _rule: PdRule) -> list[Finding]:
     network = pools.spec.network
     if network.transport is Transport.TCP and pools.backend == "mooncake":
         return [
@@ -134,10 +128,9 @@ def _network(pools: PdPools) -> list[Finding]:
     return []
 
 
-def _same_serving(pools: PdPools) -> list[Finding]:
+def _same_serving(pools: PdPools, rule: PdRule) -> list[Finding]:
     """Context length, KV dtype and engine version must agree between the pools."""
     p, d = pools.prefill, pools.decode
-    engine = _engine_of(pools)
     findings = []
     if p.context_length != d.context_length:
         findings.append(
@@ -155,7 +148,7 @@ def _same_serving(pools: PdPools) -> list[Finding]:
             _error(
                 "pd-kv-dtype",
                 f"the prefill pool stores KV as {p.kv_cache_dtype.value}, the decode pool as"
-                f" {d.kv_cache_dtype.value}: {KV_DTYPE_SOURCE.get(engine, '')}.",
+                f" {d.kv_cache_dtype.value}: {rule.kv_dtype_source}.",
                 "give both pools the same `kv_cache_dtype` (or set it once at the top).",
             )
         )
@@ -163,7 +156,7 @@ def _same_serving(pools: PdPools) -> list[Finding]:
         findings.append(
             _error(
                 "pd-version",
-                f"the prefill pool runs {engine.value} {p.spec.engine.version}, the decode"
+                f"the prefill pool runs {rule.engine} {p.spec.engine.version}, the decode"
                 f" pool {d.spec.engine.version}: vLLM's NIXL handshake hashes the version"
                 " (nixl/metadata.py) and SGLang's bootstrap protocol is not versioned.",
                 "run one engine version in both pools (set `engine.version` once at the top).",
@@ -179,13 +172,13 @@ def _spec_key(topo: Topology) -> tuple[str, int | None, int | None, int | None] 
     return (spec.algorithm.value, spec.num_steps, spec.eagle_topk, spec.num_draft_tokens)
 
 
-def _speculative(pools: PdPools) -> list[Finding]:
+def _speculative(pools: PdPools, rule: PdRule) -> list[Finding]:
     p, d = _spec_key(pools.prefill), _spec_key(pools.decode)
     if p == d:
         return []
     said = f"prefill {'off' if p is None else p[0]}, decode {'off' if d is None else d[0]}"
     fix = "give both pools the same `speculative` settings (or set them once at the top)."
-    if _engine_of(pools) is EngineKind.VLLM:
+    if rule.hashes_speculative:
         return [
             _error(
                 "pd-speculative",
@@ -215,23 +208,23 @@ def _speculative(pools: PdPools) -> list[Finding]:
     ]
 
 
-def _tensor(pools: PdPools) -> list[Finding]:
+def _tensor(pools: PdPools, rule: PdRule) -> list[Finding]:
     p, d = pools.prefill, pools.decode
     arch = pools.topology.arch
     if p.tp == d.tp or arch.attention is AttentionKind.MLA:
         return []
-    if _engine_of(pools) is EngineKind.SGLANG:
+    if rule.tp_crash_report:
         return [
             _warning(
                 "pd-tensor",
                 f"prefill TP {p.tp} and decode TP {d.tp} differ on {arch.model_type}, a"
                 f" grouped-query (non-MLA) model: reported to crash under load with mooncake"
-                f" ({SGLANG_15674}).",
+                f" ({rule.tp_crash_report}).",
                 f"use the same `parallelism.tensor` in both pools (e.g. {d.tp}); scale the"
                 " prefill pool with replicas instead.",
             )
         ]
-    return _nixl_tensor(pools) if pools.backend.startswith("Nixl") else []
+    return _nixl_tensor(pools) if rule.nixl_tp_rules and pools.backend.startswith("Nixl") else []
 
 
 def _nixl_tensor(pools: PdPools) -> list[Finding]:
@@ -273,9 +266,9 @@ def _nixl_tensor(pools: PdPools) -> list[Finding]:
     ]
 
 
-def _glm_reports(pools: PdPools) -> list[Finding]:
+def _glm_reports(pools: PdPools, rule: PdRule) -> list[Finding]:
     """Reports against GLM-4.5-FP8 PD on SGLang (both closed without a named fix)."""
-    if _engine_of(pools) is not EngineKind.SGLANG or pools.topology.model.family != "glm-4.5":
+    if not rule.glm45_reports or pools.topology.model.family != "glm-4.5":
         return []
     findings = []
     spec_on = pools.prefill.speculative is not None or pools.decode.speculative is not None

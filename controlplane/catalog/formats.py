@@ -4,8 +4,10 @@
 what the engine loads (the checkpoint, and the `--quantization` value that makes it load
 that format) and the `QuantScheme` the capacity model must size, or why that engine
 cannot serve it. `engine_support(entry, engine)` says whether an engine implements the
-model's architecture at all. Engine names are plain strings ("vllm", "sglang", "sim") so
-the catalog stays below the spec and engine packages.
+model's architecture at all. Each engine's facts are one `FormatRule` (`VLLM_FORMATS`,
+`SGLANG_FORMATS`, ...) that its profile in controlplane/engines/ names; the functions here
+ask the rule instead of comparing engine kinds. Engine names are plain strings ("vllm",
+"sglang", "sim") so the catalog stays below the spec and engine packages.
 
 Facts, read from the pinned engines' installed sources (`~/.cache/glmctl/venvs/`):
 - vLLM 0.32.0 `--quantization` choices: vllm/model_executor/layers/quantization/__init__.py
@@ -33,56 +35,95 @@ Facts, read from the pinned engines' installed sources (`~/.cache/glmctl/venvs/`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from controlplane.catalog import trtllm_matrix
 from controlplane.catalog.architecture import MlpKind
 from controlplane.catalog.models import ModelEntry, Precision
 from controlplane.catalog.quant import QuantScheme
 
-VLLM, SGLANG, SIM, TRTLLM = "vllm", "sglang", "sim", "trtllm"
-ENGINE_LABEL = {
-    VLLM: "vLLM 0.32",
-    SGLANG: "SGLang 0.5.23",
-    SIM: "the simulator",
-    TRTLLM: trtllm_matrix.LABEL,
-}
 SIXTEEN_BIT = (Precision.BF16, Precision.FP16)
-
-# How each engine implements an architecture (`architectures[0]` of config.json).
 NATIVE, TRANSFORMERS = "native", "Transformers backend"
-ARCH_SUPPORT: dict[str, dict[str, str]] = {
-    VLLM: {
+
+
+@dataclass(frozen=True)
+class FormatRule:
+    """What one engine loads: the model architectures it implements, the `--quantization`
+    names it accepts, what it quantises at load. The engine's profile (controlplane/engines/)
+    names its object; the catalog sits below engines/ and finds the same one by the engine's
+    name (`format_rule`; tests/unit/engines/test_registry.py checks that they agree)."""
+
+    engine: str  # the engine's name (its `EngineKind` value)
+    label: str  # for people, with the version the facts are read from
+    # How it implements an architecture (`architectures[0]` of config.json): NATIVE or
+    # TRANSFORMERS. Empty: it serves any shape (the simulator).
+    archs: Mapping[str, str] = field(default_factory=dict)
+    # The method names of a stored checkpoint's `quantization_config` its `--quantization`
+    # accepts (the choices files above).
+    stored_flags: Mapping[str, str] = field(default_factory=dict)
+    # Online FP8 from a 16-bit checkpoint: the flag and what it stores per weight value.
+    online_fp8: tuple[str, QuantScheme] | None = None
+    no_online_int8: str = ""  # why it quantises nothing to int8 at load ("": int4's reason)
+    matrix: bool = False  # it converts the checkpoint itself; its support matrix answers
+    sized_as: str = ""  # loads nothing: sized as this engine loads the checkpoint, no flag
+
+
+_GPU_STORED = {
+    "awq": "awq",
+    "gptq": "gptq",
+    "compressed-tensors": "compressed-tensors",
+    "fp8": "fp8",
+}
+VLLM_FORMATS = FormatRule(
+    "vllm",
+    "vLLM 0.32",
+    archs={
         "ChatGLMModel": NATIVE,
         "ChatGLMForConditionalGeneration": NATIVE,
         "Glm4ForCausalLM": NATIVE,
         "Glm4MoeForCausalLM": NATIVE,
         "GlmForCausalLM": TRANSFORMERS,
     },
-    SGLANG: {
+    stored_flags=_GPU_STORED,
+    online_fp8=(
+        "fp8_per_tensor",
+        QuantScheme("fp8", 8, True, 0.0, "per-tensor, quantised at load"),
+    ),
+    no_online_int8=(
+        "vLLM 0.32's only online int8 (`--quantization int8_per_channel_weight_only`)"
+        " quantises MoE experts only and leaves linear layers 16-bit, so a dense model"
+        " would load 16-bit weights"
+    ),
+)
+SGLANG_FORMATS = FormatRule(
+    "sglang",
+    "SGLang 0.5.23",
+    archs={
         "ChatGLMModel": NATIVE,
         "Glm4ForCausalLM": NATIVE,
         "Glm4MoeForCausalLM": NATIVE,
         "GlmForCausalLM": TRANSFORMERS,
     },
-}
-# The method names of a stored checkpoint's `quantization_config` each engine's
-# `--quantization` accepts (the choices files above).
-STORED_FLAGS: dict[str, dict[str, str]] = {
-    VLLM: {"awq": "awq", "gptq": "gptq", "compressed-tensors": "compressed-tensors", "fp8": "fp8"},
-    SGLANG: {
-        "awq": "awq",
-        "gptq": "gptq",
-        "compressed-tensors": "compressed-tensors",
-        "fp8": "fp8",
-    },
-}
-# Online FP8 from a 16-bit checkpoint: the flag and what it stores per weight value.
-ONLINE_FP8: dict[str, tuple[str, QuantScheme]] = {
-    VLLM: ("fp8_per_tensor", QuantScheme("fp8", 8, True, 0.0, "per-tensor, quantised at load")),
+    stored_flags=_GPU_STORED,
     # Per-channel (CUTLASS) or per-tensor: at most one fp32 scale per output row, < 0.1%.
-    SGLANG: ("fp8", QuantScheme("fp8", 8, True, 0.0, "per-channel, quantised at load")),
-}
+    online_fp8=("fp8", QuantScheme("fp8", 8, True, 0.0, "per-channel, quantised at load")),
+    no_online_int8=(
+        "SGLang 0.5.23 quantises nothing to int8 at load (`w8a8_int8` reads the stored"
+        " per-channel scales of a SmoothQuant W8A8 checkpoint)"
+    ),
+)
+TRTLLM_FORMATS = FormatRule("trtllm", trtllm_matrix.LABEL, matrix=True)
+SIM_FORMATS = FormatRule("sim", "the simulator", sized_as=SGLANG_FORMATS.engine)
+FORMAT_RULES = (VLLM_FORMATS, SGLANG_FORMATS, TRTLLM_FORMATS, SIM_FORMATS)
+_BY_ENGINE = {rule.engine: rule for rule in FORMAT_RULES}
+
+
+def format_rule(engine: str) -> FormatRule:
+    """The rule of the engine named `engine`; an unknown name is sized as the simulator is."""
+    return _BY_ENGINE.get(engine, SIM_FORMATS)
+
+
 # ChatGLM's own `quantization_bit` repositories: custom kernels in modeling_chatglm.py.
 CHATGLM_OWN_INT = {"chatglm2-6b": "THUDM/chatglm2-6b-int4", "chatglm-6b": "THUDM/chatglm-6b-int4"}
 
@@ -112,29 +153,29 @@ def is_chatglm_v1(entry: ModelEntry) -> bool:
 
 
 def how_served(entry: ModelEntry, engine: str) -> str | None:
-    """`native` or `Transformers backend` for the GLM architectures of `ARCH_SUPPORT`; None
-    for others (a local config's architecture: the engine decides when it loads)."""
-    return ARCH_SUPPORT.get(engine, {}).get(entry.architecture)
+    """`native` or `Transformers backend` for the GLM architectures the engine's rule lists;
+    None for others (a local config's architecture: the engine decides when it loads)."""
+    return format_rule(engine).archs.get(entry.architecture)
 
 
 def engine_support(entry: ModelEntry, engine: str) -> Refusal | None:
     """None when `engine` serves the model's architecture, else the reason it does not.
 
     Only what the pinned sources settle is refused (ChatGLM-6B v1); an architecture outside
-    `ARCH_SUPPORT` passes and the engine decides when it loads.
+    the rule's `archs` passes and the engine decides when it loads.
     """
-    if engine == TRTLLM:
+    rule = format_rule(engine)
+    if rule.matrix:
         if entry.family in trtllm_matrix.MATRIX:
             return None
         answer = trtllm_matrix.trtllm_launch(entry, entry.weight_format, None)
         assert isinstance(answer, trtllm_matrix.MatrixRefusal)
         return Refusal(answer.reason, answer.fix)
-    if engine not in ARCH_SUPPORT:
+    if not rule.archs:
         return None  # the simulator serves any shape
-    label = ENGINE_LABEL[engine]
     if is_chatglm_v1(entry):
         return Refusal(
-            f"{label} does not serve {entry.display_name}: its ChatGLM code implements the"
+            f"{rule.label} does not serve {entry.display_name}: its ChatGLM code implements the"
             " ChatGLM2/3 layout (gated MLP, RMSNorm, 1D rotary), while ChatGLM-6B v1 has a GELU"
             " MLP, LayerNorm and 2D rotary positions under the same `ChatGLMModel` name;"
             " neither vLLM nor SGLang serves it",
@@ -158,10 +199,11 @@ def quant_launch(
     engine can (FP8), else refused with the engine's reason.
     """
     repo = entry.hf_repo
-    if engine == TRTLLM:
+    rule = format_rule(engine)
+    if rule.matrix:
         return _trtllm_launch(entry, precision, method)
-    if engine not in ARCH_SUPPORT:  # the simulator: sized as SGLang loads it, no flags
-        mimic = quant_launch(entry, precision, SGLANG)
+    if rule.sized_as:  # the simulator: sized as SGLang loads it, no flags
+        mimic = quant_launch(entry, precision, rule.sized_as)
         scheme = entry.arch.quant if isinstance(mimic, Refusal) else mimic.scheme
         return QuantLaunch(precision, repo, None, scheme, f"{precision.value} (sim)")
     scheme = entry.arch.quant
@@ -170,10 +212,10 @@ def quant_launch(
     ):
         if scheme is None:
             return QuantLaunch(precision, repo, None, None, f"{precision.value} as stored")
-        flag = STORED_FLAGS[engine].get(scheme.method)
+        flag = rule.stored_flags.get(scheme.method)
         if flag is None:
             return Refusal(
-                f"{ENGINE_LABEL[engine]} has no `--quantization` for `{scheme.method}`",
+                f"{rule.label} has no `--quantization` for `{scheme.method}`",
                 "quantise to AWQ, GPTQ, compressed-tensors or FP8 instead",
             )
         return QuantLaunch(precision, repo, flag, scheme, f"{scheme.method} {scheme.detail}")
@@ -183,27 +225,18 @@ def quant_launch(
             f" at {precision.value}",
             f"set `precision: {entry.weight_format.value}`",
         )
-    if precision is Precision.FP8:
-        flag, online = ONLINE_FP8[engine]
+    if precision is Precision.FP8 and rule.online_fp8 is not None:
+        flag, online = rule.online_fp8
         return QuantLaunch(precision, repo, flag, online, f"FP8 {online.detail}")
-    return _no_online_int(entry, precision, engine)
+    return _no_online_int(entry, precision, rule)
 
 
-def _no_online_int(entry: ModelEntry, precision: Precision, engine: str) -> Refusal:
+def _no_online_int(entry: ModelEntry, precision: Precision, rule: FormatRule) -> Refusal:
     """int8 / int4 from a 16-bit repository: each engine's reason, and the way out."""
-    if engine == VLLM and precision is Precision.INT8:
-        why = (
-            "vLLM 0.32's only online int8 (`--quantization int8_per_channel_weight_only`)"
-            " quantises MoE experts only and leaves linear layers 16-bit, so a dense model"
-            " would load 16-bit weights"
-        )
-    elif engine == SGLANG and precision is Precision.INT8:
-        why = (
-            "SGLang 0.5.23 quantises nothing to int8 at load (`w8a8_int8` reads the stored"
-            " per-channel scales of a SmoothQuant W8A8 checkpoint)"
-        )
+    if precision is Precision.INT8 and rule.no_online_int8:
+        why = rule.no_online_int8
     else:
-        why = f"{ENGINE_LABEL[engine]} does not quantise 16-bit weights to int4 at load"
+        why = f"{rule.label} does not quantise 16-bit weights to {precision.value} at load"
     if entry.family in CHATGLM_OWN_INT:
         why += (
             "; ChatGLM's own `quantization_bit` repositories"
@@ -214,7 +247,7 @@ def _no_online_int(entry: ModelEntry, precision: Precision, engine: str) -> Refu
     stored = "AWQ or GPTQ int4" if precision is Precision.INT4 else "GPTQ 8-bit or W8A8 int8"
     return Refusal(
         f"{entry.display_name} has no verified {precision.value} checkpoint for"
-        f" {ENGINE_LABEL[engine]}: {why}",
+        f" {rule.label}: {why}",
         f"quantise it yourself ({stored}, e.g. with llm-compressor or AutoAWQ) and give the"
         " folder as `model_config: path/to/checkpoint`, set `precision: fp8` (quantised at"
         " load), or use `engine: sim` to size it for another runtime",

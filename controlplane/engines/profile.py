@@ -14,6 +14,8 @@ What a profile owns:
 - its capacity rule: `memory_rule`, the capacity module's rule object (capacity sits below
   engines/ and looks the same object up by `Layout.engine`; a test checks they agree);
 - its spec defaults and checks: `spec_rules` (spec/engine_checks.py, found the same way);
+- the checkpoint formats it loads: `format_rule` (catalog/formats.py, found by name);
+- its prefill/decode disaggregation: `pd_rule` (spec/pd_engines.py, found by name);
 - its shutdown behaviour (`Shutdown`) and its versions.
 """
 
@@ -24,10 +26,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from controlplane.capacity.engine_rules import MemoryRule
+from controlplane.catalog.formats import FormatRule
 from controlplane.engines.base import CommandBuilder
 from controlplane.local.venv import VenvRecipe
 from controlplane.spec.engine_checks import SpecRules
 from controlplane.spec.models import EngineKind
+from controlplane.spec.pd_engines import PdRule
 
 if TYPE_CHECKING:
     from controlplane.spec import Topology
@@ -53,9 +57,11 @@ class EngineProfile:
     build: CommandBuilder
     shutdown: Shutdown
     spec_rules: SpecRules
+    format_rule: FormatRule  # the checkpoint formats it loads and its `--quantization` names
     server_module: str = ""  # `python -m` module serving the API ("": none / not Python)
     venv: Callable[[str], VenvRecipe] | None = None  # version -> recipe
     memory_rule: MemoryRule | None = None  # None: sized by the rule of the engine it mimics
+    pd_rule: PdRule | None = None  # None: PD follows the rule of the engine it mimics
     # The router's name for the metric set `/metrics` serves (router/engine_metrics.py
     # FLAVORS); None: the simulator's, which serves the flavour it mimics.
     metrics: str | None = None

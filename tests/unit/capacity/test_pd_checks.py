@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from controlplane.capacity.pd_checks import pd_findings
 from controlplane.capacity.preflight import Finding, Severity
+from tests.conftest import TOPOLOGIES
 from tests.unit.spec.pd_helpers import AIR_PD, H200_PD, pools_of, shipped, with_pools
 
 # Every refusal names where it comes from: an engine file, an issue or the engine's name.
@@ -132,3 +134,14 @@ def test_glm45_fp8_reports_are_warnings() -> None:
     assert findings(two_nodes)["sglang#9400"].severity is Severity.WARNING
     air = {f.code for f in pd_findings(shipped(AIR_PD))}
     assert not air & {"sglang#9266", "sglang#9400"}  # reported against GLM-4.5, not Air
+
+
+def test_an_engine_without_known_pd_flags_gets_that_refusal_alone() -> None:
+    """TensorRT-LLM's PD rule says glmctl knows no PD flags of it: the refusal, and none of
+    the other engines' transfer-backend or TP rules on top."""
+    data = yaml.safe_load((TOPOLOGIES / "chatglm2-6b-trtllm-int8-l40sx1.yaml").read_text())
+    data["disaggregation"] = {"prefill": {"replicas": 1}, "decode": {"replicas": 1}}
+    found = pd_findings(pools_of(yaml.safe_dump(data)))
+    assert [(f.severity, f.code) for f in found] == [(Severity.ERROR, "pd-engine")]
+    assert "not TensorRT-LLM's" in found[0].message
+    assert found[0].fix.startswith("set `engine: sglang` or `engine: vllm`")

@@ -9,6 +9,7 @@ import pytest
 
 from controlplane.capacity.engine_rules import memory_rule
 from controlplane.capacity.layout import layout_of
+from controlplane.catalog.formats import format_rule
 from controlplane.engines import (
     PROFILES,
     LaunchContext,
@@ -24,6 +25,7 @@ from controlplane.router.engine_metrics import FLAVORS
 from controlplane.spec import Topology, load_topology, parse_spec, resolve
 from controlplane.spec.engine_checks import spec_rules
 from controlplane.spec.models import EngineKind, EngineSpec
+from controlplane.spec.pd_engines import checked_rule, pd_rule, transfer_rule
 from tests.conftest import TOPOLOGIES
 
 SHIPPED = sorted(TOPOLOGIES.glob("*.yaml"))
@@ -80,6 +82,29 @@ def test_memory_rule_is_the_profiles() -> None:
         assert memory_rule(layout) is profile_for(flavor).memory_rule
     unflavored = layout_of(_with_engine(path, EngineKind.SIM)).with_(flavor=None)
     assert memory_rule(unflavored) is DEFAULT.memory_rule
+
+
+def test_format_and_pd_rules_are_the_profiles() -> None:
+    """The catalog and spec find, by the engine's name, the rule objects its profile names.
+    PD: the simulator (no rule of its own) is checked by the rule of the engine it mimics
+    when glmctl knows that one's PD flags, else SGLang's; TensorRT-LLM by its own, which
+    refuses PD; transfer defaults come from a rule that knows the flags."""
+    for profile in PROFILES:
+        assert format_rule(profile.name) is profile.format_rule
+        assert format_rule(profile.name).engine == profile.name
+        assert pd_rule(profile.name) is profile.pd_rule
+        if profile.pd_rule is not None:
+            assert checked_rule(profile.name, "vllm") is profile.pd_rule
+            assert transfer_rule(profile.name).supported
+    sim = profile_for(EngineKind.SIM)
+    assert sim.pd_rule is None
+    assert checked_rule(sim.name, "vllm") is profile_for("vllm").pd_rule
+    assert checked_rule(sim.name, "sglang") is profile_for("sglang").pd_rule
+    for unknown in ("trtllm", None):
+        assert checked_rule(sim.name, unknown) is DEFAULT.pd_rule
+    trtllm = profile_for(EngineKind.TRTLLM).pd_rule
+    assert trtllm is not None and not trtllm.supported
+    assert transfer_rule("trtllm") is DEFAULT.pd_rule
 
 
 def test_metric_names_are_ones_the_router_reads() -> None:

@@ -34,18 +34,10 @@ KIND_VALUES = {kind.value for kind in EngineKind}
 # Modules outside engines/ still allowed to compare engine kinds, each with why. A stale
 # entry (the module no longer compares one) fails `test_the_allowlist_is_not_stale`.
 ALLOWED = {
-    # Below engines/ in the import order (engines import catalog), so it cannot ask a
-    # profile without a circle; owned by the models branch. Next step: one format-support
-    # object per engine, as capacity's MemoryRule and spec's SpecRules are.
-    "controlplane/catalog/formats.py": "below engines/: checkpoint formats each engine loads",
     # The calibration branch owns the performance model (per-engine step overheads and
     # speculative verify counts); capacity sits below engines/ too.
     "controlplane/capacity/performance.py": "calibration branch: per-engine timing terms",
     "controlplane/capacity/perf_constants.py": "calibration branch: per-engine constants",
-    # Prefill/decode checks and sizing (issue 26, planning half): below engines/ as well.
-    "controlplane/capacity/pd_capacity.py": "PD: per-engine reserved decode tokens",
-    "controlplane/capacity/pd_checks.py": "PD: per-engine transfer backends and refusals",
-    "controlplane/spec/disaggregation.py": "PD: per-engine transfer-backend defaults",
 }
 
 
