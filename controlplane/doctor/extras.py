@@ -14,12 +14,20 @@ from importlib import metadata
 from importlib.util import find_spec
 
 DIST = "glmctl"
-# Distributions whose import name is not their name with `-` -> `_`.
-IMPORT_NAMES = {"pyyaml": "yaml", "pyzmq": "zmq"}
+# Distributions whose import name is not their name with `-` and `.` -> `_` (`import_name`;
+# also read by tests/unit/packaging/test_runtime_imports.py: one table).
+IMPORT_NAMES = {"pyyaml": "yaml", "pyzmq": "zmq", "mkdocs-material": "material"}
 # `dev` holds every other extra plus the test tools: never the one to suggest.
 META_EXTRAS = ("dev",)
 _EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?")
+
+
+def import_name(dist: str) -> str:
+    """The top-level module distribution `dist` installs (pure): `IMPORT_NAMES`' entry, else
+    the lowered name with `-` and `.` as `_` (`pydantic-settings` -> `pydantic_settings`)."""
+    name = dist.lower()
+    return IMPORT_NAMES.get(name, name.replace("-", "_").replace(".", "_"))
 
 
 def parse_requirements(lines: list[str]) -> dict[str, list[tuple[str, str]]]:
@@ -42,8 +50,7 @@ def parse_requirements(lines: list[str]) -> dict[str, list[tuple[str, str]]]:
             inner = (match.group(2) or "[]").strip("[]")
             includes.setdefault(extra, []).extend(e.strip() for e in inner.split(",") if e)
             continue
-        module = IMPORT_NAMES.get(name, name.replace("-", "_").replace(".", "_"))
-        direct.setdefault(extra, []).append((name, module))
+        direct.setdefault(extra, []).append((name, import_name(name)))
     return {extra: _expand(extra, direct, includes, set()) for extra in direct | includes}
 
 

@@ -10,17 +10,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from controlplane.doctor.extras import import_name
+
 REPO = Path(__file__).resolve().parents[3]
-# Distribution name -> the import names it provides, where they differ.
-IMPORT_NAMES = {
-    "pyyaml": {"yaml"},
-    "pydantic-settings": {"pydantic_settings"},
-    "prometheus-client": {"prometheus_client"},
-    "pyzmq": {"zmq"},
-    "ray": {"ray"},
-    "redis": {"redis"},
-    "typer": {"typer", "click"},
-}
 # The `loadtest` extra, imported only inside controlplane/loadtest/ (and lazily there).
 LOADTEST_ONLY = {"locust", "gevent", "requests", "matplotlib"}
 # Imported only by code that runs inside an engine's own venv (the tiny-checkpoint writer).
@@ -41,7 +33,7 @@ def _allowed_imports() -> set[str]:
     for requirement in requirements:
         dist = requirement.split(";")[0].split("[")[0].split(">")[0].split("<")[0]
         dist = dist.split("=")[0].strip().lower()
-        names |= IMPORT_NAMES.get(dist, {dist.replace("-", "_")})
+        names.add(import_name(dist))  # the table `glmctl doctor` reads too
     return names | {"controlplane", "pydantic_core", "typing_extensions", "aiohttp", "hiredis"}
 
 
