@@ -201,9 +201,23 @@ def run() -> None:
         usage = _show_usage_error(exc)
         if usage is not None:
             sys.exit(usage)
+        _redis_error(exc)  # a Redis that is down is the user's to fix, not a bug
         _internal_error(exc)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _redis_error(exc: BaseException) -> None:
+    """Exit 2 with one paragraph (no password: store/redis.py) when `exc` is a Redis
+    connection or auth failure; return for anything else."""
+    from controlplane.store.redis import uncaught_error
+
+    error = uncaught_error(exc)
+    if error is not None:
+        if _debug():
+            traceback.print_exc()
+        _print_error(str(error))
+        sys.exit(2)
 
 
 def _internal_error(exc: BaseException) -> None:

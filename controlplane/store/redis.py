@@ -14,6 +14,7 @@ meant for display.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -116,21 +117,46 @@ def async_client(
 
 def user_error(url: str, exc: BaseException) -> UserError | None:
     """The UserError a person should see for redis-py's `exc`; None if it is no Redis
-    connection or auth failure. Neither its message nor its cause holds the password."""
+    connection or auth failure. Neither its message nor its cause holds the password.
+    `url` "": not known (`uncaught_error`); the message then names no URL."""
     import redis
 
     reason = scrub(str(exc), url)
+    where = f" at {redact(url)}" if url else ""
     if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
         return RedisAuthError(
-            f"Redis at {redact(url)} refused the password: {reason}.",
+            f"Redis{where} refused the password: {reason}.",
             fix="give the deployment's Redis password (GLMCTL_REDIS_PASSWORD, or in the URL).",
         )
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return RedisUnreachable(
-            f"cannot reach Redis at {redact(url)}: {reason}",
+            f"cannot reach Redis{where}: {reason}",
             fix="start the deployment (or pass the right --redis-url / GLMCTL_REDIS_URL).",
         )
     return None
+
+
+def uncaught_error(exc: BaseException) -> UserError | None:
+    """`user_error` for a redis-py failure that reached the CLI from code that used its
+    client outside `connection` (deployment records, status): the URL is not known there.
+    redis-py's text names the host and port, never the password; the password glmctl was
+    given (GLMCTL_REDIS_URL / GLMCTL_REDIS_PASSWORD) is scrubbed from it all the same.
+    None for anything else (redis-py never loaded: it raised nothing)."""
+    if "redis" not in sys.modules:
+        return None
+    error = user_error("", exc)
+    if error is None:
+        return None
+    try:
+        from controlplane.settings import get_settings
+
+        known = get_settings().redis_url_with_password()
+    except UserError:  # a malformed variable was reported before any Redis was tried
+        known = None
+    if known:
+        error.message = scrub(error.message, known)
+        error.args = (error.message,)
+    return error
 
 
 @contextmanager

@@ -20,8 +20,9 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.integration
 GLMCTL = str(Path(sys.executable).with_name("glmctl"))
 
-# Every command that opens a Redis connection from the CLI process (status, scale and
-# delete reach Ray first; they share records.py, whose errors `top` exercises here).
+# Every command that opens a Redis connection from the CLI process without joining Ray
+# first (those that do, `status`, `scale`, `delete`, ...: test_redis_down_cluster.py).
+KEY_DIR = "KEY_DIR"  # an empty folder: the mounted Secret of `keys sync`
 COMMANDS = (
     ("router", "endpoints"),
     ("router", "register", "e1", "http://127.0.0.1:9", "--model", "m"),
@@ -30,6 +31,7 @@ COMMANDS = (
     ("keys", "create", "dep", "--name", "alice"),
     ("keys", "list", "dep"),
     ("keys", "revoke", "dep", "alice"),
+    ("keys", "sync", "dep", "--from-dir", KEY_DIR),
     ("top", "--once", "--address", "127.0.0.1:1", "--prometheus", ""),
 )
 
@@ -57,6 +59,13 @@ def _glmctl(state: Path, env: dict[str, str], *args: str) -> subprocess.Complete
                           text=True, timeout=120, check=False)  # fmt: skip
 
 
+def _in(folder: Path, command: tuple[str, ...]) -> tuple[str, ...]:
+    """`command` with KEY_DIR as an empty folder under `folder`."""
+    keys = folder / "secret-keys"
+    keys.mkdir(exist_ok=True)
+    return tuple(str(keys) if arg == KEY_DIR else arg for arg in command)
+
+
 def _check(done: subprocess.CompletedProcess[str], password: str) -> None:
     output = done.stdout + done.stderr
     assert done.returncode != 0, output
@@ -70,6 +79,7 @@ def test_password_in_the_url(
     stopped_redis: tuple[str, str], tmp_path: Path, command: tuple[str, ...]
 ) -> None:
     url, password = stopped_redis
+    command = _in(tmp_path, command)
     if command[0] == "top":  # reads GLMCTL_REDIS_URL (no --redis-url option)
         done = _glmctl(tmp_path, {"GLMCTL_REDIS_URL": url}, *command)
     else:
@@ -83,7 +93,7 @@ def test_password_from_the_environment(
 ) -> None:
     url, password = stopped_redis
     env = {"GLMCTL_REDIS_URL": without_password(url), "GLMCTL_REDIS_PASSWORD": password}
-    _check(_glmctl(tmp_path, env, *command), password)
+    _check(_glmctl(tmp_path, env, *_in(tmp_path, command)), password)
 
 
 def test_router_logs_hold_no_password(stopped_redis: tuple[str, str], tmp_path: Path) -> None:

@@ -97,3 +97,26 @@ def test_the_kubernetes_renderer_needs_no_ray_serve_runtime() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_failure_that_reaches_the_cli_is_a_user_error_without_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Code that used its client outside `connection` (deployment records): the CLI turns a
+    Redis failure into this UserError (exit 2), scrubbed of the password glmctl was given
+    by GLMCTL_REDIS_URL and GLMCTL_REDIS_PASSWORD; anything else stays a bug."""
+    from controlplane.settings import get_settings
+
+    monkeypatch.setenv("GLMCTL_REDIS_URL", "redis://127.0.0.1:6390/0")
+    monkeypatch.setenv("GLMCTL_REDIS_PASSWORD", SECRET)
+    get_settings.cache_clear()
+    try:
+        refused = redis.exceptions.ConnectionError(f"Error 111 connecting ({SECRET}).")
+        error = store.uncaught_error(refused)
+        assert isinstance(error, store.RedisUnreachable)
+        assert SECRET not in str(error) and "cannot reach Redis: Error 111" in str(error)
+        auth = store.uncaught_error(redis.exceptions.AuthenticationError("invalid password"))
+        assert isinstance(auth, store.RedisAuthError)
+        assert store.uncaught_error(KeyError("no Redis failure")) is None
+    finally:
+        get_settings.cache_clear()
