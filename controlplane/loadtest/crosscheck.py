@@ -3,8 +3,8 @@
 Three views of the same run:
 - the client's, from the SSE stream (`stats.summarise`, model seconds);
 - the engines' Prometheus histograms and counters, as the difference of a scrape before
-  and after the run (`vllm:time_to_first_token_seconds`, `vllm:generation_tokens_total`,
-  or the `sglang:` names), summed over the engines;
+  and after the run (each engine's TTFT histogram and generated-tokens counter, by the
+  names catalog/engine_metrics.py holds for it), summed over the engines;
 - the simulator's exact accounting (`/sim/ttft`: every TTFT it recorded), when simulated.
 Each check passes when the two agree within `tolerance` (10 % by default). A histogram
 knows its p50 only to the bucket that holds it (vLLM's TTFT buckets are 0.1, 0.25, 0.5,
@@ -16,13 +16,18 @@ histogram's mean (`_sum / _count`) is exact and checked within 10 %.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane.catalog.engine_metrics import PROMETHEUS_ENGINES
 from controlplane.loadtest.stats import percentile
 
 TOLERANCE = 0.10
-_PREFIXES = ("vllm:", "sglang:")
+# Each engine's own names (a scrape holds one engine's): the TTFT histogram and the counter
+# of generated tokens, `_total` included.
+TTFT = tuple(m.ttft.name for m in PROMETHEUS_ENGINES)
+GENERATED = tuple(m.generation_tokens for m in PROMETHEUS_ENGINES)
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,8 @@ def _labels_le(labels: str) -> float | None:
     return None
 
 
-def histogram(text: str, base: str) -> Histogram | None:
-    """Histogram `base` (without the vllm:/sglang: prefix) summed over label sets."""
+def histogram(text: str, names: Sequence[str]) -> Histogram | None:
+    """The histogram named one of `names` (e.g. `TTFT`), summed over label sets."""
     buckets: dict[float, float] = {}
     total = count = 0.0
     found = False
@@ -90,33 +95,33 @@ def histogram(text: str, base: str) -> Histogram | None:
         if line.startswith("#") or not line.strip():
             continue
         name, _, rest = line.partition("{") if "{" in line else line.partition(" ")
-        metric = next((name[len(p) :] for p in _PREFIXES if name.startswith(p)), None)
-        if metric is None or not metric.startswith(base):
+        base, _, series = name.rpartition("_")
+        if base not in names:
             continue
         labels, _, value_text = rest.rpartition("}") if "{" in line else ("", "", rest)
         value = float(value_text.split()[0])
-        if metric == f"{base}_bucket":
+        if series == "bucket":
             le = _labels_le(labels)
             if le is not None:
                 buckets[le] = buckets.get(le, 0.0) + value
                 found = True
-        elif metric == f"{base}_sum":
+        elif series == "sum":
             total += value
-        elif metric == f"{base}_count":
+        elif series == "count":
             count += value
     if not found:
         return None
     return Histogram(tuple(sorted(buckets.items())), total, count)
 
 
-def counter(text: str, base: str) -> float:
-    """Sum of counter `base` (without prefix, with `_total`) over label sets."""
+def counter(text: str, names: Sequence[str]) -> float:
+    """Sum of the counter named one of `names` (e.g. `GENERATED`) over label sets."""
     value = 0.0
     for line in text.splitlines():
         if line.startswith("#"):
             continue
         name = line.split("{", 1)[0].split(" ", 1)[0]
-        if any(name == p + base for p in _PREFIXES):
+        if name in names:
             value += float(line.rsplit(" ", 1)[1])
     return value
 
@@ -162,16 +167,16 @@ def cross_check(
     engine, before and after the run) and the simulator's TTFTs of the run."""
     checks = []
     ttft_p50, ttft_mean = summary["ttft_s"]["p50"], summary["ttft_s"]["mean"]
-    hist = _delta_histogram(before, after, "time_to_first_token_seconds")
+    hist = _delta_histogram(before, after, TTFT)
     if hist is not None and hist.count > 0:
         checks.append(Check("ttft_p50_s", ttft_p50, hist.quantile(0.5), "engine histogram",
                             tolerance, hist.bucket_of(0.5)))  # fmt: skip
         checks.append(Check("ttft_mean_s", ttft_mean, hist.mean, "engine histogram", tolerance))
-    generated = sum(counter(a, "generation_tokens_total") for a in after) - sum(
-        counter(b, "generation_tokens_total") for b in before
+    generated = sum(counter(a, GENERATED) for a in after) - sum(
+        counter(b, GENERATED) for b in before
     )
     # TensorRT-LLM's /metrics (JSON iteration stats) has no token counter: nothing to check.
-    if any("generation_tokens_total" in text for text in after):
+    if any(name in text for text in after for name in GENERATED):
         checks.append(Check("output_tokens", float(summary["total_output_tokens"]),
                             generated, "engine counter", tolerance))  # fmt: skip
     if sim_ttfts:
@@ -182,13 +187,13 @@ def cross_check(
     return checks
 
 
-def _delta_histogram(before: list[str], after: list[str], base: str) -> Histogram | None:
+def _delta_histogram(before: list[str], after: list[str], names: Sequence[str]) -> Histogram | None:
     merged: Histogram | None = None
     for index, text in enumerate(after):
-        now = histogram(text, base)
+        now = histogram(text, names)
         if now is None:
             continue
-        earlier = histogram(before[index], base) if index < len(before) else None
+        earlier = histogram(before[index], names) if index < len(before) else None
         delta = now.minus(earlier) if earlier is not None else now
         merged = delta if merged is None else _add(merged, delta)
     return merged

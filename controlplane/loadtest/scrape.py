@@ -14,7 +14,7 @@ import time
 import urllib.request
 from typing import Any
 
-from controlplane.loadtest.crosscheck import counter
+from controlplane.loadtest.crosscheck import GENERATED, counter
 from controlplane.router.engine_metrics import parse_engine_metrics
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
@@ -58,7 +58,7 @@ class MetricsScraper:
                     "waiting": float(sum(x.waiting for x in loads)),
                     "running": float(sum(x.running for x in loads)),
                     "kv_usage": sum(x.kv_usage for x in loads) / len(loads) if loads else 0.0,
-                    "generation_tokens": sum(counter(t, "generation_tokens_total") for t in texts),
+                    "generation_tokens": sum(counter(t, GENERATED) for t in texts),
                 }
             )
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from controlplane.capacity.layout import Layout, layout_of
 from controlplane.capacity.report import capacity_report
@@ -23,6 +24,7 @@ from controlplane.capacity.search import Candidate, search
 from controlplane.catalog.gpus import GIB
 from controlplane.errors import UserError
 from controlplane.spec import Topology, TopologySpec, parse_spec, resolve
+from controlplane.spec.messages import validation_messages
 from controlplane.spec.models import EngineSpec
 
 DEFAULT_CONTEXT = 32768  # the model card's standard context
@@ -89,11 +91,11 @@ def _base(answers: Answers, context: int) -> Topology:
         doc["precision"] = answers.precision.lower()
     try:
         spec = TopologySpec.model_validate(doc)
-    except ValueError as exc:
+    except ValidationError as exc:  # the one formatter: each problem with its field
         raise UserError(
-            f"the answers do not make a topology: {exc}".splitlines()[0],
+            f"the answers do not make a topology: {' '.join(validation_messages(exc))}",
             fix="check the model (`glmctl models`), GPU type (`glmctl gpus`) and numbers.",
-        ) from exc
+        ) from None
     return resolve(spec, answers.model_config, origin="glmctl init")
 
 

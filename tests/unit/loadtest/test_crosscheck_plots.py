@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.engines.sim.metrics import EngineGauges, EngineMetrics, render
-from controlplane.loadtest.crosscheck import counter, cross_check, histogram
+from controlplane.loadtest.crosscheck import GENERATED, TTFT, counter, cross_check, histogram
 from controlplane.loadtest.plots import cdf_figure, cdf_plot, pareto_front, pareto_plot
 from controlplane.spec import EngineKind
 
@@ -26,12 +26,12 @@ def _metrics(ttfts: list[float], tokens: int, flavor: EngineKind) -> str:
 @pytest.mark.parametrize("flavor", [EngineKind.VLLM, EngineKind.SGLANG])
 def test_histogram_quantile_and_mean(flavor: EngineKind) -> None:
     ttfts = [0.3 + 0.4 * i / 99 for i in range(100)]  # uniform over 0.3..0.7
-    hist = histogram(_metrics(ttfts, 10, flavor), "time_to_first_token_seconds")
+    hist = histogram(_metrics(ttfts, 10, flavor), TTFT)
     assert hist is not None and hist.count == 100
     assert hist.mean == pytest.approx(0.5)
     # Buckets 0.25 / 0.5 / 0.75: the median falls at the 0.5 bound.
     assert hist.quantile(0.5) == pytest.approx(0.5, abs=0.02)
-    assert counter(_metrics([], 1234, flavor), "generation_tokens_total") == 1234
+    assert counter(_metrics([], 1234, flavor), GENERATED) == 1234
 
 
 def test_cross_check_uses_the_difference_of_two_scrapes() -> None:

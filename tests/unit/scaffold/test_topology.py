@@ -70,6 +70,15 @@ def test_nothing_fits_is_a_user_error() -> None:
         scaffold(Answers("glm-4.5", "H100", 1, precision="bf16"))
 
 
+def test_answers_that_make_no_topology_name_the_field() -> None:
+    """The one pydantic-error formatter (spec/messages.py), not pydantic's own first line."""
+    with pytest.raises(UserError) as caught:
+        scaffold(Answers("glm-4.5-air", "H100", 8, engine="foo"))
+    message = str(caught.value)
+    assert "`engine.kind: foo` is not one of" in message and "sglang" in message
+    assert "validation error" not in message
+
+
 def test_init_offers_the_new_generations_first() -> None:
     offered = offered_models()
     assert offered[:5] == ["glm-5", "glm-4.6v", "glm-4.5v", "glm-4.7-flash", "glm-4.7"]
