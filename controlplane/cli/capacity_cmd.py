@@ -70,7 +70,7 @@ def _topology_from_flags(
     from controlplane.spec.models import TopologySpec
 
     if engine or mem_fraction is not None:
-        doc["engine"] = {"kind": engine or "sglang"}
+        doc["engine"] = {"kind": engine} if engine else {}  # else the spec's default engine
         if mem_fraction is not None:
             doc["engine"]["mem_fraction"] = mem_fraction
     if not mtp:
