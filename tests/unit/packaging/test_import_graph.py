@@ -38,10 +38,6 @@ ALLOWED = {
     # profile without a circle; owned by the models branch. Next step: one format-support
     # object per engine, as capacity's MemoryRule and spec's SpecRules are.
     "controlplane/catalog/formats.py": "below engines/: checkpoint formats each engine loads",
-    # The calibration branch owns the performance model (per-engine step overheads and
-    # speculative verify counts); capacity sits below engines/ too.
-    "controlplane/capacity/performance.py": "calibration branch: per-engine timing terms",
-    "controlplane/capacity/perf_constants.py": "calibration branch: per-engine constants",
     # Prefill/decode checks and sizing (issue 26, planning half): below engines/ as well.
     "controlplane/capacity/pd_capacity.py": "PD: per-engine reserved decode tokens",
     "controlplane/capacity/pd_checks.py": "PD: per-engine transfer backends and refusals",
