@@ -92,6 +92,7 @@ class PerformanceModel:
     _moe_tile: int
     _prefill_flops_scale: float  # decode FLOP/s efficiency over prefill's
     _prefill_stall: float = 0.0  # fixed cost of one separate prefill pass (engine scheduling)
+    separate_prefill_pass: bool = False  # prompts run in a forward of their own (TimingRule)
 
     def decode_step_seconds(self, batch_size: int, context_tokens: int) -> float:
         """One decode step for `batch_size` running sequences whose KV totals context_tokens."""
@@ -125,6 +126,22 @@ class PerformanceModel:
         if self._draft is not None:  # the draft layer extends over the prompt too
             seconds *= 1 + self._draft.layers / main.layers
         return seconds + stall
+
+    def prompt_chunk_seconds(self, chunk: int, cached_tokens: int = 0) -> float:
+        """What `chunk` prompt tokens add to the inter-token latency of the running decodes.
+
+        An engine that runs prompts in a separate forward (SGLang's default) stalls every
+        running decode for that whole pass: its own step overhead, layer floors, weight reads
+        and the prefill stall. An engine that schedules prompt chunks into the decode step
+        (vLLM V1) adds only what the chunk's tokens cost beyond a one-token pass: the step
+        overhead, layer floors and weight reads are shared with the decode.
+        """
+        if chunk <= 0:
+            return 0.0
+        whole = self.prefill_seconds(chunk, cached_tokens)
+        if self.separate_prefill_pass:
+            return whole
+        return whole - self.prefill_seconds(1, cached_tokens)
 
     def decode_tokens_per_second(self, batch_size: int, context_per_seq: int) -> float:
         """Output tokens per second of the replica at a steady batch (a convenience)."""
@@ -358,4 +375,5 @@ def performance_model(
         _moe_tile=constants.moe_tile_tokens,
         _prefill_flops_scale=c.FLOPS_EFFICIENCY / constants.prefill_flops_efficiency,
         _prefill_stall=constants.prefill_stall_s if rule.separate_prefill_pass else 0.0,
+        separate_prefill_pass=rule.separate_prefill_pass,
     )

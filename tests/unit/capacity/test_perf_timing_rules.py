@@ -84,3 +84,15 @@ def test_mtp_counts_follow_the_rule() -> None:
     step_s = performance_model(sglang).decode_step_seconds(8, 8 * 1024)
     step_v = performance_model(vllm).decode_step_seconds(8, 8 * 1024)
     assert step_s > step_v
+
+
+def test_a_prompt_chunk_costs_the_decodes_a_whole_pass_only_when_it_runs_separately() -> None:
+    """SGLang's decodes wait for the whole prefill pass (its own floors, weight reads and the
+    stall); vLLM's chunk shares the decode step's forward and adds only its tokens' cost."""
+    sglang = performance_model(_served_by(EngineKind.SGLANG))
+    vllm = performance_model(_served_by(EngineKind.VLLM))
+    assert sglang.prompt_chunk_seconds(256, 1024) == sglang.prefill_seconds(256, 1024)
+    shared = vllm.prefill_seconds(1, 1024)
+    assert vllm.prompt_chunk_seconds(256, 1024) == vllm.prefill_seconds(256, 1024) - shared
+    assert vllm.prompt_chunk_seconds(256, 1024) < sglang.prompt_chunk_seconds(256, 1024)
+    assert sglang.prompt_chunk_seconds(0) == vllm.prompt_chunk_seconds(0) == 0.0
