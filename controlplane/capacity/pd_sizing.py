@@ -180,9 +180,7 @@ def _chunk(model: PerformanceModel, step_s: float, budget_s: float, limit: int, 
     return _largest(lambda c: chunk_seconds(model, c, cached) <= room, limit)
 
 
-def colocated_rate(
-    topo: Topology, work: Workload, constants: PerfConstants = FITTED
-) -> PoolRate:
+def colocated_rate(topo: Topology, work: Workload, constants: PerfConstants = FITTED) -> PoolRate:
     """Requests/s one colocated replica serves with chunked prefill inside the ITL bound."""
     model = performance_model(topo, constants)
     tps, context = model.tokens_per_step, work.decode_context
