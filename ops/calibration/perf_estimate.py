@@ -38,18 +38,22 @@ class CaseEstimate:
     tpot_ms: float
     ttft_ms: float
     output_tps: float
+    itl_ms: float | None = None  # the replay's median inter-token latency
+    concurrency: float | None = None  # the replay's mean concurrency (the drain included)
 
     def published(self, metric: str) -> float | None:
-        return {"tpot": self.case.tpot_ms, "ttft": self.case.ttft_ms,
-                "output_tps": self.case.output_tps}[metric]  # fmt: skip
+        case = self.case
+        return {"tpot": case.tpot_ms, "ttft": case.ttft_ms, "output_tps": case.output_tps,
+                "itl": case.median_itl_ms}[metric]  # fmt: skip
 
     def error(self, metric: str) -> float | None:
         """Relative error of the estimate (+ = model higher), None when nothing is published."""
         published = self.published(metric)
         if not published:
             return None
-        value = {"tpot": self.tpot_ms, "ttft": self.ttft_ms, "output_tps": self.output_tps}
-        return value[metric] / published - 1.0
+        value = {"tpot": self.tpot_ms, "ttft": self.ttft_ms, "output_tps": self.output_tps,
+                 "itl": self.itl_ms}[metric]  # fmt: skip
+        return None if value is None else value / published - 1.0
 
     def checked(self) -> dict[str, float]:
         """Errors of the metrics held to the 10% bar (published and reachable)."""
@@ -81,7 +85,10 @@ def estimate(case: CalibrationCase, constants: PerfConstants = FITTED) -> CaseEs
         )
         run = replay(model, workload)
         tpot = run.median_tpot_s if case.median_tpot else run.mean_tpot_s
-        return CaseEstimate(case, tpot * 1e3, run.mean_ttft_s * 1e3, run.output_tokens_per_s)
+        return CaseEstimate(
+            case, tpot * 1e3, run.mean_ttft_s * 1e3, run.output_tokens_per_s,
+            run.median_itl_s * 1e3, run.mean_concurrency,
+        )  # fmt: skip
     state = steady_state(model, case.concurrency, case.isl, case.osl)
     return CaseEstimate(case, state.tpot_s * 1e3, state.ttft_s * 1e3, state.output_tokens_per_s)
 

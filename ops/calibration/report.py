@@ -86,6 +86,24 @@ def held_out_by_source_markdown(cases: Iterable[CalibrationCase] = HELD_OUT) -> 
     return "\n".join(lines)
 
 
+def decode_step_markdown() -> str:
+    """Published median inter-token latency (the decode step) against the replay's, for the
+    runs whose page gives it: where the model's error at load sits."""
+    lines = [
+        "| run | clients | mean concurrency | median ITL ms (pub) | model | error |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for case in (*HELD_OUT, *SETS["prefill_stall_s"]):
+        if case.median_itl_ms is None:
+            continue
+        found = estimate(case)
+        lines.append(
+            f"| [{case.name}]({case.source}) | {case.concurrency} | {_num(found.concurrency, 1)}"
+            f" | {case.median_itl_ms:.2f} | {_num(found.itl_ms, 2)} | {_pct(found.error('itl'))} |"
+        )
+    return "\n".join(lines)
+
+
 def stall_source_markdown() -> str:
     return runs_markdown(SETS["prefill_stall_s"])
 
@@ -96,6 +114,7 @@ def main(argv: list[str]) -> int:
         ("In-sample (fit set)", in_sample_markdown()),
         ("Held out, per source", held_out_by_source_markdown()),
         ("Held out", held_out_markdown()),
+        ("Decode step (median ITL)", decode_step_markdown()),
         ("Source of the SGLang prefill stall (not held out)", stall_source_markdown()),
     ):
         print(f"## {title}\n\n{table}\n")
