@@ -91,7 +91,11 @@ class PerfConstants:
     # inter-token latency 81.30 ms against a median of 18.35 ms, so one ~500-token prefill
     # stalls decoding for ~63 ms, where the roofline terms give 20 ms: 43 ms. Engines without a
     # separate pass (vLLM V1's chunked prefill inside the decode step, TensorRT-LLM's in-flight
-    # batching) do not pay it.
+    # batching) do not pay it. SGLang 0.5.23, glmctl's target, captures the extend forward in a
+    # breakable CUDA graph by default (model_executor/runner/prefill_cuda_graph_runner.py; a PD
+    # prefill server keeps it, arg_groups/cuda_graph_hook.py), which should shrink the stall;
+    # no published 0.5.23 GLM run gives its new size, so the 0.5.6 figure stays
+    # (docs/guides/disaggregation.md shows which PD verdict depends on it).
     prefill_stall_s: float = 43e-3
 
     def layer_floor(self, gpu: str = "") -> float:
