@@ -34,6 +34,7 @@ from controlplane.capacity.pd_sizing import (
     decode_rate,
     prefill_rate,
 )
+from controlplane.capacity.perf_constants import FITTED, PerfConstants
 from controlplane.capacity.performance import performance_model
 from controlplane.capacity.preflight import Severity
 from controlplane.capacity.search import POWERS_OF_TWO, search
@@ -200,15 +201,18 @@ def candidate_layouts(topology: Topology, max_gpus: int = 64) -> list[Topology]:
     return found
 
 
-def compare_layouts(topology: Topology, work: Workload, max_gpus: int = 64) -> Comparison:
-    """The best PD (xPyD) and colocated layouts for `work`, the winner and the reason."""
+def compare_layouts(
+    topology: Topology, work: Workload, max_gpus: int = 64, constants: PerfConstants = FITTED
+) -> Comparison:
+    """The best PD (xPyD) and colocated layouts for `work`, the winner and the reason
+    (`constants`: the performance model's, FITTED unless a study varies one)."""
     base = as_pd(topology)
     layouts = candidate_layouts(base, max_gpus)
     declared = pd_pools(topology) if topology.spec.disaggregation is not None else None
     prefills = layouts + ([declared.prefill] if declared else [])
     decodes = layouts + ([declared.decode] if declared else [])
-    pd = _best_pd(base, prefills, decodes, work)
-    colocated = _best_colocated(layouts, work)
+    pd = _best_pd(base, prefills, decodes, work, constants)
+    colocated = _best_colocated(layouts, work, constants)
     winner, reason = _verdict(work, pd, colocated)
     return Comparison(work, pd, colocated, winner, reason)
 
@@ -230,9 +234,13 @@ def _transfer_defaults(base: Topology) -> tuple[str, int]:
 
 
 def _best_pd(
-    base: Topology, prefills: list[Topology], decodes: list[Topology], work: Workload
+    base: Topology,
+    prefills: list[Topology],
+    decodes: list[Topology],
+    work: Workload,
+    constants: PerfConstants,
 ) -> Disaggregated | None:
-    decode_rates = [(d, decode_rate(d, work)) for d in decodes]
+    decode_rates = [(d, decode_rate(d, work, constants)) for d in decodes]
     best: Disaggregated | None = None
     network = base.spec.disaggregation.network if base.spec.disaggregation else None
     assert network is not None
@@ -243,8 +251,10 @@ def _best_pd(
                 continue
             backend = _transfer_defaults(base)[0]
             transfer = transfer_between(prefill, decode, network, backend, work.prompt_tail)
-            first_step = _first_step(decode, work)
-            p_rate = prefill_rate(prefill, work, transfer.seconds_per_request, first_step)
+            first_step = _first_step(decode, work, constants)
+            p_rate = prefill_rate(
+                prefill, work, transfer.seconds_per_request, first_step, constants
+            )
             if not p_rate.feasible:
                 continue
             found = Disaggregated(
@@ -269,15 +279,17 @@ def _key(found: Disaggregated | Colocated) -> tuple[int, float]:
     return found.gpus, found.gpu_seconds_per_request
 
 
-def _first_step(decode: Topology, work: Workload) -> float:
+def _first_step(decode: Topology, work: Workload, constants: PerfConstants) -> float:
     """The decode replica's first step for a transferred request (part of TTFT)."""
-    return performance_model(decode).decode_step_seconds(1, work.prompt_tail)
+    return performance_model(decode, constants).decode_step_seconds(1, work.prompt_tail)
 
 
-def _best_colocated(layouts: list[Topology], work: Workload) -> Colocated | None:
+def _best_colocated(
+    layouts: list[Topology], work: Workload, constants: PerfConstants
+) -> Colocated | None:
     best: Colocated | None = None
     for topo in layouts:
-        rate = colocated_rate(topo, work)
+        rate = colocated_rate(topo, work, constants)
         if not rate.feasible:
             continue
         found = Colocated(topo, math.ceil(work.rate / rate.requests_per_s), rate)
@@ -297,8 +309,8 @@ def _verdict(
         return "colocated", f"colocated serving wins for {shape}: no PD pair meets {bounds}."
     if colocated is None:
         return "disaggregated", (
-            f"PD wins for {shape}: no colocated layout meets {bounds} (prompt chunks inside"
-            " decode steps break the ITL bound or cannot keep up with the prompts)."
+            f"PD wins for {shape}: no colocated layout meets {bounds} ({_prompt_cost(pd)}:"
+            " they break the ITL bound or cannot keep up with the prompts)."
         )
     at_scale = (
         f"at scale {pd.gpu_seconds_per_request:.3f} GPU-s per request for PD against"
@@ -311,13 +323,13 @@ def _verdict(
     if pd_wins:
         return "disaggregated", (
             f"PD wins for {shape}: {pd.gpus} GPUs against {colocated.gpus} colocated under"
-            f" {bounds}; {at_scale}. Colocated, prompt chunks share the decode steps and"
-            f" hold the batch to {colocated.rate.detail.split(' with')[0]}."
+            f" {bounds}; {at_scale}. Colocated, {_prompt_cost(pd)}, which holds the batch to"
+            f" {colocated.rate.detail.split(' with')[0]}."
         )
     load = work.rate / (pd.prefill_replicas * pd.prefill_rate.requests_per_s)
     why = (
         f"the prefill pool would run at {load:.0%} of what it serves within the bounds:"
-        " short prompts prefill cheaply inside decode steps"
+        f" short prompts prefill cheaply {_prompt_place(pd)}"
         if load < 0.5
         else "the prompts fit into the decode steps without breaking the bounds"
     )
@@ -325,3 +337,16 @@ def _verdict(
         f"colocated serving wins for {shape}: {colocated.gpus} GPUs against {pd.gpus} for PD"
         f" under {bounds}; {why}; {at_scale}."
     )
+
+
+def _prompt_cost(pd: Disaggregated) -> str:
+    """How prompts cost the decodes of a colocated replica of the pair's engine."""
+    if performance_model(pd.decode).separate_prefill_pass:
+        return "prompts run as separate prefill passes that every running decode waits for"
+    return "prompt chunks share the decode steps"
+
+
+def _prompt_place(pd: Disaggregated) -> str:
+    if performance_model(pd.decode).separate_prefill_pass:
+        return "in passes between decode steps"
+    return "inside decode steps"

@@ -9,10 +9,11 @@ the way NVIDIA Dynamo's SLA planner sizes disaggregated pools
   TTFT (queue wait + prefill + KV transfer + the decode's first step) under the bound;
 - a decode replica runs the largest batch whose inter-token latency stays under the bound
   at context ISL + OSL/2, and serves that batch's output tokens/s;
-- a colocated replica does both on one engine: chunked prefill puts prompt chunks into
-  decode steps (sharing the step's weight reads), so the chunk must be small enough that a
-  mixed step keeps the ITL bound, and the prompt tokens of the served rate must fit into
-  the decode steps with the same queueing allowance a prefill pool gets.
+- a colocated replica does both on one engine: prompt chunks interrupt or join the decode
+  steps (`PerformanceModel.prompt_chunk_seconds`: a separate pass on SGLang, sharing the
+  step's weight reads on vLLM), so the chunk must be small enough that such a step keeps the
+  ITL bound, and the prompt tokens of the served rate must fit into the decode steps with
+  the same queueing allowance a prefill pool gets.
 
 Queueing at a prefill replica is taken as M/M/1 (Poisson arrivals; exponential service is
 the conservative choice for the 99th-percentile wait: P(wait > t) = rho exp(-(1 - rho) t / S)).
@@ -24,6 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from controlplane.capacity.perf_constants import FITTED, PerfConstants
 from controlplane.capacity.performance import PerformanceModel, performance_model
 from controlplane.catalog.gpus import GIB
 from controlplane.spec.topology import Topology
@@ -102,10 +104,14 @@ def max_utilisation(service_s: float, slack_s: float) -> float:
 
 
 def prefill_rate(
-    topo: Topology, work: Workload, transfer_s: float, first_step_s: float
+    topo: Topology,
+    work: Workload,
+    transfer_s: float,
+    first_step_s: float,
+    constants: PerfConstants = FITTED,
 ) -> PoolRate:
     """Requests/s one prefill replica serves with the tail prompt's TTFT within the bound."""
-    model = performance_model(topo)
+    model = performance_model(topo, constants)
     tail = model.prefill_seconds(work.prompt_tail)
     slack = work.ttft_s - transfer_s - first_step_s - tail
     if slack <= 0:
@@ -140,14 +146,14 @@ def _largest(feasible: Callable[[int], bool], ceiling: int) -> int:
 
 
 def decode_ceiling(topo: Topology, work: Workload) -> int:
-    """Most sequences a replica's KV holds at the workload's lengths."""
+    """Most sequences a replica's KV holds at the workload's lengths (memory, not timing)."""
     per_seq = work.prompt_tail + work.output_tokens
     return min(MAX_DECODE_BATCH, performance_model(topo).kv_token_capacity // per_seq)
 
 
-def decode_rate(topo: Topology, work: Workload) -> PoolRate:
+def decode_rate(topo: Topology, work: Workload, constants: PerfConstants = FITTED) -> PoolRate:
     """Requests/s one decode replica serves at the largest batch within the ITL bound."""
-    model = performance_model(topo)
+    model = performance_model(topo, constants)
     context = work.decode_context
     batch = _largest(lambda b: _itl(model, b, context) <= work.itl_s, decode_ceiling(topo, work))
     if batch == 0:
@@ -162,9 +168,10 @@ def decode_rate(topo: Topology, work: Workload) -> PoolRate:
 
 
 def chunk_seconds(model: PerformanceModel, chunk: int, cached: int) -> float:
-    """What `chunk` prompt tokens add to a decode step they ride in: their prefill less a
-    one-token pass (the step overhead, layer floors and weight reads the forward shares)."""
-    return model.prefill_seconds(chunk, cached) - model.prefill_seconds(1, cached)
+    """What `chunk` prompt tokens add to a decode step they ride in: the model's
+    `prompt_chunk_seconds` (a whole separate pass on SGLang, the chunk's marginal cost where
+    it shares the decode step's forward, as on vLLM)."""
+    return model.prompt_chunk_seconds(chunk, cached)
 
 
 def _chunk(model: PerformanceModel, step_s: float, budget_s: float, limit: int, cached: int) -> int:
@@ -173,9 +180,9 @@ def _chunk(model: PerformanceModel, step_s: float, budget_s: float, limit: int, 
     return _largest(lambda c: chunk_seconds(model, c, cached) <= room, limit)
 
 
-def colocated_rate(topo: Topology, work: Workload) -> PoolRate:
+def colocated_rate(topo: Topology, work: Workload, constants: PerfConstants = FITTED) -> PoolRate:
     """Requests/s one colocated replica serves with chunked prefill inside the ITL bound."""
-    model = performance_model(topo)
+    model = performance_model(topo, constants)
     tps, context = model.tokens_per_step, work.decode_context
     cached = work.prompt_tokens // 2
 
@@ -197,4 +204,9 @@ def colocated_rate(topo: Topology, work: Workload) -> PoolRate:
     batch = _largest(lambda b: served(b) > 0, decode_ceiling(topo, work))
     if batch == 0:
         return PoolRate(0.0, "no batch keeps both the ITL bound and the prompts' prefill")
-    return PoolRate(served(batch), f"batch {batch} with prompt chunks inside decode steps")
+    how = (
+        "prompt passes between decode steps"
+        if model.separate_prefill_pass
+        else "prompt chunks inside decode steps"
+    )
+    return PoolRate(served(batch), f"batch {batch} with {how}")

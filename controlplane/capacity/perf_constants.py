@@ -24,30 +24,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controlplane.spec.models import EngineKind
-
 
 @dataclass(frozen=True)
 class PerfConstants:
     """Every tunable of the performance model; `FITTED` is the one glmctl uses."""
 
     # Fixed cost of one engine step outside the forward: scheduling, input preparation,
-    # sampling, detokenisation hand-off. Kept per engine, but fitted as ONE value for all:
-    # the set has a single reachable vLLM point (GPUStack, 4 clients), too few to give vLLM
-    # its own. TRT-LLM cases are replayed with the SGLang profile (glmctl has no TRT-LLM
-    # engine). No GPU term either: every reachable case is Hopper (H100 / H200), where kernel
-    # launch and synchronisation latencies are the same; a B200 case would split it.
-    step_overhead_s: dict[EngineKind, float] = field(
-        default_factory=lambda: {EngineKind.SGLANG: 0.25e-3, EngineKind.VLLM: 0.25e-3}
-    )
+    # sampling, detokenisation hand-off. ONE value for every engine: the set has a single
+    # reachable vLLM point (GPUStack, 4 clients), too few to give vLLM its own. No GPU term
+    # either: every reachable case is Hopper (H100 / H200), where kernel launch and
+    # synchronisation latencies are the same; a B200 case would split it.
+    step_overhead_s: float = 0.25e-3
     # Latency of one decoder layer's kernel chain that does not overlap the bytes it reads
     # (norms, router, launch and synchronisation gaps between ~20 kernels even under CUDA
     # graphs). Added to, not max-ed with, the roofline: the published TPOTs stay flat at
     # ~16 ms from batch 4 to 16 while the expert bytes read grow threefold, which a max()
-    # cannot produce. Per engine, fitted as one value (as above).
-    layer_floor_s: dict[EngineKind, float] = field(
-        default_factory=lambda: {EngineKind.SGLANG: 125e-6, EngineKind.VLLM: 125e-6}
-    )
+    # cannot produce. One value for every engine (as above).
+    layer_floor_s: float = 125e-6
     # The layer floor on other GPUs than Hopper, as a factor, fitted on the GB200 sweep (the
     # only non-Hopper runs in the set: 7 points) over 0.8-1.1: 1.0, no sign that Blackwell's
     # kernel chain per layer is shorter or longer.
@@ -89,29 +82,24 @@ class PerfConstants:
     # replay, the draft's sampling). Stated assumption.
     draft_overhead_s: float = 0.0003
     # Fixed cost of one prefill pass that runs as a separate forward and stalls every running
-    # decode (SGLang's default: extend and decode batches alternate, and the extend forward runs
-    # without CUDA graphs: "SGLang's current native prefilling can incur kernel launch overhead",
-    # sgl-project/sglang#10062, which made piecewise prefill graphs opt-in). Read, not fitted,
-    # from a run the fit does not use: the SGLang cookbook's GLM-4.5V page (8 x B200, TP 4,
-    # SGLang 0.5.6.post2, sgl-project/sgl-cookbook docs/autoregressive/GLM/GLM-4.5V.md), 1k/1k
-    # at 100 clients: P95 inter-token latency 81.30 ms against a median of 18.35 ms, so one
-    # ~500-token prefill stalls decoding for ~63 ms, where the roofline terms give 20 ms: 43 ms.
-    # vLLM V1 folds prefill chunks into the decode step (chunked prefill, piecewise CUDA
-    # graphs): 0. TensorRT-LLM replays (perf cases) use 0 as well (in-flight batching runs the
-    # context phase inside the generation step); see ops/calibration/perf_estimate.py.
-    prefill_stall_s: dict[EngineKind, float] = field(
-        default_factory=lambda: {EngineKind.SGLANG: 43e-3, EngineKind.VLLM: 0.0}
-    )
+    # decode: SGLang's default (`timing_rules.TimingRule.separate_prefill_pass`; extend and
+    # decode batches alternate, and the extend forward runs without CUDA graphs: "SGLang's
+    # current native prefilling can incur kernel launch overhead", sgl-project/sglang#10062,
+    # which made piecewise prefill graphs opt-in). Read, not fitted, from a run the fit does not
+    # use: the SGLang cookbook's GLM-4.5V page (8 x B200, TP 4, SGLang 0.5.6.post2,
+    # sgl-project/sgl-cookbook docs/autoregressive/GLM/GLM-4.5V.md), 1k/1k at 100 clients: P95
+    # inter-token latency 81.30 ms against a median of 18.35 ms, so one ~500-token prefill
+    # stalls decoding for ~63 ms, where the roofline terms give 20 ms: 43 ms. Engines without a
+    # separate pass (vLLM V1's chunked prefill inside the decode step, TensorRT-LLM's in-flight
+    # batching) do not pay it. SGLang 0.5.23, glmctl's target, captures the extend forward in a
+    # breakable CUDA graph by default (model_executor/runner/prefill_cuda_graph_runner.py; a PD
+    # prefill server keeps it, arg_groups/cuda_graph_hook.py), which should shrink the stall;
+    # no published 0.5.23 GLM run gives its new size, so the 0.5.6 figure stays
+    # (docs/guides/disaggregation.md shows which PD verdict depends on it).
+    prefill_stall_s: float = 43e-3
 
-    def step_overhead(self, engine: EngineKind) -> float:
-        return self.step_overhead_s.get(engine, self.step_overhead_s[EngineKind.SGLANG])
-
-    def prefill_stall(self, engine: EngineKind) -> float:
-        return self.prefill_stall_s.get(engine, self.prefill_stall_s[EngineKind.SGLANG])
-
-    def layer_floor(self, engine: EngineKind, gpu: str = "") -> float:
-        base = self.layer_floor_s.get(engine, self.layer_floor_s[EngineKind.SGLANG])
-        return base * self.layer_floor_gpu_scale.get(gpu, 1.0)
+    def layer_floor(self, gpu: str = "") -> float:
+        return self.layer_floor_s * self.layer_floor_gpu_scale.get(gpu, 1.0)
 
 
 FITTED = PerfConstants()

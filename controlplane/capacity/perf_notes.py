@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from controlplane.capacity import constants as c
 from controlplane.capacity.perf_constants import PerfConstants
+from controlplane.capacity.timing_rules import TimingRule
 from controlplane.catalog import Precision
 from controlplane.spec import Topology
 
 
-def assumptions(topo: Topology, tokens: float, k: PerfConstants) -> tuple[str, ...]:
+def assumptions(
+    topo: Topology, tokens: float, k: PerfConstants, rule: TimingRule
+) -> tuple[str, ...]:
     """What the estimate for `topo` rests on (numbers as the model uses them)."""
     gpu = topo.gpu
     peak = gpu.fp8_flops if topo.precision is Precision.FP8 and gpu.fp8_flops else gpu.bf16_flops
-    engine = topo.engine
+    stall = k.prefill_stall_s if rule.separate_prefill_pass else 0.0
     items = [
         f"HBM efficiency {c.HBM_EFFICIENCY:.0%} of {gpu.hbm_bandwidth / 1e12:.2f} TB/s per GPU"
         " for weight and KV reads.",
         f"Tensor-core efficiency {c.FLOPS_EFFICIENCY:.0%} of peak ({peak / 1e12:.0f} TFLOP/s"
         f" per GPU); MoE grouped GEMMs compute at least {k.moe_tile_tokens} rows per hit expert.",
-        f"Per step {k.step_overhead(engine) * 1e3:.1f} ms fixed plus"
+        f"Per step {k.step_overhead_s * 1e3:.1f} ms fixed plus"
         f" {k.per_sequence_s * 1e6:.0f} us per running sequence; per decoder layer a"
-        f" {k.layer_floor(engine, gpu.name) * 1e6:.0f} us latency floor, added to the roofline"
+        f" {k.layer_floor(gpu.name) * 1e6:.0f} us latency floor, added to the roofline"
         " terms (fitted to published runs in ops/calibration/perf_cases.py; error out of"
         " sample in docs/guides/performance-model.md).",
         f"Two all-reduces per layer under TP ({c.ALLREDUCE_LATENCY_INTRA_S * 1e6:.0f} us in a"
@@ -28,8 +31,9 @@ def assumptions(topo: Topology, tokens: float, k: PerfConstants) -> tuple[str, .
         f" a dispatch and a combine per MoE layer ({k.a2a_latency_intra_s * 1e6:.0f} us /"
         f" {k.a2a_latency_inter_s * 1e6:.0f} us plus the routed activations at"
         f" {k.a2a_bandwidth_efficiency:.0%} of the interconnect).",
-        f"Each prefill pass adds a {k.prefill_stall(engine) * 1e3:.0f} ms stall that running"
-        " decodes wait for (SGLang's separate, un-graphed prefill forward; 0 for vLLM).",
+        f"Each prefill pass adds a {stall * 1e3:.0f} ms stall that running decodes wait for"
+        " (SGLang's separate, un-graphed prefill forward; 0 where prompt chunks ride in the"
+        " decode step, as in vLLM).",
         "MoE routing is uniform: a batch of N tokens reads E x (1 - (1 - k/E)^N) distinct"
         " experts per layer; expert load is balanced across EP ranks.",
         "Embeddings and lm_head are 16-bit in FP8 / INT checkpoints; the lm_head is read every"

@@ -8,7 +8,7 @@ A forward pass costs the SUM of (constants in `constants` and `perf_constants`, 
 its source or stated assumption; the free ones fitted to published runs in
 `ops/calibration/perf_cases.py`, an in-sample fit whose out-of-sample error is reported in
 docs/guides/performance-model.md):
-- a latency floor per decoder layer (per engine) and a fixed step overhead (per engine);
+- a latency floor per decoder layer and a fixed step overhead;
 - the HBM roofline: weights the batch touches (dense part, shared experts, lm_head and, for
   MoE, the expected number of distinct routed experts hit by tokens x experts_per_token
   draws) plus the KV of every running sequence (bytes by the spec's KV dtype);
@@ -18,8 +18,9 @@ docs/guides/performance-model.md):
   all-reduce plus an all-to-all dispatch and combine per MoE layer, each a latency plus
   bytes over the interconnect, intra- or inter-node;
 - a per-sequence scheduler cost;
-- for a prefill, the engine's prefill stall: SGLang runs new prompts as a separate,
-  un-graphed forward that every running decode waits for (`perf_constants.prefill_stall_s`).
+- for a prefill, the engine's prefill stall where the engine runs new prompts as a separate,
+  un-graphed forward that every running decode waits for (SGLang; `timing_rules`,
+  `perf_constants.prefill_stall_s`).
 Summing rather than taking the max is what the published runs show (see `perf_constants`).
 With MTP a step is one verify forward over the drafted tokens plus the draft forwards of
 the one-layer MTP model; it emits `tokens_per_step` tokens per sequence on average, from
@@ -33,9 +34,9 @@ from dataclasses import dataclass
 
 from controlplane.capacity import constants as c
 from controlplane.capacity.perf_constants import FITTED, PerfConstants
+from controlplane.capacity.timing_rules import TimingRule, timing_rule
 from controlplane.catalog import BYTES_PER_VALUE, Architecture, AttentionKind, Precision
 from controlplane.spec import Topology
-from controlplane.spec.models import EngineKind
 
 ACTIVATION_BYTES = 2  # decode activations travel in BF16 between ranks
 
@@ -91,6 +92,7 @@ class PerformanceModel:
     _moe_tile: int
     _prefill_flops_scale: float  # decode FLOP/s efficiency over prefill's
     _prefill_stall: float = 0.0  # fixed cost of one separate prefill pass (engine scheduling)
+    separate_prefill_pass: bool = False  # prompts run in a forward of their own (TimingRule)
 
     def decode_step_seconds(self, batch_size: int, context_tokens: int) -> float:
         """One decode step for `batch_size` running sequences whose KV totals context_tokens."""
@@ -124,6 +126,22 @@ class PerformanceModel:
         if self._draft is not None:  # the draft layer extends over the prompt too
             seconds *= 1 + self._draft.layers / main.layers
         return seconds + stall
+
+    def prompt_chunk_seconds(self, chunk: int, cached_tokens: int = 0) -> float:
+        """What `chunk` prompt tokens add to the inter-token latency of the running decodes.
+
+        An engine that runs prompts in a separate forward (SGLang's default) stalls every
+        running decode for that whole pass: its own step overhead, layer floors, weight reads
+        and the prefill stall. An engine that schedules prompt chunks into the decode step
+        (vLLM V1) adds only what the chunk's tokens cost beyond a one-token pass: the step
+        overhead, layer floors and weight reads are shared with the decode.
+        """
+        if chunk <= 0:
+            return 0.0
+        whole = self.prefill_seconds(chunk, cached_tokens)
+        if self.separate_prefill_pass:
+            return whole
+        return whole - self.prefill_seconds(1, cached_tokens)
 
     def decode_tokens_per_second(self, batch_size: int, context_per_seq: int) -> float:
         """Output tokens per second of the replica at a steady batch (a convenience)."""
@@ -241,23 +259,23 @@ def _draft_forward(topo: Topology, main: _Forward) -> _Forward:
     )
 
 
-def drafted_tokens(topo: Topology) -> int:
+def drafted_tokens(topo: Topology, rule: TimingRule | None = None) -> int:
     """Draft positions a step can accept (0 without speculative decoding)."""
     spec = topo.speculative
     if spec is None:
         return 0
     assert spec.num_steps is not None and spec.num_draft_tokens is not None
-    if topo.engine is EngineKind.VLLM:
-        return spec.num_steps
-    return min(spec.num_steps, spec.num_draft_tokens - 1)
+    return (rule or timing_rule(topo)).drafted_positions(spec.num_steps, spec.num_draft_tokens)
 
 
-def acceptance_length(topo: Topology, constants: PerfConstants = FITTED) -> float:
+def acceptance_length(
+    topo: Topology, constants: PerfConstants = FITTED, rule: TimingRule | None = None
+) -> float:
     """Mean tokens per verify step: the spec's `acceptance_length`, else per-position rates."""
     spec = topo.speculative
     if spec is None:
         return 1.0
-    drafted = drafted_tokens(topo)
+    drafted = drafted_tokens(topo, rule)
     if spec.acceptance_length is not None:
         return min(spec.acceptance_length, drafted + 1.0)
     rates = constants.mtp_position_acceptance
@@ -313,8 +331,11 @@ def _comm(topo: Topology, group: int, k: PerfConstants) -> _Comm:
     )
 
 
-def performance_model(topo: Topology, constants: PerfConstants = FITTED) -> PerformanceModel:
-    """The calibrated performance model of one replica of `topo` (pure, cheap)."""
+def performance_model(
+    topo: Topology, constants: PerfConstants = FITTED, rule: TimingRule | None = None
+) -> PerformanceModel:
+    """The calibrated performance model of one replica of `topo` (pure, cheap); `rule`
+    overrides the engine's timing rule (the calibration replays other engines' runs)."""
     from controlplane.capacity.kv import kv_bytes_per_token_rank, kv_token_capacity
     from controlplane.capacity.layout import layout_of
     from controlplane.capacity.perf_notes import assumptions
@@ -323,21 +344,19 @@ def performance_model(topo: Topology, constants: PerfConstants = FITTED) -> Perf
     main = _main_forward(topo, kv_bytes_per_token_rank(layout_of(topo)))
     draft = _draft_forward(topo, main) if topo.speculative is not None else None
     spec = topo.speculative
+    rule = rule or timing_rule(topo)
     verify, passes, topk = 1, 0, 1
     if spec is not None:
         assert spec.num_steps is not None and spec.num_draft_tokens is not None
-        verify = spec.num_draft_tokens + (1 if topo.engine is EngineKind.VLLM else 0)
-        # SGLang EAGLE: num_steps draft forwards plus the draft extend over accepted tokens;
-        # vLLM MTP: one draft forward per speculative token.
-        passes = spec.num_steps + (0 if topo.engine is EngineKind.VLLM else 1)
+        verify = rule.verify_tokens(spec.num_draft_tokens)
+        passes = rule.draft_passes(spec.num_steps)
         topk = spec.eagle_topk or 1
     rank_bw = topo.gpu.hbm_bandwidth * c.HBM_EFFICIENCY
-    tokens = acceptance_length(topo, constants)
-    engine = topo.engine
+    tokens = acceptance_length(topo, constants, rule)
     return PerformanceModel(
         tokens_per_step=tokens,
         kv_token_capacity=kv_token_capacity(topo),
-        assumptions=assumptions(topo, tokens, constants),
+        assumptions=assumptions(topo, tokens, constants, rule),
         _main=main,
         _draft=draft,
         _verify_tokens=verify,
@@ -349,11 +368,12 @@ def performance_model(topo: Topology, constants: PerfConstants = FITTED) -> Perf
         _rank_bandwidth=rank_bw,
         _flops=_peak_flops(topo) * c.FLOPS_EFFICIENCY * group,
         _comm=_comm(topo, group, constants),
-        _step_seconds=constants.step_overhead(engine) + (topo.pp - 1) * c.PP_STAGE_LATENCY_S,
-        _layer_floor=constants.layer_floor(engine, topo.gpu.name),
+        _step_seconds=constants.step_overhead_s + (topo.pp - 1) * c.PP_STAGE_LATENCY_S,
+        _layer_floor=constants.layer_floor(topo.gpu.name),
         _per_sequence=constants.per_sequence_s,
         _draft_overhead=constants.draft_overhead_s,
         _moe_tile=constants.moe_tile_tokens,
         _prefill_flops_scale=c.FLOPS_EFFICIENCY / constants.prefill_flops_efficiency,
-        _prefill_stall=constants.prefill_stall(engine),
+        _prefill_stall=constants.prefill_stall_s if rule.separate_prefill_pass else 0.0,
+        separate_prefill_pass=rule.separate_prefill_pass,
     )

@@ -236,7 +236,7 @@ def sweep(
     gpu: Annotated[str, typer.Option("--gpu", help="GPU type, e.g. H200.")],
     gpus: Annotated[str, typer.Option("--gpus", help="GPU counts per replica to try.")] = "4,8",
     limit: Annotated[
-        int, typer.Option("--limit", min=1, help="Splits to run (x MTP x batch).")
+        int, typer.Option("--limit", min=0, help="Splits to run (x MTP x batch); 0 with --pd.")
     ] = 4,
     mtp: Annotated[str, typer.Option("--mtp", help="on, off or on,off.")] = "on,off",
     batch: Annotated[str, typer.Option("--batch", help="max_num_seqs values, e.g. 8,32.")] = "8",
@@ -250,8 +250,16 @@ def sweep(
     top: Annotated[int, typer.Option("--top", min=0, help="Write the N best as topologies.")] = 0,
     out: Out = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of prompts and arrivals.")] = 0,
+    pd: Annotated[
+        str | None,
+        typer.Option("--pd", help="IN/OUT@RATE: also rank PD against colocated layouts."),
+    ] = None,
 ) -> None:
-    """Run feasible layouts on the simulated engine under a rate ramp; rank by goodput/GPU."""
+    """Run feasible layouts on the simulated engine under a rate ramp; rank by goodput/GPU.
+
+    With `--pd IN/OUT@RATE` (as `glmctl capacity --workload`) it first ranks the best
+    prefill/decode (xPyD) and colocated layouts for that workload, with the reason, from the
+    performance model; `--limit 0` stops there."""
     from controlplane.capacity.layout import layout_of
     from controlplane.capacity.search import search
     from controlplane.loadtest.sweep import candidates
@@ -265,6 +273,14 @@ def sweep(
     )
     step_s, objectives = _seconds(step, "--step"), parse_slo(slo)
     doc, base_topo = _sweep_base(model, precision, gpu, context, max(batches))
+    if pd is not None:
+        from controlplane.cli.pd_capacity_cmd import compare_for_sweep
+
+        compare_for_sweep(base_topo, pd, max(counts), console)
+        if limit == 0:
+            return
+    elif limit == 0:
+        raise UserError("--limit 0 runs no layout.", fix="pass --pd IN/OUT@RATE, or --limit 1+.")
     found = search(layout_of(base_topo), counts)
     spec_base = {k: v for k, v in doc.items() if k != "gpus"}
     spec_base["simulation"] = {"time_scale": time_scale}

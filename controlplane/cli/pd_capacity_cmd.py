@@ -142,6 +142,11 @@ def _print_findings(findings: list[dict[str, str]], console: Any) -> None:
         )
 
 
+def compare_for_sweep(topo: Any, text: str, max_gpus: int, console: Any) -> None:
+    """`glmctl sweep --pd`: the PD / colocated ranking for workload `text` (as --workload)."""
+    _compare(topo, parse_workload(text, topo), max_gpus, OutputFormat.TEXT, console)
+
+
 def _compare(topo: Any, work: Any, max_gpus: int, output: OutputFormat, console: Any) -> None:
     from controlplane.capacity.pd_compare import compare_layouts
 

@@ -13,6 +13,8 @@ What a profile owns:
   (router/engine_metrics.py), `metrics_long_poll` says that reading drains them;
 - its capacity rule: `memory_rule`, the capacity module's rule object (capacity sits below
   engines/ and looks the same object up by `Layout.engine`; a test checks they agree);
+- its timing rule: `timing_rule`, how it schedules prefill and MTP for the performance
+  model (capacity/timing_rules.py, looked up the same way);
 - its spec defaults and checks: `spec_rules` (spec/engine_checks.py, found the same way);
 - the checkpoint formats it loads: `format_rule` (catalog/formats.py, found by name);
 - its prefill/decode disaggregation: `pd_rule` (spec/pd_engines.py, found by name);
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from controlplane.capacity.engine_rules import MemoryRule
 from controlplane.catalog.formats import FormatRule
+from controlplane.capacity.timing_rules import TimingRule
 from controlplane.engines.base import CommandBuilder
 from controlplane.local.venv import VenvRecipe
 from controlplane.spec.engine_checks import SpecRules
@@ -62,6 +65,7 @@ class EngineProfile:
     venv: Callable[[str], VenvRecipe] | None = None  # version -> recipe
     memory_rule: MemoryRule | None = None  # None: sized by the rule of the engine it mimics
     pd_rule: PdRule | None = None  # None: PD follows the rule of the engine it mimics
+    timing_rule: TimingRule | None = None  # None: timed by the rule of the engine it mimics
     # The router's name for the metric set `/metrics` serves (router/engine_metrics.py
     # FLAVORS); None: the simulator's, which serves the flavour it mimics.
     metrics: str | None = None

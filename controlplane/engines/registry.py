@@ -7,7 +7,7 @@ its profile (`versions`, and what the builder does for it).
 
 from __future__ import annotations
 
-from controlplane.capacity import engine_rules
+from controlplane.capacity import engine_rules, timing_rules
 from controlplane.catalog import formats
 from controlplane.engines import recipes, sglang, simulator, trtllm, vllm
 from controlplane.engines.profile import EngineProfile, Shutdown
@@ -26,6 +26,7 @@ SGLANG = EngineProfile(
     server_module=sglang.FLAGS.module,
     venv=recipes.sglang_parser_venv,
     memory_rule=engine_rules.SGLANG_MEMORY,
+    timing_rule=timing_rules.SGLANG_TIMING,
     metrics="sglang",
     official_image="lmsysorg/sglang:v{version}",
     shutdown=Shutdown(
@@ -45,6 +46,7 @@ VLLM = EngineProfile(
     server_module=vllm.FLAGS.module,
     venv=recipes.vllm_cpu_venv,
     memory_rule=engine_rules.VLLM_MEMORY,
+    timing_rule=timing_rules.VLLM_TIMING,
     metrics="vllm",
     official_image="vllm/vllm-openai:v{version}",
     shutdown=Shutdown(
@@ -63,6 +65,7 @@ TRTLLM = EngineProfile(
     versions=(trtllm.TARGET_VERSION,),
     build=trtllm.build_command,
     memory_rule=engine_rules.TRTLLM_MEMORY,
+    timing_rule=timing_rules.TRTLLM_TIMING,
     metrics="trtllm",
     official_image="nvcr.io/nvidia/tensorrt-llm/release:{version}",
     metrics_long_poll=True,

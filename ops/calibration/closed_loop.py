@@ -68,6 +68,7 @@ class _Request:
     first: float = -1.0
     emitted: float = 0.0
     end: float = -1.0
+    last: float = -1.0  # when its latest token came out
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class ReplayResult:
 
     median_tpot_s: float
     mean_tpot_s: float
+    # Median gap between a request's consecutive tokens over every token of the run (the
+    # clients' "Median ITL"): a pure decode step unless prefill passes interrupt most steps.
+    median_itl_s: float
     mean_ttft_s: float
     output_tokens_per_s: float
     mean_concurrency: float
@@ -88,7 +92,7 @@ def replay(model: PerformanceModel, workload: Workload, max_steps: int = 2_000_0
     loop = _Loop(model, workload)
     for _ in range(max_steps):
         if not (loop.pending or loop.running or loop.waiting):
-            return _summary(loop.done, loop.now)
+            return _summary(loop.done, loop.now, loop.gaps)
         loop.prefill(loop.admit())
         loop.decode()
     raise RuntimeError(f"replay did not finish in {max_steps} steps: {workload}")
@@ -103,6 +107,7 @@ class _Loop:
         self.running: list[_Request] = []
         self.waiting: list[_Request] = []  # sent, not yet prefilled (the pass budget was full)
         self.done: list[_Request] = []
+        self.gaps: list[float] = []  # every inter-token gap of the run
         self.now = 0.0
 
     def admit(self) -> list[_Request]:
@@ -128,7 +133,7 @@ class _Loop:
             return
         self.now += self.model.prefill_seconds(sum(r.isl for r in fresh))
         for request in fresh:
-            request.first, request.emitted = self.now, 1.0
+            request.first, request.last, request.emitted = self.now, self.now, 1.0
         self.running.extend(fresh)
 
     def decode(self) -> None:
@@ -139,6 +144,8 @@ class _Loop:
             self.now += self.model.decode_step_seconds(len(decoding), context)
             for request in decoding:
                 request.emitted += self.model.tokens_per_step
+                self.gaps.append(self.now - request.last)
+                request.last = self.now
         for request in self.running:
             if request.emitted >= request.osl:
                 request.emitted, request.end = float(request.osl), self.now
@@ -150,13 +157,14 @@ def _fits(batch: list[_Request], tokens: int) -> bool:
     return sum(r.isl for r in batch) + tokens <= PREFILL_BUDGET_TOKENS
 
 
-def _summary(done: list[_Request], duration: float) -> ReplayResult:
+def _summary(done: list[_Request], duration: float, gaps: list[float]) -> ReplayResult:
     tpots = [(r.end - r.first) / (r.osl - 1) for r in done if r.osl > 1]
     latency = sum(r.end - r.sent for r in done)
     output = sum(r.osl for r in done)
     return ReplayResult(
         median_tpot_s=statistics.median(tpots) if tpots else 0.0,
         mean_tpot_s=statistics.fmean(tpots) if tpots else 0.0,
+        median_itl_s=statistics.median(gaps) if gaps else 0.0,
         mean_ttft_s=statistics.fmean(r.first - r.sent for r in done),
         output_tokens_per_s=output / duration if duration > 0 else 0.0,
         mean_concurrency=latency / duration if duration > 0 else 0.0,

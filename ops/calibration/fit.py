@@ -19,11 +19,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from controlplane.capacity.perf_constants import FITTED, PerfConstants
-from controlplane.spec.models import EngineKind
 from ops.calibration.perf_cases import CASES, CalibrationCase
 from ops.calibration.perf_estimate import decode_cases, estimate
 
-SGLANG, VLLM = EngineKind.SGLANG, EngineKind.VLLM
 # One step overhead and one layer floor for every engine: the set has a single reachable
 # vLLM point (GPUStack, 4 clients), too few to fit vLLM its own pair.
 GRID: dict[str, tuple[Any, ...]] = {
@@ -40,8 +38,8 @@ GRID: dict[str, tuple[Any, ...]] = {
 def constants_at(point: dict[str, Any]) -> PerfConstants:
     return dataclasses.replace(
         FITTED,
-        step_overhead_s={SGLANG: point["step_s"], VLLM: point["step_s"]},
-        layer_floor_s={SGLANG: point["layer_s"], VLLM: point["layer_s"]},
+        step_overhead_s=point["step_s"],
+        layer_floor_s=point["layer_s"],
         layer_floor_gpu_scale={"B200": point["b200_floor_scale"]},
         per_sequence_s=point["per_sequence_s"],
         a2a_latency_intra_s=point["a2a_latency_intra_s"],

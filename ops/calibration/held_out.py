@@ -40,25 +40,26 @@ _GLM45V_NOTE = (
     " clients), so it is not held out."
 )
 
-# (input len, output len, clients, prompts, median TPOT ms, output tok/s, mean TTFT ms)
+# (input len, output len, clients, prompts, median TPOT ms, output tok/s, mean TTFT ms,
+#  median ITL ms: the decode step, a diagnostic only; None where the page is not re-read here)
 _GLM46_RUNS = [
-    (1000, 1000, 1, 10, 14.80, 65.97, 155.57),
-    (1000, 1000, 16, 80, 24.55, 565.14, 196.08),
-    (1000, 1000, 100, 500, 52.20, 1820.61, 337.77),
-    (1000, 8000, 1, 10, 14.94, 66.68, 160.21),
-    (1000, 8000, 16, 80, 22.14, 632.28, 228.54),
-    (1000, 8000, 64, 320, 34.02, 1684.24, 232.45),
-    (8000, 1000, 1, 10, 15.03, 64.66, 189.48),
-    (8000, 1000, 16, 80, 25.73, 544.15, 339.88),
-    (8000, 1000, 64, 320, 49.04, 1245.44, 355.82),
+    (1000, 1000, 1, 10, 14.80, 65.97, 155.57, 14.82),
+    (1000, 1000, 16, 80, 24.55, 565.14, 196.08, 21.40),
+    (1000, 1000, 100, 500, 52.20, 1820.61, 337.77, 35.05),
+    (1000, 8000, 1, 10, 14.94, 66.68, 160.21, 14.96),
+    (1000, 8000, 16, 80, 22.14, 632.28, 228.54, 21.80),
+    (1000, 8000, 64, 320, 34.02, 1684.24, 232.45, 32.63),
+    (8000, 1000, 1, 10, 15.03, 64.66, 189.48, 15.03),
+    (8000, 1000, 16, 80, 25.73, 544.15, 339.88, 21.68),
+    (8000, 1000, 64, 320, 49.04, 1245.44, 355.82, 32.46),
 ]
 _GLM45V_RUNS = [
-    (1000, 1000, 1, 10, 7.34, 132.99, 78.10),
-    (1000, 1000, 16, 80, 13.59, 1030.85, 122.50),
-    (1000, 1000, 100, 500, 28.84, 3309.62, 178.94),
-    (1000, 8000, 1, 10, 7.41, 134.16, 111.25),
-    (1000, 8000, 16, 80, 12.27, 1153.58, 97.61),
-    (1000, 8000, 64, 320, 19.60, 2950.15, 195.87),
+    (1000, 1000, 1, 10, 7.34, 132.99, 78.10, None),
+    (1000, 1000, 16, 80, 13.59, 1030.85, 122.50, None),
+    (1000, 1000, 100, 500, 28.84, 3309.62, 178.94, 18.35),
+    (1000, 8000, 1, 10, 7.41, 134.16, 111.25, None),
+    (1000, 8000, 16, 80, 12.27, 1153.58, 97.61, None),
+    (1000, 8000, 64, 320, 19.60, 2950.15, 195.87, None),
 ]
 
 
@@ -76,10 +77,11 @@ GAPS = {
 }
 
 
-def _cookbook(
-    prefix: str, model: str, tp: int, run: tuple[int, int, int, int, float, float, float]
-) -> CalibrationCase:
-    isl, osl, clients, prompts, tpot, tps, ttft = run
+Run = tuple[int, int, int, int, float, float, float, float | None]
+
+
+def _cookbook(prefix: str, model: str, tp: int, run: Run) -> CalibrationCase:
+    isl, osl, clients, prompts, tpot, tps, ttft, itl = run
     glm46 = model == "glm-4.6"
     return CalibrationCase(
         name=f"{prefix}-{isl // 1000}k{osl // 1000}k-c{clients}",
@@ -102,6 +104,7 @@ def _cookbook(
         num_prompts=prompts,
         uniform_lengths=True,
         median_tpot=True,
+        median_itl_ms=itl,
         unreachable=GAPS.get((model, isl, osl, clients), {}),
     )
 

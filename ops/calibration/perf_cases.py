@@ -73,6 +73,10 @@ class CalibrationCase:
     uniform_lengths: bool = False
     # Metrics ("tpot", "output_tps") the source reports as a median rather than a mean.
     median_tpot: bool = False
+    # The client's median inter-token latency, ms: with prompts interrupting only some
+    # steps, the decode step itself. A diagnostic (where the model's error sits), not held to
+    # the 10% bar; only replayed cases (num_prompts) are compared.
+    median_itl_ms: float | None = None
 
     @property
     def has_decode_figure(self) -> bool:

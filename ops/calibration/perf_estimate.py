@@ -8,14 +8,13 @@ then the summed, log-error over `perf_constants.FITTED_FIELDS` on the fit set (`
 how far that in-sample fit carries is measured leave-one-source-out (`loso`) and on the
 held-out runs (`held_out`).
 
-TensorRT-LLM runs are replayed with the SGLang profile minus its prefill stall: TensorRT-LLM's
-in-flight batching runs the context phase inside the generation step instead of stalling
-every running decode for a separate prefill forward (`replay_constants`).
+TensorRT-LLM runs are replayed on SGLang topologies with TensorRT-LLM's timing rule
+(`timing_rules.TRTLLM_TIMING`): its in-flight batching runs the context phase inside the
+generation step instead of stalling every running decode for a separate prefill forward.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,8 +22,8 @@ from dataclasses import dataclass
 from controlplane.capacity.perf_constants import FITTED, PerfConstants
 from controlplane.capacity.performance import performance_model
 from controlplane.capacity.steady_state import steady_state
+from controlplane.capacity.timing_rules import TRTLLM_TIMING, TimingRule
 from controlplane.spec import Topology
-from controlplane.spec.models import EngineKind
 from ops.calibration.closed_loop import Workload, replay
 from ops.calibration.perf_cases import CASES, CalibrationCase, topology_of
 
@@ -39,18 +38,22 @@ class CaseEstimate:
     tpot_ms: float
     ttft_ms: float
     output_tps: float
+    itl_ms: float | None = None  # the replay's median inter-token latency
+    concurrency: float | None = None  # the replay's mean concurrency (the drain included)
 
     def published(self, metric: str) -> float | None:
-        return {"tpot": self.case.tpot_ms, "ttft": self.case.ttft_ms,
-                "output_tps": self.case.output_tps}[metric]  # fmt: skip
+        case = self.case
+        return {"tpot": case.tpot_ms, "ttft": case.ttft_ms, "output_tps": case.output_tps,
+                "itl": case.median_itl_ms}[metric]  # fmt: skip
 
     def error(self, metric: str) -> float | None:
         """Relative error of the estimate (+ = model higher), None when nothing is published."""
         published = self.published(metric)
         if not published:
             return None
-        value = {"tpot": self.tpot_ms, "ttft": self.ttft_ms, "output_tps": self.output_tps}
-        return value[metric] / published - 1.0
+        value = {"tpot": self.tpot_ms, "ttft": self.ttft_ms, "output_tps": self.output_tps,
+                 "itl": self.itl_ms}[metric]  # fmt: skip
+        return None if value is None else value / published - 1.0
 
     def checked(self) -> dict[str, float]:
         """Errors of the metrics held to the 10% bar (published and reachable)."""
@@ -63,12 +66,9 @@ def decode_cases(cases: Iterable[CalibrationCase] = CASES) -> list[CalibrationCa
     return [case for case in cases if case.has_decode_figure]
 
 
-def replay_constants(case: CalibrationCase, constants: PerfConstants) -> PerfConstants:
-    """The constants a case is replayed with: TensorRT-LLM runs have no prefill stall."""
-    if not case.engine.startswith("TensorRT-LLM"):
-        return constants
-    stalls = {kind: 0.0 for kind in (EngineKind.SGLANG, EngineKind.VLLM)}
-    return dataclasses.replace(constants, prefill_stall_s=stalls)
+def replay_rule(case: CalibrationCase) -> TimingRule | None:
+    """The timing rule a case is replayed with (None: its replay engine's own)."""
+    return TRTLLM_TIMING if case.engine.startswith("TensorRT-LLM") else None
 
 
 def estimate(case: CalibrationCase, constants: PerfConstants = FITTED) -> CaseEstimate:
@@ -78,14 +78,17 @@ def estimate(case: CalibrationCase, constants: PerfConstants = FITTED) -> CaseEs
     topo = _TOPOLOGIES.get(case.name)
     if topo is None:
         topo = _TOPOLOGIES[case.name] = topology_of(case)
-    model = performance_model(topo, replay_constants(case, constants))
+    model = performance_model(topo, constants, replay_rule(case))
     if case.num_prompts:
         workload = Workload(
             case.concurrency, case.num_prompts, case.isl, case.osl, case.uniform_lengths
         )
         run = replay(model, workload)
         tpot = run.median_tpot_s if case.median_tpot else run.mean_tpot_s
-        return CaseEstimate(case, tpot * 1e3, run.mean_ttft_s * 1e3, run.output_tokens_per_s)
+        return CaseEstimate(
+            case, tpot * 1e3, run.mean_ttft_s * 1e3, run.output_tokens_per_s,
+            run.median_itl_s * 1e3, run.mean_concurrency,
+        )  # fmt: skip
     state = steady_state(model, case.concurrency, case.isl, case.osl)
     return CaseEstimate(case, state.tpot_s * 1e3, state.ttft_s * 1e3, state.output_tokens_per_s)
 

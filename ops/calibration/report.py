@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from ops.calibration.held_out import HELD_OUT, SETS
 from ops.calibration.loso import log_rms
 from ops.calibration.perf_cases import CASES, CalibrationCase
-from ops.calibration.perf_estimate import decode_cases, estimate
+from ops.calibration.perf_estimate import METRICS, TOLERANCE, decode_cases, estimate
 
 
 def _pct(value: float | None) -> str:
@@ -63,6 +63,47 @@ def held_out_markdown() -> str:
     return runs_markdown(HELD_OUT)
 
 
+def held_out_by_source_markdown(cases: Iterable[CalibrationCase] = HELD_OUT) -> str:
+    """Per held-out source: every published TPOT and output tokens/s figure (those not held
+    to 10% included), how many are within 10%, the worst and the RMS error."""
+    by_source: dict[str, tuple[str, list[float]]] = {}
+    for case in decode_cases(cases):
+        found = estimate(case)
+        errors = [e for e in (found.error(m) for m in METRICS) if e is not None]
+        gpus, kept = by_source.setdefault(case.source, (f"{case.gpus} x {case.gpu}", []))
+        kept.extend(errors)
+    lines = [
+        "| held-out source | GPUs | figures | within 10% | worst | RMS |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for source, (gpus, errors) in by_source.items():
+        within = sum(abs(e) <= TOLERANCE for e in errors)
+        worst = max(errors, key=abs) if errors else None
+        lines.append(
+            f"| <{source}> | {gpus} | {len(errors)} | {within} | {_pct(worst)}"
+            f" | {log_rms(errors) * 100:.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def decode_step_markdown() -> str:
+    """Published median inter-token latency (the decode step) against the replay's, for the
+    runs whose page gives it: where the model's error at load sits."""
+    lines = [
+        "| run | clients | mean concurrency | median ITL ms (pub) | model | error |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for case in (*HELD_OUT, *SETS["prefill_stall_s"]):
+        if case.median_itl_ms is None:
+            continue
+        found = estimate(case)
+        lines.append(
+            f"| [{case.name}]({case.source}) | {case.concurrency} | {_num(found.concurrency, 1)}"
+            f" | {case.median_itl_ms:.2f} | {_num(found.itl_ms, 2)} | {_pct(found.error('itl'))} |"
+        )
+    return "\n".join(lines)
+
+
 def stall_source_markdown() -> str:
     return runs_markdown(SETS["prefill_stall_s"])
 
@@ -71,7 +112,9 @@ def main(argv: list[str]) -> int:
     del argv
     for title, table in (
         ("In-sample (fit set)", in_sample_markdown()),
+        ("Held out, per source", held_out_by_source_markdown()),
         ("Held out", held_out_markdown()),
+        ("Decode step (median ITL)", decode_step_markdown()),
         ("Source of the SGLang prefill stall (not held out)", stall_source_markdown()),
     ):
         print(f"## {title}\n\n{table}\n")

@@ -69,3 +69,21 @@ def test_prefill_passes_respect_the_budget(model) -> None:  # type: ignore[no-un
     replay(spy, Workload(32, 64, 3000, 50))  # type: ignore[arg-type]
     assert sum(spy.passes) == 64 * 3000
     assert max(spy.passes) <= max(PREFILL_BUDGET_TOKENS, 3000)
+
+
+def test_one_client_sees_the_decode_step_as_its_inter_token_latency(model) -> None:  # type: ignore[no-untyped-def]
+    """Alone, a request's tokens come one decode step apart; the median gap is the step at the
+    middle of its context."""
+    run = replay(model, Workload(1, 3, 1000, 201))
+    middle = model.decode_step_seconds(1, 1000 + 100)
+    assert run.median_itl_s == pytest.approx(middle, rel=1e-3)
+    assert len(run.tpots) == 3
+
+
+def test_prefill_passes_stretch_the_tail_not_the_median(model) -> None:  # type: ignore[no-untyped-def]
+    """With short answers prompts interrupt few of a request's steps: the median gap stays a
+    decode step while the mean TPOT carries the prefill passes."""
+    run = replay(model, Workload(16, 160, 1000, 200))
+    step = model.decode_step_seconds(16, 16 * 1100)
+    assert run.median_itl_s == pytest.approx(step, rel=0.05)
+    assert run.mean_tpot_s > run.median_itl_s

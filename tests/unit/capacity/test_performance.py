@@ -32,8 +32,8 @@ def test_decode_is_never_faster_than_reading_active_weights() -> None:
     # Batch 1 touches at least the active parameters once (FP8: 1 byte each), plus the
     # per-layer latency floor; it costs no more than all terms added up.
     floor = arch.active_params() * 1.0 / (topo.gpu.hbm_bandwidth * topo.tp)
-    latency = arch.num_layers * FITTED.layer_floor(topo.engine)
-    overhead = FITTED.step_overhead(topo.engine) + FITTED.per_sequence_s
+    latency = arch.num_layers * FITTED.layer_floor(topo.gpu.name)
+    overhead = FITTED.step_overhead_s + FITTED.per_sequence_s
     step = model.decode_step_seconds(1, 1)
     assert step > floor + latency
     assert step < floor / HBM_EFFICIENCY * 3 + latency + overhead + 2 * arch.num_layers * 1e-4

@@ -10,15 +10,14 @@ import math
 from typing import Any
 
 from controlplane.capacity.perf_constants import FITTED
-from controlplane.spec.models import EngineKind
 from ops.calibration.fit import GRID, constants_at, score
 from ops.calibration.perf_estimate import TOLERANCE
 
 
 def _fitted_point() -> dict[str, Any]:
     return {
-        "step_s": FITTED.step_overhead_s[EngineKind.SGLANG],
-        "layer_s": FITTED.layer_floor_s[EngineKind.SGLANG],
+        "step_s": FITTED.step_overhead_s,
+        "layer_s": FITTED.layer_floor_s,
         "b200_floor_scale": FITTED.layer_floor_gpu_scale["B200"],
         "per_sequence_s": FITTED.per_sequence_s,
         "a2a_latency_intra_s": FITTED.a2a_latency_intra_s,

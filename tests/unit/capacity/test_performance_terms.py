@@ -10,7 +10,6 @@ from controlplane.capacity import constants as c
 from controlplane.capacity.perf_constants import FITTED
 from controlplane.capacity.performance import acceptance_length, performance_model
 from controlplane.capacity.steady_state import steady_state
-from controlplane.spec.models import EngineKind
 from tests.unit.capacity.conftest import make_topology
 
 NO_MTP = {"algorithm": "none"}
@@ -61,17 +60,18 @@ def test_attention_reads_grow_with_context_and_halve_with_an_fp8_cache() -> None
     assert 0.5 * bf16 < fp8 < 0.6 * bf16
 
 
-def test_layer_floor_and_step_overhead_are_per_engine_constants() -> None:
+def test_layer_floor_and_step_overhead_add_to_every_step() -> None:
+    """One layer floor per decoder layer and one step overhead per step, whatever the engine
+    (the fit gives both one value: engine scheduling differences live in timing_rules)."""
     layers = _glm46().arch.num_layers
-    wide = dataclasses.replace(
-        FITTED,
-        layer_floor_s={EngineKind.SGLANG: 100e-6, EngineKind.VLLM: 150e-6},
-        step_overhead_s={EngineKind.SGLANG: 1e-3, EngineKind.VLLM: 2e-3},
-    )
-    sglang = performance_model(_glm46(engine={"kind": "sglang"}), wide)
-    vllm = performance_model(_glm46(engine={"kind": "vllm"}), wide)
-    gap = vllm.decode_step_seconds(1, 100) - sglang.decode_step_seconds(1, 100)
-    assert gap == pytest.approx(layers * 50e-6 + 1e-3, rel=1e-6)
+    wide = dataclasses.replace(FITTED, layer_floor_s=150e-6, step_overhead_s=2e-3)
+    narrow = dataclasses.replace(FITTED, layer_floor_s=100e-6, step_overhead_s=1e-3)
+    for engine in ("sglang", "vllm"):
+        topo = _glm46(engine={"kind": engine})
+        gap = performance_model(topo, wide).decode_step_seconds(1, 100) - performance_model(
+            topo, narrow
+        ).decode_step_seconds(1, 100)
+        assert gap == pytest.approx(layers * 50e-6 + 1e-3, rel=1e-6)
 
 
 def test_mtp_acceptance_compounds_per_position() -> None:

@@ -50,7 +50,7 @@ def test_search_with_a_workload_names_the_winner_and_why(glmctl: Glmctl) -> None
         "-o", "json",
     )  # fmt: skip
     data = json.loads(result.out)
-    # Which layout wins 8k/512 is an open question of the performance model (see
+    # Which layout wins is the performance model's to say (it is PD for 8k/512:
     # tests/unit/capacity/test_pd_compare.py::test_long_prompts_favour_pd); the command
     # names a winner and a reason that agree.
     opening = {"disaggregated": "PD wins", "colocated": "colocated serving wins"}

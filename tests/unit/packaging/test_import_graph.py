@@ -31,14 +31,10 @@ ENGINES = "controlplane/engines/"
 KIND_NAMES = {kind.name for kind in EngineKind}
 KIND_VALUES = {kind.value for kind in EngineKind}
 
-# Modules outside engines/ still allowed to compare engine kinds, each with why. A stale
-# entry (the module no longer compares one) fails `test_the_allowlist_is_not_stale`.
-ALLOWED = {
-    # The calibration branch owns the performance model (per-engine step overheads and
-    # speculative verify counts); capacity sits below engines/ too.
-    "controlplane/capacity/performance.py": "calibration branch: per-engine timing terms",
-    "controlplane/capacity/perf_constants.py": "calibration branch: per-engine constants",
-}
+# Modules outside engines/ still allowed to compare engine kinds, each with why (none
+# left: capacity, catalog and spec ask rule objects the profiles name). A stale entry
+# (the module no longer compares one) fails `test_the_allowlist_is_not_stale`.
+ALLOWED: dict[str, str] = {}
 
 
 # ----- the import graph ------------------------------------------------------------------
