@@ -32,15 +32,13 @@ from controlplane.observe.alerts import QUEUE_PER_REPLICA, alert
 W = "1m"  # rules.RATE_WINDOW (not imported: rules.py imports this module)
 KV_TRANSFER_SLOW_S = 1.0  # half the default TTFT objective (slo.ttft_p99 2 s) in transfer
 TRANSFER_FAILURES_PER_S = 0.0  # any sustained failure: each one is a failed request
-QUEUE, POOL = "queue", "pool"
+QUEUE, POOL, FLAVOR = "queue", "pool", "flavor"
 
 
-def _rule(record: str, expr: str) -> dict[str, str]:
-    return {"record": record, "expr": expr}
-
-
-def _labelled(expr: str, label: str, value: str) -> str:
-    return f'label_replace({expr}, "{label}", "{value}", "", "")'
+def _rule(record: str, expr: str, engine: pm.PdMetrics, **labels: str) -> dict[str, Any]:
+    """A recording rule whose series carry `flavor` (one rule per engine and name: promtool
+    rejects rules that record the same name with the same labels) and `labels`."""
+    return {"record": record, "expr": expr, "labels": {FLAVOR: engine.flavor, **labels}}
 
 
 def _pool_sel(engine: pm.PdMetrics, name: str, pool: str) -> str:
@@ -56,7 +54,7 @@ def _backlog(engine: pm.PdMetrics, pool: str) -> str:
     if pool == pm.DECODE:
         prealloc = [q.name for q in engine.queues if q.stage == "decode_prealloc"]
         if prealloc:
-            return f"sum by (deployment) ({prealloc[0]})"
+            return f"sum by (deployment) ({_pool_sel(engine, prealloc[0], pool)})"
     return _waiting(engine, pool)
 
 
@@ -65,46 +63,46 @@ def _replicas(engine: pm.PdMetrics, pool: str) -> str:
     return f"count by (deployment) ({per_replica})"
 
 
-def _queue_rules(engine: pm.PdMetrics) -> list[dict[str, str]]:
-    rules = [
-        _rule("glmctl:pd_queue_requests", _labelled(f"sum by (deployment) ({q.name})", QUEUE,
-                                                    q.stage))
-        for q in engine.queues
-    ]  # fmt: skip
+def _queue_rules(engine: pm.PdMetrics) -> list[dict[str, Any]]:
+    rules = []
+    for q in engine.queues:  # only a PD pool's replicas: colocated SGLang exports them too
+        depth = f"sum by (deployment) ({_pool_sel(engine, q.name, q.pool)})"
+        rules.append(_rule("glmctl:pd_queue_requests", depth, engine, queue=q.stage))
     for pool in (pm.PREFILL, pm.DECODE):
-        expr = _labelled(_waiting(engine, pool), QUEUE, f"{pool}_waiting")
-        rules.append(_rule("glmctl:pd_queue_requests", expr))
+        queue = f"{pool}_waiting"
+        rules.append(_rule("glmctl:pd_queue_requests", _waiting(engine, pool), engine, queue=queue))
     return rules
 
 
-def _pool_rules(engine: pm.PdMetrics) -> list[dict[str, str]]:
+def _pool_rules(engine: pm.PdMetrics) -> list[dict[str, Any]]:
     rules = []
     for pool in (pm.PREFILL, pm.DECODE):
         replicas = _replicas(engine, pool)
-        rules.append(_rule("glmctl:pd_pool_replicas", _labelled(replicas, POOL, pool)))
+        rules.append(_rule("glmctl:pd_pool_replicas", replicas, engine, pool=pool))
         per_replica = f"{_backlog(engine, pool)} / {replicas}"
-        rules.append(_rule("glmctl:pd_backlog_per_replica", _labelled(per_replica, POOL, pool)))
+        rules.append(_rule("glmctl:pd_backlog_per_replica", per_replica, engine, pool=pool))
     ratio = f"{_replicas(engine, pm.PREFILL)} / {_replicas(engine, pm.DECODE)}"
-    rules.append(_rule("glmctl:pd_prefill_per_decode", ratio))
+    rules.append(_rule("glmctl:pd_prefill_per_decode", ratio, engine))
     return rules
 
 
-def _transfer_rules(engine: pm.PdMetrics) -> list[dict[str, str]]:
+def _transfer_rules(engine: pm.PdMetrics) -> list[dict[str, Any]]:
     hist = engine.transfer_latency
     rate = f"sum by (deployment, le) (rate({hist.name}_bucket[{W}]))"
     p99 = f"histogram_quantile(0.99, {rate})"
     if engine.transfer_latency_unit_s != 1.0:
         p99 = f"{p99} * {engine.transfer_latency_unit_s:g}"
-    failures = " or ".join(f"rate({name}[{W}])" for name in engine.transfer_failures)
+    names = "|".join(engine.transfer_failures)  # one selector: `or` would drop equal labels
+    failures = f'sum by (deployment) (rate({{__name__=~"{names}"}}[{W}]))'
     return [
-        _rule("glmctl:pd_kv_transfer_seconds:p99", p99),
-        _rule(f"glmctl:pd_kv_transfer_failures:rate{W}", f"sum by (deployment) ({failures})"),
+        _rule("glmctl:pd_kv_transfer_seconds:p99", p99, engine),
+        _rule(f"glmctl:pd_kv_transfer_failures:rate{W}", failures, engine),
     ]
 
 
-def pd_recording_rules() -> list[dict[str, str]]:
+def pd_recording_rules() -> list[dict[str, Any]]:
     """The PD recording rules (one rule group), for every engine in PD_ENGINES."""
-    rules: list[dict[str, str]] = []
+    rules: list[dict[str, Any]] = []
     for engine in pm.PD_ENGINES:
         rules += _queue_rules(engine) + _pool_rules(engine) + _transfer_rules(engine)
     return rules
