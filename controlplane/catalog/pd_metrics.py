@@ -106,7 +106,8 @@ VLLM_0_32_NIXL = PdMetrics(
     transfer_latency_unit_s=1.0,
     transfer_failures=("vllm:nixl_num_failed_transfers_total",),
     transfer_bytes=HistogramNames(
-        "vllm:nixl_bytes_transferred", tuple(float(2 ** (10 + i)) for i in range(1, 25, 2)),
+        "vllm:nixl_bytes_transferred",
+        tuple(float(2 ** (10 + i)) for i in range(1, 25, 2)),
         _V_LABELS,
     ),
     waiting=VLLM_0_32.waiting,

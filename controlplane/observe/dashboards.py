@@ -3,8 +3,9 @@
 Five dashboards: fleet overview, router, capacity and scaling, per-replica drill-down by
 node rank, and the prefill/decode pools (observe/pd.py). Every query reads catalogue names
 (mostly the glmctl:engine_* recording rules, so one panel serves SGLang, vLLM and the
-simulator) and uses histogram rates, never all-time averages. `render_dashboards()` is what `glmctl dashboards render` writes to
-ops/dashboards/ and what the Kubernetes renderer puts in a ConfigMap.
+simulator) and uses histogram rates, never all-time averages. `render_dashboards()` is
+what `glmctl dashboards render` writes to ops/dashboards/ and what the Kubernetes renderer
+puts in a ConfigMap.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ ratio, not the total, is wrong; the alert names the pool to grow).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from controlplane.catalog import pd_metrics as pm
@@ -154,7 +155,7 @@ def pd_alerts() -> list[dict[str, Any]]:
     ]
 
 
-def pd_panels() -> list[tuple[str, str, list[tuple[str, str]]]]:
+def pd_panels() -> list[tuple[str, str, Sequence[tuple[str, str]]]]:
     """Panels of the PD dashboard: (title, unit, [(PromQL, legend)])."""
     dep = 'deployment=~"$deployment"'
     return [

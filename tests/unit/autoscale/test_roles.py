@@ -91,7 +91,10 @@ def test_each_pool_reads_only_its_own_endpoints() -> None:
     endpoints["c0"] = endpoint("")
     load = {e: json.dumps({"running": 1, "ts": 100.0}) for e in endpoints}
     seen = {
-        role: [r.endpoint_id for r in replica_signals(endpoints, {}, load, set(), {}, "app", 100.0, role)]
+        role: [
+            r.endpoint_id
+            for r in replica_signals(endpoints, {}, load, set(), {}, "app", 100.0, role)
+        ]
         for role in ("", PREFILL, DECODE)
     }
     assert seen == {"": ["c0"], PREFILL: ["p0"], DECODE: ["d0", "d1"]}
