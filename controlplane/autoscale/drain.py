@@ -8,6 +8,10 @@ Leaving (scale-down, replacement, update, delete), in this order:
 3. wait until no router has a request in flight to it and the engine runs none, up to the
    drain timeout (the plan's `graceful_shutdown_s`, derived from the topology);
 4. the caller deregisters it and stops the engine.
+In a PD deployment each pool drains on its own terms (pd_drain.py): the peer of step 1 is
+a replica of the same pool, and step 3 also waits until the engine holds no request in
+KV transfer: a prefill replica keeps serving bootstrap and transfer until its in-flight
+rooms are done, a decode replica until the KV it receives has landed and decoded.
 A replica that failed (engine exited, worker actor or node lost) skips 1 and 3: it is
 marked draining the moment the failure is seen, so no router sends it anything more.
 
@@ -44,13 +48,20 @@ def shutdown_budget_s(drain_s: float) -> float:
 def has_peer(
     endpoints: dict[str, str], health: dict[str, str], draining: set[str], endpoint_id: str
 ) -> bool:
-    """Another endpoint serves the same model, healthy and not draining (pure)."""
+    """Another endpoint serves the same model in the same PD pool (`pd`, "" colocated),
+    healthy and not draining (pure)."""
     mine = endpoints.get(endpoint_id)
     if mine is None:
         return False
-    model = json.loads(mine)["model"]
+    info = json.loads(mine)
+    pool = (info["model"], info.get("pd", ""))
     for other, raw in endpoints.items():
-        if other == endpoint_id or other in draining or json.loads(raw)["model"] != model:
+        theirs = json.loads(raw)
+        if (
+            other == endpoint_id
+            or other in draining
+            or (theirs["model"], theirs.get("pd", "")) != pool
+        ):
             continue
         if json.loads(health.get(other, "{}")).get("ok", True):
             return True

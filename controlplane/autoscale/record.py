@@ -17,6 +17,12 @@ from controlplane.autoscale.policy import Decision
 from controlplane.router.scripts import AUTOSCALE, AUTOSCALE_COUNT
 
 
+def record_key(deployment: str, role: str = "") -> str:
+    """Where one group's readings go: the deployment's name, `<name>/<pool>` for a PD pool
+    (each pool's policy records its own, so `glmctl status` shows both)."""
+    return f"{deployment}/{role}" if role else deployment
+
+
 def decision_record(
     decision: Decision, running: int, max_replicas: int, now: float, overflow: int = 0
 ) -> str:

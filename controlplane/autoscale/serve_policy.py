@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from controlplane.autoscale.policy import Decision, PolicyConfig, PolicyState, decide
-from controlplane.autoscale.record import write_decision
+from controlplane.autoscale.record import record_key, write_decision
 
 POLICY_PATH = "controlplane.autoscale.serve_policy:EngineSignalPolicy"
 POLL_S = 1.0
@@ -30,10 +30,19 @@ STATE_KEY = "glmctl"
 
 
 def serve_autoscaling_config(
-    policy: dict[str, Any], redis_url: str, namespace: str, deployment: str, app: str
+    policy: dict[str, Any],
+    redis_url: str,
+    namespace: str,
+    deployment: str,
+    app: str,
+    role: str = "",
 ) -> dict[str, Any]:
     """Serve's `autoscaling_config` running this policy with `policy` (a PolicyConfig as
-    a dict, with min_replicas / max_replicas / initial_replicas) (pure)."""
+    a dict, with min_replicas / max_replicas / initial_replicas) (pure). `role` is the
+    group's PD pool (`EngineGroupPlan.pd`): its policy reads and scales that pool only;
+    "" (colocated) adds nothing, so colocated renders stay as they were."""
+    if role:
+        policy = {**policy, "role": role}
     return {
         "min_replicas": policy["min_replicas"],
         "max_replicas": policy["max_replicas"],
@@ -100,7 +109,7 @@ class EngineSignalPolicy:
             write_decision(
                 self.reader.client,
                 self.namespace,
-                self.deployment,
+                record_key(self.deployment, self.config.role),
                 decision,
                 len(signals.replicas),
                 self.config.max_replicas,
@@ -114,5 +123,5 @@ class EngineSignalPolicy:
             from controlplane.settings import get_settings
 
             url = self.redis_url or get_settings().redis_url_with_password() or ""
-            self.reader = SignalReader(url, self.namespace, self.app)
+            self.reader = SignalReader(url, self.namespace, self.app, self.config.role)
         return self.reader

@@ -11,6 +11,11 @@ hashes, which count every endpoint a request went to). The namespace is the
 deployment's own, so its overflow endpoints serve only this deployment. Pool externals
 are left out: they share load by design. Two Redis round trips per reading; nothing on
 the request path.
+
+A PD pool's policy reads only its own pool: endpoints whose `EndpointInfo.pd` is the
+policy's role (`PolicyConfig.role`; "" the colocated replicas). ITL p99 comes the same
+way as TTFT from the routers' `glmctl_router_itl_seconds` histogram where the routers
+export one (None otherwise: the decode role then scales on KV usage and running only).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from controlplane.router.metrics import LATENCY_BUCKETS
 from controlplane.router.scripts import DRAINING
 
 TTFT_HISTOGRAM = "glmctl_router_ttft_seconds"
+ITL_HISTOGRAM = "glmctl_router_itl_seconds"
 LOAD_STALE_S = 10.0  # a load snapshot older than this is no signal (its prober is gone)
 TTFT_MIN_SAMPLES = 5  # fewer first tokens in an interval: no TTFT signal
 
@@ -50,14 +56,16 @@ def quantile_from_buckets(counts: list[float], quantile: float) -> float | None:
 
 @dataclass
 class TtftWindow:
-    """TTFT p99 of the first tokens since the previous reading (histogram deltas)."""
+    """p99 of a routers' latency histogram (TTFT by default) since the previous reading
+    (histogram deltas)."""
 
     previous: list[float] = field(default_factory=list)
+    histogram: str = TTFT_HISTOGRAM
 
     def update(self, exports: list[dict[str, Any]]) -> float | None:
         current: list[float] = []
         for export in exports:
-            data = export.get("histograms", {}).get(TTFT_HISTOGRAM, [])
+            data = export.get("histograms", {}).get(self.histogram, [])
             if len(current) < len(data):
                 current += [0.0] * (len(data) - len(current))
             for index, value in enumerate(data):
@@ -78,12 +86,13 @@ def replica_signals(
     inflight: dict[str, int],
     app: str,
     now: float,
+    pd: str = "",
 ) -> tuple[ReplicaSignal, ...]:
-    """Serving replicas of `app` from raw Redis hashes (pure)."""
+    """Serving replicas of `app` in pool `pd` ("" colocated) from raw Redis hashes (pure)."""
     out = []
     for endpoint_id, raw in sorted(endpoints.items()):
         info = json.loads(raw)
-        if info.get("group") != app or endpoint_id in draining:
+        if info.get("group") != app or info.get("pd", "") != pd or endpoint_id in draining:
             continue
         if not json.loads(health.get(endpoint_id, "{}")).get("ok", True):
             continue
@@ -115,13 +124,15 @@ def overflow_inflight(endpoints: dict[str, Any], inflight: dict[str, int]) -> in
 class SignalReader:
     """Reads one deployment's signals from Redis (sync; the Serve controller calls it)."""
 
-    def __init__(self, redis_url: str, namespace: str, app: str) -> None:
+    def __init__(self, redis_url: str, namespace: str, app: str, pd: str = "") -> None:
         from controlplane.store.redis import sync_client
 
         self.client = sync_client(redis_url, socket_timeout=0.5)
         self.ns = namespace
         self.app = app
+        self.pd = pd
         self.ttft = TtftWindow()
+        self.itl = TtftWindow(histogram=ITL_HISTOGRAM)
 
     def read(self) -> Signals:
         """One reading; raises redis errors (the caller holds its decision on them)."""
@@ -154,9 +165,10 @@ class SignalReader:
             inflight,
             self.app,
             time.time(),
+            self.pd,
         )
-        overflow = overflow_inflight(registered, inflight)
-        return Signals(replicas, self.ttft.update(exports), overflow)
+        overflow = overflow_inflight(registered, inflight) if not self.pd else 0
+        return Signals(replicas, self.ttft.update(exports), overflow, self.itl.update(exports))
 
     def close(self) -> None:
         self.client.close()

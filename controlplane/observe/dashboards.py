@@ -1,10 +1,11 @@
 """Grafana dashboards as code (grafana-foundation-sdk, Grafana 11.6 flavour; the `ops` extra).
 
-Four dashboards: fleet overview, router, capacity and scaling, per-replica drill-down by
-node rank. Every query reads catalogue names (mostly the glmctl:engine_* recording rules,
-so one panel serves SGLang, vLLM and the simulator) and uses histogram rates, never
-all-time averages. `render_dashboards()` is what `glmctl dashboards render` writes to
-ops/dashboards/ and what the Kubernetes renderer puts in a ConfigMap.
+Five dashboards: fleet overview, router, capacity and scaling, per-replica drill-down by
+node rank, and the prefill/decode pools (observe/pd.py). Every query reads catalogue names
+(mostly the glmctl:engine_* recording rules, so one panel serves SGLang, vLLM and the
+simulator) and uses histogram rates, never all-time averages. `render_dashboards()` is
+what `glmctl dashboards render` writes to ops/dashboards/ and what the Kubernetes renderer
+puts in a ConfigMap.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from controlplane.observe import catalog as cat
+from controlplane.observe.pd import pd_panels
 
 DATASOURCE = "${datasource}"
 SEL = 'deployment=~"$deployment",model=~"$model"'
@@ -165,6 +167,7 @@ DASHBOARDS = {
     "glmctl-router": ("router.json", "glmctl / Router", router_panels),
     "glmctl-capacity": ("capacity-scaling.json", "glmctl / Capacity and scaling", capacity_panels),
     "glmctl-replica": ("replica-drilldown.json", "glmctl / Replica drill-down", replica_panels),
+    "glmctl-pd": ("pd-disaggregation.json", "glmctl / Prefill-decode pools", pd_panels),
 }
 
 

@@ -22,6 +22,7 @@ from controlplane.catalog import engine_metrics as mn
 from controlplane.observe import catalog as cat
 from controlplane.observe.alerts import alert as _alert
 from controlplane.observe.alerts import operational_alerts
+from controlplane.observe.pd import pd_alerts, pd_recording_rules
 from controlplane.router.metrics import BAD_OUTCOMES, REQUESTS
 from controlplane.spec.models import SloSpec
 
@@ -97,6 +98,7 @@ def recording_rules() -> dict[str, Any]:
         "groups": [
             {"name": "glmctl-engine", "rules": _engine_rules() + _ratio_rules()},
             {"name": "glmctl-deployment", "rules": _deployment_rules()},
+            {"name": "glmctl-pd", "rules": pd_recording_rules()},
         ]
     }
 
@@ -231,5 +233,5 @@ def alert_rules(slo: SloSpec, deployment: str | None = None) -> dict[str, Any]:
         {"name": f"glmctl-slo-alerts{suffix}", "rules": _burn_alerts(slo, match)},
     ]
     if not deployment:
-        groups.append({"name": "glmctl-operations", "rules": operational_alerts()})
+        groups.append({"name": "glmctl-operations", "rules": operational_alerts() + pd_alerts()})
     return {"groups": groups}

@@ -78,6 +78,18 @@ class AutoscalingPlan(_Frozen):
     downscale_cooldown_s: float = 300.0
     tolerance: float = 0.1
     max_scale_up_rate: float = 2.0
+    scale_to_min_s: float = 300.0
+    itl_slo_s: float = 0.05
+
+    @model_serializer(mode="wrap")
+    def _without_new_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Plans that leave these at their defaults serialise (digest, render) as before.
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in ("scale_to_min_s", "itl_slo_s"):
+                if data.get(name) == type(self).model_fields[name].default:
+                    data.pop(name, None)
+        return data
 
 
 class EngineGroupPlan(_Frozen):

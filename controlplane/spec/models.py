@@ -176,6 +176,9 @@ class ReplicaSpec(StrictModel):
         return value
 
 
+SCALE_TO_MIN_S = 300.0  # AutoscalingSpec.scale_to_min_s default (reasons in its description)
+
+
 class AutoscalingSpec(StrictModel):
     """Scale replicas on engine signals between replicas.min and replicas.max.
 
@@ -233,6 +236,20 @@ class AutoscalingSpec(StrictModel):
         ge=1.0,
         description="At most this factor more replicas per scale-up (AIBrix: 2).",
     )
+    scale_to_min_s: float = Field(
+        SCALE_TO_MIN_S,
+        gt=0,
+        description="Once the load has allowed a scale-down for this long without a break,"
+        " go straight to the replicas it needs (the minimum when idle), cooldowns aside;"
+        " at least `downscale_delay_s`. 300 s: the Kubernetes HPA's (and so KEDA's)"
+        " default scale-down window, which also returns to the minimum in one step;"
+        " Ray Serve waits 600 s, NVIDIA Dynamo's SLA planner re-sizes every 180 s.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_default_scale_to_min(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Specs that keep the default serialise (plan, digest, render) as before it existed.
+        return drop_if(handler(self), "scale_to_min_s", SCALE_TO_MIN_S)
 
 
 class SloSpec(StrictModel):

@@ -313,6 +313,21 @@ def _resolve_speculative(s: TopologySpec, entry: ModelEntry, problems: list[Prob
         )
 
 
+def _check_scale_to_min(auto: AutoscalingSpec | None, problems: list[Problem]) -> None:
+    # The deadline that returns to the minimum may not cut the stabilisation window short.
+    if auto is not None and auto.scale_to_min_s < auto.downscale_delay_s:
+        problems.append(
+            Problem(
+                ("autoscaling", "scale_to_min_s"),
+                f"scale_to_min_s {auto.scale_to_min_s:g} is shorter than downscale_delay_s"
+                f" {auto.downscale_delay_s:g}: the load must stay low for the whole"
+                " stabilisation window before any scale-down.",
+                f"set `scale_to_min_s` to at least {auto.downscale_delay_s:g}, or lower"
+                " `downscale_delay_s`.",
+            )
+        )
+
+
 def _resolve_replicas(s: TopologySpec, problems: list[Problem]) -> None:
     r = s.replicas
     if r.max is None:
@@ -337,6 +352,7 @@ def _resolve_replicas(s: TopologySpec, problems: list[Problem]) -> None:
         )
     if s.autoscaling is None and r.max > r.min:
         s.autoscaling = AutoscalingSpec()
+    _check_scale_to_min(s.autoscaling, problems)
     if s.cluster.nodes is None:
         g = s.gpus
         assert g.nodes is not None

@@ -60,6 +60,7 @@ def engine_options(
             router_namespace(plan.name),
             plan.name,
             engine_app_name(plan),
+            role=group.pd,
         )
     return options
 

@@ -20,6 +20,7 @@ from controlplane.observe.alerts import operational_alerts, runbook_slug
 from controlplane.observe.rules import alert_rules, recording_rules
 from controlplane.spec.models import SloSpec
 from tests.unit.observe.engine_layouts import SGLANG, VLLM, Layout
+from tests.unit.observe.pd_cases import PD_CASES
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing")
 
@@ -135,6 +136,7 @@ CASES: dict[str, tuple[list, list, str, dict[str, str]]] = {
     "GlmctlAvailabilityBudgetBurnFast": (_requests(100), _requests(0), "20m", KEY),
     "GlmctlAvailabilityBudgetBurnSlow": (_requests(10), _requests(0), "60m", KEY),
 }  # fmt: skip
+CASES.update(PD_CASES)
 
 
 def _rule_files(tmp_path: Path) -> list[str]:
