@@ -93,6 +93,10 @@ class Sequence:
     last_emit: float = 0.0
     last_model_emit: float = 0.0  # scheduled end of the step that emitted last (model s)
     aborted: bool = False
+    stream: bool = False  # the request streams (SGLang's `is_streaming` label)
+    # A PD decode replica got this prompt's KV from its prefill replica (engines/sim/pd.py):
+    # only the last prompt token is computed here, as for a full prefix hit.
+    transferred: bool = False
 
 
 @dataclass
@@ -255,6 +259,8 @@ class Scheduler:
             seq.blocks = blocks
             # At least one token is always computed, as the engines recompute the last one.
             seq.cached = min(hits * block, seq.prompt_tokens - 1)
+            if seq.transferred:
+                seq.cached = seq.prompt_tokens - 1
             seq.prefilled = seq.cached
             m = self.metrics
             m.prefix_queries += seq.prompt_tokens
@@ -279,7 +285,9 @@ class Scheduler:
                 self.prefilling.remove(seq)
                 self.metrics.prompt_tokens += seq.prompt_tokens
                 end, length = self._model_step
-                self.metrics.log_ttft(now - seq.arrival, max(end - seq.arrival, length))
+                self.metrics.log_ttft(
+                    now - seq.arrival, max(end - seq.arrival, length), seq.stream
+                )
                 produced += 1
                 self._emit(seq, 1, now)
                 if seq.generated < seq.output_tokens:
@@ -322,7 +330,9 @@ class Scheduler:
         seq.mailbox.put((seq.index, start, seq.generated, seq.finish_reason if done else None))
         if done:
             self._release(seq, seq.finish_reason)
-            self.metrics.e2e.observe(now - seq.arrival)
+            self.metrics.log_finished(
+                seq.stream, seq.prompt_tokens, seq.generated, now - seq.arrival
+            )
 
     def _release(self, seq: Sequence, reason: str) -> None:
         if seq.blocks:

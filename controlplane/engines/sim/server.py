@@ -44,6 +44,11 @@ class SimOptions:
     trtllm_stats_wait_s: float = 0.0
     api_key: str | None = None  # require it as `Authorization: Bearer` (a hosted API)
     kv_events: KvEventsConfig | None = None  # vLLM's --kv-events-config (engines/sim/kv_events.py)
+    # Prefill/decode disaggregation (engines/sim/pd.py): this replica's pool, the KV
+    # transfer link speed per link (Gb/s) and how long one side waits for the other (s).
+    pd_role: str | None = None
+    pd_link_gbps: float = 400.0
+    pd_timeout_s: float = 300.0
 
 
 def topology_from_json(text: str) -> Topology:
@@ -97,12 +102,23 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
 
         publisher = KvEventPublisher(options.kv_events, limits.text.token_ids, BLOCK_TOKENS)
         scheduler.kv.listener = publisher
-    return SimApp(scheduler, info, options.api_key, options.trtllm_stats_wait_s, publisher)
+    app = SimApp(scheduler, info, options.api_key, options.trtllm_stats_wait_s, publisher)
+    if options.pd_role:
+        from controlplane.engines.sim.pd import pd_config
+        from controlplane.engines.sim.pd_serve import PdSide
+
+        cfg = pd_config(topo, options.pd_role, flavor, options.pd_link_gbps,
+                        options.pd_timeout_s, config.time_scale)  # fmt: skip
+        app.pd = PdSide(cfg, "127.0.0.1", 0)  # `serve` sets where it listens
+    return app
 
 
 def serve(app: SimApp, host: str = "127.0.0.1", port: int = 8100) -> None:
     """Serve until interrupted: uvicorn with uvloop and httptools, no access log."""
     import uvicorn
+
+    if app.pd is not None:  # vLLM's kv_transfer_params name where the KV is read
+        app.pd.host, app.pd.port = host, port
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -150,6 +166,9 @@ class SimServer:
         api_key_env: str | None = None,
         env: dict[str, str] | None = None,
         kv_events_config: str | None = None,
+        pd_role: str | None = None,
+        pd_link_gbps: float | None = None,
+        pd_timeout: float | None = None,
     ) -> SimServer:
         """Start `python -m controlplane.engines.sim` and wait until /health answers.
 
@@ -171,6 +190,12 @@ class SimServer:
             options["api-key-env"] = api_key_env
         if kv_events_config is not None:
             options["kv-events-config"] = kv_events_config
+        if pd_role is not None:
+            options["pd-role"] = pd_role
+        if pd_link_gbps is not None:
+            options["pd-link-gbps"] = repr(pd_link_gbps)
+        if pd_timeout is not None:
+            options["pd-timeout"] = repr(pd_timeout)
         spec_json = topo.spec.model_dump_json(by_alias=True)
         args = sim_argv(
             sys.executable, spec_json, host, str(port), flavor, time_scale, seed, options
