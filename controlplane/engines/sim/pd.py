@@ -88,6 +88,12 @@ def pd_config(
     )  # fmt: skip
 
 
+_LATENCY_BOUNDS: list[float] = sorted({*mn.SGLANG_0_5_23_PD.transfer_latency.bounds,
+                          *mn.VLLM_0_32_NIXL.transfer_latency.bounds})  # fmt: skip
+_SIZE_BOUNDS: list[float] = sorted({b for m in mn.PD_BY_FLAVOR.values() if m.transfer_size
+                       for b in m.transfer_size.bounds})  # fmt: skip
+
+
 @dataclass
 class PdStats:
     """The PD queues and transfer figures a replica reports (engine_metrics.PD_BY_FLAVOR)."""
@@ -102,10 +108,6 @@ class PdStats:
     size: Histogram = field(default_factory=lambda: Histogram(_SIZE_BOUNDS))
 
 
-_LATENCY_BOUNDS = sorted({*mn.SGLANG_0_5_23_PD.transfer_latency.bounds,
-                          *mn.VLLM_0_32_NIXL.transfer_latency.bounds})  # fmt: skip
-_SIZE_BOUNDS = sorted({b for m in mn.PD_BY_FLAVOR.values() if m.transfer_size
-                       for b in m.transfer_size.bounds})  # fmt: skip
 
 
 @dataclass(eq=False)
