@@ -154,10 +154,10 @@ def test_prefill_killed_mid_load(pd_cluster: PdCluster) -> None:
     """Two prefill replicas, one decode; one prefill dies while transfers run: requests
     in transfer on it end with a clear error event (counted), none fails before its first
     byte, and later requests all succeed on the other prefill."""
-    # A slow link (0.02 Gb/s) stretches each transfer to a few hundred ms, so the kill
+    # A slow link (0.1 Gb/s) stretches each transfer to a few hundred ms, so the kill
     # lands while transfers are in flight.
-    victim = pd_cluster.engine("p0", "prefill", pd_link_gbps=0.02)
-    pd_cluster.engine("p1", "prefill", pd_link_gbps=0.02)
+    victim = pd_cluster.engine("p0", "prefill", pd_link_gbps=0.1)
+    pd_cluster.engine("p1", "prefill", pd_link_gbps=0.1)
     pd_cluster.engine("d0", "decode", pd_timeout=5.0)
     url = pd_cluster.router()
     model = pd_cluster.topo.served_model_name
@@ -183,7 +183,7 @@ def test_prefill_killed_mid_load(pd_cluster: PdCluster) -> None:
     victim.process.kill()
     victim.process.wait()
     killed_at = out.ok + len(out.error_events)
-    time.sleep(3)
+    time.sleep(4)
     stop.set()
     for thread in threads:
         thread.join(30)
