@@ -1,6 +1,7 @@
 """The PD route: one request through a prefill endpoint and a decode endpoint.
 
-Entered from app.py when the model's endpoints form a PD deployment (pd_select.is_pd).
+Entered from app.py when the model's endpoints form a PD deployment (pd_select.is_pd). The answer names the decode
+endpoint in `x-glmctl-endpoint` and the prefill one in `x-glmctl-prefill-endpoint`.
 Per try: choose a pair (pd_select.choose_pair), then per flavour of the decode endpoint:
 - SGLang: the bootstrap fields are added and the body is POSTed to P and D at once; D's
   answer goes to the client through the colocated relay (proxy.forward), P's is read and
@@ -208,7 +209,8 @@ async def _decode(
     """D's answer to the client; `refused()`: P's connect failure (retry) or None."""
     assert app.pool is not None
     sniff = _Sniff(ex.send)
-    tag = [(b"x-glmctl-endpoint", pair.decode.endpoint_id.encode())]
+    tag = [(b"x-glmctl-endpoint", pair.decode.endpoint_id.encode()),
+           (b"x-glmctl-prefill-endpoint", pair.prefill.endpoint_id.encode())]  # fmt: skip
     url = pair.decode.url + ex.upstream_path
     try:
         status, first_at, failed = await forward(app.pool, url, body, sniff.send, tag, ex.receive)

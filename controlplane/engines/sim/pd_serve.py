@@ -131,7 +131,9 @@ async def _prefill(app: SimApp, side: PdSide, req: Request, data: dict[str, Any]
         return
     writer = responses.ChunkWriter(short, rid, int(time.time()))
     await send({"type": "http.response.start", "status": 200, "headers": _SSE})
-    body = writer.opening() + writer.tokens(0, 0, 1, "length") + writer.closing()
+    parts = [writer.opening()]
+    parts += [writer.tokens(i, 0, 1, "length") for i in range(len(short.choices))]
+    body = b"".join(parts) + writer.closing()
     await send({"type": "http.response.body", "body": body})
 
 
@@ -162,7 +164,8 @@ async def _decode(app: SimApp, side: PdSide, req: Request, source: tuple[str, in
     try:
         await pull_kv(side.config, side.stats, host, port, key)
     except TransferFailed as exc:
-        if exc.bootstrap:
+        # vLLM counts handshake failures as failed transfers too (nixl/stats.py).
+        if exc.bootstrap and side.config.flavor is EngineKind.SGLANG:
             side.stats.failed_bootstraps += 1
         else:
             side.stats.failed_transfers += 1

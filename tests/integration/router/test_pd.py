@@ -19,6 +19,7 @@ from controlplane.local.redis_server import LocalRedis
 from controlplane.router.registry import EndpointInfo, register_info
 from controlplane.router.server import RouterProcesses
 from controlplane.spec import Topology
+from controlplane.store.redis import connection
 from tests.integration.router.helpers import chat_body, router_outcomes
 
 pytestmark = pytest.mark.integration
@@ -122,6 +123,10 @@ def test_openai_client_through_pd(pd_cluster: PdCluster) -> None:
                else "vllm:nixl_xfer_time_seconds_count")  # fmt: skip
     assert _series(p.url, latency) + _series(d.url, latency) == 3
     assert router_outcomes(url, "ok").get("ok") == 3
+    reply = httpx.post(url + "/v1/chat/completions", json={"model": model, "messages": messages,
+                       "max_tokens": 5}, timeout=30)  # fmt: skip
+    assert reply.headers["x-glmctl-endpoint"] == "d0"
+    assert reply.headers["x-glmctl-prefill-endpoint"] == "p0"
 
 
 @dataclass
@@ -201,3 +206,8 @@ def test_prefill_killed_mid_load(pd_cluster: PdCluster) -> None:
     assert transfer_errors == len(out.error_events)
     if pd_cluster.flavor == "sglang":
         assert out.error_events, "the kill landed during a transfer"
+    time.sleep(1.0)  # the router republishes its in-flight counts every scrape interval
+    with connection(pd_cluster.redis.url) as redis:
+        for key in redis.keys("glmctl:inflight:*"):
+            counts = {k.decode(): int(v) for k, v in redis.hgetall(key).items()}
+            assert not any(counts.values()), f"requests stranded in flight: {counts}"
