@@ -173,6 +173,7 @@ TRTLLM_1_2 = JsonIterationStats(
     source="tensorrt_llm/serve/openai_server.py @00057725; jsonSerialization.cpp @086f692",
 )
 
+
 @dataclass(frozen=True)
 class PdMetrics:
     """What an engine exports for prefill/decode disaggregation (the simulator's PD pools

@@ -1,7 +1,8 @@
 """The PD route: one request through a prefill endpoint and a decode endpoint.
 
-Entered from app.py when the model's endpoints form a PD deployment (pd_select.is_pd). The answer names the decode
-endpoint in `x-glmctl-endpoint` and the prefill one in `x-glmctl-prefill-endpoint`.
+Entered from app.py when the model's endpoints form a PD deployment (pd_select.is_pd).
+The answer names the decode endpoint in `x-glmctl-endpoint`, the prefill one in
+`x-glmctl-prefill-endpoint`.
 Per try: choose a pair (pd_select.choose_pair), then per flavour of the decode endpoint:
 - SGLang: the bootstrap fields are added and the body is POSTed to P and D at once; D's
   answer goes to the client through the colocated relay (proxy.forward), P's is read and
@@ -203,9 +204,7 @@ async def _vllm(app: RouterApp, pair: PdPair, data: dict[str, Any], ex: Exchange
     return await _decode(app, pair, vllm_decode_body(data, params), ex, lambda: None)
 
 
-async def _decode(
-    app: RouterApp, pair: PdPair, body: bytes, ex: Exchange, refused: Any
-) -> int:
+async def _decode(app: RouterApp, pair: PdPair, body: bytes, ex: Exchange, refused: Any) -> int:
     """D's answer to the client; `refused()`: P's connect failure (retry) or None."""
     assert app.pool is not None
     sniff = _Sniff(ex.send)

@@ -271,8 +271,10 @@ class SimApp:
             def extra(model: str, engine_type: str) -> list[str]:
                 return render_pd(info.flavor, pd.stats, model, engine_type)
 
-        return render(info.flavor, info.limits.served_model_name, self.scheduler.metrics,
-                      self.scheduler.gauges(), pd.engine_type if pd else "unified", extra)  # fmt: skip
+        engine_type = pd.engine_type if pd else "unified"
+        sched = self.scheduler
+        name = info.limits.served_model_name
+        return render(info.flavor, name, sched.metrics, sched.gauges(), engine_type, extra)
 
     async def serve(
         self, req: Request, receive: Receive, send: Send, transferred: bool = False,

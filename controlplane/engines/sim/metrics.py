@@ -269,7 +269,9 @@ def _render_vllm(model: str, m: EngineMetrics, g: EngineGauges) -> list[str]:
 
 def _render_sglang(model: str, m: EngineMetrics, g: EngineGauges, engine_type: str) -> list[str]:
     s = mn.SGLANG_0_5_23
-    sched = f'model_name="{model}",engine_type="{engine_type}",tp_rank="0",pp_rank="0",moe_ep_rank="0"'
+    sched = (
+        f'model_name="{model}",engine_type="{engine_type}",tp_rank="0",pp_rank="0",moe_ep_rank="0"'
+    )
     lb = f'model_name="{model}",engine_type="{engine_type}"'
     hit_rate = m.prefix_hits / m.prefix_queries if m.prefix_queries else 0.0
     out = _scalars(sched, [

@@ -108,8 +108,6 @@ class PdStats:
     size: Histogram = field(default_factory=lambda: Histogram(_SIZE_BOUNDS))
 
 
-
-
 @dataclass(eq=False)
 class Handoff:
     """One request's KV on the prefill side."""

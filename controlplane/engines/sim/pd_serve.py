@@ -117,7 +117,9 @@ async def _prefill(app: SimApp, side: PdSide, req: Request, data: dict[str, Any]
     except TimeoutError:
         side.handoffs.forget(key)
         stats.failed_bootstraps += 1
-        message = f"Request {key} timed out after {side.config.timeout_s:.1f}s in KVPoll.Bootstrapping"
+        message = (
+            f"Request {key} timed out after {side.config.timeout_s:.1f}s in KVPoll.Bootstrapping"
+        )
         await _fail(send, req.stream, message, side.config.flavor, started=False)
         return
     finally:
@@ -171,7 +173,9 @@ async def _decode(app: SimApp, side: PdSide, req: Request, source: tuple[str, in
             side.stats.failed_transfers += 1
         message = f"KVTransferError(bootstrap_room={key}): {exc}"
         if side.config.flavor is EngineKind.SGLANG and exc.bootstrap:
-            message = f"Decode handshake failed for request bootstrap_room={key} with exception {message}"
+            message = (
+                f"Decode handshake failed for request bootstrap_room={key} with exception {message}"
+            )
         await _fail(send, req.stream, message, side.config.flavor, started=True)
         return
     await app.serve(req, receive, send, transferred=True, started=req.stream)

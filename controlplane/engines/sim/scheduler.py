@@ -285,9 +285,7 @@ class Scheduler:
                 self.prefilling.remove(seq)
                 self.metrics.prompt_tokens += seq.prompt_tokens
                 end, length = self._model_step
-                self.metrics.log_ttft(
-                    now - seq.arrival, max(end - seq.arrival, length), seq.stream
-                )
+                self.metrics.log_ttft(now - seq.arrival, max(end - seq.arrival, length), seq.stream)
                 produced += 1
                 self._emit(seq, 1, now)
                 if seq.generated < seq.output_tokens:

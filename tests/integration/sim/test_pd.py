@@ -32,8 +32,9 @@ def test_decode_fails_like_the_engine_when_prefill_is_unreachable(
                                      "bootstrap_room": 7}  # fmt: skip
         message = "Decode handshake failed"
     else:
-        fields = {"kv_transfer_params": {"do_remote_prefill": True, "remote_host": "127.0.0.1",
-                                         "remote_port": dead, "remote_request_id": "r1"}}  # fmt: skip
+        params = {"do_remote_prefill": True, "remote_host": "127.0.0.1", "remote_port": dead,
+                  "remote_request_id": "r1"}  # fmt: skip
+        fields = {"kv_transfer_params": params}
         message = "Internal server error"
     with SimServer.start(topo, flavor=flavor, pd_role="decode", pd_timeout=5.0) as decode:
         url = decode.url + "/v1/chat/completions"
