@@ -90,6 +90,8 @@ class SimApp:
             self._task = None
         if self.kv_events is not None:
             await self.kv_events.stop()
+        if self.pd is not None:
+            await self.pd.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -28,11 +28,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controlplane.catalog import engine_metrics as mn
 from controlplane.engines.sim.metrics import Histogram
 from controlplane.spec import EngineKind, Topology
+
+if TYPE_CHECKING:
+    import aiohttp
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -179,9 +182,12 @@ class Handoffs:
         await send({"type": "http.response.body", "body": b"done\n"})
 
 
-async def pull_kv(config: PdConfig, stats: PdStats, host: str, port: int, key: str) -> int:
-    """Decode side: the KV of `key` from the prefill replica at host:port; its prompt tokens.
-    Raises TransferFailed (the caller answers as the engine does)."""
+async def pull_kv(
+    session: aiohttp.ClientSession, config: PdConfig, stats: PdStats, source: tuple[str, int],
+    key: str,
+) -> int:  # fmt: skip
+    """Decode side: the KV of `key` from the prefill replica at `source` (host, port); its
+    prompt tokens. Raises TransferFailed (the caller answers as the engine does)."""
     import aiohttp
 
     stats.prealloc_queue += 1
@@ -189,20 +195,19 @@ async def pull_kv(config: PdConfig, stats: PdStats, host: str, port: int, key: s
     began = time.monotonic()
     timeout = aiohttp.ClientTimeout(total=config.timeout_s)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            url = f"http://{host}:{port}{KV_PATH}?key={key}"
-            async with session.get(url) as reply:
-                if reply.status != 200:
-                    text = (await reply.text()).strip()
-                    raise TransferFailed(f"prefill answered {reply.status}: {text}", True)
-                line = await reply.content.readline()
-                tokens = int(line.split()[1]) if line.startswith(b"ready ") else -1
-                stats.prealloc_queue -= 1
-                stats.transfer_queue += 1
-                in_transfer = True
-                began = time.monotonic()
-                if tokens < 0 or await reply.content.readline() != b"done\n":
-                    raise TransferFailed("the prefill instance closed the transfer", False)
+        url = f"http://{source[0]}:{source[1]}{KV_PATH}?key={key}"
+        async with session.get(url, timeout=timeout) as reply:
+            if reply.status != 200:
+                text = (await reply.text()).strip()
+                raise TransferFailed(f"prefill answered {reply.status}: {text}", True)
+            line = await reply.content.readline()
+            tokens = int(line.split()[1]) if line.startswith(b"ready ") else -1
+            stats.prealloc_queue -= 1
+            stats.transfer_queue += 1
+            in_transfer = True
+            began = time.monotonic()
+            if tokens < 0 or await reply.content.readline() != b"done\n":
+                raise TransferFailed("the prefill instance closed the transfer", False)
     except TimeoutError:
         raise TransferFailed(
             f"timed out after {time.monotonic() - began:.1f}s in KVPoll.WaitingForInput",

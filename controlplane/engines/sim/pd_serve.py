@@ -30,6 +30,8 @@ from controlplane.engines.sim.scheduler import Mailbox
 from controlplane.spec import EngineKind
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from controlplane.engines.sim.app import Receive, Send, SimApp
 
 _SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
@@ -45,6 +47,19 @@ class PdSide:
         self.handoffs = Handoffs(config, self.stats)
         self.host = host
         self.port = port
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The decode side's client for KV pulls (kept-alive connections to the prefills)."""
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     @property
     def engine_type(self) -> str:
@@ -164,7 +179,7 @@ async def _decode(app: SimApp, side: PdSide, req: Request, source: tuple[str, in
     if req.stream:  # both engines start the SSE response before the first token
         await send({"type": "http.response.start", "status": 200, "headers": _SSE})
     try:
-        await pull_kv(side.config, side.stats, host, port, key)
+        await pull_kv(side.session(), side.config, side.stats, (host, port), key)
     except TransferFailed as exc:
         # vLLM counts handshake failures as failed transfers too (nixl/stats.py).
         if exc.bootstrap and side.config.flavor is EngineKind.SGLANG:
