@@ -53,9 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pd-link-gbps",
         type=float,
-        default=400.0,
-        help="KV transfer link speed per link in Gb/s (default 400: one RDMA NDR port per"
-        " GPU; TCP-class networks: 100 or less).",
+        help="KV transfer link speed per link in Gb/s (default: a PD topology's declared"
+        " network, else 400: one RDMA NDR port per GPU; TCP-class networks: 100 or less).",
     )
     parser.add_argument(
         "--pd-timeout",
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             pd_link_gbps=args.pd_link_gbps,
             pd_timeout_s=args.pd_timeout,
         )
-        if args.pd_link_gbps <= 0 or args.pd_timeout <= 0:
+        if (args.pd_link_gbps is not None and args.pd_link_gbps <= 0) or args.pd_timeout <= 0:
             raise UserError(
                 "--pd-link-gbps and --pd-timeout must be positive.",
                 fix="pass a link speed in Gb/s (e.g. 400) and a timeout in seconds.",

@@ -46,8 +46,9 @@ class SimOptions:
     kv_events: KvEventsConfig | None = None  # vLLM's --kv-events-config (engines/sim/kv_events.py)
     # Prefill/decode disaggregation (engines/sim/pd.py): this replica's pool, the KV
     # transfer link speed per link (Gb/s) and how long one side waits for the other (s).
+    # None link speed: the PD topology's declared network, else 400 (pd.DEFAULT_LINK_GBPS).
     pd_role: str | None = None
-    pd_link_gbps: float = 400.0
+    pd_link_gbps: float | None = None
     pd_timeout_s: float = 300.0
 
 
@@ -64,7 +65,12 @@ def topology_from_json(text: str) -> Topology:
 
 
 def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = None) -> SimApp:
-    """The ASGI app simulating one replica of `topo` (timing: the capacity model's)."""
+    """The ASGI app simulating one replica of `topo` (timing: the capacity model's); with
+    `options.pd_role`, one replica of that pool (of a PD topology: its pool's topology)."""
+    link_gbps = options.pd_link_gbps
+    if options.pd_role:
+        topo, declared = pd_pool(topo, options.pd_role)
+        link_gbps = link_gbps or declared
     if timing is None:
         from controlplane.capacity.performance import performance_model
 
@@ -104,13 +110,24 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
         scheduler.kv.listener = publisher
     app = SimApp(scheduler, info, options.api_key, options.trtllm_stats_wait_s, publisher)
     if options.pd_role:
-        from controlplane.engines.sim.pd import pd_config
+        from controlplane.engines.sim.pd import DEFAULT_LINK_GBPS, pd_config
         from controlplane.engines.sim.pd_serve import PdSide
 
-        cfg = pd_config(topo, options.pd_role, flavor, options.pd_link_gbps,
+        cfg = pd_config(topo, options.pd_role, flavor, link_gbps or DEFAULT_LINK_GBPS,
                         options.pd_timeout_s, config.time_scale)  # fmt: skip
         app.pd = PdSide(cfg, "127.0.0.1", 0)  # `serve` sets where it listens
     return app
+
+
+def pd_pool(topo: Topology, role: str) -> tuple[Topology, float | None]:
+    """The topology a `role` replica simulates and its declared link speed: a PD
+    topology's pool, or `topo` itself (already one pool's colocated spec) and None."""
+    from controlplane.spec.pd_pools import pd_pools
+
+    pools = pd_pools(topo)
+    if pools is None:
+        return topo, None
+    return (pools.prefill if role == "prefill" else pools.decode), pools.spec.network.gbps
 
 
 def serve(app: SimApp, host: str = "127.0.0.1", port: int = 8100) -> None:
