@@ -18,7 +18,9 @@ Failures, before anything reached the client:
   both endpoints: a 502 JSON error, or for a streamed request a 200 stream with one `error`
   event and `[DONE]`; counted as `glmctl_router_errors_total{kind="pd_transfer"}` and in
   the requests counter (status 502, or outcome `midstream_error` for a stream).
-In-flight counts of both endpoints are taken for the try and always given back.
+In-flight counts of both endpoints are taken for the try and always given back. Each pool
+has the colocated queue limits (`max_queue_per_endpoint`): a full pool answers 429
+(outcome `overloaded`). Routing-policy and session headers do not apply to PD requests.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from controlplane.router import decisions
-from controlplane.router.metrics import OUTCOME_MIDSTREAM
+from controlplane.router.metrics import OUTCOME_MIDSTREAM, OUTCOME_OVERLOADED
 from controlplane.router.pd_select import (
     DECODE,
     PREFILL,
@@ -121,10 +124,18 @@ async def serve(
     failures: list[str] = []
     for _ in range(app.config.max_attempts):
         live = [info for info in by_id.values() if app.is_healthy(info.endpoint_id)]
-        prefill = [app._view(i) for i in live if i.pd == PREFILL]
-        decode = [app._view(i) for i in live if i.pd == DECODE]
-        if not prefill or not decode:
+        prefill_all = [app._view(i) for i in live if i.pd == PREFILL]
+        decode_all = [app._view(i) for i in live if i.pd == DECODE]
+        if not prefill_all or not decode_all:
             break
+        # Queue limits per pool, as for colocated endpoints (router/overflow.py).
+        prefill = list(app._offer(prefill_all).endpoints)
+        decode = list(app._offer(decode_all).endpoints)
+        if not prefill or not decode:
+            ex.outcome = OUTCOME_OVERLOADED
+            full = "prefill" if not prefill else "decode"
+            return await app._error(ex.send, 429, f"every {full} endpoint's queue is full",
+                                    "rate_limit_exceeded", 1.0)  # fmt: skip
         app.sequence += 1
         ctx = RouteContext(tuple(prefill), app.sequence, (random.random(), random.random()),
                            found.prefix_endpoint, found.prefix_depth, len(hashes),
@@ -204,7 +215,9 @@ async def _vllm(app: RouterApp, pair: PdPair, data: dict[str, Any], ex: Exchange
     return await _decode(app, pair, vllm_decode_body(data, params), ex, lambda: None)
 
 
-async def _decode(app: RouterApp, pair: PdPair, body: bytes, ex: Exchange, refused: Any) -> int:
+async def _decode(
+    app: RouterApp, pair: PdPair, body: bytes, ex: Exchange, refused: Callable[[], _Retry | None]
+) -> int:
     """D's answer to the client; `refused()`: P's connect failure (retry) or None."""
     assert app.pool is not None
     sniff = _Sniff(ex.send)

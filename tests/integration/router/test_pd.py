@@ -49,8 +49,10 @@ class PdCluster:
         register_info(self.redis.url, info)
         return server
 
-    def router(self) -> str:
-        handle = RouterProcesses.start(self.redis.url, policy="least_load", scrape_interval=0.3)
+    def router(self, scrape_interval: float = 0.3) -> str:
+        handle = RouterProcesses.start(
+            self.redis.url, policy="least_load", scrape_interval=scrape_interval
+        )
         self.routers.append(handle)
         return handle.url
 
@@ -211,3 +213,28 @@ def test_prefill_killed_mid_load(pd_cluster: PdCluster) -> None:
         for key in redis.keys("glmctl:inflight:*"):
             counts = {k.decode(): int(v) for k, v in redis.hgetall(key).items()}
             assert not any(counts.values()), f"requests stranded in flight: {counts}"
+
+
+@pytest.mark.parametrize("pd_cluster", ["sglang", "vllm"], indirect=True)
+def test_dead_prefill_or_decode_is_avoided(pd_cluster: PdCluster) -> None:
+    """A prefill and a decode replica that are down before the requests come: every
+    request is answered by the live pair (retried when it tried a dead one first)."""
+    dead_p = pd_cluster.engine("p0", "prefill")
+    pd_cluster.engine("p1", "prefill")
+    dead_d = pd_cluster.engine("d0", "decode")
+    pd_cluster.engine("d1", "decode")
+    url = pd_cluster.router(scrape_interval=30)  # no health probe notices the kills first
+    time.sleep(0.5)
+    for server in (dead_p, dead_d):
+        server.process.kill()
+        server.process.wait()
+    model = pd_cluster.topo.served_model_name
+    for i in range(6):
+        body = chat_body(model, f"after the kill {i} " * 20, max_tokens=5, stream=i % 2 == 0)
+        reply = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert b'"error"' not in reply.content
+        assert reply.headers["x-glmctl-endpoint"] == "d1"
+        assert reply.headers["x-glmctl-prefill-endpoint"] == "p1"
+    assert router_outcomes(url, "ok").get("ok") == 6
+    assert _series(url, "glmctl_router_retries_total") >= 1  # a dead one was tried first
