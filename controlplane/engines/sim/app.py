@@ -312,7 +312,9 @@ class SimApp:
             if not watcher.done():
                 watcher.cancel()
 
-    def submit(self, req: Request, mailbox: Mailbox, transferred: bool = False) -> list[Sequence]:
+    def submit(
+        self, req: Request, mailbox: Mailbox, transferred: bool = False, hold_kv: bool = False
+    ) -> list[Sequence]:
         if self.kv_events is not None:  # vLLM's hashes, so the published ones match
             hashes = self.kv_events.block_hashes(req.prompt_words)
         else:
@@ -321,7 +323,7 @@ class SimApp:
         for i, choice in enumerate(req.choices):
             seq = Sequence(i, req.prompt_tokens, max(1, choice.total_tokens), hashes,
                            mailbox, choice.finish_reason, stream=req.stream,
-                           transferred=transferred)  # fmt: skip
+                           transferred=transferred, hold_kv=hold_kv)  # fmt: skip
             self.scheduler.submit(seq)
             seqs.append(seq)
         return seqs

@@ -118,11 +118,12 @@ class Handoff:
     tokens: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    created: float = field(default_factory=time.monotonic)
+    release: Callable[[], None] | None = None  # frees the KV the prefill replica holds
 
 
 class Handoffs:
-    """Prefill side: KV held per key until pulled (or the timeout passes)."""
+    """Prefill side: KV held per key until pulled, or forgotten (the prefill request's
+    timeout: SGLang's bootstrap timeout, vLLM's KV lease)."""
 
     def __init__(self, config: PdConfig, stats: PdStats) -> None:
         self.config = config
@@ -130,26 +131,26 @@ class Handoffs:
         self._items: dict[str, Handoff] = {}
 
     def entry(self, key: str) -> Handoff:
-        self._expire()
         item = self._items.get(key)
         if item is None:
             item = self._items[key] = Handoff()
         return item
 
-    def ready(self, key: str, tokens: int) -> Handoff:
+    def ready(self, key: str, tokens: int, release: Callable[[], None]) -> Handoff:
         item = self.entry(key)
         item.tokens = tokens
+        item.release = release
         item.ready.set()
         return item
 
     def forget(self, key: str) -> None:
-        self._items.pop(key, None)
+        """Drop `key` and free its KV (idempotent)."""
+        item = self._items.pop(key, None)
+        if item is not None and item.release is not None:
+            item.release()
 
-    def _expire(self) -> None:
-        """Drop hand-offs nobody pulled within the timeout (vLLM: the KV lease expires)."""
-        limit = time.monotonic() - 2 * self.config.timeout_s
-        for key in [k for k, v in self._items.items() if v.created < limit]:
-            del self._items[key]
+    def __len__(self) -> int:
+        return len(self._items)
 
     async def serve(self, key: str, send: Send) -> None:
         """`GET /sim/pd/kv?key=K`: `ready N` once prefilled, then `done` after the transfer."""
@@ -162,6 +163,7 @@ class Handoffs:
         try:
             await asyncio.wait_for(item.ready.wait(), cfg.timeout_s)
         except TimeoutError:
+            self.forget(key)
             await _plain(send, 504, b"prefill did not finish in time\n")
             return
         seconds = cfg.transfer_seconds(item.tokens)

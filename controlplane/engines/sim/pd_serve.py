@@ -120,13 +120,20 @@ async def _prefill(app: SimApp, side: PdSide, req: Request, data: dict[str, Any]
     item = side.handoffs.entry(key)
     stats = side.stats
     stats.bootstrap_queue += not vllm
+    mailbox = Mailbox()
+    seqs = app.submit(short, mailbox, hold_kv=True)
+
+    def release() -> None:
+        for seq in seqs:
+            app.scheduler.release_held(seq)
+
     try:
-        mailbox = Mailbox()
-        seqs = app.submit(short, mailbox)
         remaining = len(seqs)
         while remaining:
             remaining -= sum(1 for *_, finish in await mailbox.get() if finish is not None)
-        side.handoffs.ready(key, short.prompt_tokens)
+        side.handoffs.ready(key, short.prompt_tokens, release)
+        # vLLM: the KV waits for the decode side's read until its lease runs out.
+        asyncio.get_running_loop().call_later(side.config.timeout_s, side.handoffs.forget, key)
         if not vllm:
             await asyncio.wait_for(item.done.wait(), side.config.timeout_s)
     except TimeoutError:

@@ -97,6 +97,8 @@ class Sequence:
     # A PD decode replica got this prompt's KV from its prefill replica (engines/sim/pd.py):
     # only the last prompt token is computed here, as for a full prefix hit.
     transferred: bool = False
+    # A PD prefill replica keeps the KV until the decode side has it (release_held).
+    hold_kv: bool = False
 
 
 @dataclass
@@ -204,7 +206,13 @@ class Scheduler:
                 self._wake.clear()
                 await self._wake.wait()
                 next_start = loop.time()
-            end = next_start + self._plan_and_time() / self.config.time_scale
+            seconds = self._plan_and_time()
+            if not self._chunks and not self._batch:  # all waiting, KV held: sleep
+                self._wake.clear()
+                await self._wake.wait()
+                next_start = loop.time()
+                continue
+            end = next_start + seconds / self.config.time_scale
             delay = end - loop.time()
             await asyncio.sleep(delay if delay > 0 else 0)
             woke = time.perf_counter()
@@ -332,8 +340,16 @@ class Scheduler:
                 seq.stream, seq.prompt_tokens, seq.generated, now - seq.arrival
             )
 
-    def _release(self, seq: Sequence, reason: str) -> None:
+    def release_held(self, seq: Sequence) -> None:
+        """Free the KV a finished `hold_kv` sequence kept (idempotent)."""
+        seq.hold_kv = False
         if seq.blocks:
+            self.kv.release(seq.hashes, seq.blocks)
+            seq.blocks = 0
+            self._wake.set()
+
+    def _release(self, seq: Sequence, reason: str) -> None:
+        if seq.blocks and not seq.hold_kv:
             self.kv.release(seq.hashes, seq.blocks)
             seq.blocks = 0
         finished = self.metrics.requests_finished

@@ -3,6 +3,9 @@ decode side cannot get the prefill's KV, or a PD request lacks its fields."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 
@@ -82,3 +85,40 @@ def test_vllm_prefill_without_kv_params_serves_colocated(fp8_topology: Topology)
         assert reply.status_code == 200
         assert "kv_transfer_params" not in reply.json()
         assert reply.json()["usage"]["completion_tokens"] > 1
+
+
+def _gauge(url: str, name: str) -> float:
+    for line in httpx.get(url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise KeyError(name)
+
+
+def test_sglang_prefill_holds_the_kv_until_the_decode_side_has_it(
+    fp8_topology: Topology,
+) -> None:
+    """P answers only after the transfer (SGLang's inflight queue), and its KV stays in use
+    until then: a decode side pulling `/sim/pd/kv` frees it."""
+    topo = fp8_topology
+    with SimServer.start(topo, flavor="sglang", pd_role="prefill", time_scale=50.0) as prefill:
+        body = _body(topo.served_model_name, False, bootstrap_host="127.0.0.1",
+                     bootstrap_port=prefill.port, bootstrap_room=99)  # fmt: skip
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(
+                httpx.post, prefill.url + "/v1/chat/completions", json=body, timeout=30
+            )
+            deadline = time.monotonic() + 10
+            while _gauge(prefill.url, "sglang:num_prefill_bootstrap_queue_reqs") < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            while _gauge(prefill.url, "sglang:num_running_reqs") > 0:  # prefilled, held
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert _gauge(prefill.url, "sglang:token_usage") > 0
+            assert not answer.done()
+            pulled = httpx.get(prefill.url + "/sim/pd/kv?key=99", timeout=10).text
+            assert pulled.startswith("ready ") and pulled.endswith("done\n")
+            assert answer.result().status_code == 200
+        assert _gauge(prefill.url, "sglang:token_usage") == 0
+        assert _gauge(prefill.url, "sglang:num_prefill_bootstrap_queue_reqs") == 0
+        assert _gauge(prefill.url, "sglang:kv_transfer_latency_ms_count") == 1
