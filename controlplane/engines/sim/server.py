@@ -130,12 +130,26 @@ def pd_pool(topo: Topology, role: str) -> tuple[Topology, float | None]:
     return (pools.prefill if role == "prefill" else pools.decode), pools.spec.network.gbps
 
 
+def advertised_host(bind_host: str) -> str:
+    """The host a decode replica reaches this one at: VLLM_NIXL_SIDE_CHANNEL_HOST when set
+    (vLLM's own variable for it, envs.py), else the bound address (for a wildcard bind,
+    this machine's address)."""
+    from controlplane.settings import environment_value
+
+    override = environment_value("VLLM_NIXL_SIDE_CHANNEL_HOST")
+    if override:
+        return override
+    if bind_host in ("", "0.0.0.0", "::"):
+        return socket.gethostbyname(socket.gethostname())
+    return bind_host
+
+
 def serve(app: SimApp, host: str = "127.0.0.1", port: int = 8100) -> None:
     """Serve until interrupted: uvicorn with uvloop and httptools, no access log."""
     import uvicorn
 
     if app.pd is not None:  # vLLM's kv_transfer_params name where the KV is read
-        app.pd.host, app.pd.port = host, port
+        app.pd.host, app.pd.port = advertised_host(host), port
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
