@@ -5,7 +5,9 @@
 
 One router; model `colo` is served by one simulated replica, model `pd` by one prefill and
 one decode replica of the same flavour (time scale 1000 and a 1e6 Gb/s link: prefill,
-decode and the KV transfer are nearly free, so the proxy's own work decides). Runs
+decode and the KV transfer are nearly free, so the proxy's own work decides). The router's
+policy is prefix_affinity, what the PD route uses to choose the prefill endpoint, so both
+routes do the same Redis lookup. Runs
 alternate colocated, PD, colocated, PD, ... and each PD run is reported against the mean of
 its neighbours, because this machine's speed drifts. The PD route does more per request
 (a second upstream request, the body rewritten; vLLM: P answered before D starts), so the
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     redis = LocalRedis.start()
     engines = _start(args.flavor, redis)
-    router = RouterProcesses.start(redis.url, policy="least_load", scrape_interval=0.5)
+    router = RouterProcesses.start(redis.url, policy="prefix_affinity", scrape_interval=0.5)
     try:
         print(f"PD route vs colocated route, {args.flavor} flavour (simulated engines)")
         print(f"{'clients':>8} {'colo p50 ms':>12} {'pd p50 ms':>10} {'p50 ratio':>10}"
