@@ -173,6 +173,77 @@ TRTLLM_1_2 = JsonIterationStats(
     source="tensorrt_llm/serve/openai_server.py @00057725; jsonSerialization.cpp @086f692",
 )
 
+
+@dataclass(frozen=True)
+class PdMetrics:
+    """What an engine exports for prefill/decode disaggregation (the simulator's PD pools
+    emit these; "" or None: the engine has no such series). Counters end in `_total` as
+    scraped."""
+
+    flavor: str
+    version: str
+    source: str
+    prefill_waiting: str  # P: requests waiting for their decode side to bootstrap
+    prefill_transferring: str  # P: requests whose KV is being sent
+    decode_waiting: str  # D: requests preallocating / waiting for the prefill's KV
+    decode_transferring: str  # D: requests whose KV is arriving
+    transfer_latency: HistogramNames  # one KV transfer (SGLang: ms, observed on P)
+    transfer_size: HistogramNames | None  # GB/s (SGLang) or bytes (vLLM NIXL)
+    failed_transfers: str
+    failed_bootstraps: str = ""
+
+
+# SGLang 0.5.23 sglang/srt/observability/metrics_collector.py, "PD disaggregation" block of
+# SchedulerMetricsCollector (scheduler labels; engine_type "prefill" | "decode" from
+# disaggregation/utils.py DisaggregationMode.to_engine_type). Transfer latency and speed are
+# set by the prefill scheduler (disaggregation/prefill.py).
+SGLANG_0_5_23_PD = PdMetrics(
+    flavor=FLAVOR_SGLANG,
+    version="0.5.23",
+    source="sglang 0.5.23 wheel: sglang/srt/observability/metrics_collector.py",
+    prefill_waiting="sglang:num_prefill_bootstrap_queue_reqs",
+    prefill_transferring="sglang:num_prefill_inflight_queue_reqs",
+    decode_waiting="sglang:num_decode_prealloc_queue_reqs",
+    decode_transferring="sglang:num_decode_transfer_queue_reqs",
+    transfer_latency=HistogramNames(
+        "sglang:kv_transfer_latency_ms",
+        (1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0),
+        _SGLANG_SCHEDULER,
+    ),
+    transfer_size=HistogramNames(
+        "sglang:kv_transfer_speed_gb_s",
+        (0.1, 0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0),
+        _SGLANG_SCHEDULER,
+    ),
+    failed_transfers="sglang:num_transfer_failed_reqs_total",
+    failed_bootstraps="sglang:num_bootstrap_failed_reqs_total",
+)
+
+# vLLM 0.32.0 vllm/distributed/kv_transfer/kv_connector/v1/nixl/stats.py NixlPromMetrics
+# (observed where the KV is read: the decode side); no PD queue gauges.
+VLLM_0_32_NIXL = PdMetrics(
+    flavor=FLAVOR_VLLM,
+    version="0.32.0",
+    source="vllm 0.32.0 wheel: vllm/distributed/kv_transfer/kv_connector/v1/nixl/stats.py",
+    prefill_waiting="",
+    prefill_transferring="",
+    decode_waiting="",
+    decode_transferring="",
+    transfer_latency=HistogramNames(
+        "vllm:nixl_xfer_time_seconds",
+        (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 5.0),
+        _VLLM_LABELS,
+    ),
+    transfer_size=HistogramNames(
+        "vllm:nixl_bytes_transferred",
+        tuple(float(2 ** (10 + i)) for i in range(1, 25, 2)),
+        _VLLM_LABELS,
+    ),
+    failed_transfers="vllm:nixl_num_failed_transfers_total",
+)
+PD_BY_FLAVOR: dict[str, PdMetrics] = {m.flavor: m for m in (SGLANG_0_5_23_PD, VLLM_0_32_NIXL)}
+
+
 # The versions glmctl targets, one per engine (an engine's new version: add an object and
 # point its flavour here).
 PROMETHEUS_ENGINES: tuple[PrometheusMetrics, ...] = (VLLM_0_32, SGLANG_0_5_23)

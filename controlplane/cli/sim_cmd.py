@@ -27,6 +27,18 @@ def _positive(value: float | None) -> float | None:
     return value
 
 
+def _link(value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value:g} Gb/s is not above 0 (RDMA NDR: 400).")
+    return value
+
+
+def _pd_role(value: str | None) -> str | None:
+    if value is not None and value not in ("prefill", "decode"):
+        raise typer.BadParameter(f"`{value}` is not prefill or decode.")
+    return value
+
+
 def serve_cmd(
     file: Annotated[Path, typer.Argument(help="Topology YAML.", exists=True, dir_okay=False)],
     port: Annotated[
@@ -50,6 +62,21 @@ def serve_cmd(
     kv_tokens: Annotated[
         int | None, typer.Option(min=1, help="Override the KV token budget.")
     ] = None,
+    pd_role: Annotated[
+        str | None,
+        typer.Option(
+            callback=_pd_role,
+            help="Serve one replica of a prefill/decode pool (of a PD topology: that pool),"
+            " speaking the flavour's PD protocol (docs/guides/disaggregation.md).",
+        ),
+    ] = None,
+    pd_link_gbps: Annotated[
+        float | None,
+        typer.Option(
+            callback=_link,
+            help="KV transfer link speed in Gb/s (default: the topology's network, else 400).",
+        ),
+    ] = None,
 ) -> None:
     """Serve an OpenAI-compatible simulated replica of FILE until Ctrl-C."""
     from controlplane.doctor.extras import require
@@ -64,13 +91,16 @@ def serve_cmd(
         time_scale=time_scale,
         seed=seed,
         kv_tokens=kv_tokens,
+        pd_role=pd_role,
+        pd_link_gbps=pd_link_gbps,
     )
     sim_app = build_app(topo, options)
     cfg = sim_app.scheduler.config
     typer.echo(
-        f"simulating {topo.name} ({sim_app.info.flavor.value} flavour) on http://{host}:{port}"
+        f"simulating {sim_app.info.topology} ({sim_app.info.flavor.value} flavour) on http://{host}:{port}"
         f"  model={sim_app.info.limits.served_model_name} kv_tokens={cfg.kv_token_capacity}"
         f" max_num_seqs={cfg.max_num_seqs} time_scale={cfg.time_scale}"
+        + (f" pd_role={pd_role}" if pd_role else "")
     )
     serve(sim_app, host, port)
 

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.router import collector, decisions
+from controlplane.router import collector, decisions, pd_route, pd_select
 from controlplane.router.admission import Admitted, RateLimited
 from controlplane.router.background import cancel_all, log, spawn
 from controlplane.router.config import RouterConfig
@@ -197,6 +197,8 @@ class RouterApp(RouterRuntime):
             return await self._error(
                 send, 503, "no healthy endpoint serves this model", "service_unavailable", 1.0
             )
+        if pd_select.is_pd(candidates):  # prefill/decode pools (router/pd_route.py)
+            return await pd_route.serve(self, candidates, payload, admitted, ex)
         session_key = headers.get(self._session_header, "") or str(payload.get("user") or "")
         need_prefix = LOOKUP_PREFIX in policy.lookups
         hashes = block_hashes(prompt_bytes(payload)) if need_prefix else []

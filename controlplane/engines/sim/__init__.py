@@ -11,9 +11,11 @@ Interfaces:
 - Subprocess (what the Ray engine group starts):
   `python -m controlplane.engines.sim (--topology FILE | --spec-json JSON) --host 127.0.0.1
   --port P [--flavor sglang|vllm|trtllm] [--time-scale X] [--seed S] [--served-model-name NAME]
-  [--kv-tokens N] [--max-num-seqs N] [--kv-events-config JSON]`, where JSON is
+  [--kv-tokens N] [--max-num-seqs N] [--kv-events-config JSON] [--pd-role prefill|decode
+  --pd-link-gbps G --pd-timeout S]`, where JSON is
   `topo.spec.model_dump_json(by_alias=True)`; `--kv-events-config` publishes KV events in
-  vLLM's wire format (`kv_events.py`).
+  vLLM's wire format (`kv_events.py`); `--pd-role` makes it one replica of a
+  prefill/decode-disaggregated pool (`pd.py`, `pd_serve.py`).
   Exits 2 with a one-line message on a user error; SIGTERM stops it.
 - Python: `SimServer.start(topo, port=None, flavor=None, time_scale=1.0, seed=0,
   kv_tokens=None, max_num_seqs=None, served_model_name=None) -> SimServer` (a subprocess;

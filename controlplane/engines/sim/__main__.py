@@ -43,6 +43,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ' \'{"enable_kv_cache_events": true, "endpoint": "tcp://*:5557",'
         ' "replay_endpoint": "tcp://*:5558"}\').',
     )
+    parser.add_argument(
+        "--pd-role",
+        choices=("prefill", "decode"),
+        help="Serve one replica of a prefill/decode-disaggregated pool: speak the flavour's"
+        " PD protocol (SGLang bootstrap fields, vLLM kv_transfer_params) and serve the KV"
+        " hand-off on this HTTP port (engines/sim/pd.py).",
+    )
+    parser.add_argument(
+        "--pd-link-gbps",
+        type=float,
+        help="KV transfer link speed per link in Gb/s (default: a PD topology's declared"
+        " network, else 400: one RDMA NDR port per GPU; TCP-class networks: 100 or less).",
+    )
+    parser.add_argument(
+        "--pd-timeout",
+        type=float,
+        default=300.0,
+        help="Seconds one PD side waits for the other (SGLang's bootstrap and waiting"
+        " timeouts: 300).",
+    )
     return parser.parse_args(argv)
 
 
@@ -77,7 +97,15 @@ def main(argv: list[str] | None = None) -> int:
             trtllm_stats_wait_s=args.trtllm_stats_wait,
             api_key=api_key,
             kv_events=kv_events,
+            pd_role=args.pd_role,
+            pd_link_gbps=args.pd_link_gbps,
+            pd_timeout_s=args.pd_timeout,
         )
+        if (args.pd_link_gbps is not None and args.pd_link_gbps <= 0) or args.pd_timeout <= 0:
+            raise UserError(
+                "--pd-link-gbps and --pd-timeout must be positive.",
+                fix="pass a link speed in Gb/s (e.g. 400) and a timeout in seconds.",
+            )
         serve(build_app(topo, options), args.host, args.port)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

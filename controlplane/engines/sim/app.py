@@ -29,6 +29,7 @@ from controlplane.spec import EngineKind
 
 if TYPE_CHECKING:
     from controlplane.engines.sim.kv_events import KvEventPublisher
+    from controlplane.engines.sim.pd_serve import PdSide
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -73,6 +74,7 @@ class SimApp:
         self._created = int(time.time())
         self._stats_read = 0  # the last step TensorRT-LLM's `/metrics` handed out
         self.kv_events = kv_events  # KV-event publisher (`--kv-events-config`), or None
+        self.pd: PdSide | None = None  # a PD pool's replica (`--pd-role`, engines/sim/pd.py)
 
     def start(self) -> None:
         if self._task is None:
@@ -88,6 +90,8 @@ class SimApp:
             self._task = None
         if self.kv_events is not None:
             await self.kv_events.stop()
+        if self.pd is not None:
+            await self.pd.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -100,6 +104,10 @@ class SimApp:
         if self._authorization and path.startswith("/v1/") and not self._authorized(scope):
             body = responses.error_body(401, "Incorrect API key provided.", "invalid_api_key")
             await _reply(send, 401, body)
+            return
+        if path == "/sim/pd/kv" and self.pd is not None:  # the KV hand-off (pd.py)
+            query = scope.get("query_string", b"").decode(errors="replace")
+            await self.pd.handoffs.serve(query.partition("key=")[2].split("&")[0], send)
             return
         if path in ("/sim/ttft", "/sim/itl"):
             await self._sample_log(path[5:], scope.get("query_string", b""), send)
@@ -135,8 +143,7 @@ class SimApp:
         elif path == "/metrics" and info.flavor is EngineKind.TRTLLM:
             await _reply(send, 200, orjson.dumps(await self._iteration_stats()))
         elif path == "/metrics":
-            text = render(info.flavor, info.limits.served_model_name, self.scheduler.metrics,
-                          self.scheduler.gauges())  # fmt: skip
+            text = self._render()
             await _reply(send, 200, text.encode(), _TEXT)
         elif path == "/v1/models":
             await _reply(send, 200, orjson.dumps(self._models()))
@@ -245,8 +252,40 @@ class SimApp:
         except ApiError as err:
             await _reply(send, err.status, responses.error_body(err.status, err.message, err.kind))
             return
+        if self.pd is not None:
+            from controlplane.engines.sim import pd_serve
+
+            try:
+                if await pd_serve.generate(self, req, data, send, receive):
+                    return
+            except ApiError as err:  # a PD request missing its fields: nothing sent yet
+                body = responses.error_body(err.status, err.message, err.kind)
+                await _reply(send, err.status, body)
+                return
+        await self.serve(req, receive, send)
+
+    def _render(self) -> str:
+        info, pd = self.info, self.pd
+        extra = None
+        if pd is not None:
+            from controlplane.engines.sim.pd import render_pd
+
+            def extra(model: str, engine_type: str) -> list[str]:
+                return render_pd(info.flavor, pd.stats, model, engine_type)
+
+        engine_type = pd.engine_type if pd else "unified"
+        sched = self.scheduler
+        name = info.limits.served_model_name
+        return render(info.flavor, name, sched.metrics, sched.gauges(), engine_type, extra)
+
+    async def serve(
+        self, req: Request, receive: Receive, send: Send, transferred: bool = False,
+        started: bool = False,
+    ) -> None:  # fmt: skip
+        """Run `req` and answer it; `transferred`: its prompt KV came from a prefill
+        replica; `started`: the SSE response start was sent already."""
         mailbox = Mailbox()
-        seqs = self._submit(req, mailbox)
+        seqs = self.submit(req, mailbox, transferred)
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive))
 
         def client_gone(_: object) -> None:
@@ -259,9 +298,9 @@ class SimApp:
         watcher.add_done_callback(client_gone)
         self._open += 1
         try:
-            rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+            rid = f"{'chatcmpl' if req.chat else 'cmpl'}-{uuid.uuid4().hex}"
             if req.stream:
-                await self._stream(req, rid, mailbox, send)
+                await self._stream(req, rid, mailbox, send, started)
             else:
                 await _drain(mailbox, len(seqs))
                 await _reply(send, 200, responses.full_response(req, rid, int(time.time())))
@@ -273,7 +312,9 @@ class SimApp:
             if not watcher.done():
                 watcher.cancel()
 
-    def _submit(self, req: Request, mailbox: Mailbox) -> list[Sequence]:
+    def submit(
+        self, req: Request, mailbox: Mailbox, transferred: bool = False, hold_kv: bool = False
+    ) -> list[Sequence]:
         if self.kv_events is not None:  # vLLM's hashes, so the published ones match
             hashes = self.kv_events.block_hashes(req.prompt_words)
         else:
@@ -281,14 +322,18 @@ class SimApp:
         seqs = []
         for i, choice in enumerate(req.choices):
             seq = Sequence(i, req.prompt_tokens, max(1, choice.total_tokens), hashes,
-                           mailbox, choice.finish_reason)  # fmt: skip
+                           mailbox, choice.finish_reason, stream=req.stream,
+                           transferred=transferred, hold_kv=hold_kv)  # fmt: skip
             self.scheduler.submit(seq)
             seqs.append(seq)
         return seqs
 
-    async def _stream(self, req: Request, rid: str, mailbox: Mailbox, send: Send) -> None:
+    async def _stream(
+        self, req: Request, rid: str, mailbox: Mailbox, send: Send, started: bool = False
+    ) -> None:
         writer = responses.ChunkWriter(req, rid, int(time.time()))
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+        if not started:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE})
         # Like vLLM, the role chunk leaves with the first token, so first byte = first token.
         parts = [writer.opening()]
         remaining = len(req.choices)

@@ -7,9 +7,11 @@ the flavour asked for: a cumulative count at one of its bounds is exact, since t
 is in the union, so an SGLang-flavoured simulator shows SGLang's own `le` values.
 
 Written as text directly (a scrape of a busy simulator must stay cheap); the output parses
-with `prometheus_client.parser` and has the same shape as `generate_latest`. The simulator
-does not tell streaming from non-streaming requests apart: SGLang's `is_streaming` label
-is "true" on every series that has it. Times are simulated seconds
+with `prometheus_client.parser` and has the same shape as `generate_latest`. SGLang's
+`is_streaming` label is "true" or "false" by the request's `stream`, and a series appears
+once a request of that kind finished, as SGLang 0.5.23 counts them
+(observability/metrics_collector.py `observe_one_finished_request`,
+`observe_time_to_first_token`). Times are simulated seconds
 (wall seconds x time_scale), what the engine being simulated would report.
 
 TensorRT-LLM's `/metrics` is no Prometheus text but a JSON list of iteration stats
@@ -76,6 +78,17 @@ class Histogram:
 
 
 @dataclass
+class StreamSeries:
+    """SGLang's series split by `is_streaming`: counted when a request finishes."""
+
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    requests: int = 0
+    ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
+    e2e: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
+
+
+@dataclass
 class EngineMetrics:
     """Counters and histograms the scheduler updates; gauges come from its state."""
 
@@ -101,10 +114,30 @@ class EngineMetrics:
     ttft_log: list[float] = field(default_factory=list)
     itl_log: list[float] = field(default_factory=list)
 
-    def log_ttft(self, observed: float, model: float) -> None:
+    # SGLang's `is_streaming` split ("true" | "false" -> its series), per finished request.
+    by_stream: dict[str, StreamSeries] = field(default_factory=dict)
+
+    def stream_series(self, stream: bool) -> StreamSeries:
+        key = "true" if stream else "false"
+        series = self.by_stream.get(key)
+        if series is None:
+            series = self.by_stream[key] = StreamSeries()
+        return series
+
+    def log_ttft(self, observed: float, model: float, stream: bool = False) -> None:
         self.ttft.observe(observed)
+        self.stream_series(stream).ttft.observe(observed)
         if len(self.ttft_log) < SAMPLE_LOG_CAP:
             self.ttft_log.append(model)
+
+    def log_finished(self, stream: bool, prompt: int, generated: int, e2e: float) -> None:
+        """A request's end, as SGLang counts it (tokens, requests and e2e by `stream`)."""
+        self.e2e.observe(e2e)
+        series = self.stream_series(stream)
+        series.prompt_tokens += prompt
+        series.generation_tokens += generated
+        series.requests += 1
+        series.e2e.observe(e2e)
 
     def log_itl(self, observed: float, model: float) -> None:
         self.itl.observe(observed)
@@ -162,11 +195,25 @@ def iteration_stats(
     }  # fmt: skip
 
 
-def render(flavor: EngineKind, model_name: str, m: EngineMetrics, g: EngineGauges) -> str:
-    """The Prometheus `/metrics` text of vLLM or SGLang (TensorRT-LLM: `iteration_stats`)."""
+def render(
+    flavor: EngineKind,
+    model_name: str,
+    m: EngineMetrics,
+    g: EngineGauges,
+    engine_type: str = "unified",
+    extra: Callable[[str, str], list[str]] | None = None,
+) -> str:
+    """The Prometheus `/metrics` text of vLLM or SGLang (TensorRT-LLM: `iteration_stats`).
+    `engine_type`: SGLang's label ("prefill" | "decode" in a PD pool); `extra(model,
+    engine_type)`: more lines (the PD metrics, engines/sim/pd_metrics.py)."""
     model = model_name.replace("\\", "\\\\").replace('"', '\\"')
-    render_flavor = _render_vllm if flavor is EngineKind.VLLM else _render_sglang
-    return "\n".join(render_flavor(model, m, g)) + "\n"
+    if flavor is EngineKind.VLLM:
+        lines = _render_vllm(model, m, g)
+    else:
+        lines = _render_sglang(model, m, g, engine_type)
+    if extra is not None:
+        lines += extra(model, engine_type)
+    return "\n".join(lines) + "\n"
 
 
 def _scalars(labels: str, rows: list[tuple[str, str, float, str]]) -> list[str]:
@@ -220,13 +267,13 @@ def _render_vllm(model: str, m: EngineMetrics, g: EngineGauges) -> list[str]:
     return out
 
 
-def _render_sglang(model: str, m: EngineMetrics, g: EngineGauges) -> list[str]:
+def _render_sglang(model: str, m: EngineMetrics, g: EngineGauges, engine_type: str) -> list[str]:
     s = mn.SGLANG_0_5_23
-    sched = f'model_name="{model}",engine_type="unified",tp_rank="0",pp_rank="0",moe_ep_rank="0"'
-    lb = f'model_name="{model}",engine_type="unified"'
-    stream = f'{lb},is_streaming="true"'  # the simulator does not split by streaming
+    sched = (
+        f'model_name="{model}",engine_type="{engine_type}",tp_rank="0",pp_rank="0",moe_ep_rank="0"'
+    )
+    lb = f'model_name="{model}",engine_type="{engine_type}"'
     hit_rate = m.prefix_hits / m.prefix_queries if m.prefix_queries else 0.0
-    finished = sum(m.requests_finished.values())
     out = _scalars(sched, [
         ("gauge", s.running, g.running, "The number of running requests."),
         ("gauge", s.waiting, g.waiting, "The number of requests in the waiting queue."),
@@ -240,17 +287,38 @@ def _render_sglang(model: str, m: EngineMetrics, g: EngineGauges) -> list[str]:
         ("gauge", s.spec_accept_length, g.spec_accept_length,
          "The average acceptance length of speculative decoding."),
     ])  # fmt: skip
-    out += _scalars(stream, [
-        ("counter", s.prompt_tokens, m.prompt_tokens, "Number of prefill tokens processed."),
-        ("counter", s.generation_tokens, m.generation_tokens,
-         "Number of generation tokens processed."),
-        ("counter", s.requests_finished, finished, "Number of requests processed."),
-    ])  # fmt: skip
+    streams = sorted(m.by_stream.items())
+    counters = [
+        (s.prompt_tokens, "Number of prefill tokens processed.", lambda x: x.prompt_tokens),
+        (s.generation_tokens, "Number of generation tokens processed.",
+         lambda x: x.generation_tokens),
+        (s.requests_finished, "Number of requests processed.", lambda x: x.requests),
+    ]  # fmt: skip
+    for name, help_text, value in counters:  # one series per `is_streaming` value seen
+        out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        out += [f'{name}{{{lb},is_streaming="{k}"}} {float(value(v))!r}' for k, v in streams]
     out += _scalars(f'{lb},cache_source="total"', [
         ("counter", "sglang:cached_tokens_total", m.prefix_hits, "Number of cached prompt tokens."),
     ])  # fmt: skip
-    out += m.ttft.lines(s.ttft, stream, "Histogram of time to first token in seconds.")
+    out += _stream_histograms(s.ttft, lb, streams, "ttft",
+                              "Histogram of time to first token in seconds.")  # fmt: skip
     out += m.itl.lines(s.itl, lb, "Histogram of inter-token latency in seconds.")
-    out += m.e2e.lines(s.e2e, stream, "Histogram of End-to-end request latency in seconds")
+    out += _stream_histograms(s.e2e, lb, streams, "e2e",
+                              "Histogram of End-to-end request latency in seconds")  # fmt: skip
     out += m.queue_time.lines(s.queue_time, sched, "Histogram of queueing time in seconds.")
+    return out
+
+
+def _stream_histograms(
+    spec: mn.HistogramNames,
+    labels: str,
+    streams: list[tuple[str, StreamSeries]],
+    which: str,
+    help_text: str,
+) -> list[str]:
+    """One histogram family with a series per `is_streaming` value (HELP/TYPE once)."""
+    out = [f"# HELP {spec.name} {help_text}", f"# TYPE {spec.name} histogram"]
+    for key, series in streams:
+        hist = series.ttft if which == "ttft" else series.e2e
+        out += hist.lines(spec, f'{labels},is_streaming="{key}"', help_text)[2:]
     return out

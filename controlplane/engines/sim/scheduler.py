@@ -93,6 +93,12 @@ class Sequence:
     last_emit: float = 0.0
     last_model_emit: float = 0.0  # scheduled end of the step that emitted last (model s)
     aborted: bool = False
+    stream: bool = False  # the request streams (SGLang's `is_streaming` label)
+    # A PD decode replica got this prompt's KV from its prefill replica (engines/sim/pd.py):
+    # only the last prompt token is computed here, as for a full prefix hit.
+    transferred: bool = False
+    # A PD prefill replica keeps the KV until the decode side has it (release_held).
+    hold_kv: bool = False
 
 
 @dataclass
@@ -200,7 +206,13 @@ class Scheduler:
                 self._wake.clear()
                 await self._wake.wait()
                 next_start = loop.time()
-            end = next_start + self._plan_and_time() / self.config.time_scale
+            seconds = self._plan_and_time()
+            if not self._chunks and not self._batch:  # all waiting, KV held: sleep
+                self._wake.clear()
+                await self._wake.wait()
+                next_start = loop.time()
+                continue
+            end = next_start + seconds / self.config.time_scale
             delay = end - loop.time()
             await asyncio.sleep(delay if delay > 0 else 0)
             woke = time.perf_counter()
@@ -255,6 +267,8 @@ class Scheduler:
             seq.blocks = blocks
             # At least one token is always computed, as the engines recompute the last one.
             seq.cached = min(hits * block, seq.prompt_tokens - 1)
+            if seq.transferred:
+                seq.cached = seq.prompt_tokens - 1
             seq.prefilled = seq.cached
             m = self.metrics
             m.prefix_queries += seq.prompt_tokens
@@ -279,7 +293,7 @@ class Scheduler:
                 self.prefilling.remove(seq)
                 self.metrics.prompt_tokens += seq.prompt_tokens
                 end, length = self._model_step
-                self.metrics.log_ttft(now - seq.arrival, max(end - seq.arrival, length))
+                self.metrics.log_ttft(now - seq.arrival, max(end - seq.arrival, length), seq.stream)
                 produced += 1
                 self._emit(seq, 1, now)
                 if seq.generated < seq.output_tokens:
@@ -322,10 +336,20 @@ class Scheduler:
         seq.mailbox.put((seq.index, start, seq.generated, seq.finish_reason if done else None))
         if done:
             self._release(seq, seq.finish_reason)
-            self.metrics.e2e.observe(now - seq.arrival)
+            self.metrics.log_finished(
+                seq.stream, seq.prompt_tokens, seq.generated, now - seq.arrival
+            )
+
+    def release_held(self, seq: Sequence) -> None:
+        """Free the KV a finished `hold_kv` sequence kept (idempotent)."""
+        seq.hold_kv = False
+        if seq.blocks:
+            self.kv.release(seq.hashes, seq.blocks)
+            seq.blocks = 0
+            self._wake.set()
 
     def _release(self, seq: Sequence, reason: str) -> None:
-        if seq.blocks:
+        if seq.blocks and not seq.hold_kv:
             self.kv.release(seq.hashes, seq.blocks)
             seq.blocks = 0
         finished = self.metrics.requests_finished

@@ -44,6 +44,12 @@ class SimOptions:
     trtllm_stats_wait_s: float = 0.0
     api_key: str | None = None  # require it as `Authorization: Bearer` (a hosted API)
     kv_events: KvEventsConfig | None = None  # vLLM's --kv-events-config (engines/sim/kv_events.py)
+    # Prefill/decode disaggregation (engines/sim/pd.py): this replica's pool, the KV
+    # transfer link speed per link (Gb/s) and how long one side waits for the other (s).
+    # None link speed: the PD topology's declared network, else 400 (pd.DEFAULT_LINK_GBPS).
+    pd_role: str | None = None
+    pd_link_gbps: float | None = None
+    pd_timeout_s: float = 300.0
 
 
 def topology_from_json(text: str) -> Topology:
@@ -59,7 +65,12 @@ def topology_from_json(text: str) -> Topology:
 
 
 def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = None) -> SimApp:
-    """The ASGI app simulating one replica of `topo` (timing: the capacity model's)."""
+    """The ASGI app simulating one replica of `topo` (timing: the capacity model's); with
+    `options.pd_role`, one replica of that pool (of a PD topology: its pool's topology)."""
+    link_gbps = options.pd_link_gbps
+    if options.pd_role:
+        topo, declared = pd_pool(topo, options.pd_role)
+        link_gbps = link_gbps or declared
     if timing is None:
         from controlplane.capacity.performance import performance_model
 
@@ -97,12 +108,48 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
 
         publisher = KvEventPublisher(options.kv_events, limits.text.token_ids, BLOCK_TOKENS)
         scheduler.kv.listener = publisher
-    return SimApp(scheduler, info, options.api_key, options.trtllm_stats_wait_s, publisher)
+    app = SimApp(scheduler, info, options.api_key, options.trtllm_stats_wait_s, publisher)
+    if options.pd_role:
+        from controlplane.engines.sim.pd import DEFAULT_LINK_GBPS, pd_config
+        from controlplane.engines.sim.pd_serve import PdSide
+
+        cfg = pd_config(topo, options.pd_role, flavor, link_gbps or DEFAULT_LINK_GBPS,
+                        options.pd_timeout_s, config.time_scale)  # fmt: skip
+        app.pd = PdSide(cfg, "127.0.0.1", 0)  # `serve` sets where it listens
+    return app
+
+
+def pd_pool(topo: Topology, role: str) -> tuple[Topology, float | None]:
+    """The topology a `role` replica simulates and its declared link speed: a PD
+    topology's pool, or `topo` itself (already one pool's colocated spec) and None."""
+    from controlplane.spec.pd_pools import pd_pools
+
+    pools = pd_pools(topo)
+    if pools is None:
+        return topo, None
+    return (pools.prefill if role == "prefill" else pools.decode), pools.spec.network.gbps
+
+
+def advertised_host(bind_host: str) -> str:
+    """The host a decode replica reaches this one at: VLLM_NIXL_SIDE_CHANNEL_HOST when set
+    (vLLM's own variable for it, envs.py), else the bound address (for a wildcard bind,
+    this machine's address)."""
+    from controlplane.settings import environment_value
+
+    override = environment_value("VLLM_NIXL_SIDE_CHANNEL_HOST")
+    if override:
+        return override
+    if bind_host in ("", "0.0.0.0", "::"):
+        return socket.gethostbyname(socket.gethostname())
+    return bind_host
 
 
 def serve(app: SimApp, host: str = "127.0.0.1", port: int = 8100) -> None:
     """Serve until interrupted: uvicorn with uvloop and httptools, no access log."""
     import uvicorn
+
+    if app.pd is not None:  # vLLM's kv_transfer_params name where the KV is read
+        app.pd.host, app.pd.port = advertised_host(host), port
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -150,6 +197,9 @@ class SimServer:
         api_key_env: str | None = None,
         env: dict[str, str] | None = None,
         kv_events_config: str | None = None,
+        pd_role: str | None = None,
+        pd_link_gbps: float | None = None,
+        pd_timeout: float | None = None,
     ) -> SimServer:
         """Start `python -m controlplane.engines.sim` and wait until /health answers.
 
@@ -171,6 +221,12 @@ class SimServer:
             options["api-key-env"] = api_key_env
         if kv_events_config is not None:
             options["kv-events-config"] = kv_events_config
+        if pd_role is not None:
+            options["pd-role"] = pd_role
+        if pd_link_gbps is not None:
+            options["pd-link-gbps"] = repr(pd_link_gbps)
+        if pd_timeout is not None:
+            options["pd-timeout"] = repr(pd_timeout)
         spec_json = topo.spec.model_dump_json(by_alias=True)
         args = sim_argv(
             sys.executable, spec_json, host, str(port), flavor, time_scale, seed, options

@@ -17,6 +17,8 @@ from tests.unit.observe.engine_layouts import LAYOUTS, Layout
 
 def _names(flavor: EngineKind) -> set[str]:
     m = sim.EngineMetrics(spec_drafts=3, spec_draft_tokens=9, spec_accepted_tokens=5)
+    m.log_ttft(0.5, 0.5)  # SGLang's `is_streaming` series exist once a request finished
+    m.log_finished(False, 10, 5, 1.0)
     g = sim.EngineGauges(1, 0, 0.5, 10, 100, 2.5, 20.0)
     text = sim.render(flavor, "glm", m, g)
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
@@ -43,6 +45,7 @@ def test_bucket_bounds_are_the_engines_own(layout: Layout) -> None:
     assert tuple(mn.le_text(b) for b in names.ttft.bounds) == layout.ttft_le
     assert tuple(mn.le_text(b) for b in names.itl.bounds) == layout.itl_le
     m = sim.EngineMetrics()
+    m.log_ttft(0.5, 0.5)  # one request: SGLang's `is_streaming` series exist
     text = sim.render(
         EngineKind(layout.engine), "glm", m, sim.EngineGauges(1, 0, 0.5, 10, 100, 1.0, 2.0)
     )

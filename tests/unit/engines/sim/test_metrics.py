@@ -22,8 +22,10 @@ GAUGES = EngineGauges(
 def samples(flavor: EngineKind) -> dict[str, dict]:
     m = EngineMetrics(prompt_tokens=100, generation_tokens=50, prefix_queries=100, prefix_hits=25)
     m.spec_drafts = 4
-    m.ttft.observe(0.03)
-    m.ttft.observe(3.0)
+    m.log_ttft(0.03, 0.03, stream=True)
+    m.log_ttft(3.0, 3.0, stream=False)
+    m.log_finished(True, 60, 30, 1.0)
+    m.log_finished(False, 40, 20, 2.0)
     text = render(flavor, 'glm "4.5"', m, GAUGES)
     out: dict[str, dict] = {}
     for family in text_string_to_metric_families(text):
@@ -62,8 +64,19 @@ def test_sglang_names_and_labels() -> None:
     assert value(found, "sglang:token_usage") == 0.5
     assert value(found, "sglang:cache_hit_rate") == 0.25
     assert value(found, "sglang:spec_accept_length") == 2.6
-    assert value(found, "sglang:prompt_tokens_total") == 100
-    assert value(found, "sglang:time_to_first_token_seconds_count") == 2
+    # SGLang 0.5.23 labels by the request's `stream` (metrics_collector.py
+    # observe_one_finished_request / observe_time_to_first_token).
+    assert value(found, "sglang:prompt_tokens_total", is_streaming="true") == 60
+    assert value(found, "sglang:prompt_tokens_total", is_streaming="false") == 40
+    assert value(found, "sglang:num_requests_total", is_streaming="false") == 1
+    assert value(found, "sglang:time_to_first_token_seconds_count", is_streaming="true") == 1
+    assert value(found, "sglang:time_to_first_token_seconds_count", is_streaming="false") == 1
+    assert value(found, "sglang:e2e_request_latency_seconds_sum", is_streaming="false") == 2.0
+
+
+def test_sglang_streaming_series_appear_once_used() -> None:
+    text = render(EngineKind.SGLANG, "m", EngineMetrics(), GAUGES)
+    assert "is_streaming" not in text  # prometheus_client: no labelled series before use
 
 
 def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
