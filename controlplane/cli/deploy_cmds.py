@@ -96,10 +96,8 @@ def plan_cmd(file: File, output: OutputOption = OutputFormat.TEXT, address: Addr
     """Dry run: the plan and its diff against what runs; starts and changes nothing."""
     from controlplane.backends.ray.manage import preview
     from controlplane.spec import load_topology
-    from controlplane.spec.pd_pools import refuse_deploy
 
     topology = load_topology(file)
-    refuse_deploy(topology, "plan")  # PD topologies are sized and checked, not deployable yet
     shown = preview(topology, address)
     if output is OutputFormat.TEXT:
         _print_plan(shown.plan, shown.diff, shown.running)
@@ -160,10 +158,8 @@ def _apply(
     from controlplane.backends.ray.deploy import prepare_apply
     from controlplane.doctor.extras import require
     from controlplane.spec import load_topology
-    from controlplane.spec.pd_pools import refuse_deploy
 
     topology = load_topology(file)
-    refuse_deploy(topology, "apply")  # PD topologies are sized and checked, not deployable yet
     require(*SERVE_MODULES)
     started = time.monotonic()
     with console.status("connecting to the cluster and planning"):
@@ -330,10 +326,8 @@ def delete(
 def demo(file: File, address: Address = None) -> None:
     """apply -y, send one chat request through the router, print it, delete."""
     from controlplane.spec import load_topology
-    from controlplane.spec.pd_pools import refuse_deploy
 
     topology = load_topology(file)
-    refuse_deploy(topology, "demo")  # before the `finally` below deletes anything
     name = topology.name
     try:
         record = _apply(file, yes=True, address=address)

@@ -120,6 +120,10 @@ def embedded_inventory(
 
 def _nodes_for(topology: Topology) -> int:
     per_node = topology.spec.gpus.per_node
+    if topology.spec.disaggregation is not None and per_node > 0:  # both pools
+        from controlplane.planner.pd_plan import pd_nodes
+
+        return pd_nodes(topology, per_node)
     replicas = max(topology.spec.replicas.max or 1, 1)
     replicas_per_node = max(1, per_node // topology.gpus_per_node)
     if topology.nodes > 1:

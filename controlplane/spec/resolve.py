@@ -337,7 +337,7 @@ def _resolve_replicas(s: TopologySpec, problems: list[Problem]) -> None:
         )
     if s.autoscaling is None and r.max > r.min:
         s.autoscaling = AutoscalingSpec()
-    if s.cluster.nodes is None:
+    if s.cluster.nodes is None and s.disaggregation is None:  # PD: both pools (planner/pd_plan.py)
         g = s.gpus
         assert g.nodes is not None
         if g.nodes == 1:
