@@ -269,7 +269,8 @@ def _deployments_table(deployments: list[dict[str, Any]]) -> Table:
     table = Table("deployment", "status", "engine", "model", "replicas", "endpoint", "ranks")
     for d in deployments:
         ranks = "; ".join(
-            ", ".join(
+            (f"{r['pd']}: " if r.get("pd") else "")
+            + ", ".join(
                 f"r{k['rank']}@{k['node_id'][:8]} gpus {','.join(k['gpu_ids'])}" for k in r["ranks"]
             )
             for r in d["replica_details"]
@@ -280,11 +281,19 @@ def _deployments_table(deployments: list[dict[str, Any]]) -> Table:
             d["status"],
             runtime,
             d["model"],
-            f"{d['replicas']['serving']}/{d['replicas']['desired']}",
+            replicas_cell(d),
             d["endpoint"],
             ranks,
         )
     return table
+
+
+def replicas_cell(deployment: dict[str, Any]) -> str:
+    """serving/desired replicas; a PD deployment's per pool (`prefill 2/2, decode 1/1`)."""
+    pools = deployment.get("pools")
+    if pools:
+        return ", ".join(f"{p['pool']} {p['serving']}/{p['desired']}" for p in pools)
+    return f"{deployment['replicas']['serving']}/{deployment['replicas']['desired']}"
 
 
 def scale(
