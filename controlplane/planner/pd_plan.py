@@ -25,7 +25,7 @@ from controlplane.engines.base import BOOTSTRAP_PORT
 from controlplane.engines.pd_args import pd_command
 from controlplane.planner.capacity import capacity_figures
 from controlplane.planner.fit import bundles_on
-from controlplane.planner.inventory import GIB, DECLARED_MEMORY, Inventory, InventoryNode
+from controlplane.planner.inventory import DECLARED_MEMORY, GIB, Inventory, InventoryNode
 from controlplane.planner.models import DeploymentPlan, EngineGroupPlan
 from controlplane.planner.plan import engine_group, plan_warnings, require_fit, router_plan
 from controlplane.spec.pd_pools import ROLES, PdPools, pd_pools
@@ -95,8 +95,7 @@ def _take(node: InventoryNode, bundle: dict[str, float], inventory: Inventory) -
         update={
             "gpus_free": node.gpus_free - int(bundle.get("GPU", 0)),
             "cpus_free": node.cpus_free - bundle.get("CPU", 0.0),
-            "memory_bytes": node.memory_bytes
-            - bundle.get(inventory.memory_resource, 0.0) * unit,
+            "memory_bytes": node.memory_bytes - bundle.get(inventory.memory_resource, 0.0) * unit,
         }
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 from controlplane.engines.base import BOOTSTRAP_PORT
 from controlplane.planner.models import DeploymentPlan, EngineGroupPlan
 
+
 def replica_label(group: EngineGroupPlan, replica_id: str) -> str:
     """`replica_id` as this group's replicas are known: `<pool>-<id>` in a PD plan."""
     return f"{group.pd}-{replica_id}" if group.pd else replica_id

@@ -60,8 +60,8 @@ class RankWorker:
 
     def reserve(self) -> dict[str, str]:
         """Ports on this node for its HTTP server (rank 0's API, a rank > 0's health), a PD
-        replica's KV handshake and the rendezvous: GLMCTL_ENGINE_PORT / GLMCTL_DIST_PORT where set (a Kubernetes pod
-        runs one engine, on named ports), else free ones."""
+        replica's KV handshake and the rendezvous: GLMCTL_ENGINE_PORT / GLMCTL_DIST_PORT
+        where set (a Kubernetes pod runs one engine, on named ports), else free ones."""
         from controlplane.settings import get_settings
 
         settings = get_settings()

@@ -38,7 +38,10 @@ def test_the_pd_examples_ship_with_the_topologies() -> None:
     assert pd == {AIR_PD, H200_PD} and PD_DIR == REPO / "topologies"
 
 
-@pytest.mark.parametrize("path", [p for p in SHIPPED if p not in (AIR_PD, H200_PD)][:6], ids=lambda p: p.stem)
+COLOCATED = [p for p in SHIPPED if p not in (AIR_PD, H200_PD)]
+
+
+@pytest.mark.parametrize("path", COLOCATED[:6], ids=lambda p: p.stem)
 def test_colocated_specs_serialise_without_the_section(path: Path) -> None:
     assert "disaggregation" not in load_topology(path).spec.model_dump(mode="json")
 
