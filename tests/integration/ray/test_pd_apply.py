@@ -58,7 +58,7 @@ def applied(tmp_path: Path) -> Iterator[tuple[Glmctl, Path]]:
     """The PD topology applied on a private embedded cluster; deleted afterwards."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GLMCTL_", "RAY_ADDRESS"))}
     state = tmp_path / "state"
-    env = {**base, "GLMCTL_STATE_DIR": str(state)}
+    env = {**base, "GLMCTL_STATE_DIR": str(state), "COLUMNS": "250"}  # status tables unwrapped
     spec = tmp_path / f"{NAME}.yaml"
     spec.write_text(topology())
 
