@@ -17,7 +17,6 @@ one RDMA fabric beyond that; docs/guides/disaggregation.md says so.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 from controlplane.engines import LaunchCommand, LaunchContext
@@ -28,10 +27,10 @@ from controlplane.planner.fit import bundles_on
 from controlplane.planner.inventory import DECLARED_MEMORY, GIB, Inventory, InventoryNode
 from controlplane.planner.models import DeploymentPlan, EngineGroupPlan
 from controlplane.planner.plan import engine_group, plan_warnings, require_fit, router_plan
-from controlplane.spec.pd_pools import ROLES, PdPools, pd_pools
+from controlplane.spec.pd_pools import ROLES, PdPools
 from controlplane.spec.topology import Topology
 
-__all__ = ["pd_nodes", "pd_plan", "reserve"]
+__all__ = ["pd_plan", "reserve"]
 
 
 def pd_plan(pools: PdPools, inventory: Inventory) -> DeploymentPlan:
@@ -98,20 +97,3 @@ def _take(node: InventoryNode, bundle: dict[str, float], inventory: Inventory) -
             "memory_bytes": node.memory_bytes - bundle.get(inventory.memory_resource, 0.0) * unit,
         }
     )
-
-
-def pd_nodes(topology: Topology, per_node: int) -> int:
-    """Nodes of `per_node` GPUs that hold both pools at `replicas.max` (the embedded
-    cluster's size): multi-node replicas take whole nodes; single-node replicas of both
-    pools share nodes (the GLM-4.5 README's P TP4 + D TP4 on one 8-GPU node)."""
-    pools = pd_pools(topology)
-    assert pools is not None
-    whole, shared = 0, 0
-    for pool in (pools.prefill, pools.decode):
-        replicas = max(pool.spec.replicas.max or 1, 1)
-        if pool.nodes > 1 or per_node % pool.gpus_per_replica:
-            per = max(1, per_node // pool.gpus_per_replica) if pool.nodes == 1 else 1
-            whole += pool.nodes * math.ceil(replicas / per)
-        else:
-            shared += replicas * pool.gpus_per_replica
-    return whole + math.ceil(shared / per_node)

@@ -1,4 +1,5 @@
-"""`plan(topology, inventory) -> DeploymentPlan`: pure (no I/O, inputs never mutated).
+"""`colocated_plan(topology, inventory) -> DeploymentPlan`: pure (no I/O, inputs never
+mutated); `controlplane.planner.plan` (deployment.py) also plans PD topologies with it.
 
 Steps: capacity figures -> bundles (one per node a replica spans) -> how many replicas the
 inventory holds -> replica bounds (never above that) -> each node rank's command -> router,
@@ -55,20 +56,13 @@ class PlanError(UserError):
     """The topology cannot be placed on the inventory."""
 
 
-def plan(
+def colocated_plan(
     topology: Topology,
     inventory: Inventory,
     capacity: CapacityFigures | None = None,
 ) -> DeploymentPlan:
-    """Place `topology` on `inventory`; raises PlanError when it cannot. A PD topology
-    plans to one group per pool (planner/pd_plan.py)."""
-    from controlplane.spec.pd_pools import pd_pools
-
-    pools = pd_pools(topology)
-    if pools is not None:
-        from controlplane.planner.pd_plan import pd_plan
-
-        return pd_plan(pools, inventory)
+    """Place colocated `topology` on `inventory`; raises PlanError when it cannot.
+    `controlplane.planner.plan` dispatches here, or for a PD topology to pd_plan.py."""
     figures = capacity or capacity_figures(topology)
     require_fit(topology, figures)
     group = engine_group(topology, inventory, figures)
