@@ -80,8 +80,9 @@ def engine_idle(
 
 
 def _get(url: str) -> str:
-    import httpx
+    # The standard library: the drain runs in every install (httpx is not a core dependency).
+    import urllib.request
 
-    response = httpx.get(url, timeout=FETCH_TIMEOUT_S)
-    response.raise_for_status()
-    return response.text
+    with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
+        body: bytes = response.read()
+    return body.decode()

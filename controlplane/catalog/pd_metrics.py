@@ -37,6 +37,7 @@ from controlplane.catalog.engine_metrics import (
 # Target label on a PD group's engine scrape targets: its pool (`EngineGroupPlan.pd`).
 PD_LABEL = "pd"
 PREFILL, DECODE = "prefill", "decode"
+BOOTSTRAP, KV_TRANSFER_PARAMS = "bootstrap", "kv_transfer_params"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,15 @@ class PdMetrics:
     transfer_bytes: HistogramNames | None = None  # bytes per transfer
     pool_label: str = PD_LABEL  # the label that names a series' pool (engine's or target's)
     waiting: str = ""  # the engine's own waiting-queue gauge (read per pool)
+    failed_bootstraps: str = ""  # the one of `transfer_failures` counting bootstrap failures
+    # How a request's KV is handed from P to D on the wire (router/pd_route.py):
+    # BOOTSTRAP (SGLang: bootstrap_host/port/room sent to both) or KV_TRANSFER_PARAMS
+    # (vLLM: P answers `kv_transfer_params` that D is given).
+    handoff: str = ""
+
+    def queue(self, stage: str) -> str:
+        """The gauge of the queue named `stage` (PdQueue.stage); "": the engine has none."""
+        return next((q.name for q in self.queues if q.stage == stage), "")
 
 
 _SG_LABELS = ("model_name", "engine_type", "tp_rank", "pp_rank", "moe_ep_rank")
@@ -91,6 +101,8 @@ SGLANG_0_5_23_PD = PdMetrics(
     ),
     pool_label="engine_type",
     waiting=SGLANG_0_5_23.waiting,
+    failed_bootstraps="sglang:num_bootstrap_failed_reqs_total",
+    handoff=BOOTSTRAP,  # sglang/srt/disaggregation: bootstrap_room in the request
 )
 
 _V_LABELS = ("model_name", "engine")
@@ -111,6 +123,8 @@ VLLM_0_32_NIXL = PdMetrics(
         _V_LABELS,
     ),
     waiting=VLLM_0_32.waiting,
+    handoff=KV_TRANSFER_PARAMS,  # nixl connector: request_finished returns the params
 )
 
 PD_ENGINES: tuple[PdMetrics, ...] = (SGLANG_0_5_23_PD, VLLM_0_32_NIXL)
+PD_BY_FLAVOR: dict[str, PdMetrics] = {m.flavor: m for m in PD_ENGINES}

@@ -96,10 +96,8 @@ def plan_cmd(file: File, output: OutputOption = OutputFormat.TEXT, address: Addr
     """Dry run: the plan and its diff against what runs; starts and changes nothing."""
     from controlplane.backends.ray.manage import preview
     from controlplane.spec import load_topology
-    from controlplane.spec.pd_pools import refuse_deploy
 
     topology = load_topology(file)
-    refuse_deploy(topology, "plan")  # PD topologies are sized and checked, not deployable yet
     shown = preview(topology, address)
     if output is OutputFormat.TEXT:
         _print_plan(shown.plan, shown.diff, shown.running)
@@ -160,10 +158,8 @@ def _apply(
     from controlplane.backends.ray.deploy import prepare_apply
     from controlplane.doctor.extras import require
     from controlplane.spec import load_topology
-    from controlplane.spec.pd_pools import refuse_deploy
 
     topology = load_topology(file)
-    refuse_deploy(topology, "apply")  # PD topologies are sized and checked, not deployable yet
     require(*SERVE_MODULES)
     started = time.monotonic()
     with console.status("connecting to the cluster and planning"):
@@ -273,7 +269,8 @@ def _deployments_table(deployments: list[dict[str, Any]]) -> Table:
     table = Table("deployment", "status", "engine", "model", "replicas", "endpoint", "ranks")
     for d in deployments:
         ranks = "; ".join(
-            ", ".join(
+            (f"{r['pd']}: " if r.get("pd") else "")
+            + ", ".join(
                 f"r{k['rank']}@{k['node_id'][:8]} gpus {','.join(k['gpu_ids'])}" for k in r["ranks"]
             )
             for r in d["replica_details"]
@@ -284,11 +281,19 @@ def _deployments_table(deployments: list[dict[str, Any]]) -> Table:
             d["status"],
             runtime,
             d["model"],
-            f"{d['replicas']['serving']}/{d['replicas']['desired']}",
+            replicas_cell(d),
             d["endpoint"],
             ranks,
         )
     return table
+
+
+def replicas_cell(deployment: dict[str, Any]) -> str:
+    """serving/desired replicas; a PD deployment's per pool (`prefill 2/2, decode 1/1`)."""
+    pools = deployment.get("pools")
+    if pools:
+        return ", ".join(f"{p['pool']} {p['serving']}/{p['desired']}" for p in pools)
+    return f"{deployment['replicas']['serving']}/{deployment['replicas']['desired']}"
 
 
 def scale(
@@ -330,10 +335,8 @@ def delete(
 def demo(file: File, address: Address = None) -> None:
     """apply -y, send one chat request through the router, print it, delete."""
     from controlplane.spec import load_topology
-    from controlplane.spec.pd_pools import refuse_deploy
 
     topology = load_topology(file)
-    refuse_deploy(topology, "demo")  # before the `finally` below deletes anything
     name = topology.name
     try:
         record = _apply(file, yes=True, address=address)

@@ -4,7 +4,7 @@
 and what PD adds, the KV transfer figures and the PD preflight. `--workload` (with or
 without `--search`) proposes xPyD for a workload and compares it with colocated serving:
 
-    glmctl capacity topologies/pd/glm45-fp8-pd-h200.yaml --search --workload 8192/512@16
+    glmctl capacity topologies/glm45-fp8-pd-h200.yaml --search --workload 8192/512@16
     glmctl capacity --model glm-4.5-air --precision fp8 --gpu h100 --workload 256/256@16,itl=30ms
 
 A workload is `IN[:IN_P99]/OUT[@RATE][,ttft=DURATION][,itl=DURATION]`: mean (and tail)

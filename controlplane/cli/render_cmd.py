@@ -69,11 +69,9 @@ def render_cmd(
             " password goes in the Secret <name>-redis.",
         )
     from controlplane.render.k8s.common import K8sOptions
-    from controlplane.spec.pd_pools import refuse_deploy
 
     options = K8sOptions(image, router_image, address, models_claim, redis_tls=tls)
     topology = load_topology(file)
-    refuse_deploy(topology, "render")  # PD topologies are sized and checked, not deployable yet
     deployment = reference_plan(topology)
     folder = out or TARGETS[target]
     files = _render(deployment, target, _source(file), options)

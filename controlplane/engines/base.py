@@ -24,7 +24,10 @@ PORT = "{port}"  # a free port on this rank's node for the HTTP server
 DIST_HOST = "{dist_host}"  # rank 0's address for the collective rendezvous
 DIST_PORT = "{dist_port}"  # a free port on rank 0's node for that rendezvous
 PYTHON = "{python}"  # the interpreter running glmctl (the simulator ships with it)
-PLACEHOLDERS = (HOST, PORT, DIST_HOST, DIST_PORT, PYTHON)
+# A free port on rank 0's node for a PD replica's KV handshake (SGLang's bootstrap server,
+# vLLM's NIXL side channel): many replicas share a host, so no fixed port.
+BOOTSTRAP_PORT = "{bootstrap_port}"
+PLACEHOLDERS = (HOST, PORT, DIST_HOST, DIST_PORT, PYTHON, BOOTSTRAP_PORT)
 
 
 @dataclass(frozen=True)

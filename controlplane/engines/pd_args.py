@@ -2,8 +2,12 @@
 
 `pd_command(pools, role, context)` is pure. It builds the pool's command with the engine's
 ordinary builder (`build_command` on the pool's resolved topology, as for any colocated
-replica) and adds what disaggregation needs; the planner does not use it yet (PD is not
-deployable by this version), the engines' parsers check it (tests/engines/test_pd_parsers.py).
+replica) and adds what disaggregation needs. The planner (planner/pd_plan.py) launches
+exactly these commands with `port=BOOTSTRAP_PORT`, a placeholder the rank worker fills
+with a free port (several replicas share a host); the engines' parsers check them
+(tests/engines/test_pd_parsers.py). With `simulate`, the pool runs the simulator with
+`--pd-role` (and `--pd-link-gbps` when the topology declares a link speed): the
+simulator serves its KV bootstrap on its own HTTP port.
 
 Flags, pinned to the engine versions glmctl targets:
 - SGLang 0.5.23 (sglang/srt/arg_groups/fields/disagg.py): `--disaggregation-mode
@@ -24,32 +28,60 @@ from dataclasses import replace
 
 from controlplane.engines import build_command
 from controlplane.engines.base import HOST, LaunchCommand, LaunchContext
+from controlplane.engines.simulator import sim_command
 from controlplane.spec.models import EngineKind
 from controlplane.spec.pd_pools import ROLES, PdPools
 
 __all__ = ["pd_command", "pd_flags"]
 
 
-def pd_command(pools: PdPools, role: str, context: LaunchContext) -> LaunchCommand | None:
-    """One node rank of one replica of the `role` pool (None: the rank runs nothing)."""
+def pd_command(
+    pools: PdPools,
+    role: str,
+    context: LaunchContext,
+    simulate: bool = False,
+    port: str | None = None,
+) -> LaunchCommand | None:
+    """One node rank of one replica of the `role` pool (None: the rank runs nothing).
+
+    `port`: the bootstrap / side-channel port as passed (a placeholder such as
+    `{bootstrap_port}`); None: the topology's (`transfer.bootstrap_port` or the default)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     topology = pools.prefill if role == "prefill" else pools.decode
+    if simulate or topology.engine is EngineKind.SIM:
+        return _sim(pools, role, context)
     command = build_command(topology, context)
-    if command is None or topology.engine is EngineKind.SIM:
-        return command  # the simulator has no PD pools yet: its command stays colocated
-    argv, env = pd_flags(pools, role)
+    if command is None:
+        return command
+    argv, env = pd_flags(pools, role, port)
     return replace(command, argv=(*command.argv, *argv), env={**command.env, **env})
 
 
-def pd_flags(pools: PdPools, role: str) -> tuple[tuple[str, ...], dict[str, str]]:
+def _sim(pools: PdPools, role: str, context: LaunchContext) -> LaunchCommand | None:
+    """The simulator as one replica of the pool (engines/sim: `--pd-role`, `--pd-link-gbps`)."""
+    topology = pools.prefill if role == "prefill" else pools.decode
+    command = sim_command(topology, context)
+    if command is None:
+        return None
+    argv = ["--pd-role", role]
+    gbps = pools.spec.network.link_gbps
+    if gbps is not None:  # declared: else the simulator's own default for the transport
+        argv += ["--pd-link-gbps", f"{gbps:g}"]
+    return replace(command, argv=(*command.argv, *argv))
+
+
+def pd_flags(
+    pools: PdPools, role: str, port: str | None = None
+) -> tuple[tuple[str, ...], dict[str, str]]:
     """The argv and environment disaggregation adds to a `role` pool's command."""
+    given = port if port is not None else str(pools.port)
     if pools.topology.engine is EngineKind.VLLM:
-        return _vllm(pools, role)
-    return _sglang(pools, role)
+        return _vllm(pools, role, given)
+    return _sglang(pools, role, given)
 
 
-def _sglang(pools: PdPools, role: str) -> tuple[tuple[str, ...], dict[str, str]]:
+def _sglang(pools: PdPools, role: str, port: str) -> tuple[tuple[str, ...], dict[str, str]]:
     argv: list[str] = [
         "--disaggregation-mode",
         role,
@@ -57,14 +89,14 @@ def _sglang(pools: PdPools, role: str) -> tuple[tuple[str, ...], dict[str, str]]
         pools.backend,
     ]
     if role == "prefill":
-        argv += ["--disaggregation-bootstrap-port", str(pools.port)]
+        argv += ["--disaggregation-bootstrap-port", port]
     devices = pools.spec.network.ib_devices
     if devices:
         argv += ["--disaggregation-ib-device", ",".join(devices)]
     return tuple(argv), {}
 
 
-def _vllm(pools: PdPools, role: str) -> tuple[tuple[str, ...], dict[str, str]]:
+def _vllm(pools: PdPools, role: str, port: str) -> tuple[tuple[str, ...], dict[str, str]]:
     nixl = pools.backend.startswith("Nixl")
     # NIXL: the proxy decides who prefills; the other connectors are told their side.
     one_way = "kv_producer" if role == "prefill" else "kv_consumer"
@@ -77,7 +109,7 @@ def _vllm(pools: PdPools, role: str) -> tuple[tuple[str, ...], dict[str, str]]:
     env: dict[str, str] = {}
     if nixl:
         env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = HOST
-        env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(pools.port)
+        env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = port
     devices = pools.spec.network.ib_devices
     if devices:
         env["UCX_NET_DEVICES"] = ",".join(devices)

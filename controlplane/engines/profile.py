@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from controlplane.capacity.engine_rules import MemoryRule
-from controlplane.catalog.formats import FormatRule
 from controlplane.capacity.timing_rules import TimingRule
+from controlplane.catalog.formats import FormatRule
 from controlplane.engines.base import CommandBuilder
 from controlplane.local.venv import VenvRecipe
 from controlplane.spec.engine_checks import SpecRules

@@ -120,13 +120,22 @@ def _ms(values: Mapping[str, float], key: str) -> str:
     return f"{values[key] * 1000:.0f}" if key in values else "-"
 
 
+def replica_name(label: str) -> str:
+    """A replica as the table shows it: its id's tail, after its pool in a PD deployment
+    (replica labels `prefill-<id>` / `decode-<id>`, backends/ray/pd_replica.py)."""
+    pool, sep, rest = label.partition("-")
+    if sep and pool in ("prefill", "decode"):
+        return f"{pool} {rest[-12:]}"
+    return label[-12:]
+
+
 def replica_table(frame: Frame) -> Table:
     table = Table("deployment", "replica", "rank", "up", "running", "waiting", "KV",
                   "tok/s", "TTFT p50 ms", "TTFT p99 ms", "p99 trend", title="replicas")  # fmt: skip
     for row in frame.replicas:
         v = row.values
         table.add_row(
-            row.deployment, row.replica[-12:], row.node_rank, _num(v, "up"),
+            row.deployment, replica_name(row.replica), row.node_rank, _num(v, "up"),
             _num(v, "running"), _num(v, "waiting"), _num(v, "kv", "{:.0%}"),
             _num(v, "tokens", "{:.1f}"), _ms(v, "ttft_p50"), _ms(v, "ttft_p99"),
             sparkline(row.history),

@@ -1,6 +1,7 @@
 """Plan: topology + inventory -> DeploymentPlan (pure), its summary and its diff."""
 
 from controlplane.planner.capacity import CapacityFigures, capacity_figures
+from controlplane.planner.deployment import plan
 from controlplane.planner.fit import replicas_that_fit
 from controlplane.planner.inventory import (
     DECLARED_MEMORY,
@@ -11,7 +12,7 @@ from controlplane.planner.inventory import (
     from_ray_nodes,
 )
 from controlplane.planner.models import DeploymentPlan, EngineGroupPlan, RankPlan
-from controlplane.planner.plan import PlanError, plan
+from controlplane.planner.plan import PlanError
 from controlplane.planner.show import diff_plans, plan_summary
 
 __all__ = [

@@ -120,11 +120,32 @@ def embedded_inventory(
 
 def _nodes_for(topology: Topology) -> int:
     per_node = topology.spec.gpus.per_node
+    if topology.spec.disaggregation is not None and per_node > 0:  # both pools
+        return pd_nodes(topology, per_node)
     replicas = max(topology.spec.replicas.max or 1, 1)
     replicas_per_node = max(1, per_node // topology.gpus_per_node)
     if topology.nodes > 1:
         return topology.nodes * replicas
     return math.ceil(replicas / replicas_per_node)
+
+
+def pd_nodes(topology: Topology, per_node: int) -> int:
+    """Nodes of `per_node` GPUs that hold both pools at `replicas.max` (the embedded
+    cluster's size): multi-node replicas take whole nodes; single-node replicas of both
+    pools share nodes (the GLM-4.5 README's P TP4 + D TP4 on one 8-GPU node)."""
+    from controlplane.spec.pd_pools import pd_pools
+
+    pools = pd_pools(topology)
+    assert pools is not None
+    whole, shared = 0, 0
+    for pool in (pools.prefill, pools.decode):
+        replicas = max(pool.spec.replicas.max or 1, 1)
+        if pool.nodes > 1 or per_node % pool.gpus_per_replica:
+            per = max(1, per_node // pool.gpus_per_replica) if pool.nodes == 1 else 1
+            whole += pool.nodes * math.ceil(replicas / per)
+        else:
+            shared += replicas * pool.gpus_per_replica
+    return whole + math.ceil(shared / per_node)
 
 
 def from_ray_nodes(

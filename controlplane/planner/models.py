@@ -214,5 +214,10 @@ class DeploymentPlan(_Frozen):
 
     @property
     def group(self) -> EngineGroupPlan:
-        """The (single) engine group: today one topology is one model served by one group."""
+        """The first engine group: a colocated plan's only one, a PD plan's prefill pool."""
         return self.groups[0]
+
+    @property
+    def initial_replicas(self) -> int:
+        """Replicas an apply starts: every group's (a PD plan's pools together)."""
+        return sum(g.replicas.initial for g in self.groups)

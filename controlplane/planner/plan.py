@@ -1,4 +1,5 @@
-"""`plan(topology, inventory) -> DeploymentPlan`: pure (no I/O, inputs never mutated).
+"""`colocated_plan(topology, inventory) -> DeploymentPlan`: pure (no I/O, inputs never
+mutated); `controlplane.planner.plan` (deployment.py) also plans PD topologies with it.
 
 Steps: capacity figures -> bundles (one per node a replica spans) -> how many replicas the
 inventory holds -> replica bounds (never above that) -> each node rank's command -> router,
@@ -7,11 +8,12 @@ health checks, autoscaling. Anything impossible raises `PlanError` with numbers 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from controlplane.capacity.performance import performance_model
 from controlplane.catalog.gpus import GIB
-from controlplane.engines import LaunchContext, build_command, profile_for
+from controlplane.engines import LaunchCommand, LaunchContext, build_command, profile_for
 from controlplane.engines.simulator import DEFAULT_FLAVOR
 from controlplane.errors import UserError
 from controlplane.local.cpu import targets_cpu
@@ -54,51 +56,71 @@ class PlanError(UserError):
     """The topology cannot be placed on the inventory."""
 
 
-def plan(
+def colocated_plan(
     topology: Topology,
     inventory: Inventory,
     capacity: CapacityFigures | None = None,
 ) -> DeploymentPlan:
-    """Place `topology` on `inventory`; raises PlanError when it cannot."""
+    """Place colocated `topology` on `inventory`; raises PlanError when it cannot.
+    `controlplane.planner.plan` dispatches here, or for a PD topology to pd_plan.py."""
     figures = capacity or capacity_figures(topology)
-    if not figures.fits:
-        raise PlanError(
-            f"{topology.name}: one replica does not fit its GPUs. {figures.problem}",
-            fix="run `glmctl capacity FILE` for the numbers and a layout that fits.",
-        )
-    group = _engine_group(topology, inventory, figures)
-    warnings = list(topology.warnings)
-    spec_max = topology.spec.replicas.max or 1
-    if group.replicas.max < spec_max:
-        warnings.append(
-            f"replicas.max lowered from {spec_max} to {group.replicas.max}: the cluster"
-            f" holds {group.replicas.fits} replica(s) of {topology.gpus_per_replica} GPUs."
-        )
-    router = topology.spec.router
-    if router.auth == RouterAuth.NONE:
-        warnings.append(
-            "router.auth is `none`: anyone who reaches the router's port can use the model;"
-            " use api_keys (`glmctl keys create`) unless the network in front guards it."
-        )
+    require_fit(topology, figures)
+    group = engine_group(topology, inventory, figures)
     return DeploymentPlan(
         name=topology.name,
         origin=topology.origin,
         spec=topology.spec.model_dump(mode="json", by_alias=True),
         groups=(group,),
-        router=RouterPlan(
-            policy=router.policy.value,
-            processes=router.replicas,
-            port=router.port,
-            host=router.host,
-            max_queue_per_endpoint=router.max_queue_per_endpoint,
-            session_header=router.session_header,
-            auth=router.auth.value,
-            limits=router.limits.model_dump(mode="json"),
-            external=external_plans(topology),
-            overflow_at=router.overflow.saturated_at or 0 if router.overflow else 0,
-        ),
+        router=router_plan(topology),
         capacity={**figures.summary, "source": figures.source},
-        warnings=tuple(warnings),
+        warnings=plan_warnings(topology, [(topology, group)]),
+    )
+
+
+def require_fit(topology: Topology, figures: CapacityFigures) -> None:
+    """PlanError when one replica of `topology` does not fit its GPUs."""
+    if not figures.fits:
+        raise PlanError(
+            f"{topology.name}: one replica does not fit its GPUs. {figures.problem}",
+            fix="run `glmctl capacity FILE` for the numbers and a layout that fits.",
+        )
+
+
+def plan_warnings(
+    topology: Topology, groups: list[tuple[Topology, EngineGroupPlan]]
+) -> tuple[str, ...]:
+    """The topology's warnings, each group's lowered replicas.max, an open router."""
+    warnings = list(topology.warnings)
+    for pool, group in groups:
+        spec_max = pool.spec.replicas.max or 1
+        if group.replicas.max < spec_max:
+            what = f"{group.pd} pool " if group.pd else ""
+            warnings.append(
+                f"{what}replicas.max lowered from {spec_max} to {group.replicas.max}: the cluster"
+                f" holds {group.replicas.fits} replica(s) of {pool.gpus_per_replica} GPUs."
+            )
+    if topology.spec.router.auth == RouterAuth.NONE:
+        warnings.append(
+            "router.auth is `none`: anyone who reaches the router's port can use the model;"
+            " use api_keys (`glmctl keys create`) unless the network in front guards it."
+        )
+    return tuple(warnings)
+
+
+def router_plan(topology: Topology) -> RouterPlan:
+    """The router of `topology` (one per deployment, colocated or PD)."""
+    router = topology.spec.router
+    return RouterPlan(
+        policy=router.policy.value,
+        processes=router.replicas,
+        port=router.port,
+        host=router.host,
+        max_queue_per_endpoint=router.max_queue_per_endpoint,
+        session_header=router.session_header,
+        auth=router.auth.value,
+        limits=router.limits.model_dump(mode="json"),
+        external=external_plans(topology),
+        overflow_at=router.overflow.saturated_at or 0 if router.overflow else 0,
     )
 
 
@@ -136,9 +158,20 @@ def _bundles(topology: Topology, inventory: Inventory, host_ram: float) -> list[
     return bundles
 
 
-def _engine_group(
-    topology: Topology, inventory: Inventory, figures: CapacityFigures
+# One node rank's command: (context, simulate) -> the command (None: the rank runs nothing).
+RankCommand = Callable[[LaunchContext, bool], LaunchCommand | None]
+
+
+def engine_group(
+    topology: Topology,
+    inventory: Inventory,
+    figures: CapacityFigures,
+    name: str = "engine",
+    pd: str = "",
+    command: RankCommand | None = None,
 ) -> EngineGroupPlan:
+    """One engine group of `topology` on `inventory`: a colocated topology's only group, or
+    one PD pool's (`name`, `pd` and its `command` builder given by planner/pd_plan.py)."""
     bundles = _bundles(topology, inventory, figures.host_ram_per_node_bytes)
     gpu_type = None if targets_cpu(topology) else topology.gpu.name
     fits = replicas_that_fit(inventory, gpu_type, bundles)
@@ -146,7 +179,7 @@ def _engine_group(
     profile = profile_for(topology.engine)
     simulate = profile.always_simulated or (inventory.simulated_gpus and not targets_cpu(topology))
     return EngineGroupPlan(
-        name="engine",
+        name=name,
         engine=profile.name,
         runtime=SIM_RUNTIME if simulate else profile.name,
         flavor=profile.planned_flavor(topology, DEFAULT_FLAVOR),
@@ -160,7 +193,7 @@ def _engine_group(
         strategy="STRICT_PACK" if topology.nodes == 1 else "STRICT_SPREAD",
         replica_actor={"CPU": REPLICA_CPUS},
         worker_actor={"CPU": WORKER_CPUS},
-        ranks=_ranks(topology, figures.mem_fraction, simulate, drain_seconds(topology)),
+        ranks=_ranks(topology, figures.mem_fraction, simulate, drain_seconds(topology), command),
         mem_fraction=figures.mem_fraction,
         replicas=bounds,
         autoscaling=_autoscaling(topology, bounds),
@@ -169,6 +202,7 @@ def _engine_group(
         ),
         max_ongoing_requests=topology.spec.router.max_queue_per_endpoint,
         graceful_shutdown_s=drain_seconds(topology),
+        pd=pd,
     )
 
 
@@ -206,7 +240,11 @@ def _placement_problem(
 
 
 def _ranks(
-    topology: Topology, mem_fraction: float | None, simulate: bool, drain_s: float
+    topology: Topology,
+    mem_fraction: float | None,
+    simulate: bool,
+    drain_s: float,
+    command: RankCommand | None = None,
 ) -> tuple[RankPlan, ...]:
     """Each node rank's command; the engines' own shutdown timeout is the drain timeout,
     the number Serve's graceful shutdown is set from too."""
@@ -215,8 +253,12 @@ def _ranks(
         context = LaunchContext(
             rank, topology.nodes, mem_fraction=mem_fraction, shutdown_timeout_s=drain_s
         )
-        run = build_command(topology, context, simulate=simulate)
-        real = build_command(topology, context) if simulate else run
+        if command is None:
+            run = build_command(topology, context, simulate=simulate)
+            real = build_command(topology, context) if simulate else run
+        else:
+            run = command(context, simulate)
+            real = command(context, False) if simulate else run
         ranks.append(
             RankPlan(
                 rank=rank,

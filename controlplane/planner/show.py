@@ -5,16 +5,14 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from controlplane.planner.models import DeploymentPlan
+from controlplane.planner.models import DeploymentPlan, EngineGroupPlan
 
 
-def plan_summary(plan: DeploymentPlan) -> str:
-    """Several lines: the replica layout, its bundles, each rank's command, the router."""
-    g = plan.group
+def _group_lines(g: EngineGroupPlan) -> list[str]:
+    """One engine group: model, layout, replicas, autoscaling, bundles, rank commands."""
     r = g.replicas
     runtime = g.engine if g.runtime == g.engine else f"{g.engine} (simulated: GPUs declared)"
     lines = [
-        f"deployment {plan.name}  ({plan.origin})",
         f"  model      {g.model} served as `{g.served_model_name}`, engine {runtime}"
         f" {g.engine_version}",
         f"  replica    {g.nodes} node(s) x {g.gpus_per_node} {g.gpu_type}, placement"
@@ -43,6 +41,17 @@ def plan_summary(plan: DeploymentPlan) -> str:
             else:
                 lines.append("    on GPUs: convert + build on an engine cache miss, then serve:")
         lines += [f"    {name:8s}{shlex.join(argv)}" for name, argv in steps]
+    return lines
+
+
+def plan_summary(plan: DeploymentPlan) -> str:
+    """Several lines: the replica layout, its bundles, each rank's command, the router; a
+    PD plan's per pool."""
+    lines = [f"deployment {plan.name}  ({plan.origin})"]
+    for g in plan.groups:
+        if g.pd:
+            lines.append(f"  pool       {g.pd} (engine group {g.name})")
+        lines += _group_lines(g)
     rp = plan.router
     lines.append(
         f"  router     {rp.processes} process(es), policy {rp.policy}, port {rp.port},"

@@ -61,7 +61,7 @@ def ray_serve_config(deployment: DeploymentPlan) -> dict[str, Any]:
                 "route_prefix": None,
                 "import_path": ENGINE_IMPORT,
                 "args": {"plan": copy.deepcopy(data)},  # no YAML anchors between apps
-                "deployments": [engine_options(deployment)],
+                "deployments": [engine_options(deployment, group=g) for g in deployment.groups],
             },
         ],
     }

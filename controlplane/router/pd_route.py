@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from controlplane.catalog import pd_metrics as pm
 from controlplane.router import decisions
 from controlplane.router.metrics import OUTCOME_MIDSTREAM, OUTCOME_OVERLOADED
 from controlplane.router.pd_select import (
@@ -176,7 +177,8 @@ async def _try_pair(
     for endpoint_id in (p_id, d_id):
         app.inflight[endpoint_id] = app.inflight.get(endpoint_id, 0) + 1
     try:
-        if by_id[d_id].flavor == "vllm":
+        handoff = pm.PD_BY_FLAVOR.get(by_id[d_id].flavor)
+        if handoff is not None and handoff.handoff == pm.KV_TRANSFER_PARAMS:
             return await _vllm(app, pair, data, ex)
         return await _sglang(app, pair, by_id[p_id], data, ex)
     finally:

@@ -5,15 +5,14 @@ fields laid over it, resolved again by `resolve` (so a pool is sized, planned an
 launched by exactly the rules a colocated topology is). A pool that is invalid on its own
 (an impossible TP for its GPUs, say) raises SpecError naming the pool.
 
-`refuse_deploy(topology, command)` is the guard of `plan`, `apply` and `render`: this
-version sizes and checks PD topologies but cannot deploy them yet.
+The planner (planner/pd_plan.py) makes each pool one engine group of the deployment.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controlplane.errors import SpecError, UserError
+from controlplane.errors import SpecError
 from controlplane.spec.disaggregation import (
     DisaggregationSpec,
     PoolSpec,
@@ -24,7 +23,7 @@ from controlplane.spec.models import GpuSpec, ParallelismSpec, TopologySpec
 from controlplane.spec.resolve import resolve
 from controlplane.spec.topology import Topology
 
-__all__ = ["PdPools", "pd_pools", "pool_topology", "refuse_deploy"]
+__all__ = ["PdPools", "pd_pools", "pool_topology"]
 
 ROLES = ("prefill", "decode")
 
@@ -105,18 +104,3 @@ def pool_spec(base: TopologySpec, pool: PoolSpec) -> TopologySpec:
     engine.args = {**engine.args, **pool.engine.args}
     engine.env = {**engine.env, **pool.engine.env}
     return spec
-
-
-def refuse_deploy(topology: Topology, command: str) -> None:
-    """Raise a UserError when `topology` is a PD topology: `command` cannot run it yet."""
-    if topology.spec.disaggregation is None:
-        return
-    raise UserError(
-        f"{topology.origin}: `glmctl {command}` cannot run a prefill/decode (PD) topology yet."
-        " This version sizes and checks PD topologies (both pools, the KV transfer, the"
-        " combinations the engines refuse) but cannot plan, render or deploy their pools.",
-        fix=f"run `glmctl capacity {topology.origin}` to size and check it; to serve now,"
-        " remove the `disaggregation:` section (a colocated topology of the same model and"
-        " GPUs), or launch the pools by hand with the commands in"
-        " docs/guides/disaggregation.md.",
-    )

@@ -353,7 +353,7 @@ def _resolve_replicas(s: TopologySpec, problems: list[Problem]) -> None:
     if s.autoscaling is None and r.max > r.min:
         s.autoscaling = AutoscalingSpec()
     _check_scale_to_min(s.autoscaling, problems)
-    if s.cluster.nodes is None:
+    if s.cluster.nodes is None and s.disaggregation is None:  # PD: both pools (planner/pd_plan.py)
         g = s.gpus
         assert g.nodes is not None
         if g.nodes == 1:

@@ -15,6 +15,13 @@ SHORTHANDS: dict[str, dict[str, Any]] = {
     "engine": {"type": "string", "enum": [kind.value for kind in EngineKind]},  # vllm
     "replicas": {"type": "integer", "minimum": 0},  # 2
 }
+# The same shorthands inside a PD pool (spec/disaggregation.py), plus `gpus: 4` there and
+# `ib_devices: mlx5_0,mlx5_1` as SGLang's flag spells it.
+POOL_SHORTHANDS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("PoolSpec", "gpus"): [SHORTHANDS["gpus"], {"type": "integer", "minimum": 1}],
+    ("PoolSpec", "replicas"): [SHORTHANDS["replicas"]],
+    ("NetworkSpec", "ib_devices"): [{"type": "string"}],
+}
 
 
 def topology_json_schema() -> dict[str, Any]:
@@ -24,6 +31,8 @@ def topology_json_schema() -> dict[str, Any]:
         prop = schema["properties"][name]
         full = {"$ref": prop.pop("$ref")}
         prop["anyOf"] = [full, shorthand]
+    for (model, name), shorthands in POOL_SHORTHANDS.items():
+        schema["$defs"][model]["properties"][name]["anyOf"] += shorthands
     schema["$id"] = SCHEMA_ID
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema

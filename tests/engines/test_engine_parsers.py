@@ -40,6 +40,7 @@ RUNTIME_VALUES = {
     "dist_host": "127.0.0.1",
     "dist_port": "29500",
     "python": "python",
+    "bootstrap_port": "8998",
 }
 # Shipped topologies, and local-checkpoint ones kept with this tier (a `model_config` path
 # is machine-specific, so they are not rendered into deployments/).
@@ -48,6 +49,7 @@ TOPOLOGY_FILES = [
     p
     for p in sorted(TOPOLOGIES.glob("*.yaml")) + sorted(LOCAL_TOPOLOGIES.glob("*.yaml"))
     if "kind: trtllm" not in p.read_text()  # checked in tests/unit/engines/test_trtllm_parsers.py
+    and "\ndisaggregation:" not in p.read_text()  # PD plans: tests/engines/test_pd_parsers.py
 ]
 CASES = [(path, engine) for path in TOPOLOGY_FILES for engine in ENGINES]
 

@@ -1,8 +1,10 @@
-"""PD launch commands, checked by SGLang's and vLLM's own argument parsers.
+"""PD plans' launch commands, checked by SGLang's and vLLM's own argument parsers.
 
-Both example PD topologies (topologies/pd/), each pool, every node rank, for SGLang (the
-topologies' own engine) and vLLM (engine switched, the transfer left to vLLM's default
-NixlConnector), built by engines/pd_args.py and parsed in the cached engine venvs as
+Every shipped PD topology (topologies/*.yaml with `disaggregation:`), each pool, every
+node rank, for SGLang (the topologies' own engine) and vLLM (engine switched, the
+transfer left to vLLM's default NixlConnector): the commands of the topology's plan
+(planner/pd_plan.py, on the reference cluster of `glmctl render`), with only the model
+swapped for a config-only folder, parsed in the cached engine venvs as
 tests/engines/test_engine_parsers.py does for colocated topologies. Known-bad PD flags
 prove each checker can say no.
 """
@@ -15,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from controlplane.capacity import capacity_report
-from controlplane.engines import LaunchContext
-from controlplane.engines.pd_args import pd_command
+from controlplane.engines import LaunchCommand
 from controlplane.engines.venv import EngineVenv, split_launch
+from controlplane.planner.models import DeploymentPlan
+from controlplane.render.ray_serve import reference_plan
 from controlplane.spec import parse_spec, resolve
 from controlplane.spec.models import EngineKind
 from controlplane.spec.pd_pools import ROLES, PdPools, pd_pools
@@ -27,7 +29,11 @@ from tests.engines.test_engine_parsers import RUNTIME_VALUES, SERVER_MODULE
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow, pytest.mark.timeout(1500)]
 
-PD_TOPOLOGIES = sorted((Path(__file__).resolve().parents[2] / "topologies" / "pd").glob("*.yaml"))
+PD_TOPOLOGIES = [
+    p
+    for p in sorted((Path(__file__).resolve().parents[2] / "topologies").glob("*.yaml"))
+    if "\ndisaggregation:" in p.read_text()
+]
 ENGINES = (EngineKind.SGLANG, EngineKind.VLLM)
 
 
@@ -42,18 +48,23 @@ def pools_for(path: Path, engine: EngineKind) -> PdPools:
     return pools
 
 
-def pool_argv(pools: PdPools, role: str, model_dir: Path) -> list[tuple[int, list[str]]]:
-    topology = pools.prefill if role == "prefill" else pools.decode
-    mem_fraction = capacity_report(topology).engine_mem_fraction
+def pool_argv(
+    plan: DeploymentPlan, role: str, repo: str, model_dir: Path
+) -> list[tuple[int, list[str]]]:
+    """(rank, argv after `python -m MODULE`) of each node rank of the plan's `role` group,
+    the model `repo` swapped for `model_dir` (the parsers' deep check reads its config)."""
+    (group,) = [g for g in plan.groups if g.pd == role]
+    assert not group.simulated  # the reference cluster has real GPUs: real commands
     commands = []
-    for rank in range(topology.nodes):
-        context = LaunchContext(rank, topology.nodes, mem_fraction, model_path=str(model_dir))
-        command = pd_command(pools, role, context)
-        if command is None:
+    for rank in group.ranks:
+        if not rank.argv:
             continue
-        _, argv = split_launch(list(command.resolve(RUNTIME_VALUES).argv))
-        assert argv[1:3] == ["-m", SERVER_MODULE[topology.engine]], argv[:3]
-        commands.append((rank, argv[3:]))
+        argv = [str(model_dir) if a == repo else a for a in rank.argv]
+        resolved = LaunchCommand(tuple(argv), rank.env).resolve(RUNTIME_VALUES)
+        assert not resolved.unresolved(), resolved.unresolved()
+        _, argv = split_launch(list(resolved.argv))
+        assert argv[1:3] == ["-m", SERVER_MODULE[EngineKind(group.engine)]], argv[:3]
+        commands.append((rank.rank, argv[3:]))
     return commands
 
 
@@ -67,8 +78,9 @@ def batches(
         for engine in ENGINES:
             pools = pools_for(path, engine)
             model_dir = config_only_model(pools.topology.model, tiny_model_dir, root)
+            plan = reference_plan(pools.topology)
             for role in ROLES:
-                for rank, argv in pool_argv(pools, role, model_dir):
+                for rank, argv in pool_argv(plan, role, pools.topology.model.hf_repo, model_dir):
                     found[engine].append(
                         {"id": f"{path.stem}:{engine.value}:{role}:r{rank}", "argv": argv}
                     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from controlplane.autoscale.drain import shutdown_budget_s
 from controlplane.autoscale.serve_policy import serve_autoscaling_config
-from controlplane.planner.models import DeploymentPlan
+from controlplane.planner.models import DeploymentPlan, EngineGroupPlan
 from controlplane.store.redis import router_namespace
 
 ENGINE_DEPLOYMENT = "EngineGroup"
@@ -29,16 +29,26 @@ def router_app_name(name: str) -> str:
     return f"{name}-router"
 
 
+def deployment_name(group: EngineGroupPlan) -> str:
+    """The Serve deployment of an engine group: `EngineGroup`, or `EngineGroup-prefill` /
+    `EngineGroup-decode` for the pools of a PD plan (both in the plan's one app)."""
+    return f"{ENGINE_DEPLOYMENT}-{group.pd}" if group.pd else ENGINE_DEPLOYMENT
+
+
 def engine_options(
-    plan: DeploymentPlan, num_replicas: int | None = None, redis_url: str = ""
+    plan: DeploymentPlan,
+    num_replicas: int | None = None,
+    redis_url: str = "",
+    group: EngineGroupPlan | None = None,
 ) -> dict[str, Any]:
-    """Ray Serve deployment options of the engine group (pure). An autoscaled group runs
-    glmctl's policy (controlplane/autoscale/serve_policy.py); with no `redis_url` (a
-    rendered config) the policy reads GLMCTL_REDIS_URL where the Serve controller runs.
-    Serve's graceful shutdown covers the drain timeout plus the wait for a peer replica."""
-    group = plan.group
+    """Ray Serve deployment options of an engine group (pure; default: the plan's first).
+    An autoscaled group runs glmctl's policy (controlplane/autoscale/serve_policy.py); with
+    no `redis_url` (a rendered config) the policy reads GLMCTL_REDIS_URL where the Serve
+    controller runs. Serve's graceful shutdown covers the drain timeout plus the wait for
+    a peer replica."""
+    group = group or plan.group
     options: dict[str, Any] = {
-        "name": ENGINE_DEPLOYMENT,
+        "name": deployment_name(group),
         "ray_actor_options": {"num_cpus": group.replica_actor.get("CPU", 0.1), "num_gpus": 0},
         "placement_group_bundles": [dict(b) for b in group.bundles],
         "placement_group_strategy": group.strategy,
@@ -83,14 +93,23 @@ def engine_app(
     app_name: str | None = None,
 ) -> Any:
     """`app_name`: the Serve application's name when not the versioned one (KubeRay keeps
-    one name for every version; render/k8s/rayservice.py)."""
+    one name for every version; render/k8s/rayservice.py).
+
+    A PD plan's app holds one deployment per pool: Serve wants one ingress per app, so the
+    last group's deployment (decode) is bound with the others' as an unused argument."""
     from ray import serve
 
     from controlplane.backends.ray.serve_app import EngineGroup
 
-    options = engine_options(plan, num_replicas, redis_url)
-    deployment = serve.deployment(EngineGroup).options(**options)  # type: ignore[attr-defined]
-    return deployment.bind(plan.to_data(), redis_url, app_name or engine_app_name(plan), log_dir)
+    name = app_name or engine_app_name(plan)
+    bound: list[Any] = []
+    for group in plan.groups:
+        options = engine_options(plan, num_replicas, redis_url, group)
+        deployment = serve.deployment(EngineGroup).options(**options)  # type: ignore[attr-defined]
+        if not group.pd:
+            return deployment.bind(plan.to_data(), redis_url, name, log_dir)
+        bound.append(deployment.bind(plan.to_data(), redis_url, name, log_dir, group.name, *bound))
+    return bound[-1]
 
 
 def router_app(plan: DeploymentPlan, redis_url: str, port: int, host: str = "") -> Any:

@@ -17,6 +17,7 @@ from controlplane.autoscale.rollout import UpdateGap, update_gap
 from controlplane.backends.ray import cluster
 from controlplane.backends.ray.apps import engine_app, engine_app_name
 from controlplane.backends.ray.keeper import gcs_reachable
+from controlplane.backends.ray.pd_replica import group_of
 from controlplane.backends.ray.records import (
     DeploymentRecord,
     clear_failures,
@@ -34,6 +35,7 @@ from controlplane.backends.ray.serve_steps import (
     roll,
     room,
     serve_api,
+    version_fits,
     wait_app_running,
     wait_replicas,
 )
@@ -110,9 +112,9 @@ def engine_log_dir(target: cluster.Target) -> str:
 
 def placements_of(record: DeploymentRecord, redis_url: str) -> list[tuple[str, dict[str, float]]]:
     """(node id, bundle) of every rank the deployment holds now (freed when re-planning it)."""
-    bundles = record.deployment_plan.group.bundles
+    plan = record.deployment_plan
     return [
-        (rank["node_id"], dict(bundles[rank["rank"]]))
+        (rank["node_id"], dict(group_of(plan, replica).bundles[rank["rank"]]))
         for replica in replica_records(redis_url, record.name, record.app)
         for rank in replica["ranks"]
     ]
@@ -227,11 +229,18 @@ def _surges(prepared: Prepared, topology: Topology) -> bool:
     topology pins its size (`cluster.nodes`)."""
     if prepared.running is None:
         return True
-    if room(prepared.plan, prepared.target.embedded) >= prepared.plan.group.replicas.initial:
+    if version_fits(prepared.plan, prepared.target.embedded):
         return True
     if prepared.target.embedded and topology.spec.cluster.nodes is None:
         _grow(topology, prepared.target)
         return True
+    if prepared.plan.group.pd:
+        raise UserError(
+            f"{topology.name}: the new version of this prefill/decode deployment does not fit"
+            " beside the running one; PD deployments update blue/green only (both pools).",
+            fix="free or add GPUs for both pools (`glmctl status`), or `glmctl delete` it"
+            " and apply again.",
+        )
     return False
 
 
@@ -308,7 +317,7 @@ def _start_new_version(
     started = time.monotonic()
     serve_api()._run(engine_app(new, target.redis_url, log_dir), name=app, route_prefix=None,
                      _blocking=False)  # fmt: skip
-    wait_replicas(target, new, app, new.group.replicas.initial, started, progress)
+    wait_replicas(target, new, app, new.initial_replicas, started, progress)
 
 
 def _switch(
@@ -317,7 +326,7 @@ def _switch(
     """The new version is healthy: record it as the one serving, retire the old app."""
     new, running, target = prepared.plan, prepared.running, prepared.target
     url = router_url(target.redis_url, new.name)
-    record = new_record(new, app, router, port, new.group.replicas.initial, url=url)
+    record = new_record(new, app, router, port, new.initial_replicas, url=url)
     write_record(target.redis_url, record)
     if target.embedded:  # Prometheus follows the registry from now on (observe agent)
         from controlplane.backends.ray import monitor

@@ -12,6 +12,7 @@ from controlplane.autoscale.drain import shutdown_budget_s
 from controlplane.backends.ray import cluster
 from controlplane.backends.ray.apps import engine_app, router_app_name
 from controlplane.backends.ray.deploy import engine_log_dir, placements_of, resolve_target
+from controlplane.backends.ray.pd_replica import pools_view
 from controlplane.backends.ray.records import (
     DeploymentRecord,
     delete_record,
@@ -62,6 +63,12 @@ def scale(
         raise UserError(f"no deployment named `{name}` runs.", fix="see `glmctl status`.")
     current = record.deployment_plan
     group = current.group
+    if group.pd:
+        raise UserError(
+            f"{name} is a prefill/decode deployment: `glmctl scale` sets one replica count.",
+            fix="set `disaggregation.prefill.replicas` / `.decode.replicas` in the topology"
+            " and `glmctl apply` it.",
+        )
     gpu = None if not group.bundles[0].get("GPU") else group.gpu_type
     wait_stopped(record.app, shutdown_budget_s(group.graceful_shutdown_s), progress)
     settle = time.monotonic() + PLACEMENT_RELEASE_S
@@ -171,11 +178,13 @@ def _replicas(redis_url: str, record: DeploymentRecord) -> dict[str, Any]:
     reading = _autoscale(redis_url, record)
     policy = record.deployment_plan.group.autoscaling
     bounds = (policy.min_replicas, policy.max_replicas) if policy and reading else None
-    return {
+    out = {
         "replicas": replica_counts(record.replicas, len(details), reading, bounds),
         "replica_details": details,
         "autoscale": reading,
     }
+    pools = pools_view(record.deployment_plan, details)
+    return {**out, "pools": pools} if pools else out
 
 
 def replica_counts(

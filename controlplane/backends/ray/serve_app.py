@@ -48,14 +48,29 @@ def _redis(url: str) -> Any:
 class EngineGroup:
     """The engine-group deployment (options come from the plan, see `engine_app`)."""
 
-    def __init__(self, plan: dict[str, Any], redis_url: str, app_name: str, log_dir: str) -> None:
+    def __init__(
+        self,
+        plan: dict[str, Any],
+        redis_url: str,
+        app_name: str,
+        log_dir: str,
+        group: str = "",
+        *peers: Any,
+    ) -> None:
+        """`group`: the engine group (PD pool) this deployment runs; "" the plan's only one.
+        `peers`: the app's other deployments (Serve's one ingress binds them; unused)."""
         from ray import serve
 
+        from controlplane.backends.ray.pd_replica import replica_label
+
         self.plan = DeploymentPlan.model_validate(plan)
+        self.group = next((g for g in self.plan.groups if g.name == group), self.plan.group)
         self.redis_url = redis_url
         self.app_name = app_name
         context = serve.get_replica_context()
-        self.replica_id = str(getattr(context.replica_id, "unique_id", context.replica_id))
+        unique = str(getattr(context.replica_id, "unique_id", context.replica_id))
+        self.replica_id = replica_label(self.group, unique)
+        self.bootstrap_port = 0
         self.endpoint_id = f"{app_name}/{self.replica_id}"
         self.workers: list[Any] = []
         self.url = ""
@@ -134,7 +149,9 @@ class EngineGroup:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        group = self.plan.group
+        from controlplane.backends.ray.pd_replica import bootstrap_port
+
+        group = self.group
         pg = ray.util.get_current_placement_group()
         if pg is None:
             raise RuntimeError("the replica has no placement group (placement_group_bundles unset)")
@@ -156,6 +173,7 @@ class EngineGroup:
         own = ray.get([w.reserve.remote() for w in self.workers])
         values = own[0]
         self.url = f"http://{values['host']}:{values['port']}"
+        self.bootstrap_port = bootstrap_port(group, values)
         starts = [
             w.start.remote(list(r.argv), dict(r.env), rank_values(values, mine))
             for w, r, mine in zip(self.workers, group.ranks, own, strict=True)
@@ -166,7 +184,7 @@ class EngineGroup:
     def _wait_healthy(self) -> None:
         import ray
 
-        timeout = self.plan.group.health.startup_timeout_s
+        timeout = self.group.health.startup_timeout_s
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             alive = ray.get([w.alive.remote() for w in self.workers])
@@ -182,18 +200,19 @@ class EngineGroup:
 
     def _register(self) -> None:
         from controlplane.engines import metrics_flavor
-        from controlplane.router.registry import register_endpoint
+        from controlplane.router.registry import EndpointInfo, register_info
 
-        group = self.plan.group
-        register_endpoint(
-            self.redis_url,
+        group = self.group
+        info = EndpointInfo(
             self.endpoint_id,
             self.url,
             group.served_model_name,
             group=self.app_name,
             flavor=metrics_flavor(group.flavor),
-            namespace=router_namespace(self.plan.name),
+            pd=group.pd,  # a PD pool's replica: its role and KV handshake port
+            bootstrap_port=self.bootstrap_port,
         )
+        register_info(self.redis_url, info, namespace=router_namespace(self.plan.name))
         client = _redis(self.redis_url)
         try:
             client.hset(
@@ -209,9 +228,16 @@ class EngineGroup:
             "app": self.app_name,
             "version": self.plan.digest(),
             "url": self.url,
+            **self._pd_info(),
             "ranks": self.ranks,
             "started_at": self.started,
         }
+
+    def _pd_info(self) -> dict[str, Any]:
+        """A PD pool's replica record says its pool and KV port (colocated: nothing)."""
+        if not self.group.pd:
+            return {}
+        return {"pd": self.group.pd, "bootstrap_port": self.bootstrap_port}
 
     def check_health(self) -> None:
         """Serve's periodic check: fails at once when an engine process exited, and after
@@ -295,10 +321,10 @@ class EngineGroup:
             if self.failed or not self.url:
                 drainer.mark()
             else:
-                drain_s = self.plan.group.graceful_shutdown_s
+                drain_s = self.group.graceful_shutdown_s
                 report = drainer.drain(drain_s, engine_idle=lambda: True)
                 remaining = max(1.0, drain_s - report.drain_s)
-                flavor = self.plan.group.flavor
+                flavor = self.group.flavor
                 ray.get(self.workers[0].drain.remote(remaining, flavor), timeout=remaining + 5)
             deregister_endpoint(self.redis_url, self.endpoint_id, namespace=namespace)
             client.hdel(REPLICAS_KEY.format(name=self.plan.name), self.replica_id)

@@ -103,6 +103,20 @@ def _causes(status: Any) -> str:
     return " ".join(first_cause(m) for m in messages or [status.message])
 
 
+def version_fits(plan: DeploymentPlan, embedded: bool) -> bool:
+    """True when every group's initial replicas fit the cluster now, side by side (a PD
+    plan's pools one after the other, planner/pd_plan.py `reserve`)."""
+    from controlplane.planner.pd_plan import reserve
+
+    inventory = cluster.live_inventory(simulated=embedded)
+    for group in plan.groups:
+        gpu = None if not group.bundles[0].get("GPU") else group.gpu_type
+        if replicas_that_fit(inventory, gpu, list(group.bundles)) < group.replicas.initial:
+            return False
+        inventory = reserve(inventory, group, group.replicas.initial)
+    return True
+
+
 def room(plan: DeploymentPlan, embedded: bool) -> int:
     """Replicas of `plan` the cluster can place now."""
     group = plan.group

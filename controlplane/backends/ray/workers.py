@@ -59,9 +59,9 @@ class RankWorker:
         }
 
     def reserve(self) -> dict[str, str]:
-        """Ports on this node for its HTTP server (rank 0's API, a rank > 0's health) and
-        the rendezvous: GLMCTL_ENGINE_PORT / GLMCTL_DIST_PORT where set (a Kubernetes pod
-        runs one engine, on named ports), else free ones."""
+        """Ports on this node for its HTTP server (rank 0's API, a rank > 0's health), a PD
+        replica's KV handshake and the rendezvous: GLMCTL_ENGINE_PORT / GLMCTL_DIST_PORT
+        where set (a Kubernetes pod runs one engine, on named ports), else free ones."""
         from controlplane.settings import get_settings
 
         settings = get_settings()
@@ -72,6 +72,8 @@ class RankWorker:
             "dist_host": host,
             "dist_port": str(settings.dist_port or free_port(host)),
             "python": sys.executable,
+            # A PD replica's KV handshake (engines/base.py BOOTSTRAP_PORT); unused otherwise.
+            "bootstrap_port": str(free_port(host)),
         }
 
     def start(self, argv: list[str], env: dict[str, str], values: dict[str, str]) -> int:

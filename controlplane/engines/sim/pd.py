@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from controlplane.catalog import engine_metrics as mn
+from controlplane.catalog import pd_metrics as pm
 from controlplane.engines.sim.metrics import Histogram
 from controlplane.spec import EngineKind, Topology
 
@@ -91,15 +91,16 @@ def pd_config(
     )  # fmt: skip
 
 
-_LATENCY_BOUNDS: list[float] = sorted({*mn.SGLANG_0_5_23_PD.transfer_latency.bounds,
-                          *mn.VLLM_0_32_NIXL.transfer_latency.bounds})  # fmt: skip
-_SIZE_BOUNDS: list[float] = sorted({b for m in mn.PD_BY_FLAVOR.values() if m.transfer_size
-                       for b in m.transfer_size.bounds})  # fmt: skip
+_LATENCY_BOUNDS: list[float] = sorted({b for m in pm.PD_ENGINES
+                                      for b in m.transfer_latency.bounds})  # fmt: skip
+_SIZE_BOUNDS: list[float] = sorted({b for m in pm.PD_ENGINES
+                                   for h in (m.transfer_speed, m.transfer_bytes) if h
+                                   for b in h.bounds})  # fmt: skip
 
 
 @dataclass
 class PdStats:
-    """The PD queues and transfer figures a replica reports (engine_metrics.PD_BY_FLAVOR)."""
+    """The PD queues and transfer figures a replica reports (catalog/pd_metrics.py)."""
 
     bootstrap_queue: int = 0  # P: prefilled or prefilling, decode side not connected yet
     inflight_queue: int = 0  # P: KV being sent
@@ -232,29 +233,31 @@ async def pull_kv(
 
 
 def render_pd(flavor: EngineKind, stats: PdStats, model: str, engine_type: str) -> list[str]:
-    """The PD series of `flavor` (engine_metrics.PD_BY_FLAVOR) as exposition lines."""
-    names = mn.PD_BY_FLAVOR[flavor.value]
+    """The PD series of `flavor` (catalog/pd_metrics.py) as exposition lines."""
+    names = pm.PD_BY_FLAVOR[flavor.value]
     if flavor is EngineKind.VLLM:
         labels = f'engine="0",model_name="{model}"'
     else:
         labels = (f'model_name="{model}",engine_type="{engine_type}",tp_rank="0",'
                   'pp_rank="0",moe_ep_rank="0"')  # fmt: skip
+    failed = [n for n in names.transfer_failures if n != names.failed_bootstraps]
     rows = [
-        ("gauge", names.prefill_waiting, stats.bootstrap_queue, "Prefill bootstrap queue."),
-        ("gauge", names.prefill_transferring, stats.inflight_queue, "Prefill inflight queue."),
-        ("gauge", names.decode_waiting, stats.prealloc_queue, "Decode prealloc queue."),
-        ("gauge", names.decode_transferring, stats.transfer_queue, "Decode transfer queue."),
-        ("counter", names.failed_transfers, stats.failed_transfers, "Failed KV transfers."),
+        ("gauge", names.queue("prefill_bootstrap"), stats.bootstrap_queue, "Bootstrap queue."),
+        ("gauge", names.queue("prefill_transfer"), stats.inflight_queue, "Prefill inflight queue."),
+        ("gauge", names.queue("decode_prealloc"), stats.prealloc_queue, "Decode prealloc queue."),
+        ("gauge", names.queue("decode_transfer"), stats.transfer_queue, "Decode transfer queue."),
+        ("counter", failed[0] if failed else "", stats.failed_transfers, "Failed KV transfers."),
         ("counter", names.failed_bootstraps, stats.failed_bootstraps, "Failed bootstraps."),
-    ]
+    ]  # fmt: skip
     out: list[str] = []
     for kind, name, value, help_text in rows:
         if name:
             out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}",
                     f"{name}{{{labels}}} {float(value)!r}"]  # fmt: skip
     out += stats.latency.lines(names.transfer_latency, labels, "KV transfer latency.")
-    if names.transfer_size is not None:
-        out += stats.size.lines(names.transfer_size, labels, "KV transfer size or speed.")
+    size = names.transfer_speed or names.transfer_bytes
+    if size is not None:
+        out += stats.size.lines(size, labels, "KV transfer size or speed.")
     return out
 
 

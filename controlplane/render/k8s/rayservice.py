@@ -1,5 +1,6 @@
-"""The RayService of one deployment: Ray head, one worker group per GPU node type, and
-`serveConfigV2` with the plan's engine application (pure).
+"""The RayService of one deployment: Ray head, one worker group per engine group (per GPU
+node type; a PD plan's two pools, each its own), and `serveConfigV2` with the plan's
+engine application (pure; a PD plan's holds one deployment per pool).
 
 What runs where (anchors: shared/reference/operations-anchors.md, section B):
 - one worker pod = one node of a replica; a group holds `replicas.max` replicas of
@@ -27,7 +28,7 @@ from typing import Any
 import yaml
 
 from controlplane.backends.ray.apps import engine_app_name, engine_options
-from controlplane.planner.models import DeploymentPlan
+from controlplane.planner.models import DeploymentPlan, EngineGroupPlan
 from controlplane.render.k8s.common import (
     RAY_COMPONENT,
     RAY_METRICS_PORT,
@@ -41,7 +42,7 @@ from controlplane.render.k8s.common import (
     redis_host,
     redis_name,
 )
-from controlplane.render.k8s.worker_pod import LOG_DIR, RAY_PORTS, worker_group
+from controlplane.render.k8s.worker_pod import LOG_DIR, RAY_PORTS, pool_selector, worker_group
 from controlplane.render.ray_serve import ENGINE_IMPORT, ray_serve_config
 
 # Head pod: GCS, the Serve controller and the dashboard; it runs no engine (num-cpus 0
@@ -74,7 +75,7 @@ def scale_free_plan_data(plan: DeploymentPlan) -> dict[str, Any]:
     if isinstance(spec_replicas, dict):
         spec_replicas.update({k: SCALE_FREE_BOUNDS[k] for k in ("initial", "min", "max")})
     cluster = data["spec"].get("cluster")
-    if isinstance(cluster, dict) and "nodes" in cluster:
+    if isinstance(cluster, dict) and cluster.get("nodes") is not None:  # PD: unset
         # The embedded cluster's size, planned for `replicas.max`; a RayCluster's nodes
         # are its pods, so here it is one replica's.
         cluster["nodes"] = plan.group.nodes
@@ -85,11 +86,17 @@ def scale_free_plan_data(plan: DeploymentPlan) -> dict[str, Any]:
     return data
 
 
-def engine_deployment_options(plan: DeploymentPlan) -> dict[str, Any]:
-    """The engine deployment's Serve options: apply's, with the stable application name in
-    the autoscaling policy and retries for a transient start-up failure."""
-    options = engine_options(plan)
+def engine_deployment_options(
+    plan: DeploymentPlan, group: EngineGroupPlan | None = None
+) -> dict[str, Any]:
+    """An engine deployment's Serve options: apply's, with the stable application name in
+    the autoscaling policy and retries for a transient start-up failure; a PD pool's
+    bundles select its own worker group's pods (worker_pod.py `pool_selector`)."""
+    options = engine_options(plan, group=group)
     options["max_constructor_retry_count"] = K8S_CONSTRUCTOR_RETRIES
+    pool = pool_selector(group or plan.group)
+    if pool:  # Ray 2.60 serve/api.py: one selector applies to every bundle
+        options["placement_group_bundle_label_selector"] = [pool]
     auto = options.get("autoscaling_config")
     if auto is not None:
         kwargs = auto["policy"]["policy_kwargs"]
@@ -112,7 +119,7 @@ def serve_config(plan: DeploymentPlan) -> dict[str, Any]:
             "app_name": engine_app_k8s_name(plan),
             "log_dir": LOG_DIR,
         },
-        "deployments": [engine_deployment_options(plan)],
+        "deployments": [engine_deployment_options(plan, g) for g in plan.groups],
     }
     return {
         "proxy_location": "HeadOnly",

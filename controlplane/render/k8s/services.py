@@ -221,7 +221,8 @@ def disruption_budgets(plan: DeploymentPlan) -> list[dict[str, Any]]:
         "kind": "PodDisruptionBudget",
         "metadata": metadata(plan, f"{plan.name}-workers", RAY_COMPONENT),
         "spec": {
-            "maxUnavailable": plan.group.nodes,  # the pods of one replica (numOfHosts)
+            # the pods of one replica (numOfHosts; a PD plan's widest pool)
+            "maxUnavailable": max(g.nodes for g in plan.groups),
             "selector": {"matchLabels": workers},
         },
     }

@@ -51,6 +51,7 @@ RAY_PORTS = (("gcs", 6379), ("dashboard", 8265), ("client", 10001), ("serve", 80
 ENGINE_HTTP_PORT = 8100
 ENGINE_DIST_PORT = 8101
 ENGINE_PORT_NAME = "engine-http"
+POOL_LABEL = "glmctl.io/pool"  # Ray node label of a PD pool's worker pods (pool_selector)
 ENGINE_PORTS = ((ENGINE_PORT_NAME, ENGINE_HTTP_PORT), ("engine-dist", ENGINE_DIST_PORT))
 # KubeRay v1.7.0's own readiness probe of a Ray >= 2.53 node (utils/constant.go
 # RayNodeHealthPath, DefaultDashboardAgentListenPort and DefaultReadinessProbe*).
@@ -67,9 +68,18 @@ FOLLOW_LOGS = (
 
 
 def group_name(group: EngineGroupPlan) -> str:
-    """Worker group name per GPU node type, e.g. `h100-x8` (DNS label characters)."""
+    """Worker group name per GPU node type, e.g. `h100-x8` (DNS label characters); a PD
+    pool's is prefixed with it (`prefill-h100-x4`): both pools may use the same nodes."""
     kind = "cpu" if not _gpus(group) else group.gpu_type.lower()
-    return f"{kind}-x{_gpus(group)}".replace("_", "-")
+    name = f"{kind}-x{_gpus(group)}".replace("_", "-")
+    return f"{group.pd}-{name}" if group.pd else name
+
+
+def pool_selector(group: EngineGroupPlan) -> dict[str, str]:
+    """The Ray node label of a PD pool's worker pods (KubeRay's group `labels`), which the
+    pool's Serve deployment selects its bundles by: a prefill replica never lands in a
+    decode pod. Empty for a colocated group."""
+    return {POOL_LABEL: group.pd} if group.pd else {}
 
 
 def _gpus(group: EngineGroupPlan) -> int:
@@ -140,9 +150,9 @@ def _start_params(group: EngineGroupPlan) -> dict[str, str]:
     return start
 
 
-def drain_seconds(plan: DeploymentPlan) -> int:
+def drain_seconds(plan: DeploymentPlan, group: EngineGroupPlan | None = None) -> int:
     """Serve's graceful shutdown of a replica (peer wait + drain + stop), whole seconds."""
-    return math.ceil(engine_options(plan)["graceful_shutdown_timeout_s"])
+    return math.ceil(engine_options(plan, group=group)["graceful_shutdown_timeout_s"])
 
 
 def _container(plan: DeploymentPlan, group: EngineGroupPlan, options: K8sOptions) -> dict[str, Any]:
@@ -209,7 +219,7 @@ def worker_group(
         {
             "containers": [_container(plan, group, options), _log_sidecar(plan, options)],
             # The preStop drain runs first and Serve's own graceful shutdown may follow.
-            "terminationGracePeriodSeconds": drain_seconds(plan) + PRESTOP_MARGIN_S,
+            "terminationGracePeriodSeconds": drain_seconds(plan, group) + PRESTOP_MARGIN_S,
             "volumes": [
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
                 models_volume(plan, options),
@@ -218,7 +228,7 @@ def worker_group(
         }
     )
     bounds = group.replicas
-    return {
+    out = {
         "groupName": group_name(group),
         "replicas": bounds.initial,
         "minReplicas": bounds.min,
@@ -227,3 +237,5 @@ def worker_group(
         "rayStartParams": _start_params(group),
         "template": {"metadata": {"labels": labels(plan, RAY_COMPONENT)}, "spec": pod},
     }
+    pool = pool_selector(group)
+    return {**out, "labels": pool} if pool else out

@@ -1,4 +1,4 @@
-"""`glmctl` on prefill/decode topologies: capacity sizes both pools; deploying is refused."""
+"""`glmctl` on prefill/decode topologies: capacity sizes both pools, plan and render both."""
 
 from __future__ import annotations
 
@@ -13,13 +13,30 @@ from tests.unit.spec.pd_helpers import AIR_PD, H200_PD
 Glmctl = Callable[..., CliResult]
 
 
-@pytest.mark.parametrize("command", ["plan", "apply", "render", "demo"])
-def test_deploy_commands_refuse_pd_with_a_user_error(glmctl: Glmctl, command: str) -> None:
-    result = glmctl(command, H200_PD)
-    assert result.code == 2
-    assert "Traceback" not in result.text and "internal error" not in result.text
-    assert f"`glmctl {command}` cannot run a prefill/decode (PD) topology yet" in result.text
-    assert f"glmctl capacity {H200_PD}" in result.text  # what to do instead
+def test_plan_shows_both_pools(glmctl: Glmctl) -> None:
+    result = glmctl("plan", AIR_PD)
+    assert result.code == 0, result.text
+    assert "pool       prefill (engine group glm45-air-fp8-pd-prefill)" in result.out
+    assert "pool       decode (engine group glm45-air-fp8-pd-decode)" in result.out
+    words = " ".join(result.out.split())  # the console wraps long lines
+    assert words.count("on GPUs:") == 2 and "--disaggregation-mode decode" in words
+    data = json.loads(glmctl("plan", H200_PD, "-o", "json").out)
+    assert [(g["name"], g["pd"]) for g in data["groups"]] == [
+        ("glm45-fp8-pd-h200-prefill", "prefill"),
+        ("glm45-fp8-pd-h200-decode", "decode"),
+    ]
+
+
+def test_render_writes_both_pools(glmctl: Glmctl, tmp_path: object) -> None:
+    from pathlib import Path
+
+    out = Path(str(tmp_path))
+    assert glmctl("render", AIR_PD, "--target", "ray", "--out", out).code == 0
+    assert glmctl("render", AIR_PD, "--target", "k8s", "--out", out / "k8s").code == 0
+    text = (out / "glm45-air-fp8-pd.yaml").read_text()
+    assert "name: EngineGroup-prefill" in text and "name: EngineGroup-decode" in text
+    service = (out / "k8s" / "glm45-air-fp8-pd" / "rayservice.yaml").read_text()
+    assert "groupName: prefill-h100-x4" in service and "groupName: decode-h100-x4" in service
 
 
 def test_render_of_a_colocated_topology_is_untouched(glmctl: Glmctl, tmp_path: object) -> None:

@@ -56,3 +56,26 @@ def test_vllm_pools_get_a_kv_transfer_config(role: str) -> None:
 def test_an_unknown_role_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="role"):
         pd_command(shipped(AIR_PD), "both", LaunchContext())
+
+
+def test_a_given_port_replaces_the_topologys() -> None:
+    """The planner passes the `{bootstrap_port}` placeholder: replicas share hosts."""
+    pools = shipped(AIR_PD)
+    command = pd_command(pools, "prefill", LaunchContext(), port="{bootstrap_port}")
+    assert command is not None
+    assert flag(command.argv, "--disaggregation-bootstrap-port") == "{bootstrap_port}"
+    vllm = pools_of(with_pools(AIR_PD, {}, {}, engine="vllm"))
+    command = pd_command(vllm, "decode", LaunchContext(), port="{bootstrap_port}")
+    assert command is not None
+    assert command.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] == "{bootstrap_port}"
+
+
+@pytest.mark.parametrize("role", ["prefill", "decode"])
+def test_simulated_pools_run_the_simulator_with_their_role(role: str) -> None:
+    pools = shipped(H200_PD)
+    topo = pools.prefill if role == "prefill" else pools.decode
+    base = build_command(topo, LaunchContext(), simulate=True)
+    command = pd_command(pools, role, LaunchContext(), simulate=True)
+    assert base is not None and command is not None
+    assert command.argv == (*base.argv, "--pd-role", role, "--pd-link-gbps", "400")
+    assert pd_command(pools, role, LaunchContext(1, 2), simulate=True) is None  # one process

@@ -110,15 +110,21 @@ def test_the_validators_reject_unknown_and_mistyped_fields() -> None:
 
 @pytest.mark.parametrize("path", TOPOLOGIES, ids=lambda p: p.stem)
 def test_worker_group_is_sized_from_the_plan(path: Path) -> None:
+    """One worker group per engine group (a PD plan's two pools), each sized from it."""
     deployment = _plan(path)
-    group = deployment.group
     (service,) = _by_kind(manifests(deployment), "RayService")
     cluster = service["spec"]["rayClusterConfig"]
-    (workers,) = cluster["workerGroupSpecs"]
+    assert len(cluster["workerGroupSpecs"]) == len(deployment.groups)
+    auto = any(g.autoscaling is not None for g in deployment.groups)
+    assert cluster["enableInTreeAutoscaling"] is auto
+    for group, workers in zip(deployment.groups, cluster["workerGroupSpecs"], strict=True):
+        _check_worker_group(deployment, group, workers)
+
+
+def _check_worker_group(deployment: Any, group: Any, workers: dict[str, Any]) -> None:
     assert workers["numOfHosts"] == group.nodes
     assert workers["maxReplicas"] == group.replicas.max
     assert workers["minReplicas"] == group.replicas.min
-    assert cluster["enableInTreeAutoscaling"] is (group.autoscaling is not None)
     container = workers["template"]["spec"]["containers"][0]  # KubeRay: Ray's comes first
     assert container["name"] == "ray-worker"
     limits = container["resources"]["limits"]
@@ -135,7 +141,7 @@ def test_worker_group_is_sized_from_the_plan(path: Path) -> None:
         assert bundle["CPU"] <= int(start["num-cpus"])
     volumes = {v["name"]: v for v in workers["template"]["spec"]["volumes"]}
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
-    drain = engine_options(deployment)["graceful_shutdown_timeout_s"]
+    drain = engine_options(deployment, group=group)["graceful_shutdown_timeout_s"]
     assert workers["template"]["spec"]["terminationGracePeriodSeconds"] > drain
 
 
@@ -153,21 +159,22 @@ def test_serve_config_is_the_rendered_engine_application(path: Path) -> None:
     ray_app = yaml.safe_load(render_yaml(deployment, _source(path)))["applications"][1]
     assert app["name"] == app["args"]["app_name"] == f"{deployment.name}-engine"
     assert app["import_path"] == ray_app["import_path"]
-    (options,) = app["deployments"]
-    (ray_options,) = ray_app["deployments"]
-    assert options["max_constructor_retry_count"] > ray_options["max_constructor_retry_count"]
-    for key in ("num_replicas", "placement_group_bundles", "graceful_shutdown_timeout_s"):
-        assert options.get(key) == ray_options.get(key), key
-    if "autoscaling_config" in ray_options:
-        bounds = ("min_replicas", "max_replicas", "initial_replicas")
-        for key in bounds:
-            assert options["autoscaling_config"][key] == ray_options["autoscaling_config"][key]
+    assert len(app["deployments"]) == len(ray_app["deployments"]) == len(deployment.groups)
+    for options, ray_options in zip(app["deployments"], ray_app["deployments"], strict=True):
+        assert options["name"] == ray_options["name"]
+        assert options["max_constructor_retry_count"] > ray_options["max_constructor_retry_count"]
+        for key in ("num_replicas", "placement_group_bundles", "graceful_shutdown_timeout_s"):
+            assert options.get(key) == ray_options.get(key), key
+        if "autoscaling_config" in ray_options:
+            bounds = ("min_replicas", "max_replicas", "initial_replicas")
+            for key in bounds:
+                assert options["autoscaling_config"][key] == ray_options["autoscaling_config"][key]
     # The replicas' argument is the plan minus its replica counts, which a replica never
     # reads: it builds the same engine commands.
     args_plan = DeploymentPlan.model_validate(app["args"]["plan"])
-    assert args_plan.group.ranks == deployment.group.ranks
-    assert args_plan.group.bundles == deployment.group.bundles
-    assert args_plan.group.replicas.max == 1
+    for planned, group in zip(args_plan.groups, deployment.groups, strict=True):
+        assert planned.ranks == group.ranks and planned.bundles == group.bundles
+        assert planned.replicas.max == 1
 
 
 def test_selectors_match_the_pods_they_protect() -> None:

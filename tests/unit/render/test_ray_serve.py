@@ -34,12 +34,15 @@ def test_config_is_valid_for_ray_serve(path: Path) -> None:
     ServeDeploySchema.model_validate(config)
     router, engine = config["applications"]
     assert router["route_prefix"] is None and engine["route_prefix"] is None
-    (options,) = engine["deployments"]
-    group = deployment.group
-    assert len(options["placement_group_bundles"]) == group.nodes
-    assert options["placement_group_strategy"] == group.strategy
-    assert options["ray_actor_options"]["num_gpus"] == 0  # the replica fits in bundle 0
-    assert engine["args"]["plan"]["groups"][0]["runtime"] == group.engine  # real engines
+    # One deployment per engine group (a PD plan's two pools in one app).
+    assert len(engine["deployments"]) == len(deployment.groups)
+    for options, group in zip(engine["deployments"], deployment.groups, strict=True):
+        assert options["name"] == ("EngineGroup-" + group.pd if group.pd else "EngineGroup")
+        assert len(options["placement_group_bundles"]) == group.nodes
+        assert options["placement_group_strategy"] == group.strategy
+        assert options["ray_actor_options"]["num_gpus"] == 0  # the replica fits in bundle 0
+    for group in engine["args"]["plan"]["groups"]:
+        assert group["runtime"] == group["engine"]  # real engines
 
 
 def test_autoscaling_bounds_come_from_the_plan() -> None:

@@ -11,7 +11,7 @@ from controlplane.spec.pd_pools import PdPools, pd_pools
 from controlplane.spec.topology import Topology
 
 REPO = Path(__file__).resolve().parents[3]
-PD_DIR = REPO / "topologies" / "pd"
+PD_DIR = REPO / "topologies"
 AIR_PD = PD_DIR / "glm45-air-fp8-pd.yaml"
 H200_PD = PD_DIR / "glm45-fp8-pd-h200.yaml"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controlplane.errors import SpecError, UserError
+from controlplane.errors import SpecError
 from controlplane.spec import load_topology, parse_spec
-from controlplane.spec.pd_pools import pd_pools, refuse_deploy
+from controlplane.spec.pd_pools import pd_pools
 from tests.unit.spec.pd_helpers import AIR_PD, H200_PD, PD_DIR, REPO, pools_of, with_pools
 
 SHIPPED = sorted((REPO / "topologies").glob("*.yaml"))
@@ -32,13 +32,16 @@ def test_examples_resolve_into_the_declared_pools(path: Path) -> None:
         assert pool.name == f"{path.stem}-{role}"
 
 
-def test_examples_stay_out_of_the_shipped_topology_globs() -> None:
-    """Render, parser and plan tests glob topologies/*.yaml: the PD examples are not in it."""
-    assert PD_DIR.is_dir() and not set(PD_DIR.glob("*.yaml")) & set(SHIPPED)
-    assert all(load_topology(p).spec.disaggregation is None for p in SHIPPED)
+def test_the_pd_examples_ship_with_the_topologies() -> None:
+    """Render, parser and plan tests glob topologies/*.yaml: the PD examples are in it."""
+    pd = {p for p in SHIPPED if load_topology(p).spec.disaggregation is not None}
+    assert pd == {AIR_PD, H200_PD} and PD_DIR == REPO / "topologies"
 
 
-@pytest.mark.parametrize("path", SHIPPED[:6], ids=lambda p: p.stem)
+COLOCATED = [p for p in SHIPPED if p not in (AIR_PD, H200_PD)]
+
+
+@pytest.mark.parametrize("path", COLOCATED[:6], ids=lambda p: p.stem)
 def test_colocated_specs_serialise_without_the_section(path: Path) -> None:
     assert "disaggregation" not in load_topology(path).spec.model_dump(mode="json")
 
@@ -84,11 +87,3 @@ def test_an_impossible_pool_layout_is_a_spec_error_naming_the_pool() -> None:
     with pytest.raises(SpecError) as caught:
         pools_of(text)
     assert "in the decode pool" in str(caught.value) and "To fix:" in str(caught.value)
-
-
-def test_refuse_deploy_stops_pd_only() -> None:
-    with pytest.raises(UserError) as caught:
-        refuse_deploy(load_topology(AIR_PD), "render")
-    assert "`glmctl render` cannot run a prefill/decode (PD) topology" in str(caught.value)
-    assert "glmctl capacity" in str(caught.value)
-    refuse_deploy(load_topology(SHIPPED[0]), "render")  # colocated: nothing raised

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from controlplane.catalog import engine_metrics as mn
+from controlplane.catalog import pd_metrics as pm
 from controlplane.engines.sim.pd import PdStats, pd_config, render_pd
 from controlplane.engines.sim.server import pd_pool
 from controlplane.spec import EngineKind, load_topology
 
 REPO = Path(__file__).resolve().parents[4]
 AIR = REPO / "topologies" / "glm45-air-fp8-h200x1.yaml"
-AIR_PD = REPO / "topologies" / "pd" / "glm45-air-fp8-pd.yaml"
+AIR_PD = REPO / "topologies" / "glm45-air-fp8-pd.yaml"
 
 
 def test_transfer_time_is_prompt_kv_bytes_over_the_link() -> None:
@@ -45,17 +45,19 @@ def test_a_pd_topology_role_simulates_its_pool() -> None:
 def test_pd_metrics_carry_each_engines_names() -> None:
     stats = PdStats(bootstrap_queue=2, transfer_queue=1, failed_transfers=3)
     stats.latency.observe(12.0)
-    for flavor, names in ((EngineKind.SGLANG, mn.SGLANG_0_5_23_PD),
-                          (EngineKind.VLLM, mn.VLLM_0_32_NIXL)):  # fmt: skip
+    for flavor, names in ((EngineKind.SGLANG, pm.SGLANG_0_5_23_PD),
+                          (EngineKind.VLLM, pm.VLLM_0_32_NIXL)):  # fmt: skip
         text = "\n".join(render_pd(flavor, stats, "glm", "prefill")) + "\n"
         samples = {
             s.name: s for f in text_string_to_metric_families(text) for s in f.samples
         }  # fmt: skip
-        assert samples[names.failed_transfers].value == 3
+        (failed,) = (n for n in names.transfer_failures if n != names.failed_bootstraps)
+        assert samples[failed].value == 3
         assert samples[f"{names.transfer_latency.name}_count"].value == 1
         if flavor is EngineKind.SGLANG:
-            assert samples[names.prefill_waiting].value == 2
-            assert samples[names.decode_transferring].value == 1
-            assert samples[names.prefill_waiting].labels["engine_type"] == "prefill"
+            waiting = names.queue("prefill_bootstrap")
+            assert samples[waiting].value == 2
+            assert samples[names.queue("decode_transfer")].value == 1
+            assert samples[waiting].labels["engine_type"] == "prefill"
         else:  # vLLM exports no PD queue gauges
             assert not any("queue" in name for name in samples)
