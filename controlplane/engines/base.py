@@ -24,7 +24,9 @@ PORT = "{port}"  # a free port on this rank's node for the HTTP server
 DIST_HOST = "{dist_host}"  # rank 0's address for the collective rendezvous
 DIST_PORT = "{dist_port}"  # a free port on rank 0's node for that rendezvous
 PYTHON = "{python}"  # the interpreter running glmctl (the simulator ships with it)
-PLACEHOLDERS = (HOST, PORT, DIST_HOST, DIST_PORT, PYTHON)
+KV_PORT = "{kv_port}"  # first of the KV-event PUB ports, one per DP rank (kv_events_args.py)
+KV_REPLAY_PORT = "{kv_replay_port}"  # first of the KV-event replay ports
+PLACEHOLDERS = (HOST, PORT, DIST_HOST, DIST_PORT, PYTHON, KV_PORT, KV_REPLAY_PORT)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from controlplane.planner.models import (
     ReplicaBounds,
     RouterPlan,
 )
+from controlplane.router.kv_tokens import precise_settings
 from controlplane.spec.router import RouterAuth
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ def plan(
             limits=router.limits.model_dump(mode="json"),
             external=external_plans(topology),
             overflow_at=router.overflow.saturated_at or 0 if router.overflow else 0,
+            precise=precise_settings(topology, group.simulated),
         ),
         capacity={**figures.summary, "source": figures.source},
         warnings=tuple(warnings),

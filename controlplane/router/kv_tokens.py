@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from controlplane.errors import UserError
 from controlplane.router import kv_hash
+from controlplane.spec.models import EngineKind
 
 if TYPE_CHECKING:
     from controlplane.spec import Topology
@@ -80,8 +81,10 @@ class PreciseSettings:
         if simulated:
             path = spec.simulation.tokenizer
             tokenizer = f"sim:{path}" if path else "sim"
-        else:
+        elif topo.engine is EngineKind.VLLM:
             tokenizer = f"hf:{model_path or topo.model.hf_repo}"
+        else:  # SGLang's block hashes are its own ids: no prompt can be matched to them
+            tokenizer = ""
         return cls(
             tokenizer=tokenizer,
             model=topo.served_model_name,
@@ -91,6 +94,15 @@ class PreciseSettings:
             queue=weights.queue if weights else 1.0,
             kv=weights.kv if weights else 1.0,
         )
+
+
+def precise_settings(topo: Topology, simulated: bool) -> str:
+    """The router's `--precise` JSON for a precise_prefix topology; "" for other policies."""
+    from controlplane.spec.router import RouterPolicy
+
+    if topo.spec.router.policy is not RouterPolicy.PRECISE_PREFIX:
+        return ""
+    return PreciseSettings.from_topology(topo, simulated).to_json()
 
 
 def token_ids_fn(settings: PreciseSettings) -> TokenIds | None:
