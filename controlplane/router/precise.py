@@ -40,6 +40,9 @@ class PreciseLookup:
     block_size: int = kv_hash.DEFAULT_BLOCK_SIZE
     seed: str = kv_hash.DEFAULT_SEED
 
+    def __post_init__(self) -> None:
+        self.chains = kv_hash.ChainCache(self.block_size, self.seed)
+
     def match(self, body: dict[str, Any], chat: bool) -> PrefixMatch | None:
         """None when the prompt cannot be hashed as the engine would (no tokenizer)."""
         if self.token_ids is None:
@@ -47,7 +50,7 @@ class PreciseLookup:
         ids = self.token_ids(body, chat)
         if ids is None:
             return None
-        chain = kv_hash.block_keys(ids, self.block_size, self.seed)
+        chain = self.chains.keys(ids)
         return PrefixMatch(self.index.runs(chain), len(chain))
 
 
