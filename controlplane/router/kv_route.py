@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FALLBACK_METRIC = "glmctl_router_kv_fallbacks_total"
+FEEDS_METRIC = "glmctl_router_kv_feeds"
 REASONS = {
     "no_tokenizer": "no tokenizer for the served model: routing as prefix_affinity",
     "no_feed": "an endpoint publishes no KV events: routing as prefix_affinity",
@@ -125,6 +126,9 @@ class PreciseRouting:
     def metrics_text(self) -> str:
         """The subscriber's metrics and the fallback counter, Prometheus text."""
         lines = [
+            f"# HELP {FEEDS_METRIC} KV-event feeds (endpoint DP ranks) this router follows.",
+            f"# TYPE {FEEDS_METRIC} gauge",
+            f"{FEEDS_METRIC} {len(self._feeds)}",
             f"# HELP {FALLBACK_METRIC} Requests precise_prefix routed as prefix_affinity.",
             f"# TYPE {FALLBACK_METRIC} counter",
         ]

@@ -79,6 +79,7 @@ async def test_fallbacks_are_counted_by_reason() -> None:
         text = routing.metrics_text()
         assert 'glmctl_router_kv_fallbacks_total{reason="no_feed"} 1' in text
         assert "glmctl_router_kv_index_blocks" in text
+        assert "glmctl_router_kv_feeds 1" in text
     finally:
         await routing.close()
         await nothing.close()
