@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 TOPIC = "kv"
 HASH_ALGO = "sha256_cbor"  # vLLM 0.32 PrefixCachingHashAlgo: the one router/kv_hash.py computes
 DEFAULT_BLOCK_SIZE = 16
+CPU_BLOCK_MULTIPLE = 32
 
 
 def publishes(topology: Topology) -> bool:
@@ -48,6 +49,20 @@ def publishes(topology: Topology) -> bool:
 def feed_count(topology: Topology) -> int:
     """KV feeds one replica publishes: one per (attention-)DP rank, one for the simulator."""
     return max(1, topology.dp)
+
+
+def kv_block_size(topology: Topology) -> int:
+    """The KV block size engines and router hash with: `router.precise_prefix.block_size`
+    (16 by default), rounded up to a multiple of 32 for vLLM's CPU build, whose attention
+    backend takes no other (vllm/v1/attention/backends/cpu_attn.py: `MultipleOf(32)`;
+    vLLM 0.32 refuses 16 with "No common block size")."""
+    from controlplane.local.cpu import targets_cpu
+
+    weights = topology.spec.router.precise_prefix
+    block = weights.block_size if weights else DEFAULT_BLOCK_SIZE
+    if targets_cpu(topology) and block % CPU_BLOCK_MULTIPLE:
+        block += CPU_BLOCK_MULTIPLE - block % CPU_BLOCK_MULTIPLE
+    return block
 
 
 def events_config() -> str:
@@ -70,9 +85,8 @@ def kv_event_args(topology: Topology, engine: EngineKind | str) -> list[str]:
     kind = EngineKind(engine)
     args = ["--kv-events-config", events_config()]
     if kind is EngineKind.VLLM:
-        weights = topology.spec.router.precise_prefix
-        block = weights.block_size if weights else DEFAULT_BLOCK_SIZE
-        return [*args, "--prefix-caching-hash-algo", HASH_ALGO, "--block-size", str(block)]
+        block = str(kv_block_size(topology))
+        return [*args, "--prefix-caching-hash-algo", HASH_ALGO, "--block-size", block]
     if kind in (EngineKind.SGLANG, EngineKind.SIM):
         return args
     return []

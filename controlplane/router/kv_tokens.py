@@ -12,7 +12,7 @@ Tokenizers (`token_ids_fn`):
   local HF cache; never downloaded on the request path). Completions: a string prompt is
   encoded with special tokens, a list of token ids is taken as is (vLLM 0.32
   `entrypoints/openai/completion/serving.py` default `add_special_tokens=True`); chat: the
-  folder's `chat_template` (tokenizer_config.json) rendered with jinja2 as
+  folder's chat template (chat_template.jinja, else tokenizer_config.json's) rendered as
   transformers' `apply_chat_template(tokenize=False, add_generation_prompt=True)` does,
   then encoded without special tokens (vLLM's chat default `add_special_tokens=False`).
   A request carrying anything the template or tokenizer cannot reproduce yields None (a
@@ -76,6 +76,9 @@ class PreciseSettings:
     ) -> PreciseSettings:
         """The settings of a topology whose router policy is precise_prefix (`simulated`:
         the simulator runs in place of the engine)."""
+        from controlplane.engines.kv_events_args import kv_block_size
+        from controlplane.engines.sim.tokens import BLOCK_TOKENS  # the simulator's blocks
+
         spec = topo.spec
         weights = spec.router.precise_prefix
         if simulated:
@@ -89,7 +92,7 @@ class PreciseSettings:
             tokenizer=tokenizer,
             model=topo.served_model_name,
             context_length=topo.context_length,
-            block_size=weights.block_size if weights else kv_hash.DEFAULT_BLOCK_SIZE,
+            block_size=BLOCK_TOKENS if simulated else kv_block_size(topo),
             prefix=weights.prefix if weights else 1.0,
             queue=weights.queue if weights else 1.0,
             kv=weights.kv if weights else 1.0,
@@ -161,9 +164,12 @@ class HfTokens:
         path = _model_file(where, "tokenizer.json")
         if path is None:
             raise ValueError(f"no tokenizer.json for {where} (local folder or HF cache)")
+        # transformers reads chat_template.jinja first, then tokenizer_config.json's entry.
+        jinja = _model_file(where, "chat_template.jinja")
         config_path = _model_file(where, "tokenizer_config.json")
         config = json.loads(config_path.read_text()) if config_path else {}
-        return cls(Tokenizer.from_file(str(path)), _template(config.get("chat_template")))
+        source = jinja.read_text() if jinja else config.get("chat_template")
+        return cls(Tokenizer.from_file(str(path)), _template(source))
 
     def __call__(self, body: dict[str, Any], chat: bool) -> list[int] | None:
         try:

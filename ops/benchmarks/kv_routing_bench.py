@@ -141,7 +141,7 @@ def wait_synced(router: str, engines: int, timeout: float = 20.0) -> None:
     raise SystemExit(f"{router} did not watch the engines' KV feeds in {timeout:.0f} s")
 
 
-def run_policy(policy: str, topo: Topology, args: argparse.Namespace) -> dict[str, float]:
+def run_policy(policy: str, topo: Topology, args: argparse.Namespace) -> dict[str, Any]:
     """One run: fresh Redis, engines and two routers; the engines' own counters after."""
     redis = LocalRedis.start()
     namespace = f"kvbench-{policy}"
@@ -167,6 +167,7 @@ def run_policy(policy: str, topo: Topology, args: argparse.Namespace) -> dict[st
         asyncio.run(drive(urls, [s.url for s in servers], workload(topo, args), args, stats))
         wall = time.perf_counter() - started
         totals = engine_counters(servers)
+        reasons = decision_reasons([router.url for router in routers])
     finally:
         for router in routers:
             router.stop()
@@ -178,10 +179,23 @@ def run_policy(policy: str, topo: Topology, args: argparse.Namespace) -> dict[st
         "ttft_p50_s": stats.percentile(ttfts, 0.5), "ttft_p90_s": stats.percentile(ttfts, 0.9),
         "output_tok_s": totals[GENERATED] / (wall * args.time_scale),
         "hit_ratio": totals[HITS] / max(totals[QUERIES], 1.0), "errors": stats.errors,
+        "reasons": reasons,
     }  # fmt: skip
 
 
-def row(label: str, r: dict[str, float]) -> str:
+def decision_reasons(routers: list[str]) -> dict[str, float]:
+    """The routers' decisions by reason (`glmctl_router_decisions_total`), summed."""
+    counts: dict[str, float] = {}
+    for router in routers:
+        with urllib.request.urlopen(router + "/metrics", timeout=5) as reply:
+            for line in reply.read().decode().splitlines():
+                if line.startswith("glmctl_router_decisions_total{"):
+                    reason = line.split('reason="')[1].split('"')[0]
+                    counts[reason] = counts.get(reason, 0.0) + float(line.split()[-1])
+    return counts
+
+
+def row(label: str, r: dict[str, Any]) -> str:
     cells = "".join(f"{r[k]:>11.3f}" for k in KEYS)
     return f"{label:<22}{cells}{r.get('errors', 0):>8.0f}"
 
@@ -212,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         help="share of requests sent straight to a random engine, past the routers",
     )
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    parser.add_argument("--reasons", action="store_true", help="print decisions by reason")
     parser.add_argument("--repeats", type=int, default=1, help="runs per policy, interleaved")
     args = parser.parse_args(argv)
     topo = load_topology(TOPOLOGY)
@@ -221,11 +236,15 @@ def main(argv: list[str] | None = None) -> None:
           f"outside share {args.outside_share}, weights {tuple(args.weights)}")  # fmt: skip
     header = ("run", "TTFT p50 s", "TTFT p90 s", "out tok/s", "hit ratio")
     print(f"{header[0]:<22}" + "".join(f"{h:>11}" for h in header[1:]) + f"{'errors':>8}")
-    results: dict[str, list[dict[str, float]]] = {p: [] for p in args.policies}
+    results: dict[str, list[dict[str, Any]]] = {p: [] for p in args.policies}
     for repeat in range(args.repeats):
         for policy in args.policies:
             results[policy].append(run_policy(policy, topo, args))
-            print(row(f"{policy} #{repeat + 1}", results[policy][-1]), flush=True)
+            result = results[policy][-1]
+            print(row(f"{policy} #{repeat + 1}", result), flush=True)
+            if args.reasons:
+                reasons = sorted(result["reasons"].items(), key=lambda kv: -kv[1])
+                print("    " + ", ".join(f"{k} {v:.0f}" for k, v in reasons), flush=True)
     print("median over repeats:")
     for policy, runs in results.items():
         print(row(policy, {k: statistics.median(r[k] for r in runs) for k in KEYS}))

@@ -109,3 +109,14 @@ def test_kv_ports_are_free_consecutive_runs() -> None:
 def test_feed_urls_one_per_rank(ranks: int) -> None:
     events, replays = feed_urls({"host": "h", "kv_port": "100", "kv_replay_port": "200"}, ranks)
     assert len(events) == len(replays) == ranks
+
+
+def test_cpu_vllm_blocks_are_a_multiple_of_32_on_both_sides(tmp_path: Path) -> None:
+    topo = precise("tiny-glm45-cpu", tmp_path)  # vLLM's CPU attention takes MultipleOf(32)
+    command = build_command(topo, LaunchContext())
+    assert command is not None and flag(command.argv, "--block-size") == "32"
+    settings = PreciseSettings.from_topology(topo, simulated=False, model_path="/models/tiny")
+    assert (settings.block_size, settings.tokenizer) == (32, "hf:/models/tiny")
+    gpu = precise("glm45-fp8-vllm", tmp_path, block_size=48)
+    assert PreciseSettings.from_topology(gpu, simulated=False).block_size == 48
+    assert PreciseSettings.from_topology(gpu, simulated=True).block_size == 16  # the sim's

@@ -125,3 +125,10 @@ def test_hf_tokens_without_template_or_folder(tmp_path: Path) -> None:
     tokens = token_ids_fn(PreciseSettings(tokenizer=f"hf:{folder}"))
     assert tokens is not None and tokens({"messages": []}, True) is None
     assert token_ids_fn(PreciseSettings(tokenizer=f"hf:{tmp_path / 'missing'}")) is None
+
+
+def test_chat_template_jinja_comes_before_tokenizer_config(tmp_path: Path) -> None:
+    folder = write_model(tmp_path / "model", "{{ 'world' }}")
+    (folder / "chat_template.jinja").write_text("{{ 'hello' }}\n")
+    tokens = token_ids_fn(PreciseSettings(tokenizer=f"hf:{folder}"))
+    assert tokens is not None and tokens({"messages": []}, True) == [2]
