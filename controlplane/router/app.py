@@ -300,6 +300,7 @@ class RouterApp(RouterRuntime):
                 self._tuning,
                 kv.runs if kv else None,
                 kv.blocks if kv else 0,
+                kv.evicted if kv else frozenset(),
             )
         )
         if session_key:  # one endpoint for a session's concurrent first requests

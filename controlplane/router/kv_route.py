@@ -114,7 +114,9 @@ class PreciseRouting:
         found = self.lookup.match(payload, chat)
         if found is None:
             return self._fallback("unhashable")
-        return PrefixMatch(endpoint_runs(found.runs, self._owner), found.blocks)
+        runs = endpoint_runs(found.runs, self._owner)
+        evicted = frozenset(self._owner[f] for f in found.evicted if f in self._owner)
+        return PrefixMatch(runs, found.blocks, evicted)
 
     def _fallback(self, reason: str) -> PrefixMatch | None:
         """Count (and log once) a request routed as prefix_affinity; returns None."""

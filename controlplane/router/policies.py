@@ -72,6 +72,7 @@ class RouteContext:
     # KV events (router/kv_index.py); None when no event index or tokenizer covers it.
     kv_runs: Mapping[str, int] | None = None
     kv_blocks: int = 0  # the prompt's full blocks at the engine's block size
+    kv_evicted: frozenset[str] = frozenset()  # endpoints whose events evicted block 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +169,16 @@ def precise_prefix(ctx: RouteContext) -> Decision:
     prompt, the approximate `prefix_affinity` decides (reason `approx_*`); so it does when
     no engine holds the prompt's first block yet (`cold_*`): the routers' own recent
     decisions keep a new prefix on one engine while its first requests are in prefill and
-    their blocks not yet announced."""
+    their blocks not yet announced, unless that engine's events said it evicted the
+    prompt's first block since (`cold_evicted`: the least loaded engine)."""
     runs = ctx.kv_runs
     if runs is None or not runs:
         fallback = prefix_affinity(ctx)
         label = "approx" if runs is None else "cold"
+        if runs is not None and fallback.endpoint.endpoint_id in ctx.kv_evicted:
+            # The routers sent this prefix there, but its events say it was evicted since:
+            # no engine holds it, so the least loaded one prefills it (the events win).
+            return Decision(least_load(ctx).endpoint, "cold_evicted")
         return Decision(fallback.endpoint, f"{label}_{fallback.reason}")
     tuning = ctx.tuning
     blocks = max(ctx.kv_blocks, 1)

@@ -29,6 +29,7 @@ TokenIdsFn = Callable[[dict[str, Any], bool], list[int] | None]
 class PrefixMatch:
     runs: Mapping[str, int]  # endpoint -> leading blocks it holds (absent: none)
     blocks: int  # the prompt's full blocks
+    evicted: frozenset[str] = frozenset()  # endpoints that evicted the first block
 
 
 @dataclass
@@ -51,7 +52,8 @@ class PreciseLookup:
         if ids is None:
             return None
         chain = self.chains.keys(ids)
-        return PrefixMatch(self.index.runs(chain), len(chain))
+        evicted = self.index.evicted(chain[0]) if chain else frozenset()
+        return PrefixMatch(self.index.runs(chain), len(chain), evicted)
 
 
 def tuning_from_spec(spec: RouterSpec, base: Tuning | None = None) -> Tuning:

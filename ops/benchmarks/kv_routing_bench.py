@@ -167,7 +167,7 @@ def run_policy(policy: str, topo: Topology, args: argparse.Namespace) -> dict[st
         asyncio.run(drive(urls, [s.url for s in servers], workload(topo, args), args, stats))
         wall = time.perf_counter() - started
         totals = engine_counters(servers)
-        reasons = decision_reasons([router.url for router in routers])
+        reasons = decision_reasons(routers[0].url)  # its /metrics sums every router's
     finally:
         for router in routers:
             router.stop()
@@ -183,15 +183,15 @@ def run_policy(policy: str, topo: Topology, args: argparse.Namespace) -> dict[st
     }  # fmt: skip
 
 
-def decision_reasons(routers: list[str]) -> dict[str, float]:
-    """The routers' decisions by reason (`glmctl_router_decisions_total`), summed."""
+def decision_reasons(router: str) -> dict[str, float]:
+    """Decisions by reason (`glmctl_router_decisions_total`; a router's /metrics sums
+    what every router of the deployment published)."""
     counts: dict[str, float] = {}
-    for router in routers:
-        with urllib.request.urlopen(router + "/metrics", timeout=5) as reply:
-            for line in reply.read().decode().splitlines():
-                if line.startswith("glmctl_router_decisions_total{"):
-                    reason = line.split('reason="')[1].split('"')[0]
-                    counts[reason] = counts.get(reason, 0.0) + float(line.split()[-1])
+    with urllib.request.urlopen(router + "/metrics", timeout=5) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith("glmctl_router_decisions_total{"):
+                reason = line.split('reason="')[1].split('"')[0]
+                counts[reason] = counts.get(reason, 0.0) + float(line.split()[-1])
     return counts
 
 

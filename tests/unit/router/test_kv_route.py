@@ -15,7 +15,7 @@ from controlplane.errors import UserError
 from controlplane.router import kv_hash
 from controlplane.router.kv_route import PreciseRouting, endpoint_runs, feeds_of
 from controlplane.router.kv_tokens import HfTokens, PreciseSettings, token_ids_fn
-from controlplane.router.kv_wire import BlockStored, EventBatch
+from controlplane.router.kv_wire import BlockRemoved, BlockStored, EventBatch
 from controlplane.router.policies import Tuning
 from controlplane.router.registry import EndpointInfo
 
@@ -57,7 +57,11 @@ async def test_sync_watches_registered_feeds_and_matches_the_holder() -> None:
         )
         match = routing.match(body, True, [a, b])
         assert match is not None and match.runs == {"b": len(chain)}
-        assert match.blocks == len(chain)
+        assert match.blocks == len(chain) and match.evicted == frozenset()
+        removed = EventBatch(0.0, (BlockRemoved(tuple(chain)),))
+        routing.subscriber.index.apply("b#dp1", removed)
+        match = routing.match(body, True, [a, b])
+        assert match is not None and (match.runs, match.evicted) == ({}, {"b"})
         routing.sync({"a": a})  # b deregistered: its blocks are forgotten
         assert routing.subscriber.index.blocks_of("b#dp1") == 0
         assert routing.match(body, True, [a]) is not None
