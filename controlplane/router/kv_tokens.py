@@ -51,7 +51,7 @@ class PreciseSettings:
     seed: str = kv_hash.DEFAULT_SEED
     prefix: float = 1.0
     queue: float = 1.0
-    kv: float = 1.0
+    kv: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))

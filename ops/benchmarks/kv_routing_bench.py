@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         "--weights",
         type=float,
         nargs=3,
-        default=(1.0, 1.0, 1.0),
+        default=(1.0, 1.0, 0.0),
         metavar=("PREFIX", "QUEUE", "KV"),
         help="precise_prefix weights",
     )
