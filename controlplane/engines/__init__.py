@@ -42,10 +42,14 @@ def build_command(
     topology: Topology, context: LaunchContext, simulate: bool = False
 ) -> LaunchCommand | None:
     """The launch command of one node rank (None: the rank only holds its GPUs)."""
+    from controlplane.engines.kv_events_args import with_kv_events
+
     profile = profile_for(topology.engine)
     if simulate or profile.always_simulated:
-        return sim_command(topology, context)
-    return profile.build(topology, context)
+        command, kind = sim_command(topology, context), EngineKind.SIM
+    else:
+        command, kind = profile.build(topology, context), topology.engine
+    return with_kv_events(command, topology, kind, context.node_rank)
 
 
 def target_version(kind: EngineKind) -> str:

@@ -27,7 +27,9 @@ PYTHON = "{python}"  # the interpreter running glmctl (the simulator ships with 
 # A free port on rank 0's node for a PD replica's KV handshake (SGLang's bootstrap server,
 # vLLM's NIXL side channel): many replicas share a host, so no fixed port.
 BOOTSTRAP_PORT = "{bootstrap_port}"
-PLACEHOLDERS = (HOST, PORT, DIST_HOST, DIST_PORT, PYTHON, BOOTSTRAP_PORT)
+KV_PORT = "{kv_port}"  # first of the KV-event PUB ports, one per DP rank (kv_events_args.py)
+KV_REPLAY_PORT = "{kv_replay_port}"  # first of the KV-event replay ports
+PLACEHOLDERS = (HOST, PORT, DIST_HOST, DIST_PORT, PYTHON, BOOTSTRAP_PORT, KV_PORT, KV_REPLAY_PORT)
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,9 @@ class RouterPlan(_Frozen):
     overflow_at: int = Field(
         0, description="In-flight requests per engine replica at which overflow starts; 0: none."
     )
+    precise: str = Field(
+        "", description="policy precise_prefix: the router's settings, JSON (kv_tokens.py)."
+    )
 
     @model_serializer(mode="wrap")
     def _without_unused_external(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -183,6 +186,8 @@ class RouterPlan(_Frozen):
         if isinstance(data, dict) and not data.get("external") and not data.get("overflow_at"):
             data.pop("external", None)
             data.pop("overflow_at", None)
+        if isinstance(data, dict) and not data.get("precise"):
+            data.pop("precise", None)  # other policies: plans as before precise_prefix
         return data
 
 

@@ -53,7 +53,7 @@ def pd_plan(pools: PdPools, inventory: Inventory) -> DeploymentPlan:
         origin=topology.origin,
         spec=topology.spec.model_dump(mode="json", by_alias=True),
         groups=tuple(group for _, group in groups),
-        router=router_plan(topology),
+        router=router_plan(topology, groups[0][1].simulated),
         capacity=capacity,
         warnings=plan_warnings(topology, groups),
     )

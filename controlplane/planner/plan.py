@@ -31,6 +31,7 @@ from controlplane.planner.models import (
     ReplicaBounds,
     RouterPlan,
 )
+from controlplane.router.kv_tokens import precise_settings
 from controlplane.spec.router import RouterAuth
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def colocated_plan(
         origin=topology.origin,
         spec=topology.spec.model_dump(mode="json", by_alias=True),
         groups=(group,),
-        router=router_plan(topology),
+        router=router_plan(topology, group.simulated),
         capacity={**figures.summary, "source": figures.source},
         warnings=plan_warnings(topology, [(topology, group)]),
     )
@@ -107,8 +108,9 @@ def plan_warnings(
     return tuple(warnings)
 
 
-def router_plan(topology: Topology) -> RouterPlan:
-    """The router of `topology` (one per deployment, colocated or PD)."""
+def router_plan(topology: Topology, simulated: bool) -> RouterPlan:
+    """The router of `topology` (one per deployment, colocated or PD); `simulated`: its
+    engines are the simulator (precise_prefix tokenizes as the simulator does)."""
     router = topology.spec.router
     return RouterPlan(
         policy=router.policy.value,
@@ -121,6 +123,7 @@ def router_plan(topology: Topology) -> RouterPlan:
         limits=router.limits.model_dump(mode="json"),
         external=external_plans(topology),
         overflow_at=router.overflow.saturated_at or 0 if router.overflow else 0,
+        precise=precise_settings(topology, simulated),
     )
 
 

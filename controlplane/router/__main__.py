@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RouterConfig, bool]:
     parser.add_argument("--overflow-at", type=int, default=0)
     parser.add_argument("--secrets-dir", default="")
     parser.add_argument("--models", default="", help="the deployment's served model names, a,b")
+    parser.add_argument("--precise", default="", help="precise_prefix settings, JSON")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -57,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RouterConfig, bool]:
         overflow_at=args.overflow_at,
         secrets_dir=args.secrets_dir,
         models=tuple(m for m in args.models.split(",") if m),
+        precise=args.precise,
     )
     return config, args.worker
 

@@ -22,6 +22,7 @@ from controlplane.router.admission import Admitted, RateLimited
 from controlplane.router.background import cancel_all, log, spawn
 from controlplane.router.config import RouterConfig
 from controlplane.router.exposition import send_metrics
+from controlplane.router.kv_route import PreciseRouting, precise_routing
 from controlplane.router.metrics import (
     OUTCOME_MIDSTREAM,
     OUTCOME_OVERLOADED,
@@ -38,6 +39,7 @@ from controlplane.router.policies import (
     RouteContext,
     default_policies,
 )
+from controlplane.router.precise import PrefixMatch
 from controlplane.router.prefix import block_hashes, prompt_bytes
 from controlplane.router.proxy import Receive, Send, UpstreamFailed, forward, request_headers
 from controlplane.router.registry import EndpointInfo
@@ -65,6 +67,7 @@ class Exchange:
     route: str = "chat"  # chat | completions
     outcome: str = ""  # what the status cannot tell: overloaded, midstream (metrics.py)
     midstream_failed: bool = False  # the engine failed after the first byte went out
+    kv: PrefixMatch | None = None  # precise_prefix: cached leading blocks per endpoint
 
 
 class RouterApp(RouterRuntime):
@@ -84,6 +87,8 @@ class RouterApp(RouterRuntime):
         self._session_header = config.session_header.lower().encode()
         self._policy_header = config.policy_header.lower().encode()
         self._wanted = (b"authorization", self._session_header, self._policy_header)
+        self.precise: PreciseRouting | None = precise_routing(config)  # kv_route.py
+        self._tuning = self.precise.tuning(config.tuning) if self.precise else config.tuning
 
     # -- lifecycle -----------------------------------------------------------------------
     async def startup(self) -> None:
@@ -92,6 +97,8 @@ class RouterApp(RouterRuntime):
 
     async def shutdown(self) -> None:
         await cancel_all(self._tasks)
+        if self.precise is not None:
+            await self.precise.close()
         await self.close()
 
     # -- ASGI ----------------------------------------------------------------------------
@@ -113,7 +120,8 @@ class RouterApp(RouterRuntime):
                     self.inflight,
                     self.router_id,
                     extra=redis_up(self._redis_ok())
-                    + endpoint_info(self.endpoints().values(), self.is_healthy),
+                    + endpoint_info(self.endpoints().values(), self.is_healthy)
+                    + (self.precise.metrics_text() if self.precise else ""),
                 )
             else:
                 await self._error(send, 404, f"no route {scope['path']}", "not_found")
@@ -212,6 +220,8 @@ class RouterApp(RouterRuntime):
             return await self._error(
                 send, 429, "rate limit exceeded", "rate_limit_exceeded", retry_after=ctx_base
             )
+        if self.precise is not None and policy.name == "precise_prefix":
+            ex.kv = self.precise.match(payload, ex.route == "chat", candidates)
         views = [self._view(info) for info in candidates]
         offered = self._offer(views)
         if not offered.endpoints:
@@ -240,7 +250,7 @@ class RouterApp(RouterRuntime):
                 offered = self._offer(views)
             if not offered.endpoints:
                 break
-            endpoint = await self._decide(policy, ctx, offered, hashes, session_key)
+            endpoint = await self._decide(policy, ctx, offered, hashes, session_key, ex.kv)
             self.inflight[endpoint.endpoint_id] = self.inflight.get(endpoint.endpoint_id, 0) + 1
             try:
                 status, first_byte_at, failed = await self._forward(endpoint, ex)
@@ -268,7 +278,13 @@ class RouterApp(RouterRuntime):
         )
 
     async def _decide(
-        self, policy: Policy, ctx: Lookup, offered: Selection, hashes: list[str], session_key: str
+        self,
+        policy: Policy,
+        ctx: Lookup,
+        offered: Selection,
+        hashes: list[str],
+        session_key: str,
+        kv: PrefixMatch | None = None,
     ) -> EndpointView:
         """The policy's choice among `offered` (a session's binding may override it), with
         the decision recorded and an overflow counted."""
@@ -283,7 +299,10 @@ class RouterApp(RouterRuntime):
                 ctx.prefix_depth,
                 len(hashes),
                 ctx.session_endpoint,
-                self.config.tuning,
+                self._tuning,
+                kv.runs if kv else None,
+                kv.blocks if kv else 0,
+                kv.evicted if kv else frozenset(),
             )
         )
         if session_key:  # one endpoint for a session's concurrent first requests
@@ -335,6 +354,11 @@ class RouterApp(RouterRuntime):
                 400, f"unknown routing policy `{name}`; known: {', '.join(sorted(self.policies))}"
             )
         return policy
+
+    def reindex(self) -> None:
+        super().reindex()
+        if self.precise is not None:  # watch/unwatch the registered KV-event feeds
+            self.precise.sync(self.endpoints())
 
     def _view(self, info: EndpointInfo) -> EndpointView:
         assert self.state is not None

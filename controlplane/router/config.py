@@ -38,6 +38,7 @@ class RouterConfig:
     overflow_at: int = 0  # in-flight per engine at which it is saturated; 0: no overflow
     secrets_dir: str = ""  # where `{secret: name/key}` files are, outside Kubernetes
     models: tuple[str, ...] = ()  # the deployment's served model names (503, not 404, empty)
+    precise: str = ""  # precise_prefix settings, JSON (router/kv_tokens.py PreciseSettings)
 
     @classmethod
     def from_spec(cls, redis_url: str, spec: RouterSpec, namespace: str = "glmctl") -> RouterConfig:
@@ -88,6 +89,7 @@ class RouterConfig:
             self.limits.to_json(),
             *self._external_args(),
             *(["--models", ",".join(self.models)] if self.models else []),
+            *(["--precise", self.precise] if self.precise else []),
         ]
 
     def _external_args(self) -> list[str]:

@@ -11,9 +11,12 @@ Not thread-safe: one event loop owns it.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 
 from controlplane.router.kv_wire import AllBlocksCleared, BlockRemoved, BlockStored, EventBatch
+
+EVICTED_KEPT = 1 << 17  # recently evicted blocks remembered (a few MB)
 
 
 class KvIndex:
@@ -25,6 +28,9 @@ class KvIndex:
         self._medium = medium
         self._holders: dict[int, set[str]] = {}
         self._blocks: dict[str, set[int]] = {}
+        # Block -> endpoints that announced evicting it and have not stored it again, the
+        # most recent `EVICTED_KEPT` blocks: what the approximate index cannot know.
+        self._evicted: OrderedDict[int, set[str]] = OrderedDict()
 
     def __len__(self) -> int:
         """Distinct block hashes held by at least one endpoint."""
@@ -57,9 +63,13 @@ class KvIndex:
 
     def add(self, endpoint: str, blocks: Iterable[int]) -> None:
         own = self._blocks.setdefault(endpoint, set())
+        evicted = self._evicted
         for block in blocks:
             own.add(block)
             self._holders.setdefault(block, set()).add(endpoint)
+            gone = evicted.get(block)
+            if gone is not None:
+                gone.discard(endpoint)
 
     def remove(self, endpoint: str, blocks: Iterable[int]) -> None:
         own = self._blocks.get(endpoint)
@@ -68,6 +78,16 @@ class KvIndex:
         blocks = [block for block in blocks if block in own]
         own.difference_update(blocks)
         self._unhold(endpoint, blocks)
+        evicted = self._evicted
+        for block in blocks:
+            evicted.setdefault(block, set()).add(endpoint)
+            evicted.move_to_end(block)
+        while len(evicted) > EVICTED_KEPT:
+            evicted.popitem(last=False)
+
+    def evicted(self, block: int) -> frozenset[str]:
+        """Endpoints that evicted `block` (BlockRemoved) and have not stored it since."""
+        return frozenset(self._evicted.get(block, ()))
 
     def clear(self, endpoint: str) -> None:
         """Forget every block of `endpoint` (idempotent)."""

@@ -48,11 +48,13 @@ class Tuning:
     prefix_min_match: float = 0.5  # matched fraction of the prompt's blocks to prefer a match
     balance_abs: int = 8  # preferred endpoint is overloaded if its load exceeds the least
     balance_rel: float = 1.5  # loaded one by more than balance_abs AND by this factor
-    # precise_prefix weights (topology `router.precise_prefix`). llm-d recommends prefix x2,
-    # KV x1, queue x1 for its own scorers; with this score's load term (load / busiest
-    # endpoint's) 1/1/1 measured better here (docs/guides/kv-aware-routing.md).
+    # precise_prefix weights (topology `router.precise_prefix`). KV usage (blocks held by
+    # running requests) is 0 by default: it follows the mix of prompts an engine runs, so at
+    # weight 1 it pushed requests off the engines holding their prefix, which then copied
+    # prefixes and evicted others (hit ratio 0.64-0.82 against 0.85-0.93 at 0, same
+    # benchmark; docs/guides/kv-aware-routing.md). Load already counts a full engine's queue.
     prefix_weight: float = 1.0
-    kv_weight: float = 1.0
+    kv_weight: float = 0.0
     queue_weight: float = 1.0
 
 
@@ -72,6 +74,7 @@ class RouteContext:
     # KV events (router/kv_index.py); None when no event index or tokenizer covers it.
     kv_runs: Mapping[str, int] | None = None
     kv_blocks: int = 0  # the prompt's full blocks at the engine's block size
+    kv_evicted: frozenset[str] = frozenset()  # endpoints whose events evicted block 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +171,16 @@ def precise_prefix(ctx: RouteContext) -> Decision:
     prompt, the approximate `prefix_affinity` decides (reason `approx_*`); so it does when
     no engine holds the prompt's first block yet (`cold_*`): the routers' own recent
     decisions keep a new prefix on one engine while its first requests are in prefill and
-    their blocks not yet announced."""
+    their blocks not yet announced, unless that engine's events said it evicted the
+    prompt's first block since (`cold_evicted`: the least loaded engine)."""
     runs = ctx.kv_runs
     if runs is None or not runs:
         fallback = prefix_affinity(ctx)
         label = "approx" if runs is None else "cold"
+        if runs is not None and fallback.endpoint.endpoint_id in ctx.kv_evicted:
+            # The routers sent this prefix there, but its events say it was evicted since:
+            # no engine holds it, so the least loaded one prefills it (the events win).
+            return Decision(least_load(ctx).endpoint, "cold_evicted")
         return Decision(fallback.endpoint, f"{label}_{fallback.reason}")
     tuning = ctx.tuning
     blocks = max(ctx.kv_blocks, 1)

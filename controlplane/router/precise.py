@@ -29,6 +29,7 @@ TokenIdsFn = Callable[[dict[str, Any], bool], list[int] | None]
 class PrefixMatch:
     runs: Mapping[str, int]  # endpoint -> leading blocks it holds (absent: none)
     blocks: int  # the prompt's full blocks
+    evicted: frozenset[str] = frozenset()  # endpoints that evicted the first block
 
 
 @dataclass
@@ -40,6 +41,9 @@ class PreciseLookup:
     block_size: int = kv_hash.DEFAULT_BLOCK_SIZE
     seed: str = kv_hash.DEFAULT_SEED
 
+    def __post_init__(self) -> None:
+        self.chains = kv_hash.ChainCache(self.block_size, self.seed)
+
     def match(self, body: dict[str, Any], chat: bool) -> PrefixMatch | None:
         """None when the prompt cannot be hashed as the engine would (no tokenizer)."""
         if self.token_ids is None:
@@ -47,8 +51,9 @@ class PreciseLookup:
         ids = self.token_ids(body, chat)
         if ids is None:
             return None
-        chain = kv_hash.block_keys(ids, self.block_size, self.seed)
-        return PrefixMatch(self.index.runs(chain), len(chain))
+        chain = self.chains.keys(ids)
+        evicted = self.index.evicted(chain[0]) if chain else frozenset()
+        return PrefixMatch(self.index.runs(chain), len(chain), evicted)
 
 
 def tuning_from_spec(spec: RouterSpec, base: Tuning | None = None) -> Tuning:

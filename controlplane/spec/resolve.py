@@ -41,7 +41,6 @@ from controlplane.spec.models import (
     SpeculativeAlgorithm,
     TopologySpec,
 )
-from controlplane.spec.router import RouterPolicy
 from controlplane.spec.topology import Topology
 
 __all__ = ["Topology", "load_topology", "moe_split_fails_fp8", "resolve"]
@@ -216,12 +215,6 @@ def _resolve_serving(
             " FP8-native devices)."
         )
     _resolve_speculative(s, entry, problems)
-    if s.router.policy is RouterPolicy.PRECISE_PREFIX:
-        warnings.append(
-            "router.policy precise_prefix: engines launched by glmctl do not publish KV events"
-            " to the router yet (issue 27), so it routes as prefix_affinity; the index, the"
-            " simulator's publisher and the policy are built (docs/guides/kv-aware-routing.md)."
-        )
     if s.served_model_name is None:
         s.served_model_name = entry.name
     engine = s.engine

@@ -54,12 +54,19 @@ class RouterLimitsSpec(StrictModel):
 
 class PrecisePrefixSpec(StrictModel):
     """Weights of `policy: precise_prefix` (score = prefix x cached fraction of the prompt
-    - queue x relative load - kv x KV usage; highest wins) and the engine's block hashing."""
+    - queue x load above the least loaded / 8 - kv x KV usage; highest wins) and the
+    engine's block hashing."""
 
     prefix: float = Field(1.0, ge=0, description="Weight of the cached fraction of the prompt.")
-    queue: float = Field(1.0, ge=0, description="Weight of the load relative to the busiest.")
-    kv: float = Field(1.0, ge=0, description="Weight of the engine's KV-cache usage.")
-    block_size: PositiveInt = Field(16, description="Engine KV block size in tokens (vLLM: 16).")
+    queue: float = Field(
+        1.0, ge=0, description="Weight of the load above the least loaded, per 8 requests."
+    )
+    kv: float = Field(
+        0.0, ge=0, description="Weight of the engine's KV-cache usage (0: load alone)."
+    )
+    block_size: PositiveInt = Field(
+        16, description="Engine KV block size in tokens (vLLM: 16; its CPU build: 32)."
+    )
 
 
 class RouterSpec(StrictModel):
@@ -89,7 +96,7 @@ class RouterSpec(StrictModel):
     )
     session_header: str = Field("x-session-id", description="Header naming a session.")
     precise_prefix: PrecisePrefixSpec | None = Field(
-        None, description="Weights of policy precise_prefix (default 1, 1, 1)."
+        None, description="Weights of policy precise_prefix (default prefix 1, queue 1, kv 0)."
     )
     overflow: OverflowSpec | None = Field(
         None,

@@ -1,25 +1,28 @@
-"""Precise (KV events) versus approximate prefix routing versus round robin, on simulators.
+"""Precise (KV events) versus approximate prefix routing versus round robin, on simulators,
+through two real router processes.
 
     python -m ops.benchmarks.kv_routing_bench [--engines 3] [--groups 12] [--prefix-words 1200]
-        [--requests 240] [--clients 12] [--kv-tokens 6000] [--time-scale 10]
+        [--requests 240] [--clients 12] [--kv-tokens 6000] [--time-scale 2] [--repeats 1]
 
-Per policy, fresh vLLM-flavoured simulators (the topology's real timing, a small KV pool so
-shared prefixes evict each other) publish KV events over ZMQ on loopback. Requests are a
-group's long shared prefix plus a unique question; `clients` closed-loop clients send them
-through two routers (alternating), each a `RouteContext` + policy in this process with:
-- precise_prefix: its own `KvSubscriber` index fed by every engine's events, prompts
-  hashed as the engine does (`PreciseLookup`, the simulator's own tokenization);
-- prefix_affinity: the router's approximate index (`router/prefix.py` blocks of the
-  prompt -> the endpoint last sent them), shared by both routers as Redis shares it;
+Per policy and repeat: a fresh Redis, fresh vLLM-flavoured simulators (the topology's real
+timing, a small KV pool so shared prefixes evict each other) publishing KV events over ZMQ
+on loopback and registered with their feeds, and two router processes
+(`python -m controlplane.router`, one worker each, `--precise` from the planner's
+settings for precise_prefix). Requests are a group's long shared prefix plus a unique
+question; `clients` closed-loop clients send request n to router n % 2:
+- precise_prefix: each router's own `KvSubscriber` index, prompts hashed as the engine
+  does (the simulator's tokenization), load from its in-flight counts and Redis;
+- prefix_affinity: the routers' approximate index in Redis (blocks of the prompt -> the
+  endpoint last sent them);
 - round_robin: a counter per router.
-Load is the requests in flight per endpoint (shared, as the routers' Redis counts are).
 `--outside-share F` sends a share F of the requests straight to a random engine (another
 client or gateway the routers do not see): the engines' events report what it cached,
 the approximate index cannot.
-The routing step runs in the client, not behind the router's HTTP hop: the router's
-request path does not call precise_prefix yet (docs/guides/kv-aware-routing.md).
-Printed per policy: TTFT p50/p90 (model seconds: wall x time scale), output tokens/s
-(model time) and the engines' own prefix-cache hit ratio (hits / queries, in tokens).
+Policies run interleaved per repeat (precise, affinity, round robin, precise, ...), so slow
+phases of the shared machine hit each alike. Printed per run and as medians: TTFT p50/p90
+(model seconds: wall x time scale), output tokens/s (model time) and the engines' own
+prefix-cache hit ratio (hits / queries, in tokens), and how many repeats precise_prefix
+beat prefix_affinity on hit ratio and on TTFT p90.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ import argparse
 import asyncio
 import json
 import random
+import statistics
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +42,11 @@ import aiohttp
 import orjson
 
 from controlplane.engines.sim import SimServer
-from controlplane.engines.sim.kv_events import sim_token_ids
 from controlplane.local.ports import free_port
-from controlplane.router import prefix as approx
-from controlplane.router.kv_subscriber import KvFeed, KvSubscriber
-from controlplane.router.policies import EndpointView, RouteContext, Tuning, default_policies
-from controlplane.router.precise import PreciseLookup
+from controlplane.local.redis_server import LocalRedis
+from controlplane.router.kv_tokens import PreciseSettings
+from controlplane.router.registry import EndpointInfo, register_info
+from controlplane.router.server import RouterProcesses
 from controlplane.spec import Topology, load_topology
 from ops.benchmarks.router_loadgen import RunStats, check_loopback, one
 
@@ -52,26 +55,13 @@ TOPOLOGY = REPO / "topologies" / "glm45-air-fp8-h200x1.yaml"
 POLICIES = ("precise_prefix", "prefix_affinity", "round_robin")
 HITS, QUERIES = "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"
 GENERATED = "vllm:generation_tokens_total"
+KEYS = ("ttft_p50_s", "ttft_p90_s", "output_tok_s", "hit_ratio")
 
 
-@dataclass
-class Shared:
-    """What the two routers share (Redis in a deployment)."""
-
-    inflight: dict[str, int]
-    approx_index: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Router:
-    policy: str
-    lookup: PreciseLookup | None
-    tuning: Tuning = field(default_factory=Tuning)
-    sequence: int = 0
-
-
-def start_engines(topo: Topology, args: argparse.Namespace) -> list[tuple[SimServer, KvFeed]]:
-    engines = []
+def start_engines(topo: Topology, args: argparse.Namespace, redis: LocalRedis,
+                  namespace: str) -> list[SimServer]:  # fmt: skip
+    """Simulators publishing KV events, registered with their feeds in `namespace`."""
+    servers = []
     for i in range(args.engines):
         pub, replay = free_port("127.0.0.1"), free_port("127.0.0.1")
         config = {"enable_kv_cache_events": True, "endpoint": f"tcp://*:{pub}",
@@ -80,11 +70,15 @@ def start_engines(topo: Topology, args: argparse.Namespace) -> list[tuple[SimSer
             topo, flavor="vllm", time_scale=args.time_scale, kv_tokens=args.kv_tokens,
             seed=i, kv_events_config=json.dumps(config),
         )  # fmt: skip
+        servers.append(server)
         check_loopback(server.url)
-        loopback = "tcp://127.0.0.1"
-        feed = KvFeed(f"e{i}", f"{loopback}:{pub}", f"{loopback}:{replay}")
-        engines.append((server, feed))
-    return engines
+        info = EndpointInfo(
+            f"e{i}", server.url, topo.served_model_name, "bench", "vllm",
+            kv_events=(f"tcp://127.0.0.1:{pub}",), kv_replay=(f"tcp://127.0.0.1:{replay}",),
+            engine_id=f"e{i}-{pub}",
+        )  # fmt: skip
+        register_info(redis.url, info, namespace)
+    return servers
 
 
 def engine_counters(servers: list[SimServer]) -> dict[str, float]:
@@ -97,31 +91,6 @@ def engine_counters(servers: list[SimServer]) -> dict[str, float]:
                 if name in totals:
                     totals[name] += float(line.split()[-1])
     return totals
-
-
-def approximate_match(body: dict[str, Any], shared: Shared) -> tuple[list[str], str | None, int]:
-    """The router's approximate lookup: deepest prompt block some router sent somewhere."""
-    hashes = approx.block_hashes(approx.prompt_bytes(body))
-    for depth in range(len(hashes), 0, -1):
-        endpoint = shared.approx_index.get(hashes[depth - 1])
-        if endpoint is not None:
-            return hashes, endpoint, depth
-    return hashes, None, 0
-
-
-def choose(router: Router, body: dict[str, Any], views: tuple[EndpointView, ...],
-           shared: Shared) -> EndpointView:  # fmt: skip
-    router.sequence += 1
-    hashes, found, depth = approximate_match(body, shared)
-    match = router.lookup.match(body, True) if router.lookup else None
-    ctx = RouteContext(
-        views, sequence=router.sequence, tuning=router.tuning, prefix_endpoint=found,
-        prefix_depth=depth, prefix_blocks=len(hashes), kv_runs=match.runs if match else None,
-        kv_blocks=match.blocks if match else 0,
-    )  # fmt: skip
-    chosen = default_policies()[router.policy].choose(ctx).endpoint
-    shared.approx_index.update(dict.fromkeys(hashes, chosen.endpoint_id))  # what it learns
-    return chosen
 
 
 def workload(topo: Topology, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -137,69 +106,98 @@ def workload(topo: Topology, args: argparse.Namespace) -> list[dict[str, Any]]:
     return bodies
 
 
-async def drive(routers: list[Router], urls: dict[str, str], bodies: list[dict[str, Any]],
+async def drive(routers: list[str], engines: list[str], bodies: list[dict[str, Any]],
                 args: argparse.Namespace, stats: RunStats) -> None:  # fmt: skip
-    """`clients` closed-loop clients; request n goes through router n % 2."""
-    shared = Shared(dict.fromkeys(urls, 0))
+    """`clients` closed-loop clients; request n goes through router n % 2 (or, with
+    `--outside-share`, sometimes straight to a random engine)."""
     queue = list(enumerate(bodies))[::-1]
-    model = bodies[0]["model"]
     outside = random.Random(args.seed + 1)
 
     async def client(session: aiohttp.ClientSession) -> None:
         while queue:
             n, body = queue.pop()
-            views = tuple(
-                EndpointView(e, url, model, inflight=shared.inflight[e]) for e, url in urls.items()
-            )
             if outside.random() < args.outside_share:  # traffic the routers never see
-                target = views[outside.randrange(len(views))]
+                base = engines[outside.randrange(len(engines))]
             else:
-                target = choose(routers[n % 2], body, views, shared)
-            shared.inflight[target.endpoint_id] += 1
-            try:
-                url = target.url + "/v1/chat/completions"
-                await one(session, url, orjson.dumps(body), {}, stats)
-            finally:
-                shared.inflight[target.endpoint_id] -= 1
+                base = routers[n % 2]
+            await one(session, base + "/v1/chat/completions", orjson.dumps(body), {}, stats)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         await asyncio.gather(*(client(session) for _ in range(args.clients)))
 
 
-async def run_policy(policy: str, topo: Topology, args: argparse.Namespace) -> dict[str, float]:
-    engines = await asyncio.to_thread(start_engines, topo, args)
-    servers = [server for server, _ in engines]
-    subs = [KvSubscriber(), KvSubscriber()]  # one per router, each with the whole index
+def wait_synced(router: str, engines: int, timeout: float = 20.0) -> None:
+    """Until the router follows every engine's feed and has heard from each."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(router + "/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                  if line.startswith("glmctl_router_kv_")}  # fmt: skip
+        feeds = values.get("glmctl_router_kv_feeds", 0)
+        if feeds >= engines and values.get("glmctl_router_kv_event_batches_total", 0) >= engines:
+            return  # every engine's first batch (AllBlocksCleared) arrived
+        time.sleep(0.1)
+    raise SystemExit(f"{router} did not watch the engines' KV feeds in {timeout:.0f} s")
+
+
+def run_policy(policy: str, topo: Topology, args: argparse.Namespace) -> dict[str, Any]:
+    """One run: fresh Redis, engines and two routers; the engines' own counters after."""
+    redis = LocalRedis.start()
+    namespace = f"kvbench-{policy}"
+    servers: list[SimServer] = []
+    routers: list[RouterProcesses] = []
     stats = RunStats(policy)
     try:
-        for sub in subs:
-            for _, feed in engines:
-                sub.watch(feed)
-                await sub.wait_synced(feed.endpoint_id)
-        token_ids = sim_token_ids(topo)
+        servers = start_engines(topo, args, redis, namespace)
         prefix_w, queue_w, kv_w = args.weights
-        tuning = Tuning(prefix_weight=prefix_w, queue_weight=queue_w, kv_weight=kv_w)
-        routers = [
-            Router(policy, PreciseLookup(sub.index, token_ids) if policy == POLICIES[0] else None,
-                   tuning)
-            for sub in subs
-        ]  # fmt: skip
+        settings = replace(PreciseSettings.from_topology(topo, simulated=True),
+                           prefix=prefix_w, queue=queue_w, kv=kv_w)  # fmt: skip
+        precise = settings.to_json() if policy == POLICIES[0] else ""
+        for _ in range(2):
+            routers.append(RouterProcesses.start(
+                redis.url, policy=policy, namespace=namespace, precise=precise,
+                scrape_interval=0.25,
+            ))  # fmt: skip
+        if precise:
+            for router in routers:
+                wait_synced(router.url, len(servers))
         started = time.perf_counter()
-        urls = {feed.endpoint_id: server.url for server, feed in engines}
-        await drive(routers, urls, workload(topo, args), args, stats)
+        urls = [router.url for router in routers]
+        asyncio.run(drive(urls, [s.url for s in servers], workload(topo, args), args, stats))
         wall = time.perf_counter() - started
-        totals = await asyncio.to_thread(engine_counters, servers)
+        totals = engine_counters(servers)
+        reasons = decision_reasons(routers[0].url)  # its /metrics sums every router's
     finally:
-        for sub in subs:
-            await sub.close()
+        for router in routers:
+            router.stop()
         for server in servers:
             server.stop()
+        redis.stop()
     ttfts = [t * args.time_scale for t in stats.ttfts]
     return {
         "ttft_p50_s": stats.percentile(ttfts, 0.5), "ttft_p90_s": stats.percentile(ttfts, 0.9),
         "output_tok_s": totals[GENERATED] / (wall * args.time_scale),
         "hit_ratio": totals[HITS] / max(totals[QUERIES], 1.0), "errors": stats.errors,
+        "reasons": reasons,
     }  # fmt: skip
+
+
+def decision_reasons(router: str) -> dict[str, float]:
+    """Decisions by reason (`glmctl_router_decisions_total`; a router's /metrics sums
+    what every router of the deployment published)."""
+    counts: dict[str, float] = {}
+    with urllib.request.urlopen(router + "/metrics", timeout=5) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith("glmctl_router_decisions_total{"):
+                reason = line.split('reason="')[1].split('"')[0]
+                counts[reason] = counts.get(reason, 0.0) + float(line.split()[-1])
+    return counts
+
+
+def row(label: str, r: dict[str, Any]) -> str:
+    cells = "".join(f"{r[k]:>11.3f}" for k in KEYS)
+    return f"{label:<22}{cells}{r.get('errors', 0):>8.0f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,13 +209,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=12)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--kv-tokens", type=int, default=6000)
-    parser.add_argument("--time-scale", type=float, default=10.0)
+    parser.add_argument("--time-scale", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=27)
     parser.add_argument(
         "--weights",
         type=float,
         nargs=3,
-        default=(1.0, 1.0, 1.0),
+        default=(1.0, 1.0, 0.0),
         metavar=("PREFIX", "QUEUE", "KV"),
         help="precise_prefix weights",
     )
@@ -228,18 +226,34 @@ def main(argv: list[str] | None = None) -> None:
         help="share of requests sent straight to a random engine, past the routers",
     )
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    parser.add_argument("--reasons", action="store_true", help="print decisions by reason")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per policy, interleaved")
     args = parser.parse_args(argv)
     topo = load_topology(TOPOLOGY)
     print(f"{args.engines} engines x {args.kv_tokens} KV tokens, {args.groups} groups x "
           f"{args.prefix_words}-word prefixes, {args.requests} requests, {args.clients} clients, "
-          f"2 routers, outside share {args.outside_share}")  # fmt: skip
-    header = ("policy", "TTFT p50 s", "TTFT p90 s", "out tok/s", "hit ratio", "errors")
-    print(f"{header[0]:<16}" + "".join(f"{h:>11}" for h in header[1:]))
-    for policy in args.policies:
-        r = asyncio.run(run_policy(policy, topo, args))
-        values = (r["ttft_p50_s"], r["ttft_p90_s"], r["output_tok_s"], r["hit_ratio"])
-        cells = "".join(f"{v:>11.3f}" for v in values)
-        print(f"{policy:<16}{cells}{r['errors']:>11.0f}")
+          f"2 router processes, time scale {args.time_scale:g}, seed {args.seed}, "
+          f"outside share {args.outside_share}, weights {tuple(args.weights)}")  # fmt: skip
+    header = ("run", "TTFT p50 s", "TTFT p90 s", "out tok/s", "hit ratio")
+    print(f"{header[0]:<22}" + "".join(f"{h:>11}" for h in header[1:]) + f"{'errors':>8}")
+    results: dict[str, list[dict[str, Any]]] = {p: [] for p in args.policies}
+    for repeat in range(args.repeats):
+        for policy in args.policies:
+            results[policy].append(run_policy(policy, topo, args))
+            result = results[policy][-1]
+            print(row(f"{policy} #{repeat + 1}", result), flush=True)
+            if args.reasons:
+                reasons = sorted(result["reasons"].items(), key=lambda kv: -kv[1])
+                print("    " + ", ".join(f"{k} {v:.0f}" for k, v in reasons), flush=True)
+    print("median over repeats:")
+    for policy, runs in results.items():
+        print(row(policy, {k: statistics.median(r[k] for r in runs) for k in KEYS}))
+    if {"precise_prefix", "prefix_affinity"} <= set(results):
+        pairs = list(zip(results["precise_prefix"], results["prefix_affinity"], strict=True))
+        hit = sum(p["hit_ratio"] > a["hit_ratio"] for p, a in pairs)
+        p90 = sum(p["ttft_p90_s"] < a["ttft_p90_s"] for p, a in pairs)
+        print(f"precise_prefix beat prefix_affinity: hit ratio {hit}/{len(pairs)},"
+              f" TTFT p90 {p90}/{len(pairs)}")  # fmt: skip
 
 
 if __name__ == "__main__":

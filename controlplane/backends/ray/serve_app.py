@@ -170,7 +170,12 @@ class EngineGroup:
         self.ranks = ray.get([w.node.remote() for w in self.workers])
         # Each rank binds its own node's address and port ({host}/{port}); only the
         # rendezvous ({dist_host}/{dist_port}) is rank 0's for all of them.
-        own = ray.get([w.reserve.remote() for w in self.workers])
+        from controlplane.engines.kv_events_args import plan_feed_count
+
+        self.kv_ranks = plan_feed_count(self.plan, group)  # KV-event feeds rank 0 publishes
+        own = ray.get([w.reserve.remote(self.kv_ranks if i == 0 else 0)
+                       for i, w in enumerate(self.workers)])  # fmt: skip
+        self.values = own[0]
         values = own[0]
         self.url = f"http://{values['host']}:{values['port']}"
         self.bootstrap_port = bootstrap_port(group, values)
@@ -200,9 +205,11 @@ class EngineGroup:
 
     def _register(self) -> None:
         from controlplane.engines import metrics_flavor
+        from controlplane.engines.kv_events_args import feed_urls
         from controlplane.router.registry import EndpointInfo, register_info
 
         group = self.group
+        feeds = feed_urls(self.values, self.kv_ranks) if self.kv_ranks else ((), ())
         info = EndpointInfo(
             self.endpoint_id,
             self.url,
@@ -211,6 +218,9 @@ class EngineGroup:
             flavor=metrics_flavor(group.flavor),
             pd=group.pd,  # a PD pool's replica: its role and KV handshake port
             bootstrap_port=self.bootstrap_port,
+            kv_events=feeds[0],
+            kv_replay=feeds[1],
+            engine_id=f"{self.replica_id}@{self.started:.3f}" if self.kv_ranks else "",
         )
         register_info(self.redis_url, info, namespace=router_namespace(self.plan.name))
         client = _redis(self.redis_url)
@@ -373,6 +383,7 @@ class RouterHost:
             external=tuple(ExternalEndpoint.from_dict(e) for e in router.get("external", ())),
             overflow_at=int(router.get("overflow_at", 0)),
             models=tuple(router.get("models", ())),
+            precise=str(router.get("precise", "")),
         )
         argv = (sys.executable, "-m", "controlplane.router", *config.cli_args())
         self.url = f"http://{node if bind == '0.0.0.0' else bind}:{config.port}"

@@ -58,15 +58,18 @@ class RankWorker:
             "pid": os.getpid(),
         }
 
-    def reserve(self) -> dict[str, str]:
+    def reserve(self, kv_ranks: int = 0) -> dict[str, str]:
         """Ports on this node for its HTTP server (rank 0's API, a rank > 0's health), a PD
         replica's KV handshake and the rendezvous: GLMCTL_ENGINE_PORT / GLMCTL_DIST_PORT
-        where set (a Kubernetes pod runs one engine, on named ports), else free ones."""
+        where set (a Kubernetes pod runs one engine, on named ports), else free ones; with
+        `kv_ranks`, the KV-event ports too (engines/kv_events_args.py)."""
+        from controlplane.engines.kv_events_args import kv_ports
         from controlplane.settings import get_settings
 
         settings = get_settings()
         host = self.node()["host"]
         return {
+            **(kv_ports(kv_ranks, host) if kv_ranks else {}),
             "host": host,
             "port": str(settings.engine_port or free_port(host)),
             "dist_host": host,

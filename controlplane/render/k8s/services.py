@@ -122,6 +122,7 @@ def router_args(plan: DeploymentPlan) -> list[str]:
         external=tuple(ExternalEndpoint.from_dict(e.model_dump()) for e in router.external),
         overflow_at=router.overflow_at,
         models=(plan.group.served_model_name,),
+        precise=router.precise,
     )
     return config.cli_args()
 

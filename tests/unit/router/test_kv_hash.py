@@ -60,3 +60,20 @@ def test_negative_tokens_and_bad_block_size_are_refused() -> None:
         kv_hash.block_digests([-1] * 16)
     with pytest.raises(ValueError, match="block_size"):
         kv_hash.block_digests([1] * 16, block_size=0)
+
+
+def test_chain_cache_gives_block_keys_for_shared_prefixes_and_stays_bounded() -> None:
+    cache = kv_hash.ChainCache(block_size=16, max_blocks=40)
+    shared = list(range(320))  # 20 blocks
+    for tail in ([1] * 40, [2] * 40, [1] * 40):  # same prefix, different and repeated tails
+        prompt = shared + tail
+        assert cache.keys(prompt) == kv_hash.block_keys(prompt)
+    assert len(cache) == 24  # 20 shared blocks + 2 + 2 tails, nothing twice
+    for n in range(3):  # unrelated prompts fill it: it empties rather than grows
+        prompt = [1000 + n] * 400
+        assert cache.keys(prompt) == kv_hash.block_keys(prompt)
+        assert len(cache) <= 40
+    seeded = kv_hash.ChainCache(seed="other")
+    assert seeded.keys(shared) == kv_hash.block_keys(shared, seed="other")
+    with pytest.raises(ValueError):
+        kv_hash.ChainCache(block_size=0)

@@ -61,3 +61,21 @@ def test_clear_and_remove_are_idempotent() -> None:
     index.clear("a")
     index.clear("a")
     assert len(index) == 0 and index.blocks_of("a") == 0
+
+
+def test_evictions_are_remembered_until_the_block_is_stored_again() -> None:
+    from controlplane.router import kv_index
+
+    index = KvIndex()
+    index.apply("a", EventBatch(0.0, (BlockStored((1, 2), None, (), 16),)))
+    index.apply("b", EventBatch(0.0, (BlockStored((1,), None, (), 16),)))
+    assert index.evicted(1) == frozenset()
+    index.apply("a", EventBatch(0.0, (BlockRemoved((1,)),)))
+    index.apply("b", EventBatch(0.0, (BlockRemoved((1, 99)),)))  # 99: never held, ignored
+    assert index.evicted(1) == {"a", "b"} and index.evicted(99) == frozenset()
+    index.apply("a", EventBatch(0.0, (BlockStored((1,), None, (), 16),)))
+    assert index.evicted(1) == {"b"}
+    index.add("c", range(1000, 1000 + kv_index.EVICTED_KEPT + 5))
+    index.remove("c", range(1000, 1000 + kv_index.EVICTED_KEPT + 5))
+    assert index.evicted(1) == frozenset()  # bounded: the oldest evictions are forgotten
+    assert index.evicted(1004 + kv_index.EVICTED_KEPT) == {"c"}

@@ -106,3 +106,16 @@ def test_lookup_hashes_the_prompt_as_the_engine_does() -> None:
     assert match is not None and (dict(match.runs), match.blocks) == ({"a": 3}, 6)
     assert PreciseLookup(index, None).match({}, True) is None  # no tokenizer: no answer
     assert PreciseLookup(index, lambda body, chat: None).match({}, True) is None
+
+
+def test_a_cold_prefix_the_approximate_index_sent_to_an_evicting_engine_goes_elsewhere() -> None:
+    views = (view("a", load=1), view("b", load=3), view("c", load=2))
+    ctx = RouteContext(views, prefix_endpoint="b", prefix_depth=8, prefix_blocks=8, kv_runs={},
+                       kv_blocks=8, kv_evicted=frozenset({"b"}))  # fmt: skip
+    decision = precise_prefix(ctx)
+    assert (decision.endpoint.endpoint_id, decision.reason) == ("a", "cold_evicted")
+    # Without an eviction on record the routers' own memory keeps a new prefix together.
+    fresh = RouteContext(views, prefix_endpoint="b", prefix_depth=8, prefix_blocks=8,
+                         kv_runs={}, kv_blocks=8)  # fmt: skip
+    assert precise_prefix(fresh).reason == "cold_prefix_hit"
+    assert precise_prefix(fresh).endpoint.endpoint_id == "b"

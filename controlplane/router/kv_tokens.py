@@ -1,0 +1,221 @@
+"""Token ids of a request as the engine computes them, for `precise_prefix` (router side).
+
+`PreciseSettings` is what a router process needs to hash prompts as its engines do: how to
+tokenize (`tokenizer`), the engine's block size and hash seed, and the policy weights. It
+travels as one JSON argument (`python -m controlplane.router --precise JSON`), built by the
+planner from the topology (`from_topology`).
+
+Tokenizers (`token_ids_fn`):
+- `sim` / `sim:PATH`: the simulator's own parsing, chat rendering and tokenizer
+  (engines/sim/kv_events.py `sim_token_ids`), so router and simulator agree by construction;
+- `hf:PATH`: a Hugging Face model folder (local path or a repository id already in the
+  local HF cache; never downloaded on the request path). Completions: a string prompt is
+  encoded with special tokens, a list of token ids is taken as is (vLLM 0.32
+  `entrypoints/openai/completion/serving.py` default `add_special_tokens=True`); chat: the
+  folder's chat template (chat_template.jinja, else tokenizer_config.json's) rendered as
+  transformers' `apply_chat_template(tokenize=False, add_generation_prompt=True)` does,
+  then encoded without special tokens (vLLM's chat default `add_special_tokens=False`).
+  A request carrying anything the template or tokenizer cannot reproduce yields None (a
+  fallback, never a false hit);
+- `""`: none; the policy falls back to the approximate index.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from controlplane.errors import UserError
+from controlplane.router import kv_hash
+from controlplane.spec.models import EngineKind
+
+if TYPE_CHECKING:
+    from controlplane.spec import Topology
+
+log = logging.getLogger(__name__)
+TokenIds = Callable[[dict[str, Any], bool], list[int] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PreciseSettings:
+    """What `precise_prefix` needs in a router process (JSON on its command line)."""
+
+    tokenizer: str = ""  # "" | "sim" | "sim:PATH" | "hf:PATH-or-repo"
+    model: str = ""  # the served model name (the simulator's request checks)
+    context_length: int = 0
+    block_size: int = kv_hash.DEFAULT_BLOCK_SIZE
+    seed: str = kv_hash.DEFAULT_SEED
+    prefix: float = 1.0
+    queue: float = 1.0
+    kv: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> PreciseSettings:
+        """Parse `--precise`; UserError naming the bad key or value."""
+        try:
+            raw = json.loads(text)
+            known = {f.name for f in fields(cls)}
+            if not isinstance(raw, dict) or set(raw) - known:
+                raise ValueError(f"keys must be among {sorted(known)}")
+            return cls(**raw)
+        except (ValueError, TypeError) as exc:
+            raise UserError(
+                f"--precise is not valid: {exc}.", fix="pass the JSON the planner wrote."
+            ) from None
+
+    @classmethod
+    def from_topology(
+        cls, topo: Topology, simulated: bool, model_path: str | None = None
+    ) -> PreciseSettings:
+        """The settings of a topology whose router policy is precise_prefix (`simulated`:
+        the simulator runs in place of the engine)."""
+        from controlplane.engines.kv_events_args import kv_block_size
+        from controlplane.engines.sim.tokens import BLOCK_TOKENS  # the simulator's blocks
+
+        spec = topo.spec
+        weights = spec.router.precise_prefix
+        if simulated:
+            path = spec.simulation.tokenizer
+            tokenizer = f"sim:{path}" if path else "sim"
+        elif topo.engine is EngineKind.VLLM:
+            tokenizer = f"hf:{model_path or topo.model.hf_repo}"
+        else:  # SGLang's block hashes are its own ids: no prompt can be matched to them
+            tokenizer = ""
+        return cls(
+            tokenizer=tokenizer,
+            model=topo.served_model_name,
+            context_length=topo.context_length,
+            block_size=BLOCK_TOKENS if simulated else kv_block_size(topo),
+            prefix=weights.prefix if weights else 1.0,
+            queue=weights.queue if weights else 1.0,
+            kv=weights.kv if weights else 1.0,
+        )
+
+
+def precise_settings(topo: Topology, simulated: bool) -> str:
+    """The router's `--precise` JSON for a precise_prefix topology; "" for other policies."""
+    from controlplane.spec.router import RouterPolicy
+
+    if topo.spec.router.policy is not RouterPolicy.PRECISE_PREFIX:
+        return ""
+    return PreciseSettings.from_topology(topo, simulated).to_json()
+
+
+def token_ids_fn(settings: PreciseSettings) -> TokenIds | None:
+    """The request -> token ids function of `settings`; None when none can be had (logged)."""
+    kind, _, where = settings.tokenizer.partition(":")
+    try:
+        if kind == "sim":
+            return _sim(settings, where or None)
+        if kind == "hf":
+            return HfTokens.load(where)
+    except (UserError, OSError, ValueError, ImportError) as exc:
+        log.warning("precise_prefix: tokenizer %s unavailable: %s", settings.tokenizer, exc)
+    return None
+
+
+def _sim(settings: PreciseSettings, path: str | None) -> TokenIds:
+    from controlplane.engines.sim.requests import ApiError, Limits, parse_request
+    from controlplane.engines.sim.tokenizer import text_rules
+
+    text = text_rules(path)
+    limits = Limits(settings.model, settings.context_length, 0, text)
+
+    def token_ids(body: dict[str, Any], chat: bool) -> list[int] | None:
+        try:
+            words = parse_request(body, chat, limits, 0).prompt_words
+        except ApiError:
+            return None
+        return text.token_ids(words)
+
+    return token_ids
+
+
+def _model_file(where: str, name: str) -> Path | None:
+    """`name` in a local folder, or in the local HF cache of repository `where`."""
+    folder = Path(where).expanduser()
+    if folder.is_dir():
+        path = folder / name
+        return path if path.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(where, name)
+    return Path(found) if isinstance(found, str) else None
+
+
+class HfTokens:
+    """A Hugging Face tokenizer.json and chat template, loaded once."""
+
+    def __init__(self, tokenizer: Any, template: Any) -> None:
+        self.tokenizer = tokenizer
+        self.template = template  # a jinja2 Template, or None: chat requests fall back
+
+    @classmethod
+    def load(cls, where: str) -> HfTokens:
+        from tokenizers import Tokenizer
+
+        path = _model_file(where, "tokenizer.json")
+        if path is None:
+            raise ValueError(f"no tokenizer.json for {where} (local folder or HF cache)")
+        # transformers reads chat_template.jinja first, then tokenizer_config.json's entry.
+        jinja = _model_file(where, "chat_template.jinja")
+        config_path = _model_file(where, "tokenizer_config.json")
+        config = json.loads(config_path.read_text()) if config_path else {}
+        source = jinja.read_text() if jinja else config.get("chat_template")
+        return cls(Tokenizer.from_file(str(path)), _template(source))
+
+    def __call__(self, body: dict[str, Any], chat: bool) -> list[int] | None:
+        try:
+            return self._chat(body) if chat else self._completion(body)
+        except Exception:  # a body the template cannot render: no prediction, no error
+            return None
+
+    def _completion(self, body: dict[str, Any]) -> list[int] | None:
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+            return list(prompt)
+        if not isinstance(prompt, str):
+            return None
+        return list(self.tokenizer.encode(prompt, add_special_tokens=True).ids)
+
+    def _chat(self, body: dict[str, Any]) -> list[int] | None:
+        messages = body.get("messages")
+        if self.template is None or not isinstance(messages, list):
+            return None
+        plain = all(isinstance(m, dict) and isinstance(m.get("content", ""), str) for m in messages)
+        if not plain:
+            return None  # images or content parts: the engine's rendering differs
+        kwargs = body.get("chat_template_kwargs") or {}
+        text = self.template.render(
+            messages=messages,
+            tools=body.get("tools"),
+            add_generation_prompt=True,
+            **kwargs,
+        )
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def _template(source: Any) -> Any:
+    """transformers' chat-template environment (trim_blocks, lstrip_blocks, `tojson`,
+    `raise_exception`), sandboxed; None without a template or without jinja2."""
+    if not isinstance(source, str):
+        return None
+    try:
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+    except ImportError:
+        return None
+
+    def raise_exception(message: str) -> None:
+        raise ValueError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = lambda value, **kw: json.dumps(value, ensure_ascii=False, **kw)
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(source)

@@ -1,0 +1,110 @@
+"""precise_prefix on the router's request path: a real router process, real Redis, real
+simulators publishing KV events over ZMQ on loopback, registered with their feeds.
+
+Which engine holds a prompt is set up by sending the prompt to that engine directly (the
+routers never see it, so the approximate index cannot know); the router must still pick it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from controlplane.engines.sim import SimServer
+from controlplane.local.ports import free_port
+from controlplane.local.redis_server import LocalRedis
+from controlplane.router.kv_tokens import PreciseSettings
+from controlplane.router.registry import EndpointInfo, register_info
+from controlplane.spec import Topology
+from tests.integration.router.conftest import Cluster
+
+pytestmark = pytest.mark.integration
+
+
+def start_publishing(cluster: Cluster, endpoint_id: str, namespace: str) -> SimServer:
+    """A simulator with KV events on loopback, registered with its feed and engine id."""
+    pub, replay = free_port(), free_port()
+    config = {
+        "enable_kv_cache_events": True,
+        "publisher": "zmq",
+        "endpoint": f"tcp://*:{pub}",
+        "replay_endpoint": f"tcp://*:{replay}",
+    }
+    server = SimServer.start(
+        cluster.topo, flavor="vllm", time_scale=50.0, kv_tokens=1600,
+        kv_events_config=json.dumps(config),
+    )  # fmt: skip
+    cluster.engines[endpoint_id] = server
+    info = EndpointInfo(
+        endpoint_id, server.url, cluster.model, "g", "vllm",
+        kv_events=(f"tcp://127.0.0.1:{pub}",), kv_replay=(f"tcp://127.0.0.1:{replay}",),
+        engine_id=f"{endpoint_id}-1",
+    )  # fmt: skip
+    register_info(cluster.redis.url, info, namespace)
+    return server
+
+
+def chat(topo: Topology, tag: str, words: int = 300) -> dict[str, Any]:
+    text = " ".join(f"{tag}{i}" for i in range(words))
+    return {
+        "model": topo.served_model_name,
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": 4,
+    }
+
+
+def routed_to(router: str, payload: dict[str, Any]) -> str:
+    reply = httpx.post(f"{router}/v1/chat/completions", json=payload, timeout=30, trust_env=False)
+    reply.raise_for_status()
+    return reply.headers["x-glmctl-endpoint"]
+
+
+def metric(router: str, name: str) -> float:
+    text = httpx.get(f"{router}/metrics", timeout=10, trust_env=False).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_router_routes_a_prefix_to_the_engine_whose_events_announced_it(
+    shared_redis: LocalRedis, topo: Topology, cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = cluster_factory(shared_redis, topo)
+    ns = "precise1"
+    servers = [start_publishing(cluster, f"p{i}", ns) for i in range(3)]
+    settings = PreciseSettings.from_topology(topo, simulated=True)
+    router = cluster.router("precise_prefix", namespace=ns, precise=settings.to_json())
+    wait_for(lambda: metric(router, 'glmctl_router_kv_index_blocks{endpoint="p') >= 0)
+    for holder in (2, 0, 1):
+        payload = chat(topo, f"held{holder}")
+        httpx.post(f"{servers[holder].url}/v1/chat/completions", json=payload, timeout=30,
+                   trust_env=False).raise_for_status()  # fmt: skip
+        key = f'glmctl_router_kv_index_blocks{{endpoint="p{holder}"}}'
+        wait_for(lambda key=key: metric(router, key) >= 18)  # 300 words: 18+ full blocks
+        for _ in range(3):  # whatever the rotation, the holder wins at equal load
+            assert routed_to(router, payload) == f"p{holder}"
+    assert metric(router, "glmctl_router_kv_fallbacks_total") == 0
+
+
+def test_router_falls_back_and_counts_it_when_an_endpoint_has_no_feed(
+    shared_redis: LocalRedis, topo: Topology, cluster_factory: Callable[..., Cluster]
+) -> None:
+    cluster = cluster_factory(shared_redis, topo)
+    ns = "precise2"
+    start_publishing(cluster, "q0", ns)
+    cluster.engine("q1", namespace=ns)  # no KV events
+    settings = PreciseSettings.from_topology(topo, simulated=True)
+    router = cluster.router("precise_prefix", namespace=ns, precise=settings.to_json())
+    wait_for(lambda: routed_to(router, chat(topo, "x", 20)) in ("q0", "q1"))
+    assert metric(router, 'glmctl_router_kv_fallbacks_total{reason="no_feed"}') >= 1
+    assert metric(router, 'glmctl_router_kv_fallbacks_total{reason="no_tokenizer"}') == 0
