@@ -31,7 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from controlplane.engines.sim import SimServer
@@ -110,6 +111,31 @@ def router_pid(router: RouterProcesses) -> int:
     return router.process.pid if router.process is not None else 0
 
 
+@contextmanager
+def cpus(allowed: set[int] | None) -> Iterator[None]:
+    """Processes started inside run on `allowed` CPUs only (inherited affinity; None: no
+    change). `--pin` uses it to give the routers their own core, so that direct and
+    proxied runs get the same CPUs for the load generator and the engines."""
+    if allowed is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, allowed)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def split_cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(load generator and engines, routers): the last CPU for the routers, the rest for
+    the others; (None, None) without `pin` or with a single CPU."""
+    available = sorted(os.sched_getaffinity(0))
+    if not pin or len(available) < 2:
+        return None, None
+    return set(available[:-1]), {available[-1]}
+
+
 TARGET_RATIO, TARGET_P50_MS, TARGET_P99_MS = 0.75, 0.3, 1.0
 Row = tuple[float, float, float, float, float]  # x direct, added p50, added p99, req/s, CPU
 
@@ -174,8 +200,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-requests", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-sglang", action="store_true")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="routers (and sglang-router) on the last CPU, load generator, engines and Redis"
+        " on the others, in direct and proxied runs alike (default: all share every CPU)",
+    )
     args = parser.parse_args(argv)
     topo = load_topology(TOPOLOGY)
+    clients_cpus, router_cpus = split_cpus(args.pin)
+    if clients_cpus is not None:
+        os.sched_setaffinity(0, clients_cpus)
     redis = LocalRedis.start()
     sims = [SimServer.start(topo, time_scale=1000, flavor="vllm") for _ in range(2)]
     routers: list[RouterProcesses] = []
@@ -183,8 +218,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for index, sim in enumerate(sims):
             register_endpoint(redis.url, f"e{index}", sim.url, topo.served_model_name)
-        for policy in ("round_robin", "prefix_affinity"):
-            routers.append(RouterProcesses.start(redis.url, workers=args.workers, policy=policy))
+        with cpus(router_cpus):
+            for policy in ("round_robin", "prefix_affinity"):
+                routers.append(
+                    RouterProcesses.start(redis.url, workers=args.workers, policy=policy)
+                )
         body = {
             "model": topo.served_model_name, "stream": True, "max_tokens": 10,
             "ignore_eos": True, "messages": [{"role": "user", "content": "hello " * 20}],
@@ -217,8 +255,9 @@ def main(argv: list[str] | None = None) -> None:
         ]
         python = None if args.no_sglang else ensure_sglang_router()
         if python is not None:
-            sglang, sglang_url = start_sglang_router(python, [s.url for s in sims],
-                                                     topo.served_model_name)  # fmt: skip
+            with cpus(router_cpus):
+                sglang, sglang_url = start_sglang_router(python, [s.url for s in sims],
+                                                         topo.served_model_name)  # fmt: skip
             targets.append(("sglang-router", [sglang_url], sglang.pid))
         runs = [(name, run(name, urls, 0, pid)) for name, urls, pid in targets]
         for _name, warm in runs:
@@ -226,6 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"throughput: concurrency {args.concurrency}, {args.seconds:.0f} s runs,"
             f" {args.rounds} rounds, {args.workers} glmctl workers, {os.cpu_count()} cores"
+            + (f", routers pinned to CPU {sorted(router_cpus)}" if router_cpus else "")
         )
         loaded = report(bracketed(runs, args.rounds))
         print("\nadded latency: one client at a time (no queueing)")
