@@ -82,12 +82,10 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.write_paused = False
-        self.peer: Any = None  # the client's address, asked once per connection
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.peer = transport.get_extra_info("peername")
         if len(self.shared.connections) >= self.limits.max_connections:
             self._refuse(503, b"Service Unavailable")
             return
@@ -172,7 +170,7 @@ class HttpProtocol(asyncio.Protocol):
             "raw_path": path,
             "query_string": query,
             "headers": self.headers,
-            "client": self.peer,
+            "client": self.transport.get_extra_info("peername") if self.transport else None,
         }
         assert self.transport is not None
         cycle = Cycle(self, scope, parser.should_keep_alive())

@@ -68,15 +68,15 @@ async def read_request_body(
 ) -> bytes:
     """The whole body, or RequestProblem: 413 over `max_bytes` (by Content-Length before
     reading, else as it arrives), 408 when it does not all arrive within `timeout_s`."""
-    ready = getattr(getattr(receive, "__self__", None), "body_ready", None)
-    if ready is not None and ready():  # router/http_cycle.py: all here, no timer needed
-        body: bytes = (await receive()).get("body", b"")  # its length is the one to check
-        if len(body) > max_bytes:
-            raise RequestProblem(413, f"request body over {max_bytes} bytes", "request_too_large")
-        return body
     declared = content_length(scope)
     if declared is not None and declared > max_bytes:
         raise RequestProblem(413, f"request body over {max_bytes} bytes", "request_too_large")
+    ready = getattr(getattr(receive, "__self__", None), "body_ready", None)
+    if ready is not None and ready():  # router/http_cycle.py: all here, no timer needed
+        body: bytes = (await receive()).get("body", b"")
+        if len(body) > max_bytes:
+            raise RequestProblem(413, f"request body over {max_bytes} bytes", "request_too_large")
+        return body
     parts: list[bytes] = []
     size = 0
     try:

@@ -33,7 +33,6 @@ MAX_HEADERS = 100
 DEFAULT_MAX_BODY = 256 * 1024 * 1024
 MAX_IDLE_PER_ENDPOINT = 512
 _NO_BODY_STATUSES = (204, 304)
-_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 class UpstreamError(ConnectionError):
@@ -92,7 +91,6 @@ class Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
-        self.framed = False  # a content-length or transfer-encoding header came
         self.head_done = False
         self.complete = False
         self.got_bytes = False
@@ -148,10 +146,7 @@ class Connection(asyncio.Protocol):
     # -- httptools callbacks -------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes | None) -> None:
         if len(self.headers) < MAX_HEADERS:
-            name = name.lower()
-            self.headers.append((name, value or b""))
-            if name in _FRAMING:
-                self.framed = True
+            self.headers.append((name.lower(), value or b""))
         else:
             self._fail(UpstreamError(f"engine answer has over {MAX_HEADERS} headers"))
             self.close()
@@ -160,7 +155,8 @@ class Connection(asyncio.Protocol):
         self.status = self.parser.get_status_code()
         self.head_done = True
         self.received = 0
-        self.close_delimited = not self.framed and self.status not in _NO_BODY_STATUSES
+        framed = any(n in (b"content-length", b"transfer-encoding") for n, _ in self.headers)
+        self.close_delimited = not framed and self.status not in _NO_BODY_STATUSES
         self._wake()
 
     def on_body(self, body: bytes) -> None:

@@ -1,7 +1,7 @@
 """Router throughput and added latency against a direct connection and against sglang-router.
 
     python -m ops.benchmarks.router_bench [--concurrency 32] [--seconds 4] [--rounds 2]
-                                          [--no-sglang]
+                                          [--workers 1] [--pin] [--no-sglang]
 
 Two simulated engines (time scale 1000: generation is nearly free, so the proxies' CPU
 decides) serve 10-token SSE streams. Every proxied run is bracketed by direct runs
@@ -14,7 +14,10 @@ is the added latency without queueing; for scale, a bare uvicorn app that answer
 10-chunk stream with no upstream at all took 0.65 ms per request on this machine. The
 `proxy CPU us/req` column is the CPU the proxy's process tree used per completed request
 (/proc; includes its background work, so it reads high at one client): it is far less
-noisy than the latency columns when the machine is shared.
+noisy than the latency columns when the machine is shared. `--pin` runs the routers on the
+last CPU and everything else (load generator, engines, Redis) on the others, in direct and
+proxied runs alike, so both get the same CPUs for the clients and engines and the router's
+hop is measured without taking CPU from them (as when it has cores of its own).
 
 sglang-router is run from its own venv (~/.cache/glmctl/bench-venv, created with
 `python -m venv ... && pip install sglang-router` when missing) with a local stub
@@ -198,7 +201,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-requests", type=int, default=50_000)
-    parser.add_argument("--workers", type=int, default=2)
+    # One router process: on 2 cores shared with the load generator and two engines, a
+    # second process cost the router ~30% more CPU per request (118 vs 152 us, 5 of 5
+    # alternating runs; docs/guides/router-performance.md) and added no throughput.
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-sglang", action="store_true")
     parser.add_argument(
         "--pin",
