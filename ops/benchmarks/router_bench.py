@@ -1,7 +1,7 @@
 """Router throughput and added latency against a direct connection and against sglang-router.
 
     python -m ops.benchmarks.router_bench [--concurrency 32] [--seconds 4] [--rounds 2]
-                                          [--no-sglang]
+                                          [--workers 1] [--pin] [--no-sglang]
 
 Two simulated engines (time scale 1000: generation is nearly free, so the proxies' CPU
 decides) serve 10-token SSE streams. Every proxied run is bracketed by direct runs
@@ -14,7 +14,10 @@ is the added latency without queueing; for scale, a bare uvicorn app that answer
 10-chunk stream with no upstream at all took 0.65 ms per request on this machine. The
 `proxy CPU us/req` column is the CPU the proxy's process tree used per completed request
 (/proc; includes its background work, so it reads high at one client): it is far less
-noisy than the latency columns when the machine is shared.
+noisy than the latency columns when the machine is shared. `--pin` runs the routers on the
+last CPU and everything else (load generator, engines, Redis) on the others, in direct and
+proxied runs alike, so both get the same CPUs for the clients and engines and the router's
+hop is measured without taking CPU from them (as when it has cores of its own).
 
 sglang-router is run from its own venv (~/.cache/glmctl/bench-venv, created with
 `python -m venv ... && pip install sglang-router` when missing) with a local stub
@@ -31,7 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from controlplane.engines.sim import SimServer
@@ -110,6 +114,31 @@ def router_pid(router: RouterProcesses) -> int:
     return router.process.pid if router.process is not None else 0
 
 
+@contextmanager
+def cpus(allowed: set[int] | None) -> Iterator[None]:
+    """Processes started inside run on `allowed` CPUs only (inherited affinity; None: no
+    change). `--pin` uses it to give the routers their own core, so that direct and
+    proxied runs get the same CPUs for the load generator and the engines."""
+    if allowed is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, allowed)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def split_cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(load generator and engines, routers): the last CPU for the routers, the rest for
+    the others; (None, None) without `pin` or with a single CPU."""
+    available = sorted(os.sched_getaffinity(0))
+    if not pin or len(available) < 2:
+        return None, None
+    return set(available[:-1]), {available[-1]}
+
+
 TARGET_RATIO, TARGET_P50_MS, TARGET_P99_MS = 0.75, 0.3, 1.0
 Row = tuple[float, float, float, float, float]  # x direct, added p50, added p99, req/s, CPU
 
@@ -172,10 +201,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-requests", type=int, default=50_000)
-    parser.add_argument("--workers", type=int, default=2)
+    # One router process: on 2 cores shared with the load generator and two engines, a
+    # second process cost the router ~30% more CPU per request (118 vs 152 us, 5 of 5
+    # alternating runs; docs/guides/router-performance.md) and added no throughput.
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-sglang", action="store_true")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="routers (and sglang-router) on the last CPU, load generator, engines and Redis"
+        " on the others, in direct and proxied runs alike (default: all share every CPU)",
+    )
     args = parser.parse_args(argv)
     topo = load_topology(TOPOLOGY)
+    clients_cpus, router_cpus = split_cpus(args.pin)
+    if clients_cpus is not None:
+        os.sched_setaffinity(0, clients_cpus)
     redis = LocalRedis.start()
     sims = [SimServer.start(topo, time_scale=1000, flavor="vllm") for _ in range(2)]
     routers: list[RouterProcesses] = []
@@ -183,8 +224,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for index, sim in enumerate(sims):
             register_endpoint(redis.url, f"e{index}", sim.url, topo.served_model_name)
-        for policy in ("round_robin", "prefix_affinity"):
-            routers.append(RouterProcesses.start(redis.url, workers=args.workers, policy=policy))
+        with cpus(router_cpus):
+            for policy in ("round_robin", "prefix_affinity"):
+                routers.append(
+                    RouterProcesses.start(redis.url, workers=args.workers, policy=policy)
+                )
         body = {
             "model": topo.served_model_name, "stream": True, "max_tokens": 10,
             "ignore_eos": True, "messages": [{"role": "user", "content": "hello " * 20}],
@@ -217,8 +261,9 @@ def main(argv: list[str] | None = None) -> None:
         ]
         python = None if args.no_sglang else ensure_sglang_router()
         if python is not None:
-            sglang, sglang_url = start_sglang_router(python, [s.url for s in sims],
-                                                     topo.served_model_name)  # fmt: skip
+            with cpus(router_cpus):
+                sglang, sglang_url = start_sglang_router(python, [s.url for s in sims],
+                                                         topo.served_model_name)  # fmt: skip
             targets.append(("sglang-router", [sglang_url], sglang.pid))
         runs = [(name, run(name, urls, 0, pid)) for name, urls, pid in targets]
         for _name, warm in runs:
@@ -226,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"throughput: concurrency {args.concurrency}, {args.seconds:.0f} s runs,"
             f" {args.rounds} rounds, {args.workers} glmctl workers, {os.cpu_count()} cores"
+            + (f", routers pinned to CPU {sorted(router_cpus)}" if router_cpus else "")
         )
         loaded = report(bracketed(runs, args.rounds))
         print("\nadded latency: one client at a time (no queueing)")
