@@ -33,6 +33,7 @@ from controlplane.spec.router import RouterPolicy
 
 if TYPE_CHECKING:
     from controlplane.planner.models import DeploymentPlan, EngineGroupPlan
+    from controlplane.router.kv_tokens import PreciseSettings
     from controlplane.spec import Topology
 
 TOPIC = "kv"
@@ -139,3 +140,41 @@ def feed_urls(values: dict[str, Any], ranks: int) -> tuple[tuple[str, ...], tupl
         tuple(f"tcp://{host}:{pub + r}" for r in range(ranks)),
         tuple(f"tcp://{host}:{replay + r}" for r in range(ranks)),
     )
+
+
+def precise_from_topology(
+    topo: Topology, simulated: bool, model_path: str | None = None
+) -> PreciseSettings:
+    """The router settings of a topology whose policy is precise_prefix (`simulated`: the
+    simulator runs in place of the engine)."""
+    from controlplane.engines.sim.router_tokens import FACTORY
+    from controlplane.engines.sim.tokens import BLOCK_TOKENS  # the simulator's blocks
+    from controlplane.router.kv_tokens import PreciseSettings
+
+    spec = topo.spec
+    weights = spec.router.precise_prefix
+    factory = ""
+    if simulated:
+        path = spec.simulation.tokenizer
+        tokenizer, factory = (f"sim:{path}" if path else "sim"), FACTORY
+    elif topo.engine is EngineKind.VLLM:
+        tokenizer = f"hf:{model_path or topo.model.hf_repo}"
+    else:  # SGLang's block hashes are its own ids: no prompt can be matched to them
+        tokenizer = ""
+    return PreciseSettings(
+        tokenizer=tokenizer,
+        factory=factory,
+        model=topo.served_model_name,
+        context_length=topo.context_length,
+        block_size=BLOCK_TOKENS if simulated else kv_block_size(topo),
+        prefix=weights.prefix if weights else 1.0,
+        queue=weights.queue if weights else 1.0,
+        kv=weights.kv if weights else 1.0,
+    )
+
+
+def precise_settings(topo: Topology, simulated: bool) -> str:
+    """The router's `--precise` JSON for a precise_prefix topology; "" for other policies."""
+    if topo.spec.router.policy is not RouterPolicy.PRECISE_PREFIX:
+        return ""
+    return precise_from_topology(topo, simulated).to_json()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from controlplane.capacity.performance import performance_model
 from controlplane.catalog.gpus import GIB
 from controlplane.engines import LaunchCommand, LaunchContext, build_command, profile_for
+from controlplane.engines.kv_events_args import precise_settings
 from controlplane.engines.simulator import DEFAULT_FLAVOR
 from controlplane.errors import UserError
 from controlplane.local.cpu import targets_cpu
@@ -31,7 +32,6 @@ from controlplane.planner.models import (
     ReplicaBounds,
     RouterPlan,
 )
-from controlplane.router.kv_tokens import precise_settings
 from controlplane.spec.router import RouterAuth
 
 if TYPE_CHECKING:

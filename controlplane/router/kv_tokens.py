@@ -3,11 +3,12 @@
 `PreciseSettings` is what a router process needs to hash prompts as its engines do: how to
 tokenize (`tokenizer`), the engine's block size and hash seed, and the policy weights. It
 travels as one JSON argument (`python -m controlplane.router --precise JSON`), built by the
-planner from the topology (`from_topology`).
+planner from the topology (engines/kv_events_args.py `precise_from_topology`).
 
 Tokenizers (`token_ids_fn`):
-- `sim` / `sim:PATH`: the simulator's own parsing, chat rendering and tokenizer
-  (engines/sim/kv_events.py `sim_token_ids`), so router and simulator agree by construction;
+- `factory` set: the function it names builds them (the simulator's own parsing, chat
+  rendering and tokenizer: engines/sim/router_tokens.py, so router and simulator agree by
+  construction; `tokenizer` is then `sim` or `sim:PATH`);
 - `hf:PATH`: a Hugging Face model folder (local path or a repository id already in the
   local HF cache; never downloaded on the request path). Completions: a string prompt is
   encoded with special tokens, a list of token ids is taken as is (vLLM 0.32
@@ -22,19 +23,16 @@ Tokenizers (`token_ids_fn`):
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from controlplane.errors import UserError
 from controlplane.router import kv_hash
-from controlplane.spec.models import EngineKind
-
-if TYPE_CHECKING:
-    from controlplane.spec import Topology
 
 log = logging.getLogger(__name__)
 TokenIds = Callable[[dict[str, Any], bool], list[int] | None]
@@ -44,7 +42,11 @@ TokenIds = Callable[[dict[str, Any], bool], list[int] | None]
 class PreciseSettings:
     """What `precise_prefix` needs in a router process (JSON on its command line)."""
 
-    tokenizer: str = ""  # "" | "sim" | "sim:PATH" | "hf:PATH-or-repo"
+    tokenizer: str = ""  # "" | "hf:PATH-or-repo" | what `factory` reads (e.g. "sim:PATH")
+    # "module:function" building the token-ids function from these settings, named by
+    # the engine side (engines/kv_events_args.py) for tokenizers only an engine knows,
+    # such as the simulator's: the router imports it by name, never by engine.
+    factory: str = ""
     model: str = ""  # the served model name (the simulator's request checks)
     context_length: int = 0
     block_size: int = kv_hash.DEFAULT_BLOCK_SIZE
@@ -70,72 +72,22 @@ class PreciseSettings:
                 f"--precise is not valid: {exc}.", fix="pass the JSON the planner wrote."
             ) from None
 
-    @classmethod
-    def from_topology(
-        cls, topo: Topology, simulated: bool, model_path: str | None = None
-    ) -> PreciseSettings:
-        """The settings of a topology whose router policy is precise_prefix (`simulated`:
-        the simulator runs in place of the engine)."""
-        from controlplane.engines.kv_events_args import kv_block_size
-        from controlplane.engines.sim.tokens import BLOCK_TOKENS  # the simulator's blocks
-
-        spec = topo.spec
-        weights = spec.router.precise_prefix
-        if simulated:
-            path = spec.simulation.tokenizer
-            tokenizer = f"sim:{path}" if path else "sim"
-        elif topo.engine is EngineKind.VLLM:
-            tokenizer = f"hf:{model_path or topo.model.hf_repo}"
-        else:  # SGLang's block hashes are its own ids: no prompt can be matched to them
-            tokenizer = ""
-        return cls(
-            tokenizer=tokenizer,
-            model=topo.served_model_name,
-            context_length=topo.context_length,
-            block_size=BLOCK_TOKENS if simulated else kv_block_size(topo),
-            prefix=weights.prefix if weights else 1.0,
-            queue=weights.queue if weights else 1.0,
-            kv=weights.kv if weights else 1.0,
-        )
-
-
-def precise_settings(topo: Topology, simulated: bool) -> str:
-    """The router's `--precise` JSON for a precise_prefix topology; "" for other policies."""
-    from controlplane.spec.router import RouterPolicy
-
-    if topo.spec.router.policy is not RouterPolicy.PRECISE_PREFIX:
-        return ""
-    return PreciseSettings.from_topology(topo, simulated).to_json()
-
 
 def token_ids_fn(settings: PreciseSettings) -> TokenIds | None:
     """The request -> token ids function of `settings`; None when none can be had (logged)."""
     kind, _, where = settings.tokenizer.partition(":")
     try:
-        if kind == "sim":
-            return _sim(settings, where or None)
+        if settings.factory:
+            module, _, function = settings.factory.partition(":")
+            build: Callable[[PreciseSettings], TokenIds] = getattr(
+                importlib.import_module(module), function
+            )
+            return build(settings)
         if kind == "hf":
             return HfTokens.load(where)
-    except (UserError, OSError, ValueError, ImportError) as exc:
+    except (UserError, OSError, ValueError, ImportError, AttributeError) as exc:
         log.warning("precise_prefix: tokenizer %s unavailable: %s", settings.tokenizer, exc)
     return None
-
-
-def _sim(settings: PreciseSettings, path: str | None) -> TokenIds:
-    from controlplane.engines.sim.requests import ApiError, Limits, parse_request
-    from controlplane.engines.sim.tokenizer import text_rules
-
-    text = text_rules(path)
-    limits = Limits(settings.model, settings.context_length, 0, text)
-
-    def token_ids(body: dict[str, Any], chat: bool) -> list[int] | None:
-        try:
-            words = parse_request(body, chat, limits, 0).prompt_words
-        except ApiError:
-            return None
-        return text.token_ids(words)
-
-    return token_ids
 
 
 def _model_file(where: str, name: str) -> Path | None:

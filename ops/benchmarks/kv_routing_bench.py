@@ -41,10 +41,10 @@ from typing import Any
 import aiohttp
 import orjson
 
+from controlplane.engines.kv_events_args import precise_from_topology
 from controlplane.engines.sim import SimServer
 from controlplane.local.ports import free_port
 from controlplane.local.redis_server import LocalRedis
-from controlplane.router.kv_tokens import PreciseSettings
 from controlplane.router.registry import EndpointInfo, register_info
 from controlplane.router.server import RouterProcesses
 from controlplane.spec import Topology, load_topology
@@ -151,7 +151,7 @@ def run_policy(policy: str, topo: Topology, args: argparse.Namespace) -> dict[st
     try:
         servers = start_engines(topo, args, redis, namespace)
         prefix_w, queue_w, kv_w = args.weights
-        settings = replace(PreciseSettings.from_topology(topo, simulated=True),
+        settings = replace(precise_from_topology(topo, simulated=True),
                            prefix=prefix_w, queue=queue_w, kv=kv_w)  # fmt: skip
         precise = settings.to_json() if policy == POLICIES[0] else ""
         for _ in range(2):

@@ -25,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from controlplane.engines.kv_events_args import kv_event_args
+from controlplane.engines.kv_events_args import kv_event_args, precise_from_topology
 from controlplane.engines.sim import SimServer
 from controlplane.engines.venv import EngineVenv
 from controlplane.local.ports import free_port
@@ -137,7 +137,7 @@ def stack(
         register_info(redis.url, EndpointInfo(
             "sim", sim.url, MODEL, "g", "vllm", kv_events=(sim_events["endpoint"],),
             kv_replay=(sim_events["replay_endpoint"],), engine_id="sim-1"), NS)  # fmt: skip
-        settings = PreciseSettings.from_topology(topo, False, str(tiny_model_dir))
+        settings = precise_from_topology(topo, False, str(tiny_model_dir))
         router = RouterProcesses.start(redis.url, policy="precise_prefix", namespace=NS,
                                        precise=settings.to_json(), scrape_interval=0.3)  # fmt: skip
         started.append(router)

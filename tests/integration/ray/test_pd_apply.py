@@ -1,10 +1,7 @@
 """`glmctl apply` of a prefill/decode (PD) topology with `engine: sim` on the embedded
 default cluster: both pools come up as Serve deployments of one app, their replicas are
 registered in Redis with their PD role and KV bootstrap port, `status` shows both pools,
-`delete` removes both.
-
-The simulated pools run `python -m controlplane.engines.sim --pd-role ...` (the pdsim
-branch's simulator); on a simulator without that option the test is skipped, saying so.
+`delete` removes both; the openai client's chat answers through the router's PD route.
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ from urllib.parse import urlparse
 
 import pytest
 
-from controlplane.engines.sim.__main__ import parse_args
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
 REPO = Path(__file__).resolve().parents[3]
 GLMCTL = str(Path(sys.executable).with_name("glmctl"))
@@ -29,19 +24,6 @@ MODEL = "glm-4.5-air-fp8"
 ROUTER_PORT = 18637  # this test's own (apply falls back to a free one when taken)
 
 Glmctl = Callable[..., str]
-
-
-def simulator_has_pd_pools() -> bool:
-    try:
-        parse_args(["--spec-json", "{}", "--pd-role", "prefill"])
-    except SystemExit:
-        return False
-    return True
-
-
-needs_pd_simulator = pytest.mark.skipif(
-    not simulator_has_pd_pools(), reason="the simulator has no --pd-role (the pdsim branch)"
-)
 
 
 def topology() -> str:
@@ -91,7 +73,6 @@ def _endpoints(state: Path) -> list[object]:
     return list(list_endpoints(keeper.redis_url, router_namespace(NAME)))
 
 
-@needs_pd_simulator
 def test_apply_runs_both_pools_registered_with_their_roles(
     applied: tuple[Glmctl, Path],
 ) -> None:
@@ -121,7 +102,6 @@ def test_apply_runs_both_pools_registered_with_their_roles(
     assert NAME not in glmctl("status")
 
 
-@pytest.mark.skip(reason="needs the pdsim branch")
 def test_chat_through_the_router_of_the_applied_pd_topology(
     applied: tuple[Glmctl, Path],
 ) -> None:

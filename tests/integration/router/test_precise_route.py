@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from controlplane.engines.kv_events_args import precise_from_topology
 from controlplane.engines.sim import SimServer
 from controlplane.local.ports import free_port
 from controlplane.local.redis_server import LocalRedis
-from controlplane.router.kv_tokens import PreciseSettings
 from controlplane.router.registry import EndpointInfo, register_info
 from controlplane.spec import Topology
 from tests.integration.router.conftest import Cluster
@@ -82,7 +82,7 @@ def test_router_routes_a_prefix_to_the_engine_whose_events_announced_it(
     cluster = cluster_factory(shared_redis, topo)
     ns = "precise1"
     servers = [start_publishing(cluster, f"p{i}", ns) for i in range(3)]
-    settings = PreciseSettings.from_topology(topo, simulated=True)
+    settings = precise_from_topology(topo, simulated=True)
     router = cluster.router("precise_prefix", namespace=ns, precise=settings.to_json())
     wait_for(lambda: metric(router, 'glmctl_router_kv_index_blocks{endpoint="p') >= 0)
     for holder in (2, 0, 1):
@@ -103,7 +103,7 @@ def test_router_falls_back_and_counts_it_when_an_endpoint_has_no_feed(
     ns = "precise2"
     start_publishing(cluster, "q0", ns)
     cluster.engine("q1", namespace=ns)  # no KV events
-    settings = PreciseSettings.from_topology(topo, simulated=True)
+    settings = precise_from_topology(topo, simulated=True)
     router = cluster.router("precise_prefix", namespace=ns, precise=settings.to_json())
     wait_for(lambda: routed_to(router, chat(topo, "x", 20)) in ("q0", "q1"))
     assert metric(router, 'glmctl_router_kv_fallbacks_total{reason="no_feed"}') >= 1

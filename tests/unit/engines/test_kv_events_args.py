@@ -16,6 +16,7 @@ from controlplane.engines.kv_events_args import (
     kv_event_args,
     kv_ports,
     plan_feed_count,
+    precise_from_topology,
 )
 from controlplane.planner import embedded_inventory, plan
 from controlplane.router.kv_tokens import PreciseSettings
@@ -115,8 +116,8 @@ def test_cpu_vllm_blocks_are_a_multiple_of_32_on_both_sides(tmp_path: Path) -> N
     topo = precise("tiny-glm45-cpu", tmp_path)  # vLLM's CPU attention takes MultipleOf(32)
     command = build_command(topo, LaunchContext())
     assert command is not None and flag(command.argv, "--block-size") == "32"
-    settings = PreciseSettings.from_topology(topo, simulated=False, model_path="/models/tiny")
+    settings = precise_from_topology(topo, simulated=False, model_path="/models/tiny")
     assert (settings.block_size, settings.tokenizer) == (32, "hf:/models/tiny")
     gpu = precise("glm45-fp8-vllm", tmp_path, block_size=48)
-    assert PreciseSettings.from_topology(gpu, simulated=False).block_size == 48
-    assert PreciseSettings.from_topology(gpu, simulated=True).block_size == 16  # the sim's
+    assert precise_from_topology(gpu, simulated=False).block_size == 48
+    assert precise_from_topology(gpu, simulated=True).block_size == 16  # the sim's

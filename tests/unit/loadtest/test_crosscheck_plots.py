@@ -19,7 +19,9 @@ def _metrics(ttfts: list[float], tokens: int, flavor: EngineKind) -> str:
     m = EngineMetrics()
     for value in ttfts:
         m.log_ttft(value, value)
-    m.generation_tokens = tokens
+    m.generation_tokens = tokens  # vLLM's total
+    if tokens:  # SGLang counts by `is_streaming`, when a request finishes
+        m.log_finished(stream=True, prompt=0, generated=tokens, e2e=1.0)
     return render(flavor, "glm-4.5-fp8", m, GAUGES)
 
 

@@ -22,6 +22,9 @@ ENGINE_VENV_ONLY = {"numpy", "tokenizers", "torch", "safetensors", "vllm", "sgla
 OPS_ONLY = {
     "controlplane/observe/dashboards.py": {"grafana_foundation_sdk"},
     "controlplane/observe/grafana.py": {"grafana_client"},
+    # The `tokenizer` extra: the router's HF tokenizer for precise_prefix, imported inside
+    # its functions (missing: the policy logs why and falls back).
+    "controlplane/router/kv_tokens.py": {"tokenizers", "jinja2", "huggingface_hub"},
 }
 
 

@@ -11,6 +11,7 @@ from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 
+from controlplane.engines.sim.router_tokens import FACTORY
 from controlplane.errors import UserError
 from controlplane.router import kv_hash
 from controlplane.router.kv_route import PreciseRouting, endpoint_runs, feeds_of
@@ -20,7 +21,7 @@ from controlplane.router.policies import Tuning
 from controlplane.router.registry import EndpointInfo
 
 NOBODY = "tcp://127.0.0.1:9"  # connects lazily; nothing is sent before close()
-SIM = PreciseSettings(tokenizer="sim", model="m", context_length=4096)
+SIM = PreciseSettings(tokenizer="sim", factory=FACTORY, model="m", context_length=4096)
 
 
 def info(name: str, ranks: int = 1, engine_id: str = "a") -> EndpointInfo:
