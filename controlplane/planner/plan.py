@@ -283,6 +283,7 @@ def _autoscaling(topology: Topology, bounds: ReplicaBounds) -> AutoscalingPlan |
         max_replicas=bounds.max,
         initial_replicas=bounds.initial,
         ttft_slo_s=topology.spec.slo.ttft_p99,
+        itl_slo_s=topology.spec.slo.itl_p99,  # the decode pool's policy (autoscale/roles.py)
         **auto.model_dump(),
     )
 

@@ -331,8 +331,12 @@ class EngineGroup:
             if self.failed or not self.url:
                 drainer.mark()
             else:
+                from controlplane.autoscale.pd_drain import engine_idle
+
                 drain_s = self.group.graceful_shutdown_s
-                report = drainer.drain(drain_s, engine_idle=lambda: True)
+                # A PD replica stays until its KV transfers are done (colocated: at once).
+                idle = engine_idle(f"{self.url}/metrics", self.group.flavor, self.group.pd)
+                report = drainer.drain(drain_s, engine_idle=idle)
                 remaining = max(1.0, drain_s - report.drain_s)
                 flavor = self.group.flavor
                 ray.get(self.workers[0].drain.remote(remaining, flavor), timeout=remaining + 5)
