@@ -12,6 +12,9 @@ and never ask Redis on the request path). Per endpoint a task:
    the endpoint's blocks are dropped (they may include evicted ones) and rebuilt from
    what follows. A sequence that goes backwards means the engine restarted: its blocks
    are dropped, as on AllBlocksCleared or a new engine id (`watch` with another id).
+4. replays from 0 again whenever the SUB socket reconnects: PUB/SUB drops what an engine
+   publishes before the subscriber has (re)connected, and a restarted engine's first
+   batches are exactly that.
 Contracts: `watch`/`unwatch` are idempotent; `close()` cancels every task and closes
 every socket; errors on one endpoint never stop another's task.
 """
@@ -152,6 +155,13 @@ class KvSubscriber:
         sub = self._ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, feed.topic.encode())
+        # Every (re)connection of the SUB socket: batches published while it was away (an
+        # engine restarted on the same address publishes before ZMQ reconnects) are lost
+        # to PUB/SUB, so each connection is followed by a replay from 0.
+        monitor = sub.get_monitor_socket(zmq.EVENT_CONNECTED)
+        poller = zmq.asyncio.Poller()
+        poller.register(sub, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         sub.connect(feed.publisher)
         try:
             # Subscribe before replaying, so nothing published meanwhile is missed.
@@ -159,8 +169,13 @@ class KvSubscriber:
                 await self._replay(feed, 0)
             self._synced[feed.endpoint_id].set()
             while True:
-                frames = await sub.recv_multipart()
-                self._on_live(feed, frames)
+                ready = dict(await poller.poll())
+                if monitor in ready:
+                    await monitor.recv_multipart()
+                    if feed.replay is not None:
+                        await self._replay(feed, 0)
+                if sub in ready:
+                    self._on_live(feed, await sub.recv_multipart())
                 if self._gap(feed.endpoint_id):
                     await self._resync(feed)
         except asyncio.CancelledError:
@@ -168,6 +183,8 @@ class KvSubscriber:
         except Exception:  # one broken feed must not stop the others
             log.exception("KV event feed %s failed", feed.endpoint_id)
         finally:
+            sub.disable_monitor()
+            monitor.close(linger=0)
             sub.close(linger=0)
 
     def _on_live(self, feed: KvFeed, frames: list[bytes]) -> None:
@@ -194,9 +211,7 @@ class KvSubscriber:
                 # An old seq with a newer ts is a restarted engine counting from 0 again.
                 if batch.ts <= self._last_ts.get(endpoint, 0.0):
                     continue
-                self.stats.restarts += 1
-                self.index.clear(endpoint)
-                self.stats.last_seq.pop(endpoint)
+                self._restarted(endpoint)
                 self._pending[endpoint] = pending[index:]
                 return True  # replay the new engine's history from 0
             if last is not None and seq > last + 1:
@@ -204,6 +219,12 @@ class KvSubscriber:
                 return True
             self._apply(endpoint, seq, batch)
         return False
+
+    def _restarted(self, endpoint: str) -> None:
+        """The engine behind `endpoint` counts from 0 again: its blocks are gone."""
+        self.stats.restarts += 1
+        self.index.clear(endpoint)
+        self.stats.last_seq.pop(endpoint, None)
 
     def _apply(self, endpoint: str, seq: int, batch: EventBatch) -> None:
         self.index.apply(endpoint, batch)
@@ -245,10 +266,16 @@ class KvSubscriber:
                 if seq == -1:
                     break
                 last = self.stats.last_seq.get(endpoint)
+                batch = parse_batch(frames[3])
+                if last is not None and seq <= last:
+                    if batch.ts <= self._last_ts.get(endpoint, 0.0):
+                        continue  # already applied
+                    self._restarted(endpoint)  # a newer batch at an old seq: a new engine
+                    last = None
                 # Apply only the next batch in order: a replay that starts past it (the
                 # buffer wrapped) leaves the gap for the caller to see.
                 if last is None or seq == last + 1:
-                    self._apply(endpoint, seq, parse_batch(frames[3]))
+                    self._apply(endpoint, seq, batch)
         except (TimeoutError, WireError) as exc:
             log.warning("KV replay from %s failed: %s", endpoint, exc)
         finally:
