@@ -86,12 +86,17 @@ def fleet_panels() -> list[PanelSpec]:
 def router_panels() -> list[PanelSpec]:
     blocks = f"rate(glmctl_router_prefix_blocks_total{{{SEL}}}[{RATE}])"
     matched = f"rate(glmctl_router_prefix_blocks_matched_total{{{SEL}}}[{RATE}])"
+    predicted = f"rate(glmctl_router_kv_predicted_hit_blocks_total{{{SEL}}}[{RATE}])"
+    prompt = f"rate(glmctl_router_kv_prompt_blocks_total{{{SEL}}}[{RATE}])"
     return [
         ("Routing decisions by policy and reason", "reqps",
          [(f"sum by (policy, reason) (rate(glmctl_router_decisions_total{{{SEL}}}[{RATE}]))",
            "{{policy}} {{reason}}")]),
         ("Prefix-block hit ratio across router workers", "percentunit",
          [(f"sum({matched}) / sum({blocks})", "matched / routed by prefix")]),
+        ("precise_prefix: hits the router predicted vs the engines' own", "percentunit",
+         [(f"sum({predicted}) / sum({prompt})", "predicted from KV events"),
+          (f"avg({cat.PREFIX_HIT_RATIO}{{{SEL}}})", "reported by the engines")]),
         ("Router time to first upstream byte", "s", _raw_quantiles("glmctl_router_ttft_seconds")),
         ("Router end-to-end time", "s", _raw_quantiles("glmctl_router_e2e_seconds")),
         ("Redis lookup latency", "s", _raw_quantiles("glmctl_router_redis_seconds")),

@@ -311,6 +311,8 @@ class RouterApp(RouterRuntime):
             )
         endpoint = decision.endpoint
         decisions.record(self.state, self.metrics, policy, decision, ctx, hashes, session_key)
+        if kv is not None:
+            decisions.record_predicted(self.metrics, endpoint.endpoint_id, kv)
         if offered.overflow and endpoint.role == "overflow":
             labels = (("reason", offered.overflow), ("endpoint", endpoint.endpoint_id))
             self.metrics.inc("glmctl_router_overflow_total", labels)

@@ -9,9 +9,12 @@ import time
 
 from controlplane.router.metrics import RouterMetrics
 from controlplane.router.policies import Decision, Policy
+from controlplane.router.precise import PrefixMatch
 from controlplane.router.state import Lookup, RedisState
 
 NO_LOOKUP = Lookup()  # frozen: shared by requests that need no lookup
+PREDICTED_BLOCKS = "glmctl_router_kv_predicted_hit_blocks_total"
+PROMPT_BLOCKS = "glmctl_router_kv_prompt_blocks_total"
 
 
 async def lookup(
@@ -56,3 +59,12 @@ def record(
         metrics.inc("glmctl_router_prefix_blocks_matched_total", (), matched)
     if hashes or session_key:
         state.record(endpoint_id, hashes, session_key)
+
+
+def record_predicted(metrics: RouterMetrics, endpoint_id: str, kv: PrefixMatch) -> None:
+    """What precise_prefix expects the chosen engine to find cached (its leading run from
+    the KV events) against the prompt's full blocks: set beside the engine's own
+    prefix-cache counters, the difference is the index's error."""
+    labels = (("endpoint", endpoint_id),)
+    metrics.inc(PREDICTED_BLOCKS, labels, kv.runs.get(endpoint_id, 0))
+    metrics.inc(PROMPT_BLOCKS, labels, kv.blocks)

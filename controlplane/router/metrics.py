@@ -60,6 +60,10 @@ _HELP = {
     " (saturated: every local replica full; failover: none healthy) and endpoint.",
     "glmctl_router_prefix_blocks_total": "Prompt prefix blocks of requests routed by prefix.",
     "glmctl_router_prefix_blocks_matched_total": "Of those, blocks cached on the chosen endpoint.",
+    "glmctl_router_kv_prompt_blocks_total": "precise_prefix: the prompt's full KV blocks,"
+    " per chosen endpoint.",
+    "glmctl_router_kv_predicted_hit_blocks_total": "precise_prefix: of those, the leading run"
+    " the KV events say the chosen endpoint holds.",
     "glmctl_router_ttft_seconds": "Time to the first upstream byte.",
     "glmctl_router_e2e_seconds": "Time to the last byte.",
     "glmctl_router_redis_seconds": "Latency of the routing lookup in Redis.",
