@@ -103,13 +103,19 @@ def with_kv_events(
     return replace(command, argv=(*command.argv, *args))
 
 
+# Where the KV-event ports are picked (inclusive): a NetworkPolicy opens this range from
+# the routers to the engines' pods (render/k8s/network.py), as the ports are chosen at run time.
+KV_PORT_RANGE = (20_000, 59_999)
+
+
 def kv_ports(ranks: int, host: str = "127.0.0.1", tries: int = 200) -> dict[str, str]:
     """`{kv_port, kv_replay_port}`: the first of `ranks` consecutive free ports each (the
     engine adds its rank to both); one run of 2 x ranks ports checked free on `host`."""
     import random
 
+    low, high = KV_PORT_RANGE
     for _ in range(tries):
-        base = random.randrange(20_000, 60_000 - 2 * ranks)
+        base = random.randrange(low, high + 1 - 2 * ranks)
         if all(_free(host, base + i) for i in range(2 * ranks)):
             return {"kv_port": str(base), "kv_replay_port": str(base + ranks)}
     raise RuntimeError(f"no {2 * ranks} consecutive free ports on {host} for KV events")

@@ -5,7 +5,9 @@ key) and Ray's dashboard job API on 8265 (run code in a Ray pod, read its Redis 
 So the Ray pods of one deployment accept:
 - from each other: every port (GCS, raylets, object manager, workers, dashboard, and the
   rendezvous of a multi-node replica use ports Ray picks at run time);
-- from this deployment's routers: the engines' HTTP port only;
+- from this deployment's routers: the engines' HTTP port only, and under
+  `router.policy: precise_prefix` the range the engines' KV-event PUB and replay ports
+  are picked from at run time (engines/kv_events_args.py `KV_PORT_RANGE`);
 - from the KubeRay operator (any namespace): the head's dashboard and Serve ports, which
   its RayService controller calls (Serve status; the proxy health that puts the head
   behind `<name>-serve-svc`, rayservice_controller.go in KubeRay v1.7.0);
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controlplane.engines.kv_events_args import KV_PORT_RANGE, plan_feed_count
 from controlplane.planner.models import DeploymentPlan
 from controlplane.render.k8s.common import (
     RAY_COMPONENT,
@@ -50,6 +53,10 @@ def ray_network_policy(plan: DeploymentPlan) -> dict[str, Any]:
             "matchLabels": {NAMESPACE_NAME_LABEL: kubernetes(plan).monitoring_namespace}
         }
     }
+    router_ports = _tcp(ENGINE_HTTP_PORT)
+    if plan_feed_count(plan):  # the engines publish KV events to the routers
+        low, high = KV_PORT_RANGE
+        router_ports.append({"protocol": "TCP", "port": low, "endPort": high})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -59,7 +66,7 @@ def ray_network_policy(plan: DeploymentPlan) -> dict[str, Any]:
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"from": [ray]},
-                {"from": [routers], "ports": _tcp(ENGINE_HTTP_PORT)},
+                {"from": [routers], "ports": router_ports},
                 {"from": [operator], "ports": _tcp(DASHBOARD_PORT, SERVE_PORT)},
                 {"from": [monitoring], "ports": _tcp(RAY_METRICS_PORT, ENGINE_HTTP_PORT)},
             ],

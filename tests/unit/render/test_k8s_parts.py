@@ -13,6 +13,7 @@ import yaml
 from controlplane.backends.ray.apps import plan_from_args
 from controlplane.backends.ray.serve_app import rank_values
 from controlplane.catalog import find_model
+from controlplane.engines.kv_events_args import KV_PORT_RANGE, kv_ports
 from controlplane.errors import UserError
 from controlplane.planner.models import DeploymentPlan
 from controlplane.render.k8s import fabric_notes, manifests
@@ -238,3 +239,25 @@ def test_every_rendered_config_builds_its_plan() -> None:
     for config in configs:
         for app in config["applications"]:
             assert plan_from_args(app["args"]).name
+
+
+def test_precise_prefix_opens_the_kv_event_ports_to_the_routers_only(tmp_path: Path) -> None:
+    data = yaml.safe_load(BF16.read_text()) | {"name": "bf16-precise"}
+    data.setdefault("router", {})["policy"] = "precise_prefix"
+    path = tmp_path / "bf16-precise.yaml"
+    path.write_text(yaml.safe_dump(data))
+    policy = ray_network_policy(reference_plan(load_topology(path)))
+    validate(policy)
+    (router_rule,) = [
+        r for r in policy["spec"]["ingress"]
+        if r["from"][0].get("podSelector", {}).get("matchLabels", {}).get(
+            "app.kubernetes.io/component") == "router"
+    ]  # fmt: skip
+    ranges = [p for p in router_rule["ports"] if "endPort" in p]
+    assert [(p["port"], p["endPort"]) for p in ranges] == [KV_PORT_RANGE]
+    for _ in range(20):  # the ports the engines pick lie inside what the policy opens
+        ports = kv_ports(4)
+        for first in (int(ports["kv_port"]), int(ports["kv_replay_port"])):
+            assert KV_PORT_RANGE[0] <= first and first + 3 <= KV_PORT_RANGE[1]
+    plain = ray_network_policy(_plan(BF16))
+    assert not [p for r in plain["spec"]["ingress"] for p in r.get("ports", []) if "endPort" in p]
