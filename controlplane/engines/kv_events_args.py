@@ -10,10 +10,15 @@ Pure. A topology with `router.policy: precise_prefix` gets, on rank 0's command:
   to the rest (`ZmqEventPublisher._is_bind_endpoint`): the PUB endpoint must be `*` to be
   bound; each DP rank binds both ports plus its rank (`offset_endpoint_port`).
 - SGLang 0.5.23 (`sglang/srt/arg_groups/fields/observability.py` kv_events_config, same
-  JSON keys, `sglang/srt/disaggregation/kv_events.py`): the same config; each attention-DP
-  rank (or DP rank) publishes on port + rank. Its block hashes are its own ids, which the
-  router does not reproduce: its deployments index the events but route by the fallback.
-- The simulator: the same `--kv-events-config` (engines/sim/kv_events.py).
+  JSON keys, `sglang/srt/disaggregation/kv_events.py`): the same config plus `--page-size
+  B`: SGLang publishes one hash per page (default 1 token), a sha256 chain over the page's
+  token ids that router/kv_hash.py reproduces (`sglang_sha256`) at the router's block
+  size. Each attention-DP rank (or DP rank) publishes on port + rank. Some attention
+  backends move the page size (`srt/arg_groups/overrides.py`: FlashMLA, DSA and HPC-Ops
+  use 64); the router then matches nothing and falls back, never a wrong hit.
+- The simulator: the same `--kv-events-config` (engines/sim/kv_events.py); it publishes the
+  hashes of the engine it mimics (registry.py `simulated_hash_scheme`).
+Which scheme the router uses is the engine profile's `kv_hash_scheme` (engines/registry.py).
 `{kv_port}` and `{kv_replay_port}` are placeholders the rank worker fills with the first
 of `ranks` consecutive free ports each (`kv_ports`), as it fills `{port}`. The replica then
 registers one feed per rank (`feed_urls`) with the router's registry.
@@ -28,6 +33,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from controlplane.engines.base import KV_PORT, KV_REPLAY_PORT, LaunchCommand
+from controlplane.router import kv_hash
 from controlplane.spec.models import EngineKind
 from controlplane.spec.router import RouterPolicy
 
@@ -85,10 +91,12 @@ def kv_event_args(topology: Topology, engine: EngineKind | str) -> list[str]:
         return []
     kind = EngineKind(engine)
     args = ["--kv-events-config", events_config()]
+    block = str(kv_block_size(topology))
     if kind is EngineKind.VLLM:
-        block = str(kv_block_size(topology))
         return [*args, "--prefix-caching-hash-algo", HASH_ALGO, "--block-size", block]
-    if kind in (EngineKind.SGLANG, EngineKind.SIM):
+    if kind is EngineKind.SGLANG:
+        return [*args, "--page-size", block]
+    if kind is EngineKind.SIM:
         return args
     return []
 
@@ -153,6 +161,7 @@ def precise_from_topology(
 ) -> PreciseSettings:
     """The router settings of a topology whose policy is precise_prefix (`simulated`: the
     simulator runs in place of the engine)."""
+    from controlplane.engines.registry import profile_for, simulated_hash_scheme
     from controlplane.engines.sim.router_tokens import FACTORY
     from controlplane.engines.sim.tokens import BLOCK_TOKENS  # the simulator's blocks
     from controlplane.router.kv_tokens import PreciseSettings
@@ -163,10 +172,10 @@ def precise_from_topology(
     if simulated:
         path = spec.simulation.tokenizer
         tokenizer, factory = (f"sim:{path}" if path else "sim"), FACTORY
-    elif topo.engine is EngineKind.VLLM:
-        tokenizer = f"hf:{model_path or topo.model.hf_repo}"
-    else:  # SGLang's block hashes are its own ids: no prompt can be matched to them
-        tokenizer = ""
+        scheme = simulated_hash_scheme(spec.simulation.flavor)
+    else:  # no scheme: the engine's hashes cannot be reproduced, no prompt matches them
+        scheme = profile_for(topo.engine).kv_hash_scheme
+        tokenizer = f"hf:{model_path or topo.model.hf_repo}" if scheme else ""
     return PreciseSettings(
         tokenizer=tokenizer,
         factory=factory,
@@ -176,6 +185,7 @@ def precise_from_topology(
         prefix=weights.prefix if weights else 1.0,
         queue=weights.queue if weights else 1.0,
         kv=weights.kv if weights else 1.0,
+        hash_scheme=scheme or kv_hash.VLLM_SHA256_CBOR,
     )
 
 

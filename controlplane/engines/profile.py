@@ -18,6 +18,8 @@ What a profile owns:
 - its spec defaults and checks: `spec_rules` (spec/engine_checks.py, found the same way);
 - the checkpoint formats it loads: `format_rule` (catalog/formats.py, found by name);
 - its prefill/decode disaggregation: `pd_rule` (spec/pd_engines.py, found by name);
+- its KV-event block hashes: `kv_hash_scheme`, the router/kv_hash.py scheme that
+  reproduces them for `precise_prefix` ("" when none does: the policy falls back);
 - its shutdown behaviour (`Shutdown`) and its versions.
 """
 
@@ -79,6 +81,9 @@ class EngineProfile:
     # The engine's official container image ({version} without a leading `v`): the base
     # of glmctl's engine image (docker/engine.Dockerfile, render/k8s/images.py).
     official_image: str = ""
+    # The router/kv_hash.py scheme of its KV events' block hashes ("": none reproduces them;
+    # the simulator publishes the scheme of the flavour it mimics).
+    kv_hash_scheme: str = ""
 
     @property
     def name(self) -> str:

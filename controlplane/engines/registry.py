@@ -11,6 +11,7 @@ from controlplane.capacity import engine_rules, timing_rules
 from controlplane.catalog import formats
 from controlplane.engines import recipes, sglang, simulator, trtllm, vllm
 from controlplane.engines.profile import EngineProfile, Shutdown
+from controlplane.router import kv_hash
 from controlplane.spec import engine_checks, pd_engines
 from controlplane.spec.models import EngineKind, EngineSpec
 
@@ -29,6 +30,7 @@ SGLANG = EngineProfile(
     timing_rule=timing_rules.SGLANG_TIMING,
     metrics="sglang",
     official_image="lmsysorg/sglang:v{version}",
+    kv_hash_scheme=kv_hash.SGLANG_SHA256,
     shutdown=Shutdown(
         drains_itself=True,
         note="sglang.py: tokenizer manager `sigterm_watchdog`, no bound of its own",
@@ -49,6 +51,7 @@ VLLM = EngineProfile(
     timing_rule=timing_rules.VLLM_TIMING,
     metrics="vllm",
     official_image="vllm/vllm-openai:v{version}",
+    kv_hash_scheme=kv_hash.VLLM_SHA256_CBOR,  # with --prefix-caching-hash-algo sha256_cbor
     shutdown=Shutdown(
         drains_itself=True,
         bound_flag="--shutdown-timeout",
@@ -116,3 +119,11 @@ def metrics_flavor(name: str) -> str:
 def simulator_flavors() -> tuple[str, ...]:
     """The engines the simulator can mimic: those with metric names of their own."""
     return tuple(p.name for p in PROFILES if p.metrics is not None)
+
+
+def simulated_hash_scheme(flavor: EngineKind | str | None) -> str:
+    """The router/kv_hash.py scheme the simulator publishes when it mimics `flavor` (None:
+    its default flavour): that engine's, else vLLM's (engines without one of their own)."""
+    kind = EngineKind(flavor or simulator.DEFAULT_FLAVOR)
+    kind = simulator.DEFAULT_FLAVOR if kind is EngineKind.SIM else kind
+    return profile_for(kind).kv_hash_scheme or kv_hash.VLLM_SHA256_CBOR

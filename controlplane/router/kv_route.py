@@ -75,7 +75,11 @@ class PreciseRouting:
         self.settings = settings
         self.subscriber = subscriber or KvSubscriber(KvIndex())
         self.lookup = PreciseLookup(
-            self.subscriber.index, token_ids_fn(settings), settings.block_size, settings.seed
+            self.subscriber.index,
+            token_ids_fn(settings),
+            settings.block_size,
+            settings.seed,
+            settings.hash_scheme,
         )
         self.fallbacks: dict[str, int] = {}
         self._feeds: dict[str, KvFeed] = {}  # feed id -> feed

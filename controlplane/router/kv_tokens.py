@@ -1,7 +1,8 @@
 """Token ids of a request as the engine computes them, for `precise_prefix` (router side).
 
 `PreciseSettings` is what a router process needs to hash prompts as its engines do: how to
-tokenize (`tokenizer`), the engine's block size and hash seed, and the policy weights. It
+tokenize (`tokenizer`), the engine's hash scheme (`kv_hash.SCHEMES`), block size and hash
+seed, and the policy weights. It
 travels as one JSON argument (`python -m controlplane.router --precise JSON`), built by the
 planner from the topology (engines/kv_events_args.py `precise_from_topology`).
 
@@ -17,7 +18,10 @@ Tokenizers (`token_ids_fn`):
   transformers' `apply_chat_template(tokenize=False, add_generation_prompt=True)` does,
   then encoded without special tokens (vLLM's chat default `add_special_tokens=False`).
   A request carrying anything the template or tokenizer cannot reproduce yields None (a
-  fallback, never a false hit);
+  fallback, never a false hit). SGLang 0.5.23 tokenizes the same way (`srt/managers/
+  tokenizer_manager.py` calls the tokenizer with its default special tokens;
+  `srt/entrypoints/openai/serving_chat.py` renders, then encodes with
+  `add_special_tokens=False`);
 - `""`: none; the policy falls back to the approximate index.
 """
 
@@ -54,6 +58,12 @@ class PreciseSettings:
     prefix: float = 1.0
     queue: float = 1.0
     kv: float = 0.0
+    # How the engine hashes its blocks (a `kv_hash.SCHEMES` name), named by the engine
+    # side (the engine profile's `kv_hash_scheme`): the router never asks which engine.
+    hash_scheme: str = kv_hash.VLLM_SHA256_CBOR
+
+    def __post_init__(self) -> None:
+        kv_hash.scheme_named(self.hash_scheme)  # ValueError for an unknown scheme
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))

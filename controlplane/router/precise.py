@@ -1,12 +1,13 @@
 """What `precise_prefix` needs on the request path: a prompt's block hashes and runs.
 
-The router computes the hashes the engine computes (`kv_hash`: vLLM's sha256_cbor chain
-over token ids at the engine's block size) from the token ids of the request, and asks the
-event index (`kv_index`) how many leading blocks each endpoint holds. Token ids come from
-a `TokenIdsFn` the deployment supplies: for the simulator, its own parsing and tokenizer
+The router computes the hashes the engine computes (`kv_hash`: the engine's scheme, such
+as vLLM's sha256_cbor chain or SGLang's sha256 page chain, over token ids at its block
+size) from the token ids of the request, and asks the event index (`kv_index`) how many
+leading blocks each endpoint holds. Token ids come from a `TokenIdsFn` the deployment
+supplies (`kv_tokens.token_ids_fn`): for the simulator, its own parsing and tokenizer
 (`engines/sim/kv_events.sim_token_ids`), so both sides tokenize the same way; for a real
-engine, the model's tokenizer and chat template (not built yet: without one the function
-returns None and the policy falls back to the approximate index, reason `approx_*`).
+engine, the model's tokenizer and chat template. Without one the function returns None and
+the policy falls back to the approximate index, reason `approx_*`.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ class PreciseLookup:
     token_ids: TokenIdsFn | None
     block_size: int = kv_hash.DEFAULT_BLOCK_SIZE
     seed: str = kv_hash.DEFAULT_SEED
+    hash_scheme: str = kv_hash.VLLM_SHA256_CBOR
 
     def __post_init__(self) -> None:
-        self.chains = kv_hash.ChainCache(self.block_size, self.seed)
+        self.chains = kv_hash.ChainCache(self.block_size, self.seed, scheme=self.hash_scheme)
 
     def match(self, body: dict[str, Any], chat: bool) -> PrefixMatch | None:
         """None when the prompt cannot be hashed as the engine would (no tokenizer)."""

@@ -65,7 +65,9 @@ class PrecisePrefixSpec(StrictModel):
         0.0, ge=0, description="Weight of the engine's KV-cache usage (0: load alone)."
     )
     block_size: PositiveInt = Field(
-        16, description="Engine KV block size in tokens (vLLM: 16; its CPU build: 32)."
+        16,
+        description="Engine KV block size in tokens (vLLM `--block-size`, SGLang"
+        " `--page-size`; vLLM's CPU build: 32).",
     )
 
 

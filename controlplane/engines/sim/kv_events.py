@@ -4,9 +4,11 @@ Opt in with `--kv-events-config JSON`, the same JSON vLLM's flag takes
 (`vllm/config/kv_events.py`: enable_kv_cache_events, publisher null|zmq, endpoint
 "tcp://*:5557" (bound when it holds `*` or `::`, else connected), replay_endpoint (a ROUTER,
 bound), buffer_steps 10000, hwm 100000, max_queue_size 100000, topic ""). With events on,
-the simulator keys its prefix cache by vLLM's own block hashes (sha256_cbor chain over
-token ids, `router/kv_hash.py`), so the hashes it publishes are the ones a router computes
-from the same prompt. What it publishes, from its KV model (`kv.py`):
+the simulator keys its prefix cache by the block hashes of the engine it mimics (a
+`router/kv_hash.py` scheme over token ids: SGLang's sha256 page chain for the SGLang
+flavour, vLLM's sha256_cbor chain for vLLM's; `registry.simulated_hash_scheme`), so
+the hashes it publishes are the ones a router computes from the same prompt. What it
+publishes, from its KV model (`kv.py`):
 - AllBlocksCleared first (a fresh engine holds nothing; a subscriber that knew an earlier
   process at this address drops its blocks),
 - BlockStored per contiguous run of blocks newly cached at admission (parent hash, the
@@ -93,10 +95,16 @@ class KvEventPublisher:
     """PUB + replay ROUTER fed by the KV pool (`KvListener`); one per simulator."""
 
     def __init__(
-        self, config: KvEventsConfig, token_ids: Callable[[list[str]], list[int]], block: int
+        self,
+        config: KvEventsConfig,
+        token_ids: Callable[[list[str]], list[int]],
+        block: int,
+        scheme: str = kv_hash.VLLM_SHA256_CBOR,
     ) -> None:
         self.config = config
         self.block = block
+        kv_hash.scheme_named(scheme)  # ValueError for an unknown scheme, before any socket
+        self.scheme = scheme
         self._token_ids = token_ids
         # PUB sends never wait (they drop at the high-water mark): a plain socket will do;
         # the replay ROUTER is served by a task of the simulator's loop.
@@ -121,9 +129,9 @@ class KvEventPublisher:
 
     # -- hashing (the prefix cache's keys while events are on) ---------------------------
     def block_hashes(self, prompt_tokens: list[str]) -> list[int]:
-        """vLLM's event hashes of the prompt's full blocks; remembers their token ids."""
+        """The event hashes of the prompt's full blocks; remembers their token ids."""
         ids = self._token_ids(prompt_tokens)
-        keys = kv_hash.block_keys(ids, self.block)
+        keys = kv_hash.block_keys(ids, self.block, scheme=self.scheme)
         if len(self._blocks) > _REMEMBERED_BLOCKS:
             self._blocks.clear()  # only costs token ids in later BlockStored events
         parent: int | None = None

@@ -104,9 +104,11 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
     scheduler = Scheduler(timing, config)
     publisher = None
     if options.kv_events is not None and options.kv_events.enabled:
+        from controlplane.engines.registry import simulated_hash_scheme
         from controlplane.engines.sim.kv_events import KvEventPublisher  # pyzmq: on use only
 
-        publisher = KvEventPublisher(options.kv_events, limits.text.token_ids, BLOCK_TOKENS)
+        scheme = simulated_hash_scheme(flavor)
+        publisher = KvEventPublisher(options.kv_events, limits.text.token_ids, BLOCK_TOKENS, scheme)
         scheduler.kv.listener = publisher
     app = SimApp(scheduler, info, options.api_key, options.trtllm_stats_wait_s, publisher)
     if options.pd_role:

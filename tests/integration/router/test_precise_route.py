@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
 from controlplane.engines.kv_events_args import precise_from_topology
+from controlplane.engines.registry import simulated_hash_scheme
 from controlplane.engines.sim import SimServer
 from controlplane.local.ports import free_port
 from controlplane.local.redis_server import LocalRedis
@@ -26,8 +28,11 @@ from tests.integration.router.conftest import Cluster
 pytestmark = pytest.mark.integration
 
 
-def start_publishing(cluster: Cluster, endpoint_id: str, namespace: str) -> SimServer:
-    """A simulator with KV events on loopback, registered with its feed and engine id."""
+def start_publishing(
+    cluster: Cluster, endpoint_id: str, namespace: str, flavor: str = "vllm"
+) -> SimServer:
+    """A simulator mimicking `flavor` with KV events on loopback (that engine's block
+    hashes), registered with its feed and engine id."""
     pub, replay = free_port(), free_port()
     config = {
         "enable_kv_cache_events": True,
@@ -36,12 +41,12 @@ def start_publishing(cluster: Cluster, endpoint_id: str, namespace: str) -> SimS
         "replay_endpoint": f"tcp://*:{replay}",
     }
     server = SimServer.start(
-        cluster.topo, flavor="vllm", time_scale=50.0, kv_tokens=1600,
+        cluster.topo, flavor=flavor, time_scale=50.0, kv_tokens=1600,
         kv_events_config=json.dumps(config),
     )  # fmt: skip
     cluster.engines[endpoint_id] = server
     info = EndpointInfo(
-        endpoint_id, server.url, cluster.model, "g", "vllm",
+        endpoint_id, server.url, cluster.model, "g", flavor,
         kv_events=(f"tcp://127.0.0.1:{pub}",), kv_replay=(f"tcp://127.0.0.1:{replay}",),
         engine_id=f"{endpoint_id}-1",
     )  # fmt: skip
@@ -85,13 +90,19 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("flavor", ["sglang", "vllm"])  # SGLang's sha256 pages, vLLM's CBOR
 def test_router_routes_a_prefix_to_the_engine_whose_events_announced_it(
-    shared_redis: LocalRedis, topo: Topology, cluster_factory: Callable[..., Cluster]
+    shared_redis: LocalRedis,
+    topo: Topology,
+    cluster_factory: Callable[..., Cluster],
+    flavor: str,
 ) -> None:
     cluster = cluster_factory(shared_redis, topo)
-    ns = "precise1"
-    servers = [start_publishing(cluster, f"p{i}", ns) for i in range(3)]
-    settings = precise_from_topology(topo, simulated=True)
+    ns = f"precise1-{flavor}"
+    servers = [start_publishing(cluster, f"p{i}", ns, flavor) for i in range(3)]
+    # The plan's settings for this topology simulated in `flavor`.
+    scheme = simulated_hash_scheme(flavor)
+    settings = replace(precise_from_topology(topo, simulated=True), hash_scheme=scheme)
     router = cluster.router("precise_prefix", namespace=ns, precise=settings.to_json())
     wait_for(lambda: metric(router, 'glmctl_router_kv_index_blocks{endpoint="p') >= 0)
     for holder in (2, 0, 1):

@@ -18,11 +18,14 @@ from controlplane.engines.kv_events_args import (
     plan_feed_count,
     precise_from_topology,
 )
+from controlplane.engines.registry import simulated_hash_scheme
 from controlplane.planner import embedded_inventory, plan
+from controlplane.router import kv_hash
 from controlplane.router.kv_tokens import PreciseSettings
 from controlplane.spec import Topology, load_topology
 
 TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
+SGLANG = kv_hash.SGLANG_SHA256
 
 
 def precise(name: str, tmp_path: Path, **weights: int) -> Topology:
@@ -59,15 +62,36 @@ def test_vllm_gets_events_the_routers_hash_and_block_size(tmp_path: Path) -> Non
     assert "tcp://*:7000" in flag(filled.argv, "--kv-events-config")
 
 
-def test_sglang_and_the_simulator_get_the_config_only(tmp_path: Path) -> None:
-    topo = precise("glm45-fp8", tmp_path)
+def test_sglang_gets_the_routers_page_size_and_the_simulator_the_config(
+    tmp_path: Path,
+) -> None:
+    topo = precise("glm45-fp8", tmp_path, block_size=32)
     sglang = build_command(topo, LaunchContext())
     sim = build_command(topo, LaunchContext(), simulate=True)
     assert sglang is not None and sim is not None
     for command in (sglang, sim):
         assert json.loads(flag(command.argv, "--kv-events-config"))["publisher"] == "zmq"
         assert "--block-size" not in command.argv
+    assert flag(sglang.argv, "--page-size") == "32"  # SGLang hashes one key per page
+    assert "--page-size" not in sim.argv
     assert kv_event_args(topo, "trtllm") == []
+    plain = load_topology(TOPOLOGIES / "glm45-fp8.yaml")
+    command = build_command(plain, LaunchContext())
+    assert command is not None and "--page-size" not in command.argv  # other policies
+
+
+def test_each_engine_gets_its_own_hash_scheme(tmp_path: Path) -> None:
+    sglang = precise_from_topology(precise("glm45-fp8", tmp_path), simulated=False)
+    assert (sglang.hash_scheme, sglang.tokenizer) == (SGLANG, "hf:zai-org/GLM-4.5-FP8")
+    assert sglang.block_size == 16
+    vllm = precise_from_topology(precise("glm45-fp8-vllm", tmp_path), simulated=False)
+    assert vllm.hash_scheme == kv_hash.VLLM_SHA256_CBOR
+    # The simulator publishes the hashes of the engine it mimics (its flavour).
+    simulated = precise_from_topology(precise("glm45-fp8", tmp_path), simulated=True)
+    assert simulated.hash_scheme == SGLANG
+    assert simulated_hash_scheme("vllm") == kv_hash.VLLM_SHA256_CBOR
+    assert simulated_hash_scheme(None) == simulated_hash_scheme("sim") == SGLANG
+    assert simulated_hash_scheme("trtllm") == kv_hash.VLLM_SHA256_CBOR  # none of its own
 
 
 def test_other_policies_and_ranks_above_0_get_nothing(tmp_path: Path) -> None:

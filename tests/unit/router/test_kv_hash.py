@@ -1,13 +1,16 @@
-"""vLLM's block hashes computed outside the engine (router/kv_hash.py).
+"""Engines' block hashes computed outside the engine (router/kv_hash.py): vLLM's and SGLang's.
 
 The CBOR bytes are built here from RFC 8949 by hand (major type << 5 | argument), so
 these checks do not reuse the encoder under test; the engines tier checks the same
 hashes against vLLM 0.32's own `hash_block_tokens` (tests/engines/test_kv_events_vllm.py).
+SGLang's pages are packed here with `struct`; the engines tier checks them against SGLang
+0.5.23's own caches (tests/engines/test_sglang_block_hashes.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 
 import pytest
 
@@ -77,3 +80,65 @@ def test_chain_cache_gives_block_keys_for_shared_prefixes_and_stays_bounded() ->
     assert seeded.keys(shared) == kv_hash.block_keys(shared, seed="other")
     with pytest.raises(ValueError):
         kv_hash.ChainCache(block_size=0)
+
+
+# SGLang 0.5.23 (`sglang_sha256`): sha256 over the prior digest and the page's uint32s.
+SGLANG = kv_hash.SGLANG_SHA256
+
+
+def test_sglang_pages_chain_sha256_over_little_endian_uint32() -> None:
+    tokens = list(range(8))
+    first = hashlib.sha256(struct.pack("<4I", 0, 1, 2, 3)).digest()  # no prior digest
+    second = hashlib.sha256(first + struct.pack("<4I", 4, 5, 6, 7)).digest()
+    assert kv_hash.block_digests(tokens, 4, scheme=SGLANG) == [first, second]
+    # The hex digests SGLang 0.5.23's `get_hash_str(list(range(8)), None, page_size=4)`
+    # returned in its venv (and its Rust TreeCore's `get_hash_str`).
+    assert first.hex().startswith("baed642339816aff")
+    assert second.hex().startswith("01414b052706d93b")
+
+
+def test_sglang_keys_are_the_first_eight_bytes_unsigned() -> None:
+    digest = kv_hash.block_digests(list(range(4)), 4, scheme=SGLANG)[0]
+    key = kv_hash.block_keys(list(range(4)), 4, scheme=SGLANG)[0]
+    assert key == int.from_bytes(digest[:8], "big")
+    # SGLang sends `hash_str_to_int64` (signed); the index keys it unsigned (kv_wire).
+    assert key - (1 << 64) == -4977211910723114241
+
+
+def test_sglang_partial_pages_are_not_hashed_and_prefixes_agree() -> None:
+    tokens = list(range(100))
+    keys = kv_hash.block_keys(tokens, 16, scheme=SGLANG)
+    assert len(keys) == 6
+    assert kv_hash.block_keys(tokens[:96], 16, scheme=SGLANG) == keys
+    assert kv_hash.block_keys(tokens[:40], 16, scheme=SGLANG) == keys[:2]
+    assert kv_hash.block_keys(tokens[:15], 16, scheme=SGLANG) == []
+
+
+def test_sglang_chain_depends_on_every_earlier_page() -> None:
+    a = kv_hash.block_keys([1] * 16 + [9] * 16, 16, scheme=SGLANG)
+    b = kv_hash.block_keys([2] * 16 + [9] * 16, 16, scheme=SGLANG)
+    assert a[1] != b[1]  # same second page, other parent
+    assert set(a).isdisjoint(kv_hash.block_keys([1] * 16 + [9] * 16))  # not vLLM's keys
+
+
+def test_sglang_seed_is_ignored_and_wide_ids_are_tagged() -> None:
+    tokens = list(range(32))
+    assert kv_hash.block_keys(tokens, scheme=SGLANG, seed="42") == kv_hash.block_keys(
+        tokens, scheme=SGLANG
+    )
+    wide = [2**33, 1, 2, 3]
+    expected = hashlib.sha256(b"\xff" + struct.pack("<4Q", *wide)).digest()
+    assert kv_hash.block_digests(wide, 4, scheme=SGLANG) == [expected]
+    with pytest.raises(ValueError, match="token ids"):
+        kv_hash.block_digests([-1] * 4, 4, scheme=SGLANG)
+
+
+def test_schemes_are_named_and_the_cache_follows_its_scheme() -> None:
+    with pytest.raises(ValueError, match="unknown hash scheme 'sha1'"):
+        kv_hash.block_keys([1] * 16, scheme="sha1")
+    cache = kv_hash.ChainCache(block_size=16, scheme=SGLANG)
+    prompt = list(range(70))
+    assert cache.keys(prompt) == kv_hash.block_keys(prompt, scheme=SGLANG)
+    assert cache.keys(prompt[:48] + [5] * 16) == kv_hash.block_keys(
+        prompt[:48] + [5] * 16, scheme=SGLANG
+    )

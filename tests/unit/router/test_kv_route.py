@@ -95,9 +95,17 @@ def test_settings_round_trip_and_bad_json_says_what_to_fix() -> None:
     assert PreciseSettings.from_json(settings.to_json()) == settings
     tuned = PreciseRouting(settings).tuning(Tuning())
     assert (tuned.prefix_weight, tuned.queue_weight, tuned.kv_weight) == (2.0, 0.5, 0.0)
-    for bad in ("{", "[]", '{"nope": 1}'):
+    for bad in ("{", "[]", '{"nope": 1}', '{"hash_scheme": "md5"}'):
         with pytest.raises(UserError, match="--precise"):
             PreciseSettings.from_json(bad)
+
+
+def test_the_lookup_hashes_with_the_settings_scheme() -> None:
+    settings = PreciseSettings(tokenizer="", hash_scheme=kv_hash.SGLANG_SHA256)
+    assert PreciseSettings.from_json(settings.to_json()).hash_scheme == kv_hash.SGLANG_SHA256
+    chains = PreciseRouting(settings).lookup.chains
+    ids = list(range(40))
+    assert chains.keys(ids) == kv_hash.block_keys(ids, scheme=kv_hash.SGLANG_SHA256)
 
 
 def write_model(folder: Path, template: str | None) -> Path:

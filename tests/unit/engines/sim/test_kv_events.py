@@ -86,3 +86,16 @@ def test_token_ids_are_the_tokenizers_own(tmp_path: Path) -> None:
     assert rules.token_ids(rules.prompt_tokens(text)) == expected.ids
     a, b, again = WORDS.token_ids(["alpha", "beta", "alpha"])
     assert a == again != b  # stable per word
+
+
+async def test_a_publisher_hashes_with_its_scheme() -> None:
+    config = KvEventsConfig(enable_kv_cache_events=True, endpoint="inproc://kv-scheme")
+    sglang = kv_hash.SGLANG_SHA256
+    publisher = KvEventPublisher(config, lambda words: [int(w) for w in words], 16, sglang)
+    try:
+        keys = publisher.block_hashes([str(i) for i in range(40)])
+        assert keys == kv_hash.block_keys(list(range(40)), scheme=sglang)
+    finally:
+        await publisher.stop()
+    with pytest.raises(ValueError, match="unknown hash scheme"):
+        KvEventPublisher(config, lambda words: [], 16, "md5")
