@@ -31,6 +31,8 @@ class KvIndex:
         # Block -> endpoints that announced evicting it and have not stored it again, the
         # most recent `EVICTED_KEPT` blocks: what the approximate index cannot know.
         self._evicted: OrderedDict[int, set[str]] = OrderedDict()
+        # Endpoint -> the block size its last BlockStored said (the engine's own page size).
+        self.block_sizes: dict[str, int] = {}
 
     def __len__(self) -> int:
         """Distinct block hashes held by at least one endpoint."""
@@ -54,6 +56,7 @@ class KvIndex:
             elif not self._counts(event.medium):
                 continue
             elif isinstance(event, BlockStored):
+                self.block_sizes[endpoint] = event.block_size
                 self.add(endpoint, event.block_hashes)
             elif isinstance(event, BlockRemoved):
                 self.remove(endpoint, event.block_hashes)
@@ -92,6 +95,7 @@ class KvIndex:
     def clear(self, endpoint: str) -> None:
         """Forget every block of `endpoint` (idempotent)."""
         self._unhold(endpoint, self._blocks.pop(endpoint, set()))
+        self.block_sizes.pop(endpoint, None)
 
     def _unhold(self, endpoint: str, blocks: Iterable[int]) -> None:
         for block in blocks:

@@ -9,7 +9,9 @@
 - `match(payload, chat, candidates)` per request: each candidate's leading cached blocks
   (`PrefixMatch`), or None when the policy must fall back to the approximate index: no
   tokenizer for the served model, a body the engine would not hash as we do, or a
-  candidate without a KV feed (its cache is unknown, so comparing runs would be unfair).
+  candidate without a KV feed (its cache is unknown, so comparing runs would be unfair),
+  or an engine whose events carry another block size than the router hashes at (SGLang
+  picks its own page size for some attention backends: no hash would ever match).
   Each fallback reason is logged once per process and counted in
   `glmctl_router_kv_fallbacks_total{reason}`;
 - `metrics_text()` for `/metrics`, `close()` on shutdown.
@@ -43,6 +45,8 @@ REASONS = {
     "no_tokenizer": "no tokenizer for the served model: routing as prefix_affinity",
     "no_feed": "an endpoint publishes no KV events: routing as prefix_affinity",
     "unhashable": "a request the router cannot hash as the engine does",
+    "block_size": "an engine's KV events carry another block size than the router hashes"
+    " (the engine chose its own page size): routing as prefix_affinity",
 }
 
 
@@ -115,6 +119,9 @@ class PreciseRouting:
             return self._fallback("no_tokenizer")
         if any(c.endpoint_id not in self._published for c in candidates):
             return self._fallback("no_feed")
+        sizes = self.subscriber.index.block_sizes
+        if any(size != self.settings.block_size for size in sizes.values()):
+            return self._fallback("block_size")
         found = self.lookup.match(payload, chat)
         if found is None:
             return self._fallback("unhashable")

@@ -90,6 +90,22 @@ async def test_fallbacks_are_counted_by_reason() -> None:
         await nothing.close()
 
 
+async def test_an_engine_hashing_other_block_sizes_falls_back_instead_of_never_matching() -> None:
+    routing = PreciseRouting(SIM)  # hashes blocks of 16 tokens
+    try:
+        routing.sync({"a": info("a")})
+        index = routing.subscriber.index
+        index.apply("a", EventBatch(0.0, (BlockStored((1, 2), None, (), SIM.block_size),)))
+        assert routing.match(chat(40), True, [info("a")]) is not None
+        index.apply("a", EventBatch(1.0, (BlockStored((3,), 2, (), 64),)))  # SGLang's own 64
+        assert routing.match(chat(40), True, [info("a")]) is None
+        assert routing.fallbacks == {"block_size": 1}
+        index.clear("a")  # a restarted engine: its next events say again
+        assert routing.match(chat(40), True, [info("a")]) is not None
+    finally:
+        await routing.close()
+
+
 def test_settings_round_trip_and_bad_json_says_what_to_fix() -> None:
     settings = PreciseSettings(tokenizer="hf:/m", prefix=2.0, queue=0.5, kv=0.0)
     assert PreciseSettings.from_json(settings.to_json()) == settings
