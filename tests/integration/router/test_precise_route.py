@@ -90,6 +90,11 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+# Each engine's own count of prompt tokens found in its prefix cache (sglang 0.5.23
+# observability/metrics_collector.py; vllm 0.32 v1/metrics/loggers.py).
+HITS = {"sglang": "sglang:cached_tokens_total", "vllm": "vllm:prefix_cache_hits_total"}
+
+
 @pytest.mark.parametrize("flavor", ["sglang", "vllm"])  # SGLang's sha256 pages, vLLM's CBOR
 def test_router_routes_a_prefix_to_the_engine_whose_events_announced_it(
     shared_redis: LocalRedis,
@@ -111,14 +116,12 @@ def test_router_routes_a_prefix_to_the_engine_whose_events_announced_it(
                    trust_env=False).raise_for_status()  # fmt: skip
         key = f'glmctl_router_kv_index_blocks{{endpoint="p{holder}"}}'
         wait_for(lambda key=key: metric(router, key) >= 18)  # 300 words: 18+ full blocks
-        engine_hits = engine_metric(servers[holder].url, "vllm:prefix_cache_hits_total")
+        engine_hits = engine_metric(servers[holder].url, HITS[flavor])
         predicted = predicted_blocks(router, f"p{holder}")
         for _ in range(3):  # whatever the rotation, the holder wins at equal load
             assert routed_to(router, payload) == f"p{holder}"
         # What the router predicted is what the engine found: its own prefix-cache hits.
-        engine_hits = (
-            engine_metric(servers[holder].url, "vllm:prefix_cache_hits_total") - engine_hits
-        )
+        engine_hits = engine_metric(servers[holder].url, HITS[flavor]) - engine_hits
         predicted = predicted_blocks(router, f"p{holder}") - predicted
         print(f"p{holder}: predicted {predicted:.0f} blocks, engine hit {engine_hits:.0f} tokens")
         assert predicted * settings.block_size == engine_hits
