@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-from ops.calibration.held_out import HELD_OUT, SETS
+from ops.calibration.held_out import HELD_OUT, NOT_USED, SETS
 from ops.calibration.loso import log_rms
 from ops.calibration.perf_cases import CASES, CalibrationCase
 from ops.calibration.perf_estimate import METRICS, TOLERANCE, decode_cases, estimate
@@ -86,6 +86,13 @@ def held_out_by_source_markdown(cases: Iterable[CalibrationCase] = HELD_OUT) -> 
     return "\n".join(lines)
 
 
+def not_used_markdown() -> str:
+    """Published runs considered for the held-out set and left out, with why."""
+    lines = ["| source | why not replayed |", "|---|---|"]
+    lines += [f"| <{source}> | {why} |" for source, why in NOT_USED]
+    return "\n".join(lines)
+
+
 def decode_step_markdown() -> str:
     """Published median inter-token latency (the decode step) against the replay's, for the
     runs whose page gives it: where the model's error at load sits."""
@@ -114,6 +121,7 @@ def main(argv: list[str]) -> int:
         ("In-sample (fit set)", in_sample_markdown()),
         ("Held out, per source", held_out_by_source_markdown()),
         ("Held out", held_out_markdown()),
+        ("Considered, not held out", not_used_markdown()),
         ("Decode step (median ITL)", decode_step_markdown()),
         ("Source of the SGLang prefill stall (not held out)", stall_source_markdown()),
     ):

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import pytest
 
-from ops.calibration.held_out import GAPS, HELD_OUT, SETS
+from ops.calibration.held_out import GAPS, HELD_OUT, NOT_USED, SETS
 from ops.calibration.perf_cases import CASES, topology_of
 from ops.calibration.perf_estimate import TOLERANCE, decode_cases, estimate
+from ops.calibration.report import held_out_markdown
 
 
 def test_the_fit_set_holds_ten_documented_public_measurements() -> None:
@@ -75,8 +76,28 @@ def test_held_out_cover_one_to_a_hundred_streams_with_few_gaps() -> None:
     concurrency = {case.concurrency for case in HELD_OUT}
     assert {1, 16, 64, 100} <= concurrency
     figures = [(c, m) for c in HELD_OUT for m in ("tpot", "output_tps") if estimate(c).error(m)]
-    gaps = [(c.name, m) for c in HELD_OUT for m in c.unreachable]
-    assert len(figures) >= 18 and len(gaps) <= 3, gaps
+    assert len(figures) >= 21
+    b200 = [(c.name, m) for c in HELD_OUT if c.gpu == "B200" for m in c.unreachable]
+    assert len(b200) <= 2, b200
+
+
+def test_h100_under_load_is_held_out_and_its_miss_is_reported() -> None:
+    """The H100 run under load misses 10%: it stays in the held-out table with its error and a
+    note, it is not dropped (issue 22 asks for the error, not for a passing table)."""
+    loaded = [c for c in HELD_OUT if c.gpu == "H100" and (c.concurrency or 0) >= 16]
+    assert loaded
+    table = held_out_markdown()
+    for case in loaded:
+        row = next(line for line in table.splitlines() if f"[{case.name}]" in line)
+        for metric in case.unreachable:
+            error = estimate(case).error(metric)
+            assert error is not None and f"{error * 100:+.1f}%" in row, (case.name, metric)
+            assert f"{metric} not held to 10%" in row
+
+
+def test_runs_considered_and_not_replayed_say_why() -> None:
+    assert len(NOT_USED) >= 5
+    assert all(source.startswith("https://") and len(why) > 40 for source, why in NOT_USED)
 
 
 def test_unreachable_fit_figures_are_few_and_the_rest_covers_every_concurrency() -> None:

@@ -18,6 +18,7 @@ from ops.calibration.report import (
     held_out_by_source_markdown,
     held_out_markdown,
     in_sample_markdown,
+    not_used_markdown,
     stall_source_markdown,
 )
 
@@ -28,7 +29,7 @@ PAGE = ROOT / "docs" / "guides" / "performance-model.md"
 def test_the_page_shows_the_current_tables() -> None:
     page = PAGE.read_text(encoding="utf-8")
     tables = (in_sample_markdown(), held_out_by_source_markdown(), held_out_markdown())
-    for table in (*tables, decode_step_markdown(), stall_source_markdown()):
+    for table in (*tables, decode_step_markdown(), stall_source_markdown(), not_used_markdown()):
         assert table in page, "stale: rerun `python -m ops.calibration.report`"
     data = yaml.safe_load((ROOT / "tests/data/capacity/kv_cases.yaml").read_text())
     assert markdown_table(error_rows(data)) in page, (
