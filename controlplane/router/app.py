@@ -198,15 +198,16 @@ class RouterApp(RouterRuntime):
     ) -> int:
         send = ex.send
         ex.body = admitted.body
-        candidates = [
-            info for info in self.by_model[payload["model"]] if self.is_healthy(info.endpoint_id)
-        ]
+        registered = self.by_model[payload["model"]]
+        # PD by what is registered, not by what is healthy: with one pool down, a request
+        # sent to the other pool as if colocated would fail there (SGLang: 400, no room).
+        if pd_select.is_pd(registered):  # prefill/decode pools (router/pd_route.py)
+            return await pd_route.serve(self, registered, payload, admitted, ex)
+        candidates = [info for info in registered if self.is_healthy(info.endpoint_id)]
         if not candidates:
             return await self._error(
                 send, 503, "no healthy endpoint serves this model", "service_unavailable", 1.0
             )
-        if pd_select.is_pd(candidates):  # prefill/decode pools (router/pd_route.py)
-            return await pd_route.serve(self, candidates, payload, admitted, ex)
         session_key = headers.get(self._session_header, "") or str(payload.get("user") or "")
         need_prefix = LOOKUP_PREFIX in policy.lookups
         hashes = block_hashes(prompt_bytes(payload)) if need_prefix else []

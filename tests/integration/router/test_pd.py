@@ -238,3 +238,24 @@ def test_dead_prefill_or_decode_is_avoided(pd_cluster: PdCluster) -> None:
         assert reply.headers["x-glmctl-prefill-endpoint"] == "p1"
     assert router_outcomes(url, "ok").get("ok") == 6
     assert _series(url, "glmctl_router_retries_total") >= 1  # a dead one was tried first
+
+
+@pytest.mark.parametrize("pd_cluster", ["sglang"], indirect=True)
+def test_a_pool_without_a_healthy_endpoint_answers_503(pd_cluster: PdCluster) -> None:
+    """The only decode replica is down and the health probe knows it: the request is
+    refused with 503, not sent to the prefill replica as if it were colocated (where
+    SGLang answers 400 for the missing bootstrap room)."""
+    pd_cluster.engine("p0", "prefill")
+    dead_d = pd_cluster.engine("d0", "decode")
+    url = pd_cluster.router(scrape_interval=0.2)
+    dead_d.process.kill()
+    dead_d.process.wait()
+    body = chat_body(pd_cluster.topo.served_model_name, "no decode " * 20, max_tokens=5)
+    deadline = time.monotonic() + 10
+    while True:  # until the probe has marked d0 down (before, d0 is tried and fails: 502)
+        reply = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
+        if reply.status_code != 502 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert reply.status_code == 503, reply.text
+    assert "no healthy prefill and decode endpoints" in reply.text
