@@ -48,6 +48,12 @@ class SchedulerConfig:
     time_scale: float = 1.0
     seed: int = 0
     draft_tokens: int = 0  # tokens drafted per step (speculative metrics only)
+    # A request whose prompt KV came from a prefill replica (PD decode side): True when the
+    # engine still computes its last prompt token, inside the decode step (vLLM: the
+    # connector loads prompt - 1 tokens, v1/core/sched/scheduler.py); False when it joins
+    # the running batch without a forward (SGLang: disaggregation/decode.py "skip the
+    # prefill forward but only populate metadata").
+    transfer_forward: bool = False
 
 
 class Mailbox:
@@ -239,10 +245,15 @@ class Scheduler:
         self._admit()
         new = cached = 0
         self._chunks = []
+        joining: list[Sequence] = []  # transferred: their KV came from a prefill replica
         budget = self.config.chunk_tokens
         for seq in self.prefilling:
+            if seq.transferred:
+                self._chunks.append((seq, seq.prompt_tokens - seq.prefilled))
+                joining.append(seq)
+                continue
             if budget <= 0:
-                break
+                continue
             take = min(seq.prompt_tokens - seq.prefilled, budget)
             self._chunks.append((seq, take))
             new += take
@@ -250,9 +261,10 @@ class Scheduler:
             budget -= take
         self._batch = list(self.decoding)
         seconds = self.timing.prefill_seconds(new, cached) if new else 0.0
-        if self._batch:
-            context = sum(s.prompt_tokens + s.generated for s in self._batch)
-            seconds += self.timing.decode_step_seconds(len(self._batch), context)
+        forward = self._batch + (joining if self.config.transfer_forward else [])
+        if forward:
+            context = sum(s.prompt_tokens + s.generated for s in forward)
+            seconds += self.timing.decode_step_seconds(len(forward), context)
         return seconds
 
     def _admit(self) -> None:

@@ -91,6 +91,7 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
         time_scale=options.time_scale if options.time_scale is not None else sim.time_scale,
         seed=options.seed if options.seed is not None else sim.seed,
         draft_tokens=drafts,
+        transfer_forward=flavor is EngineKind.VLLM,
     )
     limits = Limits(
         served_model_name=options.served_model_name or topo.served_model_name,

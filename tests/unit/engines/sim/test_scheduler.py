@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from controlplane.engines.sim.scheduler import Mailbox, Scheduler, SchedulerConfig, Sequence
 from controlplane.engines.sim.tokens import block_hashes
@@ -154,3 +154,24 @@ async def test_aborted_sequences_free_their_blocks() -> None:
         task.cancel()
     assert scheduler.kv.used_blocks == 0
     assert scheduler.metrics.requests_finished["abort"] == 1
+
+
+async def test_a_transferred_prompt_joins_the_decode_batch_without_a_prefill_pass() -> None:
+    """PD decode side: SGLang builds the request's batch entry without a forward; vLLM
+    computes its last prompt token inside the decode step. Neither runs a prefill pass."""
+    for forward in (False, True):
+        timing = RecordingTiming()
+        scheduler = make(timing)
+        scheduler.config = replace(scheduler.config, transfer_forward=forward)
+        running = seq(100, 6, tag="running")
+        scheduler.submit(running)
+        moved = seq(4000, 3, tag="moved", index=1)
+        moved.transferred = True
+        scheduler.submit(moved)
+        events = await finish_all(scheduler, [running, moved])
+        assert [e[-1][2] for e in events] == [6, 3]
+        assert all(new != 1 for new, _ in timing.prefills), timing.prefills  # no 1-token pass
+        # Decode steps that carry `moved`: its 2 tokens after the first, plus (vLLM) the
+        # step that computed its last prompt token and so its first output token.
+        joined = [(b, c) for b, c in timing.decodes if c >= 4000]
+        assert len(joined) == 2 + forward, timing.decodes
