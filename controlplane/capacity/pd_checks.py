@@ -44,7 +44,9 @@ def pd_findings(pools: PdPools) -> list[Finding]:
     rule = pd_rule_of(pools)
     if not rule.supported:
         return _engine(rule)
-    checks = (_backend, _network, _same_serving, _speculative, _tensor, _glm_reports)
+    checks = (
+        _backend, _network, _shared_storage, _same_serving, _speculative, _tensor, _glm_reports,
+    )  # fmt: skip
     findings: list[Finding] = []
     for check in checks:
         findings.extend(check(pools, rule))
@@ -123,6 +125,32 @@ def _network(pools: PdPools, _rule: PdRule) -> list[Finding]:
                 "pd-network",
                 "`network.ib_devices` names RDMA devices, but `network.transport` is tcp.",
                 "remove `ib_devices`, or set `network.transport: rdma`.",
+            )
+        ]
+    return []
+
+
+def _shared_storage(pools: PdPools, rule: PdRule) -> list[Finding]:
+    """A shared folder only for the connectors that read one; on GPUs, say what it costs."""
+    shared = pools.backend in rule.shared_storage_backends
+    if pools.spec.transfer.shared_storage_path is not None and not shared:
+        return [
+            _error(
+                "pd-shared-storage",
+                f"`transfer.shared_storage_path` is read by {rule.label}'s"
+                f" {', '.join(rule.shared_storage_backends) or 'no'} connector only, not by"
+                f" `{pools.backend}`.",
+                "remove `shared_storage_path`, or set `transfer.backend: ExampleConnector`.",
+            )
+        ]
+    if shared and pools.topology.spec.gpus.type.upper() != "CPU":
+        return [
+            _warning(
+                "pd-shared-storage",
+                f"{pools.backend} is vLLM's disk-based example connector (for tests and CPU"
+                " runs): it writes every prompt's KV to the shared folder synchronously and"
+                " never deletes it, and both pools must see that folder (one host).",
+                "use `transfer.backend: NixlConnector` (the default) for GPU serving.",
             )
         ]
     return []

@@ -18,7 +18,9 @@ Flags, pinned to the engine versions glmctl targets:
   `kv_role` (NIXL: `kv_both`, the proxy decides who prefills; the other connectors:
   producer on prefill, consumer on decode) and `kv_load_failure_policy`; NIXL's side
   channel from VLLM_NIXL_SIDE_CHANNEL_HOST / _PORT (vllm/envs.py); RDMA devices for UCX
-  from UCX_NET_DEVICES.
+  from UCX_NET_DEVICES; ExampleConnector (v1/example_connector.py, disk-based, one host)
+  reads `kv_connector_extra_config.shared_storage_path`, the same folder on both pools
+  (spec/disaggregation.py `shared_storage_path`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from dataclasses import replace
 from controlplane.engines import build_command
 from controlplane.engines.base import HOST, LaunchCommand, LaunchContext
 from controlplane.engines.simulator import sim_command
+from controlplane.spec.disaggregation import shared_storage_path
 from controlplane.spec.models import EngineKind
+from controlplane.spec.pd_engines import VLLM_PD
 from controlplane.spec.pd_pools import ROLES, PdPools
 
 __all__ = ["pd_command", "pd_flags"]
@@ -101,11 +105,14 @@ def _vllm(pools: PdPools, role: str, port: str) -> tuple[tuple[str, ...], dict[s
     # NIXL: the proxy decides who prefills; the other connectors are told their side.
     one_way = "kv_producer" if role == "prefill" else "kv_consumer"
     kv_role = "kv_both" if nixl else one_way
-    config = {
+    config: dict[str, object] = {
         "kv_connector": pools.backend,
         "kv_role": kv_role,
         "kv_load_failure_policy": pools.spec.transfer.kv_load_failure_policy,
     }
+    if pools.backend in VLLM_PD.shared_storage_backends:
+        folder = shared_storage_path(pools.spec, pools.topology.name)
+        config["kv_connector_extra_config"] = {"shared_storage_path": folder}
     env: dict[str, str] = {}
     if nixl:
         env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = HOST

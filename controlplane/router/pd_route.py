@@ -8,7 +8,9 @@ Per try: choose a pair (pd_select.choose_pair), then per flavour of the decode e
   answer goes to the client through the colocated relay (proxy.forward), P's is read and
   dropped (mini_lb does the same).
 - vLLM: P first (one token, not streamed, `kv_transfer_params.do_remote_decode`), then D
-  with P's returned `kv_transfer_params`, relayed like a colocated answer.
+  with P's returned `kv_transfer_params`, relayed like a colocated answer. A connector
+  that returns none (ExampleConnector: D looks the prompt's KV up in the shared folder)
+  gets D the request as the client sent it.
 
 Failures, before anything reached the client:
 - P or D refused the connection (down), or, for vLLM, P failed before answering: the
@@ -211,10 +213,11 @@ async def _vllm(app: RouterApp, pair: PdPair, data: dict[str, Any], ex: Exchange
         raise _Retry(pair.prefill.endpoint_id, UpstreamFailed(str(exc))) from exc
     if status >= 500:
         raise _Retry(pair.prefill.endpoint_id, UpstreamFailed(f"HTTP {status}", status))
-    params = transfer_params(answer) if status == 200 else None
-    if params is None:  # P refused the request itself (4xx): the client's answer
+    if status != 200:  # P refused the request itself (4xx): the client's answer
         await _reply(ex.send, status, answer)
         return status
+    # No params (ExampleConnector): D finds the KV by the prompt itself.
+    params = transfer_params(answer)
     return await _decode(app, pair, vllm_decode_body(data, params), ex, lambda: None)
 
 

@@ -14,7 +14,8 @@ Request bodies, per engine (checked against the engines' own routers):
 - vLLM 0.32.0 (tests/v1/kv_connector/nixl_integration/toy_proxy_server.py): P gets
   `kv_transfer_params` {do_remote_decode: true, do_remote_prefill: false, remote_*: null},
   `stream: false`, `max_tokens: 1` (and `max_completion_tokens: 1` when present), no
-  `stream_options`; D gets the original body with P's returned `kv_transfer_params`.
+  `stream_options`; D gets the original body with P's returned `kv_transfer_params` (none
+  with ExampleConnector, whose D finds the prompt's KV in the shared folder itself).
 """
 
 from __future__ import annotations
@@ -112,9 +113,10 @@ def vllm_prefill_body(data: dict[str, Any]) -> bytes:
     return orjson.dumps(body)
 
 
-def vllm_decode_body(data: dict[str, Any], params: dict[str, Any]) -> bytes:
-    """The body vLLM's PD proxy sends to D: the request plus P's `kv_transfer_params`."""
-    return orjson.dumps({**data, "kv_transfer_params": params})
+def vllm_decode_body(data: dict[str, Any], params: dict[str, Any] | None) -> bytes:
+    """The body vLLM's PD proxy sends to D: the request plus P's `kv_transfer_params`;
+    without them (None: P's connector returns none, as ExampleConnector) the request as is."""
+    return orjson.dumps(data if params is None else {**data, "kv_transfer_params": params})
 
 
 def transfer_params(prefill_answer: bytes) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from controlplane.spec.fields import Port, PositiveInt, StrictModel
-from controlplane.spec.pd_engines import transfer_rule
+from controlplane.spec.pd_engines import SHARED_STORAGE_ROOT, transfer_rule
 
 if TYPE_CHECKING:  # the topology's own sections; bound by `bind_sections` (models.py)
     from controlplane.spec.models import (
@@ -122,7 +122,9 @@ class TransferSpec(StrictModel):
     backend: str | None = Field(
         None,
         description="SGLang: mooncake (default), mooncake_tcp, nixl, mori. vLLM: a KV connector"
-        " of its version, NixlConnector (default), MooncakeConnector, LMCacheConnectorV1, ...",
+        " of its version, NixlConnector (default), MooncakeConnector, LMCacheConnectorV1, ...;"
+        " ExampleConnector is vLLM's disk-based example connector, for tests and CPU runs on"
+        " one host (see `shared_storage_path`).",
         examples=["mooncake", "NixlConnector"],
     )
     bootstrap_port: Port | None = Field(
@@ -134,6 +136,15 @@ class TransferSpec(StrictModel):
         "fail",
         pattern="^(fail|recompute)$",
         description="vLLM: on a failed KV load, fail the request (default) or recompute it.",
+    )
+    shared_storage_path: str | None = Field(
+        None,
+        min_length=1,
+        # Left out of dumps when unset, so plans of other topologies read as before.
+        exclude_if=lambda value: value is None,
+        description="vLLM ExampleConnector: the folder both pools write and read the KV files"
+        " in (one host; nothing deletes them); default /tmp/glmctl-kv/<deployment name>.",
+        examples=["/var/tmp/glmctl-kv"],
     )
 
 
@@ -191,6 +202,12 @@ def bootstrap_port(spec: DisaggregationSpec, engine: str) -> int:
     if spec.transfer.bootstrap_port is not None:
         return spec.transfer.bootstrap_port
     return transfer_rule(engine).port
+
+
+def shared_storage_path(spec: DisaggregationSpec, name: str) -> str:
+    """The folder of a shared-storage connector (ExampleConnector) for deployment `name`:
+    the spec's, or `SHARED_STORAGE_ROOT/<name>`."""
+    return spec.transfer.shared_storage_path or f"{SHARED_STORAGE_ROOT}/{name}"
 
 
 def bind_sections(namespace: dict[str, Any]) -> None:

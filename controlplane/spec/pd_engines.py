@@ -33,6 +33,7 @@ __all__ = [
     "PD_RULES",
     "SGLANG_BACKENDS",
     "SGLANG_PD",
+    "SHARED_STORAGE_ROOT",
     "TRTLLM_PD",
     "VLLM_CONNECTORS",
     "VLLM_PD",
@@ -48,8 +49,12 @@ __all__ = [
 SGLANG_BACKENDS: dict[str, tuple[str, ...]] = {
     "0.5.23": ("mooncake", "mooncake_tcp", "nixl", "mori"),
 }
-# Connectors of vLLM 0.32 that move KV from one instance to another (the offloading and
-# example connectors of factory.py stay on one instance, so they cannot carry PD).
+# Connectors of vLLM 0.32 that move KV from one instance to another (the offloading
+# connectors of factory.py stay on one instance, so they cannot carry PD).
+# ExampleConnector (v1/example_connector.py, SharedStorageConnector before 0.32) is vLLM's
+# disk-based example: the prefill writes each prompt's KV as safetensors files under
+# `shared_storage_path`, the decode reads them back. For tests and CPU runs only: both pools
+# must see the same folder (one host), it saves synchronously and never deletes a file.
 VLLM_CONNECTORS: dict[str, tuple[str, ...]] = {
     "0.32.0": (
         "NixlConnector",
@@ -59,8 +64,12 @@ VLLM_CONNECTORS: dict[str, tuple[str, ...]] = {
         "MoRIIOConnector",
         "LMCacheConnectorV1",
         "LMCacheMPConnector",
+        "ExampleConnector",
     ),
 }
+# Where a shared-storage connector's pools keep the KV when the topology names no folder:
+# `<this>/<deployment name>`, on the one host both pools run on (vLLM's own default is /tmp).
+SHARED_STORAGE_ROOT = "/tmp/glmctl-kv"
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,9 @@ class PdRule:
     tp_crash_report: str = ""
     nixl_tp_rules: bool = False
     glm45_reports: bool = False  # the GLM-4.5-FP8 PD reports apply (capacity/pd_checks.py)
+    # Backends that hand KV over through files in one folder both pools see (tests and CPU
+    # runs on one host), told `kv_connector_extra_config.shared_storage_path`.
+    shared_storage_backends: tuple[str, ...] = ()
 
 
 SGLANG_PD = PdRule(
@@ -116,6 +128,8 @@ VLLM_PD = PdRule(
     kv_dtype_source="vLLM 0.32 NIXL compatibility hash (nixl/metadata.py) fails the handshake",
     hashes_speculative=True,
     nixl_tp_rules=True,
+    # vLLM's disk-based example connector (VLLM_CONNECTORS above): one host, tests and CPU.
+    shared_storage_backends=("ExampleConnector",),
 )
 TRTLLM_PD = PdRule("trtllm", "TensorRT-LLM", supported=False)
 # SGLang's rule first: it also applies where no other does (see `checked_rule`).

@@ -116,6 +116,15 @@ def variant_with_transfer(engine: str, transfer: dict[str, object], **network: o
     return yaml.safe_dump(data)
 
 
+def test_a_shared_folder_needs_the_example_connector_which_warns_on_gpus() -> None:
+    nixl = variant_with_transfer("vllm", {"shared_storage_path": "/data/kv"})
+    assert "ExampleConnector" in assert_refused(findings(nixl), "pd-shared-storage").message
+    example = pools_of(variant_with_transfer("vllm", {"backend": "ExampleConnector"}))
+    found = {f.code: f for f in pd_findings(example)}
+    assert found["pd-shared-storage"].severity is Severity.WARNING  # GPUs: tests only
+    assert "pd-backend" not in found  # vLLM 0.32's factory.py registers it
+
+
 def test_mooncake_over_tcp_is_refused_and_the_tcp_default_is_mooncake_tcp() -> None:
     refused = variant_with_transfer("sglang", {"backend": "mooncake"}, transport="tcp")
     assert_refused(findings(refused), "pd-network")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from controlplane.engines import LaunchContext, build_command
 from controlplane.engines.pd_args import pd_command
@@ -51,6 +52,31 @@ def test_vllm_pools_get_a_kv_transfer_config(role: str) -> None:
     }
     assert command.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] == "5600"
     assert command.env["UCX_NET_DEVICES"] == "mlx5_0"
+
+
+@pytest.mark.parametrize(
+    ("role", "kv_role"), [("prefill", "kv_producer"), ("decode", "kv_consumer")]
+)
+def test_vllm_example_connector_shares_one_folder(role: str, kv_role: str) -> None:
+    data = yaml.safe_load(with_pools(AIR_PD, {}, {}, engine="vllm"))
+    data["disaggregation"]["transfer"] = {"backend": "ExampleConnector"}
+    pools = pools_of(yaml.safe_dump(data))
+    command = pd_command(pools, role, LaunchContext())
+    assert command is not None
+    config = json.loads(flag(command.argv, "--kv-transfer-config") or "{}")
+    folder = f"/tmp/glmctl-kv/{pools.topology.name}"  # glmctl's default: one per deployment
+    assert config == {
+        "kv_connector": "ExampleConnector",
+        "kv_role": kv_role,
+        "kv_load_failure_policy": "fail",
+        "kv_connector_extra_config": {"shared_storage_path": folder},
+    }
+    assert "VLLM_NIXL_SIDE_CHANNEL_PORT" not in command.env
+    data["disaggregation"]["transfer"]["shared_storage_path"] = "/data/kv"
+    given = pd_command(pools_of(yaml.safe_dump(data)), role, LaunchContext())
+    assert given is not None
+    config = json.loads(flag(given.argv, "--kv-transfer-config") or "{}")
+    assert config["kv_connector_extra_config"] == {"shared_storage_path": "/data/kv"}
 
 
 def test_an_unknown_role_is_a_programming_error() -> None:

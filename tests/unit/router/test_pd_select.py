@@ -86,6 +86,9 @@ def test_vllm_bodies_follow_the_toy_proxy() -> None:
     params = {"do_remote_prefill": True, "remote_request_id": "r", "remote_port": 5600}
     d = orjson.loads(vllm_decode_body(data, params))
     assert d == {**data, "kv_transfer_params": params}
+    # ExampleConnector's P returns no params: D gets the request as the client sent it.
+    assert orjson.loads(vllm_decode_body(data, None)) == data
+    assert transfer_params(b'{"id": "x", "kv_transfer_params": null}') is None
 
 
 def test_transfer_params_and_sse_error_parsing() -> None:
