@@ -93,8 +93,16 @@ def _transfer_rules(engine: pm.PdMetrics) -> list[dict[str, Any]]:
     p99 = f"histogram_quantile(0.99, {rate})"
     if engine.transfer_latency_unit_s != 1.0:
         p99 = f"{p99} * {engine.transfer_latency_unit_s:g}"
-    names = "|".join(engine.transfer_failures)  # one selector: `or` would drop equal labels
-    failures = f'sum by (deployment) (rate({{__name__=~"{names}"}}[{W}]))'
+    # One sum per counter, added: one selector over several names fails once rate() drops
+    # the names ("vector cannot contain metrics with the same labelset"), and `or` between
+    # them would drop the second counter's series (same labels). A counter an engine has
+    # not exported yet counts 0 for a deployment that exports the other.
+    names = "|".join(engine.transfer_failures)
+    present = f'group by (deployment) ({{__name__=~"{names}"}}) * 0'
+    failures = " + ".join(
+        f"(sum by (deployment) (rate({name}[{W}])) or {present})"
+        for name in engine.transfer_failures
+    )
     return [
         _rule("glmctl:pd_kv_transfer_seconds:p99", p99, engine),
         _rule(f"glmctl:pd_kv_transfer_failures:rate{W}", failures, engine),

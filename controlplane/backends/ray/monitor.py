@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 from controlplane.backends.ray.records import DeploymentRecord, list_records, replica_records
 from controlplane.catalog.gpus import find_gpu
+from controlplane.catalog.pd_metrics import PD_LABEL
 from controlplane.engines import find_profile
 from controlplane.local.prometheus_server import LOOPBACK
 from controlplane.local.prometheus_server import binary as prometheus_binary
@@ -68,6 +69,8 @@ def targets(records: Sequence[DeploymentRecord], replicas: Replicas, agent: str)
         path = engine.prometheus_path if engine is not None else None
         for replica in replicas.get(record.name, ()):
             labels = {**base, cat.REPLICA: replica["replica_id"], cat.NODE_RANK: "0"}
+            if replica.get("pd"):  # a PD pool's replica: vLLM's series name no pool themselves
+                labels[PD_LABEL] = replica["pd"]
             if path is not None:
                 labels["__metrics_path__"] = path
             out.append(prom.ScrapeTarget(_address(replica["url"]), cat.JOB_ENGINE, labels))
