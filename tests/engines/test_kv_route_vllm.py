@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from controlplane.router.registry import EndpointInfo, register_info
 from controlplane.router.server import RouterProcesses
 from controlplane.spec import Topology, load_topology
 from tests.conftest import TOPOLOGIES
+from tests.engines.vllm_servers import stop_group, wait_healthy
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -78,21 +78,6 @@ def start_vllm(venv: EngineVenv, model: Path, flags: list[str], folder: Path) ->
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)  # fmt: skip
     return process, f"http://127.0.0.1:{port}"
-
-
-def wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-    raise AssertionError(f"vLLM did not come up (exit {process.poll()}):\n{tail}")
 
 
 class Stack:
@@ -146,11 +131,7 @@ def stack(
         for thing in reversed(started):
             thing.stop()
         redis.stop()
-        os.killpg(process.pid, signal.SIGTERM)  # the API server and its engine core
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process)
 
 
 def text(tag: str, words: int = 30) -> str:  # about 200 tiny-tokenizer tokens

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from controlplane.render.ray_serve import reference_plan
 from controlplane.router.registry import EndpointInfo, register_info
 from controlplane.router.server import RouterProcesses
 from controlplane.spec import load_topology
+from tests.engines.vllm_servers import stop_group, wait_healthy
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -48,7 +48,6 @@ TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "tiny-glm45-cpu-pd.y
 MODEL = "glm-4.5-tiny"
 NS = "pdcpu"
 ROLES = ("prefill", "decode")
-START_TIMEOUT_S = 900  # two servers starting on a few shared cores (about 1 min when idle)
 NO_THINKING = {"chat_template_kwargs": {"enable_thinking": False}}
 
 
@@ -91,31 +90,6 @@ def start_engine(
     return process, f"http://127.0.0.1:{port}"
 
 
-def wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url + "/health", timeout=2, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-    raise AssertionError(f"vLLM ({log.stem}) did not come up (exit {process.poll()}):\n{tail}")
-
-
-def stop_engine(process: subprocess.Popen[bytes]) -> None:
-    """The API server and its engine core (the process group this test created)."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def stack(
     vllm_venv: EngineVenv, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -148,7 +122,7 @@ def stack(
         if redis is not None:
             redis.stop()
         for process in processes.values():
-            stop_engine(process)
+            stop_group(process)
 
 
 def fresh_text(words: int = 45) -> str:

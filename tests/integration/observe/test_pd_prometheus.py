@@ -9,7 +9,6 @@ No Ray: the pieces start directly (as tests/integration/observe/test_sglang_slo.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,6 @@ import pytest
 from controlplane.backends.ray import monitor
 from controlplane.backends.ray.records import new_record
 from controlplane.engines.sim import SimServer
-from controlplane.local.ports import free_port
 from controlplane.local.redis_server import LocalRedis
 from controlplane.observe import prometheus as prom
 from controlplane.observe.dashboards import render_dashboards
@@ -48,7 +46,6 @@ def stack(
     record = new_record(plan(topo, embedded_inventory(topo)), "pd-abc", "pd-router", 8123, 1)
     redis = LocalRedis.start()
     started: list[Any] = [redis]
-    process: subprocess.Popen[bytes] | None = None
     try:
         replicas = []
         for role in ROLES:
@@ -63,16 +60,11 @@ def stack(
         started.append(router)
         record = record.model_copy(update={"router_url": router.url})
         layout = prom.Layout(tmp_path_factory.mktemp(f"prometheus-{flavor}"))
-        prom.write_targets(layout, monitor.targets([record], {record.name: replicas}, "x:1"))
-        prom.write_rules(layout, {record.name: SloSpec()})
-        port = free_port()
-        process = prom.start(layout, port, 1.0, 1.0)
-        yield {"prometheus": f"http://127.0.0.1:{port}", "router": router.url,
-               "model": topo.served_model_name, "deployment": record.name}  # fmt: skip
+        targets = monitor.targets([record], {record.name: replicas}, "x:1")
+        with promql.running(layout, targets, {record.name: SloSpec()}) as url:
+            yield {"prometheus": url, "router": router.url, "model": topo.served_model_name,
+                   "deployment": record.name}  # fmt: skip
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=20)
         for item in reversed(started):
             item.stop()
 

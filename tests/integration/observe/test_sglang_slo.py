@@ -9,7 +9,6 @@ No Ray: the pieces start directly (as tests/integration/router does), so it is q
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane.engines.sim import SimServer
-from controlplane.local.ports import free_port
 from controlplane.local.redis_server import LocalRedis
 from controlplane.observe import catalog as cat
 from controlplane.observe import prometheus as prom
@@ -46,7 +44,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     topo = load_topology(TOPOLOGY)
     redis = LocalRedis.start()
     started: list[Any] = [redis]
-    process: subprocess.Popen[bytes] | None = None
     try:
         engine = SimServer.start(topo, flavor="sglang", time_scale=40.0)
         started.append(engine)
@@ -54,24 +51,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         router = RouterProcesses.start(redis.url, workers=1, policy="round_robin",
                                        scrape_interval=0.3)  # fmt: skip
         started.append(router)
-        layout = prom.Layout(tmp_path_factory.mktemp("prometheus"))
-        prom.write_targets(layout, [
+        targets = [
             prom.ScrapeTarget(engine.url.removeprefix("http://"), cat.JOB_ENGINE,
                               {**TARGET, cat.DEPLOYMENT: DEPLOYMENT}),
             prom.ScrapeTarget(engine.url.removeprefix("http://"), cat.JOB_ENGINE,
                               {**TARGET, cat.DEPLOYMENT: TIGHT}),
             prom.ScrapeTarget(router.url.removeprefix("http://"), cat.JOB_ROUTER,
                               {cat.DEPLOYMENT: DEPLOYMENT}),
-        ])  # fmt: skip
-        prom.write_rules(layout, {DEPLOYMENT: SloSpec(), TIGHT: SloSpec(ttft_p99=TIGHT_TTFT)})
-        port = free_port()
-        process = prom.start(layout, port, 1.0, 1.0)
-        yield {"prometheus": f"http://127.0.0.1:{port}", "engine": engine.url,
-               "router": router.url, "model": topo.served_model_name}  # fmt: skip
+        ]  # fmt: skip
+        slos = {DEPLOYMENT: SloSpec(), TIGHT: SloSpec(ttft_p99=TIGHT_TTFT)}
+        layout = prom.Layout(tmp_path_factory.mktemp("prometheus"))
+        with promql.running(layout, targets, slos) as url:
+            yield {"prometheus": url, "engine": engine.url, "router": router.url,
+                   "model": topo.served_model_name}  # fmt: skip
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=20)
         for item in reversed(started):
             item.stop()
 
@@ -151,8 +144,7 @@ def _increase_at(url: str, ts: float, series: str, deployment: str, le: str | No
     """Prometheus's own 5m increase of `series` (summed over `is_streaming`) at time `ts`."""
     le_match = f',le="{le}"' if le else ""
     expr = f'sum(increase({series}{{deployment="{deployment}"{le_match}}}[5m]))'
-    answer = httpx.get(f"{url}/api/v1/query", params={"query": expr, "time": ts}, timeout=10)
-    return float(answer.json()["data"]["result"][0]["value"][1])
+    return float(_query(url, expr, ts)[0]["value"][1])
 
 
 def _sli_checked(driven: dict[str, Any], deployment: str, lo: str, hi: str | None,
@@ -172,8 +164,7 @@ def _sli_checked(driven: dict[str, Any], deployment: str, lo: str, hi: str | Non
     assert len(result) == 1, result
     # The sample's own timestamp (an instant query reports its query time instead).
     ts = float(_query(url, f"timestamp({query})")[0]["value"][1])
-    answer = httpx.get(f"{url}/api/v1/query", params={"query": query, "time": ts}, timeout=10)
-    bad = float(answer.json()["data"]["result"][0]["value"][1])
+    bad = float(_query(url, query, ts)[0]["value"][1])
     count = _increase_at(url, ts, f"{name}_count", deployment)
     low = _increase_at(url, ts, f"{name}_bucket", deployment, lo)
     high = _increase_at(url, ts, f"{name}_bucket", deployment, hi) if hi else low

@@ -69,12 +69,8 @@ def routed_to(router: str, payload: dict[str, Any]) -> str:
     return reply.headers["x-glmctl-endpoint"]
 
 
-def metric(router: str, name: str) -> float:
-    text = httpx.get(f"{router}/metrics", timeout=10, trust_env=False).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
-
-
-def engine_metric(url: str, name: str) -> float:
+def metric(url: str, name: str) -> float:
+    """Sum of the samples starting with `name` on `url`'s /metrics (a router or an engine)."""
     text = httpx.get(f"{url}/metrics", timeout=10, trust_env=False).text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
@@ -116,12 +112,12 @@ def test_router_routes_a_prefix_to_the_engine_whose_events_announced_it(
                    trust_env=False).raise_for_status()  # fmt: skip
         key = f'glmctl_router_kv_index_blocks{{endpoint="p{holder}"}}'
         wait_for(lambda key=key: metric(router, key) >= 18)  # 300 words: 18+ full blocks
-        engine_hits = engine_metric(servers[holder].url, HITS[flavor])
+        engine_hits = metric(servers[holder].url, HITS[flavor])
         predicted = predicted_blocks(router, f"p{holder}")
         for _ in range(3):  # whatever the rotation, the holder wins at equal load
             assert routed_to(router, payload) == f"p{holder}"
         # What the router predicted is what the engine found: its own prefix-cache hits.
-        engine_hits = engine_metric(servers[holder].url, HITS[flavor]) - engine_hits
+        engine_hits = metric(servers[holder].url, HITS[flavor]) - engine_hits
         predicted = predicted_blocks(router, f"p{holder}") - predicted
         print(f"p{holder}: predicted {predicted:.0f} blocks, engine hit {engine_hits:.0f} tokens")
         assert predicted * settings.block_size == engine_hits
