@@ -7,7 +7,8 @@ and Prometheus merges targets with identical labels into one scrape. `honorLabel
 keeps the router's own `endpoint` label (prometheus-operator's target label of the same
 name would replace it). PodMonitors: Ray's metrics port on the Ray pods, and the engines'
 fixed HTTP port (worker_pod.ENGINE_PORTS) on the worker pods, labelled by KubeRay's
-replica name and host index (RayMultiHostIndexing, on by default in KubeRay v1.7.0).
+replica name and host index (RayMultiHostIndexing, on by default in KubeRay v1.7.0) and,
+on a PD pool's pods, the pool (`pd`, from the worker group's name).
 `prometheus_rule` and `dashboards_configmap` wrap what the observability catalogue
 produces (Prometheus rule files `{"groups": [...]}` and dashboard JSON by file name); they
 take that data as arguments so this module needs nothing from it.
@@ -19,6 +20,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from controlplane.catalog.pd_metrics import PD_LABEL
 from controlplane.errors import UserError
 from controlplane.observe import catalog as cat
 from controlplane.planner.models import DeploymentPlan
@@ -29,7 +31,7 @@ from controlplane.render.k8s.common import (
     router_name,
     selector,
 )
-from controlplane.render.k8s.worker_pod import ENGINE_PORT_NAME
+from controlplane.render.k8s.worker_pod import ENGINE_PORT_NAME, group_name
 
 SCRAPE_INTERVAL = "15s"
 # Label Grafana's dashboard sidecar (kiwigrid k8s-sidecar, the Grafana Helm chart's
@@ -41,6 +43,9 @@ RAY_JOB = "glmctl-ray"  # Ray's own metrics agent, one target per Ray pod
 # KubeRay v1.7.0 pod labels (ray-operator/controllers/ray/utils/constant.go).
 REPLICA_NAME_LABEL = "__meta_kubernetes_pod_label_ray_io_worker_group_replica_name"
 HOST_INDEX_LABEL = "__meta_kubernetes_pod_label_ray_io_replica_host_index"
+# KubeRay v1.7.0 labels every Ray pod with its worker group's name (`RayNodeGroupLabelKey`,
+# ray-operator/controllers/ray/utils/constant.go; set in common/pod.go `labelPod`).
+GROUP_LABEL = "__meta_kubernetes_pod_label_ray_io_group"
 
 
 def _fixed(plan: DeploymentPlan, job: str) -> list[dict[str, Any]]:
@@ -107,13 +112,32 @@ def service_monitor(plan: DeploymentPlan) -> dict[str, Any]:
     }
 
 
-def _pod_endpoint(plan: DeploymentPlan, port: str, job: str) -> dict[str, Any]:
+def pool_labels(plan: DeploymentPlan) -> list[dict[str, Any]]:
+    """A PD pool's engine pods get the target label `pd` (prefill | decode) from their
+    worker group, as the embedded monitor's scrape targets do: vLLM's series name no pool,
+    and the PD recording rules select pools by this label. None for a colocated plan."""
+    return [
+        {
+            "action": "replace",
+            "sourceLabels": [GROUP_LABEL],
+            "regex": group_name(group),  # a DNS label: no regex metacharacter
+            "targetLabel": PD_LABEL,
+            "replacement": group.pd,
+        }
+        for group in plan.groups
+        if group.pd
+    ]
+
+
+def _pod_endpoint(
+    plan: DeploymentPlan, port: str, job: str, extra: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {
         "port": port,
         "path": "/metrics",
         "interval": SCRAPE_INTERVAL,
         "honorLabels": True,
-        "relabelings": target_labels(plan, job),
+        "relabelings": [*target_labels(plan, job), *(extra or [])],
     }
 
 
@@ -140,7 +164,9 @@ def engine_pod_monitor(plan: DeploymentPlan) -> dict[str, Any]:
         "metadata": metadata(plan, f"{plan.name}-engines", RAY_COMPONENT),
         "spec": {
             "selector": {"matchLabels": workers},
-            "podMetricsEndpoints": [_pod_endpoint(plan, ENGINE_PORT_NAME, cat.JOB_ENGINE)],
+            "podMetricsEndpoints": [
+                _pod_endpoint(plan, ENGINE_PORT_NAME, cat.JOB_ENGINE, pool_labels(plan))
+            ],
         },
     }
 
