@@ -146,9 +146,12 @@ def _largest(feasible: Callable[[int], bool], ceiling: int) -> int:
 
 
 def decode_ceiling(topo: Topology, work: Workload) -> int:
-    """Most sequences a replica's KV holds at the workload's lengths (memory, not timing)."""
+    """Most sequences a replica runs at once: what its KV holds at the workload's lengths,
+    and no more than the engine is told to run (`max_num_seqs`: vLLM's --max-num-seqs,
+    SGLang's --max-running-requests; the rest wait in the engine's queue)."""
     per_seq = work.prompt_tail + work.output_tokens
-    return min(MAX_DECODE_BATCH, performance_model(topo).kv_token_capacity // per_seq)
+    held = performance_model(topo).kv_token_capacity // per_seq
+    return min(MAX_DECODE_BATCH, held, topo.spec.max_num_seqs)
 
 
 def decode_rate(topo: Topology, work: Workload, constants: PerfConstants = FITTED) -> PoolRate:

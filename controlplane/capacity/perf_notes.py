@@ -39,6 +39,9 @@ def assumptions(
         "Embeddings and lm_head are 16-bit in FP8 / INT checkpoints; the lm_head is read every"
         " forward.",
     ]
+    caveat = decode_caveat(topo)
+    if caveat:
+        items.append(caveat)
     spec = topo.speculative
     if spec is not None:
         source = (
@@ -52,6 +55,20 @@ def assumptions(
             " model."
         )
     return tuple(items)
+
+
+def decode_caveat(topo: Topology) -> str:
+    """Where held-out published runs say the estimate is optimistic beyond 10% for this
+    architecture ("" where no such run exists): GLM-5's sparse attention (DSA)."""
+    if not topo.arch.sparse_attention:
+        return ""
+    return (
+        "Not validated for sparse attention (DSA, GLM-5): on published GLM-5-FP8 runs on"
+        " 8 x H200 the engines were slower than this estimate, SGLang's EAGLE decode step"
+        " 1.5x (1 client) to 2.9x (~46 running), vLLM 0.18's prefill 3x (its decode step"
+        " within 12%); treat the throughput as an upper bound"
+        " (docs/guides/performance-model.md)."
+    )
 
 
 def _rates(k: PerfConstants) -> str:

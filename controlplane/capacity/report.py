@@ -17,6 +17,7 @@ from controlplane.capacity import constants as c
 from controlplane.capacity.host import NodeRam, host_ram, model_card_note
 from controlplane.capacity.layout import Layout, layout_of
 from controlplane.capacity.memory import ReplicaMemory, StageMemory, replica_memory
+from controlplane.capacity.perf_notes import decode_caveat
 from controlplane.capacity.performance import performance_model
 from controlplane.capacity.preflight import Finding, Severity, preflight
 from controlplane.capacity.suggest import Suggestion, suggestions
@@ -113,6 +114,7 @@ class CapacityReport(BaseModel):
     decode_tokens_per_s: float  # whole replica at max_num_seqs, half-full contexts
     tokens_per_step: float
     assumptions: list[str] = Field(default_factory=list)
+    decode_caveat: str = ""  # where published runs say the estimate is optimistic
 
     def explain(self) -> str:
         """One paragraph: the verdict, and what to change when it does not fit."""
@@ -289,6 +291,7 @@ def _performance_fields(topo: Topology, layout: Layout) -> dict[str, Any]:
         "decode_tokens_per_s": round(per_second, 1),
         "tokens_per_step": round(perf.tokens_per_step, 3),
         "assumptions": list(perf.assumptions),
+        "decode_caveat": decode_caveat(topo),
     }
 
 

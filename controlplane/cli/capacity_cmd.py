@@ -101,6 +101,8 @@ def _print_report(report: Any) -> None:
         f" {report.max_num_seqs} sequences ({report.tokens_per_step:.2f} tokens per step).",
         highlight=False,
     )
+    if report.decode_caveat:
+        console.print(f"[yellow]{escape(report.decode_caveat)}[/]", highlight=False)
 
 
 def _print_ranks(report: Any) -> None:

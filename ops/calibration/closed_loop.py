@@ -41,6 +41,9 @@ class Workload:
     input_len: int  # the client's --random-input-len
     output_len: int  # ... --random-output-len
     uniform: bool = False  # lengths drawn from [1, L] (range ratio 0) instead of fixed at L
+    # The engine's running-request cap (SGLang's --max-running-requests, vLLM's
+    # --max-num-seqs) where it is below the concurrency: the rest wait in the engine's queue.
+    max_running: int | None = None
 
     def requests(self) -> list[tuple[int, int]]:
         """(input tokens, output tokens) of every prompt, in sending order."""
@@ -103,6 +106,7 @@ class _Loop:
 
     def __init__(self, model: PerformanceModel, workload: Workload) -> None:
         self.model, self.concurrency = model, workload.concurrency
+        self.max_running = workload.max_running
         self.pending = workload.requests()[::-1]  # pop() from the end sends them in order
         self.running: list[_Request] = []
         self.waiting: list[_Request] = []  # sent, not yet prefilled (the pass budget was full)
@@ -113,16 +117,22 @@ class _Loop:
     def admit(self) -> list[_Request]:
         """Prompts for the next prefill pass: those waiting first, then newly sent ones."""
         fresh: list[_Request] = []
-        while self.waiting and (not fresh or _fits(fresh, self.waiting[0].isl)):
+        while (
+            self.waiting and self._room(fresh) and (not fresh or _fits(fresh, self.waiting[0].isl))
+        ):
             fresh.append(self.waiting.pop(0))
         while self.pending and self._in_flight(fresh) < self.concurrency:
             isl, osl = self.pending.pop()
             arrived = _Request(isl, osl, self.now)
-            if self.waiting or (fresh and not _fits(fresh, isl)):
+            if self.waiting or not self._room(fresh) or (fresh and not _fits(fresh, isl)):
                 self.waiting.append(arrived)
             else:
                 fresh.append(arrived)
         return fresh
+
+    def _room(self, fresh: list[_Request]) -> bool:
+        """True while the engine runs fewer requests than its cap."""
+        return self.max_running is None or len(self.running) + len(fresh) < self.max_running
 
     def _in_flight(self, fresh: list[_Request]) -> int:
         return len(self.running) + len(self.waiting) + len(fresh)

@@ -35,6 +35,14 @@ VLLM_RECIPE_GLM45V = (
     "https://github.com/vllm-project/recipes/blob/39672fb505f1b0718653186320fd2130174d000b"
     "/GLM/GLM-4.5V.md"
 )
+COOKBOOK_GLM5 = (
+    "https://github.com/sgl-project/sgl-cookbook/blob/b7feb18b39d292e0c4528606260d1092a31f0659"
+    "/docs/autoregressive/GLM/GLM-5.md"
+)
+VLLM_RECIPE_GLM5 = (
+    "https://github.com/vllm-project/recipes/blob/ced8444788526ff3fe875ecacd60ec7eb456d8c8"
+    "/GLM/GLM5.md"
+)
 VLLM_RECIPE_GLMV = (
     "https://github.com/vllm-project/recipes/blob/5cc86ffa74d76cba488e440ce439b365cf5563b8"
     "/GLM/GLM-V.md"
@@ -96,6 +104,31 @@ GAPS = {
         " way)",
         "output_tps": "the same decode-step gap as TPOT, and the model's mean TTFT is 1.2 s"
         " where the page's is 2.9 s (16 prefills of 8000 tokens queued at once)",
+    },
+    ("glm-5-fp8", 1000, 1000, 1): {
+        "tpot": "one step (a verify forward over 4 tokens and 3 EAGLE draft passes) is 17.4 ms in"
+        " the model and 26.2 ms on the page (its mean TPOT x accept length 3.48): the model is"
+        " too fast on GLM-5's layer itself at batch 1, where the layer floor fitted on GLM-4.x"
+        " (GQA) dominates; GLM-5's DSA adds an indexer (its own projections, FP8 logits and a"
+        " top-k) to each of its 78 layers, which that floor does not count. One run: not"
+        " enough to size a term",
+        "output_tps": "the same step, and the page's mean TTFT (291 ms for ~610-token prompts)"
+        " is 3x the model's",
+    },
+    ("glm-5-fp8", 1000, 1000, 100): {
+        "tpot": "the page's TPOT x accept length 3.50 gives a 128 ms step at ~46 running"
+        " requests (Little's law on its 2.43 requests/s; SGLang runs at most 48 under EAGLE),"
+        " 2.9x the model's 44 ms; at one client the ratio is 1.5x (above): the gap grows with"
+        " the batch, as on the GLM-4.6 B200 run, but three times as large. Not identified",
+        "output_tps": "the same step: the page serves 1,215 tokens/s, the model 2,350",
+    },
+    ("glm-5-fp8", 8000, 1024, 32): {
+        "output_tps": "the decode step agrees (median ITL 41.9 ms on the page, one step of 1.64"
+        " tokens; 46.7 ms in the model: +12%) and TPOT is within 10%, but the page's mean TTFT"
+        " is 13.4 s where the model's is 4.1 s: 32 prompts of 8,000 tokens prefill at ~11k"
+        " tokens/s on the page (p99 TTFT 23 s), a third of the model's prefill rate (vLLM"
+        " 0.18's GLM-5 prefill: DSA indexer and FP8 MoE; the prefill efficiency is fitted on"
+        " GLM-4.x runs only)",
     },
 }
 
@@ -212,6 +245,113 @@ HELD_OUT: tuple[CalibrationCase, ...] = (
             " ~1.5x); reported, not held to 10%"
         },
     ),
+    CalibrationCase(
+        name="sglang-cookbook-h200-glm5-fp8-tp8-eagle-c1",
+        source=COOKBOOK_GLM5,
+        engine="SGLang commit 947927bdb (Feb 2026)",
+        replay_engine=EngineKind.SGLANG,
+        model="glm-5-fp8",
+        precision="fp8",
+        gpu="H200",
+        gpus=8,
+        tensor=8,
+        expert=1,
+        isl=1000,
+        osl=1000,
+        concurrency=1,
+        tpot_ms=6.97,
+        ttft_ms=290.88,
+        output_tps=117.96,
+        confidence="SGLang cookbook, GLM-5-FP8 on 8 x H200, `sglang serve --tp 8"
+        " --speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-eagle-topk 1"
+        " --speculative-num-draft-tokens 4`, `sglang.bench_serving --dataset-name random"
+        " --random-input-len 1000 --random-output-len 1000 --num-prompts 10 --max-concurrency 1`"
+        " (lengths uniform: 6,101 input and 4,220 output tokens for 10 prompts); the page's"
+        " accept length 3.48 is given to the model (GLM-4.x's per-position MTP acceptance does"
+        " not carry over). Full benchmark output pasted. Held out: no constant was read from it.",
+        speculative={
+            "algorithm": "eagle",
+            "num_steps": 3,
+            "eagle_topk": 1,
+            "num_draft_tokens": 4,
+            "acceptance_length": 3.48,
+        },
+        num_prompts=10,
+        uniform_lengths=True,
+        median_tpot=True,
+        unreachable=GAPS[("glm-5-fp8", 1000, 1000, 1)],
+    ),
+    CalibrationCase(
+        name="sglang-cookbook-h200-glm5-fp8-tp8-eagle-c100",
+        source=COOKBOOK_GLM5,
+        engine="SGLang commit 947927bdb (Feb 2026)",
+        replay_engine=EngineKind.SGLANG,
+        model="glm-5-fp8",
+        precision="fp8",
+        gpu="H200",
+        gpus=8,
+        tensor=8,
+        expert=1,
+        isl=1000,
+        osl=1000,
+        concurrency=100,
+        tpot_ms=36.52,
+        ttft_ms=20613.80,
+        output_tps=1214.97,
+        confidence="The same page and server as the one-client run, `--num-prompts 1000"
+        " --max-concurrency 100` (502,493 input and 500,251 output tokens: uniform lengths);"
+        " accept length 3.50. The server sets no --max-running-requests, so SGLang's EAGLE"
+        " default of 48 applies (server_args.py: 'Max running requests is reset to 48 for"
+        " speculative decoding'): the other ~52 clients wait in its queue (mean TTFT 20.6 s),"
+        " which the replay reproduces with that cap. Held out: no constant was read from it.",
+        speculative={
+            "algorithm": "eagle",
+            "num_steps": 3,
+            "eagle_topk": 1,
+            "num_draft_tokens": 4,
+            "acceptance_length": 3.50,
+        },
+        num_prompts=1000,
+        uniform_lengths=True,
+        median_tpot=True,
+        max_running=48,
+        unreachable=GAPS[("glm-5-fp8", 1000, 1000, 100)],
+    ),
+    CalibrationCase(
+        name="vllm-recipe-h200-glm5-fp8-tp8-mtp3-8k1k-c32",
+        source=VLLM_RECIPE_GLM5,
+        engine="vLLM 0.18.0",
+        replay_engine=EngineKind.VLLM,
+        model="glm-5-fp8",
+        precision="fp8",
+        gpu="H200",
+        gpus=8,
+        tensor=8,
+        expert=1,
+        isl=8000,
+        osl=1024,
+        concurrency=32,
+        tpot_ms=34.58,
+        ttft_ms=13395.44,
+        output_tps=526.57,
+        confidence="vLLM recipe, GLM-5-FP8 on 8 x H200, `vllm serve --tensor-parallel-size 8"
+        " --speculative-config.method mtp --speculative-config.num_speculative_tokens 3`, `vllm"
+        " bench serve --dataset-name random --random-input 8000 --random-output 1024"
+        " --request-rate 10 --num-prompts 32 --ignore-eos` (fixed lengths; 32 requests arrive"
+        " within ~3 s, peak concurrency 32: replayed as 32 clients with 32 prompts); the page's"
+        " acceptance length 1.64 is given to the model. Full benchmark output pasted. Held"
+        " out: no constant was read from it.",
+        speculative={
+            "algorithm": "mtp",
+            "num_steps": 3,
+            "num_draft_tokens": 3,
+            "acceptance_length": 1.64,
+        },
+        num_prompts=32,
+        median_tpot=True,
+        median_itl_ms=41.88,
+        unreachable=GAPS[("glm-5-fp8", 8000, 1024, 32)],
+    ),
 )
 
 # Runs a stated constant was read from: listed with their errors, not counted as held out.
@@ -255,6 +395,12 @@ NOT_USED: tuple[tuple[str, str], ...] = (
         "/GLM/GLM-4.5.md",
         "GLM-4.5-FP8 `--tensor-parallel-size 8`, 16 prompts of 8000/1000 at once (median TPOT"
         " 22.39 ms, 651.58 tok/s), but the GPU is not named",
+    ),
+    (
+        "https://github.com/vllm-project/recipes/blob/da8e84e035d9772ec866d6055e58cb1c913bb8cb"
+        "/GLM/GLM5.md",
+        "GLM-5-FP8 8 x H200 with one MTP token, the same 32-prompt burst as the held-out MTP-3"
+        " run, but no acceptance figure is published and GLM-4.x's does not carry over",
     ),
     (
         "https://github.com/vllm-project/recipes/blob/5cc86ffa74d76cba488e440ce439b365cf5563b8"

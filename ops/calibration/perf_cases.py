@@ -77,6 +77,9 @@ class CalibrationCase:
     # steps, the decode step itself. A diagnostic (where the model's error sits), not held to
     # the 10% bar; only replayed cases (num_prompts) are compared.
     median_itl_ms: float | None = None
+    # The engine's running-request cap where the launch leaves it below the clients (SGLang
+    # resets --max-running-requests to 48 under EAGLE unless it is set); None: no cap.
+    max_running: int | None = None
 
     @property
     def has_decode_figure(self) -> bool:

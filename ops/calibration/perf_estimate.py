@@ -81,7 +81,12 @@ def estimate(case: CalibrationCase, constants: PerfConstants = FITTED) -> CaseEs
     model = performance_model(topo, constants, replay_rule(case))
     if case.num_prompts:
         workload = Workload(
-            case.concurrency, case.num_prompts, case.isl, case.osl, case.uniform_lengths
+            case.concurrency,
+            case.num_prompts,
+            case.isl,
+            case.osl,
+            case.uniform_lengths,
+            case.max_running,
         )
         run = replay(model, workload)
         tpot = run.median_tpot_s if case.median_tpot else run.mean_tpot_s

@@ -131,10 +131,12 @@ def test_the_decode_batch_is_the_largest_within_the_itl_bound(itl_s: float) -> N
         return model.decode_step_seconds(b, b * context) / model.tokens_per_step
 
     assert itl(batch) <= work.itl_s
-    # The next batch breaks the bound, or does not fit in the replica's KV cache.
+    # The next batch breaks the bound, does not fit in the replica's KV cache, or is more
+    # than the engine runs at once (max_num_seqs).
     ceiling = decode_ceiling(topo, work)
     assert batch == ceiling or itl(batch + 1) > work.itl_s
-    assert ceiling == min(1024, model.kv_token_capacity // (work.prompt_tail + work.output_tokens))
+    held = model.kv_token_capacity // (work.prompt_tail + work.output_tokens)
+    assert ceiling == min(1024, held, topo.spec.max_num_seqs)
     tokens_per_s = batch * model.tokens_per_step / model.decode_step_seconds(batch, batch * context)
     assert served.requests_per_s == pytest.approx(tokens_per_s / work.output_tokens)
 

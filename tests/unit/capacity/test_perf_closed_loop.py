@@ -87,3 +87,26 @@ def test_prefill_passes_stretch_the_tail_not_the_median(model) -> None:  # type:
     step = model.decode_step_seconds(16, 16 * 1100)
     assert run.median_itl_s == pytest.approx(step, rel=0.05)
     assert run.mean_tpot_s > run.median_itl_s
+
+
+def test_the_engines_running_cap_holds_the_batch_and_queues_the_rest(model) -> None:  # type: ignore[no-untyped-def]
+    class Spy:
+        tokens_per_step = 1.0
+
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+
+        def prefill_seconds(self, tokens: int) -> float:
+            return float(model.prefill_seconds(tokens))
+
+        def decode_step_seconds(self, batch: int, context: int) -> float:
+            self.batches.append(batch)
+            return float(model.decode_step_seconds(batch, context))
+
+    capped, free = Spy(), Spy()
+    queued = replay(capped, Workload(12, 48, 200, 100, max_running=4))  # type: ignore[arg-type]
+    open_ = replay(free, Workload(12, 48, 200, 100))  # type: ignore[arg-type]
+    assert max(capped.batches) == 4 and max(free.batches) == 12
+    # Each wave of 4 waits for the waves ahead of it: 12 clients, 3 waves in flight.
+    assert queued.mean_ttft_s > 1.5 * queued.median_tpot_s * 99
+    assert open_.mean_ttft_s < queued.mean_ttft_s / 5
