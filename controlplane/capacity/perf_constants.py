@@ -16,7 +16,7 @@ figure). Every fit-set figure is within 9.8% - an IN-SAMPLE fit, not a validatio
 sample, see `python -m ops.benchmarks.perf_calibration` and docs/guides/performance-model.md:
 leave-one-source-out the two TensorRT-LLM sweeps reach 14.4% / 14.3% worst error, and on
 the SGLang cookbook's GLM-4.6 runs on 8 x B200 (held out) 16 of 18 figures are within 10%,
-the 1k / 1k run at 100 clients is not (-17% TPOT, +17% tokens/s). The stated assumptions
+the 1k / 1k run at 100 clients is not (-18% TPOT, +18% tokens/s). The stated assumptions
 below are not fitted; each says what it rests on.
 """
 

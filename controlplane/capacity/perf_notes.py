@@ -42,6 +42,13 @@ def assumptions(
     caveat = decode_caveat(topo)
     if caveat:
         items.append(caveat)
+    measured = topo.spec.performance
+    if measured is not None:
+        items.append(
+            f"Measured on this deployment's GPUs: decode step x{measured.decode_scale:g},"
+            f" prefill pass x{measured.prefill_scale:g} over the model"
+            + (f" ({measured.source})." if measured.source else ".")
+        )
     spec = topo.speculative
     if spec is not None:
         source = (
@@ -60,8 +67,8 @@ def assumptions(
 def decode_caveat(topo: Topology) -> str:
     """Where held-out published runs say the estimate is optimistic beyond 10% for this
     architecture ("" where no such run exists): GLM-5's sparse attention (DSA)."""
-    if not topo.arch.sparse_attention:
-        return ""
+    if not topo.arch.sparse_attention or topo.spec.performance is not None:
+        return ""  # a GQA model, or corrected by the operator's own measurement
     return (
         "Not validated for sparse attention (DSA, GLM-5): on published GLM-5-FP8 runs on"
         " 8 x H200 the engines were slower than this estimate, SGLang's EAGLE decode step"

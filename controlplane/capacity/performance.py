@@ -22,6 +22,8 @@ docs/guides/performance-model.md):
   un-graphed forward that every running decode waits for (SGLang; `timing_rules`,
   `perf_constants.prefill_stall_s`).
 Summing rather than taking the max is what the published runs show (see `perf_constants`).
+A topology's `performance:` section (measured on its own GPUs, `glmctl calibrate`) scales
+the decode step and the prefill pass last.
 With MTP a step is one verify forward over the drafted tokens plus the draft forwards of
 the one-layer MTP model; it emits `tokens_per_step` tokens per sequence on average, from
 per-position acceptance. Prefill uses the same terms over the new tokens.
@@ -93,6 +95,9 @@ class PerformanceModel:
     _prefill_flops_scale: float  # decode FLOP/s efficiency over prefill's
     _prefill_stall: float = 0.0  # fixed cost of one separate prefill pass (engine scheduling)
     separate_prefill_pass: bool = False  # prompts run in a forward of their own (TimingRule)
+    # The topology's measured corrections (`performance:`, from `glmctl calibrate`).
+    _decode_scale: float = 1.0
+    _prefill_scale: float = 1.0
 
     def decode_step_seconds(self, batch_size: int, context_tokens: int) -> float:
         """One decode step for `batch_size` running sequences whose KV totals context_tokens."""
@@ -106,7 +111,7 @@ class PerformanceModel:
         if self._draft is not None:
             per_pass = self._forward(self._draft, batch * self._draft_tokens_per_pass, 1, context)
             seconds += self._draft_passes * (per_pass + self._draft_overhead)
-        return seconds
+        return seconds * self._decode_scale
 
     def prefill_seconds(self, new_tokens: int, cached_tokens: int = 0) -> float:
         """One prefill pass of new_tokens on one replica (cached tokens are read, not computed)."""
@@ -125,7 +130,7 @@ class PerformanceModel:
         )
         if self._draft is not None:  # the draft layer extends over the prompt too
             seconds *= 1 + self._draft.layers / main.layers
-        return seconds + stall
+        return (seconds + stall) * self._prefill_scale
 
     def prompt_chunk_seconds(self, chunk: int, cached_tokens: int = 0) -> float:
         """What `chunk` prompt tokens add to the inter-token latency of the running decodes.
@@ -353,6 +358,7 @@ def performance_model(
         topk = spec.eagle_topk or 1
     rank_bw = topo.gpu.hbm_bandwidth * c.HBM_EFFICIENCY
     tokens = acceptance_length(topo, constants, rule)
+    measured = topo.spec.performance
     return PerformanceModel(
         tokens_per_step=tokens,
         kv_token_capacity=kv_token_capacity(topo),
@@ -376,4 +382,6 @@ def performance_model(
         _prefill_flops_scale=c.FLOPS_EFFICIENCY / constants.prefill_flops_efficiency,
         _prefill_stall=constants.prefill_stall_s if rule.separate_prefill_pass else 0.0,
         separate_prefill_pass=rule.separate_prefill_pass,
+        _decode_scale=measured.decode_scale if measured else 1.0,
+        _prefill_scale=measured.prefill_scale if measured else 1.0,
     )

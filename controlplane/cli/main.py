@@ -28,6 +28,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "spec_cmds": ("validate", "show", "schema", "models", "gpus"),
     "init_cmd": ("init",),
     "capacity_cmd": ("capacity",),
+    "calibrate_cmd": ("calibrate",),
     "render_cmd": ("render",),
     "deploy_cmds": ("plan", "apply", "status", "scale", "delete", "demo"),
     "doctor_cmd": ("doctor",),

@@ -283,6 +283,31 @@ class SimulationSpec(StrictModel):
     )
 
 
+class PerformanceSpec(StrictModel):
+    """Corrections to the performance model from runs measured on this deployment's own
+    GPUs and engine (`glmctl calibrate` fits them and prints this section)."""
+
+    decode_scale: float = Field(
+        1.0,
+        gt=0,
+        le=20,
+        description="Measured decode step over the model's (1: the model as fitted).",
+        examples=[1.14],
+    )
+    prefill_scale: float = Field(
+        1.0,
+        gt=0,
+        le=20,
+        description="Measured prefill pass over the model's (1: the model as fitted).",
+        examples=[1.3],
+    )
+    source: str = Field(
+        "",
+        description="Where the scales come from (the benchmark runs `glmctl calibrate` read).",
+        examples=["glmctl calibrate: 3 runs of vllm bench serve, 2026-12-06"],
+    )
+
+
 class ClusterSpec(StrictModel):
     """The embedded local cluster glmctl starts when no address is given."""
 
@@ -375,6 +400,12 @@ class TopologySpec(StrictModel):
         description="Simulated-engine settings (engine: sim, or no GPU).",
         examples=[{"time_scale": 10}],
     )
+    performance: PerformanceSpec | None = Field(
+        None,
+        description="Corrections measured on this deployment's GPUs (`glmctl calibrate`);"
+        " omit to use the model as fitted to published runs.",
+        examples=[{"decode_scale": 1.14, "prefill_scale": 1.3}],
+    )
     cluster: ClusterSpec = Field(
         default_factory=ClusterSpec,
         description="The embedded local cluster.",
@@ -408,10 +439,12 @@ class TopologySpec(StrictModel):
 
     @model_serializer(mode="wrap")
     def _without_empty_external(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Specs without external endpoints, a kubernetes section or PD serialise (plan,
+        # Specs without external endpoints, a kubernetes section, PD or a performance
+        # correction serialise (plan,
         # digest, render) as before those existed.
         data = drop_if(handler(self), "external", [])
-        return drop_if(drop_if(data, "kubernetes", _K8S_DEFAULT), "disaggregation", None)
+        data = drop_if(drop_if(data, "kubernetes", _K8S_DEFAULT), "disaggregation", None)
+        return drop_if(data, "performance", None)
 
     @field_validator("gpus", mode="before")
     @classmethod

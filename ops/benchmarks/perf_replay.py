@@ -30,7 +30,7 @@ MIN_STEP_WALL_S = 0.0025  # keep a step's wall time above the event loop's jitte
 MAX_SCALE = 50.0
 
 # `vllm bench serve` through its Python API (the console script needs the `vllm` dist).
-_VLLM_BENCH = (
+VLLM_BENCH = (
     "import sys\n"
     "from vllm.benchmarks.serve import add_cli_args, main\n"
     "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
@@ -175,7 +175,7 @@ def _run_vllm_bench(case: CalibrationCase, plan: ReplayPlan, url: str, name: str
     python = vllm_python()
     assert python is not None and plan.tokenizer is not None
     result = f"{case.name}.json"
-    argv = [str(python), "-c", _VLLM_BENCH, "--backend", "openai-chat",
+    argv = [str(python), "-c", VLLM_BENCH, "--backend", "openai-chat",
             "--endpoint", "/v1/chat/completions", "--base-url", url, "--model", name,
             "--tokenizer", str(plan.tokenizer), "--dataset-name", "random",
             "--random-input-len", str(case.isl), "--random-output-len", str(case.osl),

@@ -8,7 +8,7 @@ are not counted as held out). Each figure is pinned to its page and commit.
 The SGLang cookbook runs use `sglang.bench_serving --dataset-name random` without
 `--random-range-ratio`, whose default (0.0 in SGLang 0.5.6) draws every input and output length
 uniformly from [1, L]: the pages' own totals show it (249,831 input tokens for 500 prompts of
-"1000" is a mean of 500). They are replayed as that closed loop (`closed_loop.replay`), with the
+"1000" is a mean of 500). They are replayed as that closed loop (`capacity.replay.replay`), with the
 pages' --num-prompts. TPOT is the page's median TPOT, throughput its output token throughput.
 
 The vLLM recipe's GLM-4.5V run sends its 16 prompts at once (`--request-rate 10000`,

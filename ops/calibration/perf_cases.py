@@ -67,7 +67,7 @@ class CalibrationCase:
     unreachable: dict[str, str] = field(default_factory=dict)
     # The client's run, when the source gives it: --num-prompts, and whether lengths were drawn
     # uniformly from [1, isl] / [1, osl] (SGLang's random dataset at range ratio 0) rather than
-    # fixed. With num_prompts the estimate replays the closed loop (`closed_loop`), drain
+    # fixed. With num_prompts the estimate replays the closed loop (`capacity.replay`), drain
     # included; without it, the steady state at `concurrency`.
     num_prompts: int | None = None
     uniform_lengths: bool = False

@@ -1,7 +1,7 @@
 """The performance model against published runs: estimates, errors and the fit's loss.
 
 Pure: each case's topology is built from the case. A case that gives its client's run
-(`num_prompts`) is replayed as that closed loop (`closed_loop.replay`: the drain and the length
+(`num_prompts`) is replayed as that closed loop (`capacity.replay.replay`: the drain and the length
 distribution are the workload's, not the engine's); the others are estimated at the closed-loop
 steady state of `steady_state`. The fit (`ops/benchmarks/perf_fit.py`) minimises the worst,
 then the summed, log-error over `perf_constants.FITTED_FIELDS` on the fit set (`perf_cases`);
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from controlplane.capacity.perf_constants import FITTED, PerfConstants
 from controlplane.capacity.performance import performance_model
+from controlplane.capacity.replay import Workload, replay
 from controlplane.capacity.steady_state import steady_state
 from controlplane.capacity.timing_rules import TRTLLM_TIMING, TimingRule
 from controlplane.spec import Topology
-from ops.calibration.closed_loop import Workload, replay
 from ops.calibration.perf_cases import CASES, CalibrationCase, topology_of
 
 _TOPOLOGIES: dict[str, Topology] = {}  # case name -> its topology (resolving costs ~1 ms)

@@ -54,6 +54,12 @@ class SchedulerConfig:
     # the running batch without a forward (SGLang: disaggregation/decode.py "skip the
     # prefill forward but only populate metadata").
     transfer_forward: bool = False
+    # Prompts run as a forward of their own before the decode step (SGLang's default:
+    # `get_next_batch_to_run` returns the new prefill batch while the running batch waits,
+    # and `process_batch_result_prefill` streams each prompt's first token when that forward
+    # ends, managers/scheduler.py); False: the prompt chunk rides in the decode step and its
+    # first token comes with the step's (vLLM V1). The step lasts as long either way.
+    separate_prefill_pass: bool = False
 
 
 class Mailbox:
@@ -140,6 +146,8 @@ class Scheduler:
         # (scheduled end, scheduled length) of the step being finished, in model seconds:
         # the exact sample logs use it, so host lag never shows in them.
         self._model_step = (0.0, 0.0)
+        self._prefill_part = 0.0  # seconds of this step's separate prefill pass (0: none)
+        self._first_tokens = 0  # first tokens that pass emitted
 
     # -- API for the HTTP layer -------------------------------------------------------
     def blocks_for(self, tokens: int) -> int:
@@ -218,12 +226,17 @@ class Scheduler:
                 await self._wake.wait()
                 next_start = loop.time()
                 continue
-            end = next_start + seconds / self.config.time_scale
+            scale = self.config.time_scale
+            if self._prefill_part:  # the prompts' first tokens leave when their pass ends
+                mid = next_start + self._prefill_part / scale
+                await asyncio.sleep(max(0.0, mid - loop.time()))
+                self._model_step = ((mid - self._t0) * scale, (mid - next_start) * scale)
+                self._first_tokens = self._finish_prefill(self.now())
+            end = next_start + seconds / scale
             delay = end - loop.time()
             await asyncio.sleep(delay if delay > 0 else 0)
             woke = time.perf_counter()
             self._record_lag(loop.time() - end, end - next_start)
-            scale = self.config.time_scale
             self._model_step = ((end - self._t0) * scale, (end - next_start) * scale)
             self._finish_step()
             self.stats.busy_wall += time.perf_counter() - woke
@@ -260,11 +273,14 @@ class Scheduler:
             cached += seq.prefilled
             budget -= take
         self._batch = list(self.decoding)
-        seconds = self.timing.prefill_seconds(new, cached) if new else 0.0
+        prefill = self.timing.prefill_seconds(new, cached) if new else 0.0
+        seconds = prefill
         forward = self._batch + (joining if self.config.transfer_forward else [])
         if forward:
             context = sum(s.prompt_tokens + s.generated for s in forward)
             seconds += self.timing.decode_step_seconds(len(forward), context)
+        split = self.config.separate_prefill_pass and prefill > 0 and seconds > prefill
+        self._prefill_part = prefill if split else 0.0
         return seconds
 
     def _admit(self) -> None:
@@ -299,6 +315,17 @@ class Scheduler:
     def _finish_step(self) -> None:
         now = self.now()
         produced = self._decode(now)
+        if self._prefill_part:  # its prompts finished mid-step (run)
+            produced += self._first_tokens
+        else:
+            produced += self._finish_prefill(now)
+        self.metrics.generation_tokens += produced
+        self._gen_window.append((now, produced))
+
+    def _finish_prefill(self, now: float) -> int:
+        """The step's prompt chunks are done: each finished prompt emits its first token;
+        returns how many did."""
+        produced = 0
         for seq, take in self._chunks:
             seq.prefilled += take
             if seq.prefilled >= seq.prompt_tokens and not seq.aborted:
@@ -310,8 +337,8 @@ class Scheduler:
                 self._emit(seq, 1, now)
                 if seq.generated < seq.output_tokens:
                     self.decoding.append(seq)
-        self.metrics.generation_tokens += produced
-        self._gen_window.append((now, produced))
+        self._chunks = []
+        return produced
 
     def _decode(self, now: float) -> int:
         batch = self._batch

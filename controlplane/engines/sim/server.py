@@ -92,6 +92,7 @@ def build_app(topo: Topology, options: SimOptions, timing: StepTiming | None = N
         seed=options.seed if options.seed is not None else sim.seed,
         draft_tokens=drafts,
         transfer_forward=flavor is EngineKind.VLLM,
+        separate_prefill_pass=getattr(timing, "separate_prefill_pass", False),
     )
     limits = Limits(
         served_model_name=options.served_model_name or topo.served_model_name,

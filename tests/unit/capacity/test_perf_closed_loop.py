@@ -1,4 +1,4 @@
-"""The benchmark client's closed loop replayed through the model (`ops.calibration.closed_loop`).
+"""The benchmark client's closed loop replayed through the model (`controlplane.capacity.replay`).
 
 Expected values come from the workload's definition (uniform lengths on [1, L], N prompts at
 C clients) and from the model's own step times, not from published figures.
@@ -11,8 +11,8 @@ import statistics
 import pytest
 
 from controlplane.capacity.performance import performance_model
+from controlplane.capacity.replay import PREFILL_BUDGET_TOKENS, Workload, replay
 from controlplane.capacity.steady_state import steady_state
-from ops.calibration.closed_loop import PREFILL_BUDGET_TOKENS, Workload, replay
 from ops.calibration.held_out import HELD_OUT
 from ops.calibration.perf_cases import topology_of
 

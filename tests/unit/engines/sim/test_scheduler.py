@@ -175,3 +175,37 @@ async def test_a_transferred_prompt_joins_the_decode_batch_without_a_prefill_pas
         # step that computed its last prompt token and so its first output token.
         joined = [(b, c) for b, c in timing.decodes if c >= 4000]
         assert len(joined) == 2 + forward, timing.decodes
+
+
+class OrderedMailbox(Mailbox):
+    """A mailbox that writes its owner's name into a shared list on every event."""
+
+    __slots__ = ("name", "order")
+
+    def __init__(self, name: str, order: list[str]) -> None:
+        super().__init__()
+        self.name, self.order = name, order
+
+    def put(self, item: tuple[int, int, int, str | None]) -> None:
+        self.order.append(self.name)
+        super().put(item)
+
+
+async def test_a_separate_prefill_pass_emits_first_tokens_before_the_decode_step() -> None:
+    """SGLang streams a prompt's first token when its prefill forward ends, before the decode
+    step that follows; vLLM's chunk rides in the decode step and its first token comes with
+    the step's tokens. `running` decodes while `late`'s prompt is prefilled in chunks of 100:
+    count `running`'s tokens out before `late`'s first."""
+    for separate, before in ((True, 4), (False, 5)):
+        timing = RecordingTiming()
+        scheduler = make(timing, chunk_tokens=100)
+        scheduler.config = replace(scheduler.config, separate_prefill_pass=separate)
+        order: list[str] = []
+        running = seq(50, 20, tag="running")
+        running.mailbox = OrderedMailbox("running", order)
+        late = seq(450, 3, tag="late", index=1)
+        late.mailbox = OrderedMailbox("late", order)
+        scheduler.submit(running)
+        scheduler.submit(late)
+        await finish_all(scheduler, [running, late])
+        assert order.index("late") == before, order
