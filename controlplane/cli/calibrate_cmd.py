@@ -41,7 +41,7 @@ def calibrate(
 
     Each run is replayed as its client ran it; `decode_scale` and `prefill_scale` make the
     model's median TPOT and mean TTFT match the runs. Paste the printed `performance:`
-    section into the topology: capacity, plans, `sweep` and the simulator then use it.
+    section into the topology: capacity, `sweep`, plans and the simulator then use it.
     """
     from controlplane.capacity.calibrate import calibrate as fit
     from controlplane.capacity.calibrate import read_runs

@@ -208,10 +208,13 @@ class DeploymentPlan(_Frozen):
         return self.model_dump(mode="json")
 
     def digest(self) -> str:
-        """A short hash of what would run (origin and warnings excluded): the Serve version."""
+        """A short hash of what would run (origin and warnings excluded): the Serve version.
+        The spec's `performance:` corrections change estimates, not what runs: where they
+        change the plan (a replica's drain timeout), that field changes the digest."""
         data = self.to_data()
         data.pop("origin", None)
         data.pop("warnings", None)
+        data["spec"].pop("performance", None)
         for group in data["groups"]:  # free capacity at plan time, not part of what runs
             group["replicas"].pop("fits", None)
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))

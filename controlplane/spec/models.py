@@ -427,7 +427,7 @@ class TopologySpec(StrictModel):
         ],
     )
     disaggregation: DisaggregationSpec | None = Field(
-        None, description="Prefill and decode pools and their KV transfer (not deployable yet)."
+        None, description="Prefill and decode pools and their KV transfer."
     )
     kubernetes: KubernetesSpec = Field(
         default_factory=KubernetesSpec,

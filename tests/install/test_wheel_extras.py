@@ -26,6 +26,8 @@ from tests.unit.catalog.configs import GLM_45_AIR
 
 pytestmark = [pytest.mark.install, pytest.mark.timeout(900)]
 TOPOLOGY = "glm45-fp8.yaml"
+# A result file `vllm bench serve` saved (tests/unit/capacity/test_calibrate.py).
+BENCH_RESULT = str(REPO / "tests" / "data" / "calibrate" / "vllm-0.32.0-c1.json")
 BROKEN = "model: glm-4.5\nprecision: fp8\ngpus:\n  type: H200\n  count: 4\ncontext_lenght: 32768\n"
 # Commands that need nothing but the core install.
 CORE_COMMANDS = (
@@ -35,6 +37,7 @@ CORE_COMMANDS = (
     ("models",),
     ("gpus",),
     ("capacity", TOPOLOGY),
+    ("calibrate", TOPOLOGY, BENCH_RESULT),
     ("capacity", "--model", "glm-4.5-air", "--precision", "fp8", "--gpu", "h200", "--gpus", "1"),
     ("render", TOPOLOGY, "--out", "rendered"),
     ("plan", TOPOLOGY),
@@ -144,7 +147,8 @@ def test_usage_errors_and_bad_files_are_one_paragraph(
     cases = {
         ("capacity", "--batch", "abc"): "Invalid value for '--batch'",
         ("validate",): "Missing argument",
-        ("valdate", "x.yaml"): "Did you mean 'validate'?",
+        ("valdate", "x.yaml"): "Did you mean 'validate'",
+        ("calibrate", TOPOLOGY, "missing.json"): "cannot read missing.json",
         ("validate", "broken.yaml"): "unknown field `context_lenght`",
         ("show", "missing.yaml"): "missing.yaml",
         ("capacity", "--model", "glm-9"): "glm-9",

@@ -27,7 +27,8 @@ def _complete(words: str, **env: str) -> list[str]:
 
 
 def test_commands_and_sub_commands() -> None:
-    assert _complete("glmctl ca") == ["capacity"]
+    assert sorted(_complete("glmctl ca")) == ["calibrate", "capacity"]
+    assert _complete("glmctl cap") == ["capacity"]
     assert "doctor" in _complete("glmctl ")
     assert _complete("glmctl sim s") == ["serve"]
 

@@ -204,3 +204,18 @@ def _glmctl(*argv: str) -> subprocess.CompletedProcess[str]:
     script = str(Path(sys.executable).with_name("glmctl"))
     return subprocess.run([script, *argv], capture_output=True, text=True, timeout=120,
                           check=False)  # fmt: skip
+
+
+def test_a_correction_changes_estimates_not_what_runs() -> None:
+    """Pasting the section must not roll the deployment: the plan's digest (the Serve
+    version) leaves it out; only plan fields it changes (none here: the drain is capped)."""
+    from controlplane.render.ray_serve import reference_plan
+
+    topo = load_topology(ROOT / "topologies" / "glm45-fp8.yaml")
+    data = topo.spec.model_dump(mode="json", by_alias=True)
+    data["performance"] = {"decode_scale": 1.2, "prefill_scale": 1.5}
+    measured = resolve(type(topo.spec).model_validate(data))
+    plain, corrected = reference_plan(topo), reference_plan(measured)
+    assert corrected.spec["performance"]["decode_scale"] == 1.2
+    assert corrected.group.graceful_shutdown_s == plain.group.graceful_shutdown_s
+    assert corrected.digest() == plain.digest()

@@ -65,7 +65,7 @@ def test_version_works_without_a_command(glmctl: Callable[..., CliResult]) -> No
 def test_a_mistyped_command_is_one_usage_paragraph(glmctl: Callable[..., CliResult]) -> None:
     result = glmctl("valdate", "x.yaml")
     assert result.code == 2
-    assert "No such command 'valdate'. Did you mean 'validate'?" in result.err
+    assert "No such command 'valdate'. Did you mean 'validate'" in result.err
     assert "Traceback" not in result.text
 
 
