@@ -165,6 +165,55 @@ def _cookbook(prefix: str, model: str, tp: int, run: Run) -> CalibrationCase:
     )
 
 
+def _glm5_cookbook(
+    clients: int,
+    prompts: int,
+    figures: tuple[float, float, float],
+    accept: float,
+    max_running: int | None,
+    lengths: str,
+) -> CalibrationCase:
+    """A run of the SGLang cookbook's GLM-5-FP8 page (8 x H200, EAGLE 3 / 1 / 4, 1k / 1k)."""
+    tpot, ttft, tps = figures
+    return CalibrationCase(
+        name=f"sglang-cookbook-h200-glm5-fp8-tp8-eagle-c{clients}",
+        source=COOKBOOK_GLM5,
+        engine="SGLang commit 947927bdb (Feb 2026)",
+        replay_engine=EngineKind.SGLANG,
+        model="glm-5-fp8",
+        precision="fp8",
+        gpu="H200",
+        gpus=8,
+        tensor=8,
+        expert=1,
+        isl=1000,
+        osl=1000,
+        concurrency=clients,
+        tpot_ms=tpot,
+        ttft_ms=ttft,
+        output_tps=tps,
+        confidence="SGLang cookbook, GLM-5-FP8 on 8 x H200, `sglang serve --tp 8"
+        " --speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-eagle-topk 1"
+        " --speculative-num-draft-tokens 4`, `sglang.bench_serving --dataset-name random"
+        " --random-input-len 1000 --random-output-len 1000 --num-prompts"
+        f" {prompts} --max-concurrency {clients}` {lengths}; the page's accept length"
+        f" {accept:.2f} is given to the model (GLM-4.x's per-position MTP acceptance does not"
+        " carry over). Full benchmark output pasted. Held out: no constant was read from it.",
+        speculative={
+            "algorithm": "eagle",
+            "num_steps": 3,
+            "eagle_topk": 1,
+            "num_draft_tokens": 4,
+            "acceptance_length": accept,
+        },
+        num_prompts=prompts,
+        uniform_lengths=True,
+        median_tpot=True,
+        max_running=max_running,
+        unreachable=GAPS[("glm-5-fp8", 1000, 1000, clients)],
+    )
+
+
 SETS_PREFILL_STALL = "prefill_stall_s"
 
 HELD_OUT: tuple[CalibrationCase, ...] = (
@@ -245,77 +294,25 @@ HELD_OUT: tuple[CalibrationCase, ...] = (
             " ~1.5x); reported, not held to 10%"
         },
     ),
-    CalibrationCase(
-        name="sglang-cookbook-h200-glm5-fp8-tp8-eagle-c1",
-        source=COOKBOOK_GLM5,
-        engine="SGLang commit 947927bdb (Feb 2026)",
-        replay_engine=EngineKind.SGLANG,
-        model="glm-5-fp8",
-        precision="fp8",
-        gpu="H200",
-        gpus=8,
-        tensor=8,
-        expert=1,
-        isl=1000,
-        osl=1000,
-        concurrency=1,
-        tpot_ms=6.97,
-        ttft_ms=290.88,
-        output_tps=117.96,
-        confidence="SGLang cookbook, GLM-5-FP8 on 8 x H200, `sglang serve --tp 8"
-        " --speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-eagle-topk 1"
-        " --speculative-num-draft-tokens 4`, `sglang.bench_serving --dataset-name random"
-        " --random-input-len 1000 --random-output-len 1000 --num-prompts 10 --max-concurrency 1`"
-        " (lengths uniform: 6,101 input and 4,220 output tokens for 10 prompts); the page's"
-        " accept length 3.48 is given to the model (GLM-4.x's per-position MTP acceptance does"
-        " not carry over). Full benchmark output pasted. Held out: no constant was read from it.",
-        speculative={
-            "algorithm": "eagle",
-            "num_steps": 3,
-            "eagle_topk": 1,
-            "num_draft_tokens": 4,
-            "acceptance_length": 3.48,
-        },
-        num_prompts=10,
-        uniform_lengths=True,
-        median_tpot=True,
-        unreachable=GAPS[("glm-5-fp8", 1000, 1000, 1)],
+    _glm5_cookbook(
+        1,
+        10,
+        (6.97, 290.88, 117.96),
+        3.48,
+        None,
+        "(lengths uniform: 6,101 input and 4,220 output tokens for 10 prompts)",
     ),
-    CalibrationCase(
-        name="sglang-cookbook-h200-glm5-fp8-tp8-eagle-c100",
-        source=COOKBOOK_GLM5,
-        engine="SGLang commit 947927bdb (Feb 2026)",
-        replay_engine=EngineKind.SGLANG,
-        model="glm-5-fp8",
-        precision="fp8",
-        gpu="H200",
-        gpus=8,
-        tensor=8,
-        expert=1,
-        isl=1000,
-        osl=1000,
-        concurrency=100,
-        tpot_ms=36.52,
-        ttft_ms=20613.80,
-        output_tps=1214.97,
-        confidence="The same page and server as the one-client run, `--num-prompts 1000"
-        " --max-concurrency 100` (502,493 input and 500,251 output tokens: uniform lengths);"
-        " accept length 3.50. The server sets no --max-running-requests, so SGLang's EAGLE"
-        " default of 48 applies (server_args.py: 'Max running requests is reset to 48 for"
-        " speculative decoding'): the other ~52 clients wait in its queue (mean TTFT 20.6 s),"
-        " which the replay reproduces with that cap. Held out: no constant was read from it.",
-        speculative={
-            "algorithm": "eagle",
-            "num_steps": 3,
-            "eagle_topk": 1,
-            "num_draft_tokens": 4,
-            "acceptance_length": 3.50,
-        },
-        num_prompts=1000,
-        uniform_lengths=True,
-        median_tpot=True,
-        max_running=48,
-        unreachable=GAPS[("glm-5-fp8", 1000, 1000, 100)],
+    _glm5_cookbook(
+        100,
+        1000,
+        (36.52, 20613.80, 1214.97),
+        3.50,
+        48,
+        "(502,493 input and 500,251 output tokens: uniform lengths). The server sets no"
+        " --max-running-requests, so SGLang's EAGLE default of 48 applies (server_args.py:"
+        " 'Max running requests is reset to 48 for speculative decoding'): the other ~52"
+        " clients wait in its queue (mean TTFT 20.6 s), which the replay reproduces with"
+        " that cap",
     ),
     CalibrationCase(
         name="vllm-recipe-h200-glm5-fp8-tp8-mtp3-8k1k-c32",

@@ -51,21 +51,27 @@ def test_spread_lengths_meet_the_steady_state_at_the_mean_lengths(model) -> None
     assert run.output_tokens_per_s == pytest.approx(state.output_tokens_per_s, rel=0.05)
 
 
+class Spy:
+    """The model's step times, recording each prefill pass and decode batch it was asked."""
+
+    tokens_per_step = 1.0
+
+    def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
+        self.model = model
+        self.passes: list[int] = []
+        self.batches: list[int] = []
+
+    def prefill_seconds(self, tokens: int) -> float:
+        self.passes.append(tokens)
+        return float(self.model.prefill_seconds(tokens))
+
+    def decode_step_seconds(self, batch: int, context: int) -> float:
+        self.batches.append(batch)
+        return float(self.model.decode_step_seconds(batch, context))
+
+
 def test_prefill_passes_respect_the_budget(model) -> None:  # type: ignore[no-untyped-def]
-    class Spy:
-        tokens_per_step = 1.0
-
-        def __init__(self) -> None:
-            self.passes: list[int] = []
-
-        def prefill_seconds(self, tokens: int) -> float:
-            self.passes.append(tokens)
-            return model.prefill_seconds(tokens)
-
-        def decode_step_seconds(self, batch: int, context: int) -> float:
-            return float(model.decode_step_seconds(batch, context))
-
-    spy = Spy()
+    spy = Spy(model)
     replay(spy, Workload(32, 64, 3000, 50))  # type: ignore[arg-type]
     assert sum(spy.passes) == 64 * 3000
     assert max(spy.passes) <= max(PREFILL_BUDGET_TOKENS, 3000)
@@ -90,20 +96,7 @@ def test_prefill_passes_stretch_the_tail_not_the_median(model) -> None:  # type:
 
 
 def test_the_engines_running_cap_holds_the_batch_and_queues_the_rest(model) -> None:  # type: ignore[no-untyped-def]
-    class Spy:
-        tokens_per_step = 1.0
-
-        def __init__(self) -> None:
-            self.batches: list[int] = []
-
-        def prefill_seconds(self, tokens: int) -> float:
-            return float(model.prefill_seconds(tokens))
-
-        def decode_step_seconds(self, batch: int, context: int) -> float:
-            self.batches.append(batch)
-            return float(model.decode_step_seconds(batch, context))
-
-    capped, free = Spy(), Spy()
+    capped, free = Spy(model), Spy(model)
     queued = replay(capped, Workload(12, 48, 200, 100, max_running=4))  # type: ignore[arg-type]
     open_ = replay(free, Workload(12, 48, 200, 100))  # type: ignore[arg-type]
     assert max(capped.batches) == 4 and max(free.batches) == 12
