@@ -22,10 +22,14 @@ prompt sent as one finishes, the recorded lengths in order (or every request at 
 mean lengths when none were saved). Open-loop runs (a finite --request-rate) are refused:
 their arrival times are not saved, so they cannot be replayed.
 
+The replay runs one replica at the topology's `max_num_seqs` (the engine's running-request
+cap: with more clients the rest wait in its queue). Runs made through a router spread the
+clients over its replicas: benchmark one replica's engine, or a deployment of one replica.
+
 The fit: `decode_scale` from the median TPOT and `prefill_scale` from the mean TTFT, each
 the scale whose replays' log-errors sum to zero over the runs (both figures grow with their
-scale, so a bisection finds it), alternated three times since a slower decode also delays
-the next prompt's prefill.
+scale, so a bisection finds it), alternated until neither moves by 0.1% (a slower decode also
+delays the next prompt's prefill, a slower prefill stretches the decodes it interrupts).
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ from controlplane.capacity.replay import ReplayResult, Workload, replay
 from controlplane.errors import UserError
 
 SCALE_RANGE = (0.05, 20.0)  # the spec's bounds for either scale (PerformanceSpec)
-BISECTIONS = 24
-ROUNDS = 3
+BISECTIONS = 16  # the log of the range halved 16 times: 0.01% of a scale
+ROUNDS = 8  # at most; they stop when neither scale moves by SETTLED
+SETTLED = 1e-3
 _CLIENT_FIX = (
     "save the run with the engine's own client: `vllm bench serve --max-concurrency C"
     " --request-rate inf --save-result --save-detailed` or `python -m sglang.bench_serving"
@@ -88,31 +93,61 @@ class Calibration:
     notes: tuple[str, ...]
 
 
-def read_runs(path: Path) -> list[BenchRun]:
-    """The runs saved in `path` (a vLLM result JSON or an SGLang JSON-lines file)."""
+@dataclass(frozen=True)
+class ReadRuns:
+    """The replayable runs of some result files, and the lines left out (with why)."""
+
+    runs: tuple[BenchRun, ...]
+    skipped: tuple[str, ...] = ()
+
+
+def read_runs(paths: Sequence[Path]) -> ReadRuns:
+    """The runs saved in `paths` (vLLM result JSON or SGLang JSON-lines files). A run that
+    cannot be replayed (open loop) is skipped with its reason; none left is an error."""
+    runs: list[BenchRun] = []
+    skipped: list[str] = []
+    for path in paths:
+        for label, data in _entries(path):
+            try:
+                runs.append(_run(label, data))
+            except OpenLoop as exc:
+                skipped.append(str(exc))
+    if not runs:
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        raise UserError(f"no closed-loop benchmark run in {', '.join(map(str, paths))}{why}.",
+                        fix=_CLIENT_FIX)  # fmt: skip
+    return ReadRuns(tuple(runs), tuple(skipped))
+
+
+class OpenLoop(Exception):
+    """A run with a finite request rate or no concurrency limit: not replayable."""
+
+
+def _entries(path: Path) -> list[tuple[str, Any]]:
+    """(label, parsed JSON) of the one object in `path`, or of each of its lines."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}.", fix=_CLIENT_FIX) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UserError(f"cannot read {path}: {reason}.", fix=_CLIENT_FIX) from exc
     try:
-        data = json.loads(text)
-        entries = [(str(path), data)]
+        return [(str(path), json.loads(text))]
     except ValueError:
-        entries = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entries.append((f"{path}:{number}", json.loads(line)))
-            except ValueError as exc:
-                raise UserError(
-                    f"{path}:{number} is not JSON ({exc}).",
-                    fix="pass the file the client wrote, unchanged. " + _CLIENT_FIX,
-                ) from exc
-    runs = [_run(label, entry) for label, entry in entries]
-    if not runs:
+        pass
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entries.append((f"{path}:{number}", json.loads(line)))
+        except ValueError as exc:
+            raise UserError(
+                f"{path}:{number} is not JSON ({exc}).",
+                fix="pass the file the client wrote, unchanged. " + _CLIENT_FIX,
+            ) from exc
+    if not entries:
         raise UserError(f"{path} holds no benchmark run.", fix=_CLIENT_FIX)
-    return runs
+    return entries
 
 
 def _run(label: str, data: Any) -> BenchRun:
@@ -121,17 +156,26 @@ def _run(label: str, data: Any) -> BenchRun:
     client = "sglang.bench_serving" if "accept_length" in data else "vllm bench serve"
     concurrency = data.get("max_concurrency")
     rate = data.get("request_rate", math.inf)
-    if not isinstance(concurrency, int) or concurrency < 1 or _finite(rate):
-        raise UserError(
-            f"{label}: an open-loop run (max_concurrency {concurrency}, request rate {rate}):"
-            " its arrival times are not saved, so it cannot be replayed.",
-            fix="rerun the client with --max-concurrency C --request-rate inf (a closed loop"
-            " of C clients).",
+    if concurrency is None or _finite(rate):
+        raise OpenLoop(
+            f"{label} is an open-loop run (max concurrency {concurrency}, request rate"
+            f" {rate}): its arrival times are not saved, so it cannot be replayed; rerun it"
+            " with --max-concurrency C --request-rate inf"
         )
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise UserError(f"{label}: `max_concurrency` is {concurrency!r}, not a client count.",
+                        fix=_CLIENT_FIX)  # fmt: skip
     figures = {key: _number(label, data, key) for key in
                ("median_tpot_ms", "mean_ttft_ms", "output_throughput")}  # fmt: skip
     lengths, exact = _lengths(label, data)
-    accept = data.get("accept_length") or data.get("spec_decode_acceptance_length")
+    if all(osl < 2 for _, osl in lengths):
+        raise UserError(
+            f"{label}: every request produced one token, so it has no TPOT to fit.",
+            fix="rerun with longer outputs (--random-output-len 64 or more, --ignore-eos).",
+        )
+    accept = _optional(label, data, "accept_length") or _optional(
+        label, data, "spec_decode_acceptance_length"
+    )
     return BenchRun(
         label=label,
         client=client,
@@ -141,9 +185,9 @@ def _run(label: str, data: Any) -> BenchRun:
         tpot_ms=figures["median_tpot_ms"],
         ttft_ms=figures["mean_ttft_ms"],
         output_tps=figures["output_throughput"],
-        itl_ms=data.get("median_itl_ms") or None,
-        acceptance_length=float(accept) if accept else None,
-        failed=int(data.get("failed") or 0),
+        itl_ms=_optional(label, data, "median_itl_ms"),
+        acceptance_length=accept,
+        failed=int(_optional(label, data, "failed") or 0),
     )
 
 
@@ -153,7 +197,11 @@ def _finite(rate: Any) -> bool:
 
 def _number(label: str, data: dict[str, Any], key: str) -> float:
     value = data.get(key)
-    if not isinstance(value, (int, float)) or not value > 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value > 0)
+    ):
         raise UserError(
             f"{label}: `{key}` is {value!r}, not a positive number (did every request fail?).",
             fix="rerun the benchmark until it completes requests. " + _CLIENT_FIX,
@@ -161,22 +209,45 @@ def _number(label: str, data: dict[str, Any], key: str) -> float:
     return float(value)
 
 
+def _optional(label: str, data: dict[str, Any], key: str) -> float | None:
+    """A figure the run may lack: None when absent, null or 0; an error when not a number."""
+    if not data.get(key):
+        return None
+    return _number(label, data, key)
+
+
 def _lengths(label: str, data: dict[str, Any]) -> tuple[tuple[tuple[int, int], ...], bool]:
     """Per-request lengths of the completed requests, else the run's means for each."""
     inputs, outputs = data.get("input_lens"), data.get("output_lens")
-    if isinstance(inputs, list) and isinstance(outputs, list) and len(inputs) == len(outputs):
-        errors = data.get("errors") or [""] * len(inputs)
-        pairs = tuple(
-            (int(i), int(o))
-            for i, o, error in zip(inputs, outputs, errors, strict=False)
-            if not error and o and o > 0
-        )
+    errors = data.get("errors")
+    if errors is None and isinstance(inputs, list):
+        errors = [""] * len(inputs)
+    lists = (inputs, outputs, errors)
+    if all(isinstance(x, list) for x in lists) and len({len(x) for x in lists}) == 1:  # type: ignore[arg-type]
+        pairs = []
+        for isl, osl, error in zip(inputs, outputs, errors, strict=True):  # type: ignore[arg-type]
+            if error or osl == 0:
+                continue  # a failed request
+            if not _count(isl) or not _count(osl):
+                raise UserError(
+                    f"{label}: a request's lengths are {isl!r} / {osl!r}, not token counts.",
+                    fix="pass the file the client wrote, unchanged. " + _CLIENT_FIX,
+                )
+            pairs.append((isl, osl))
         if pairs:
-            return pairs, True
-    completed = int(_number(label, data, "completed"))
-    isl = round(_number(label, data, "total_input_tokens") / completed)
-    osl = round(_number(label, data, "total_output_tokens") / completed)
-    return ((max(1, isl), max(1, osl)),) * completed, False
+            return tuple(pairs), True
+    completed = _number(label, data, "completed")
+    if completed != int(completed):
+        raise UserError(f"{label}: `completed` is {completed!r}, not a request count.",
+                        fix=_CLIENT_FIX)  # fmt: skip
+    count = int(completed)
+    isl = round(_number(label, data, "total_input_tokens") / count)
+    osl = round(_number(label, data, "total_output_tokens") / count)
+    return ((max(1, isl), max(1, osl)),) * count, False
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def scaled(model: PerformanceModel, decode: float, prefill: float) -> PerformanceModel:
@@ -184,40 +255,71 @@ def scaled(model: PerformanceModel, decode: float, prefill: float) -> Performanc
     return dataclasses.replace(model, _decode_scale=decode, _prefill_scale=prefill)
 
 
-def replay_run(model: PerformanceModel, run: BenchRun) -> ReplayResult:
+def replay_run(model: PerformanceModel, run: BenchRun, max_running: int | None) -> ReplayResult:
+    """`run` replayed on one replica that runs at most `max_running` requests at once."""
     isl, osl = run.lengths[0]
-    workload = Workload(run.concurrency, len(run.lengths), isl, osl, lengths=run.lengths)
-    return replay(model, workload)
+    cap = max_running if max_running and max_running < run.concurrency else None
+    workload = Workload(
+        run.concurrency, len(run.lengths), isl, osl, max_running=cap, lengths=run.lengths
+    )
+    try:
+        return replay(model, workload)
+    except RuntimeError as exc:  # the replay's step bound
+        raise UserError(
+            f"{run.label} is too long to replay ({len(run.lengths)} requests at"
+            f" {run.concurrency} clients): {exc}.",
+            fix="calibrate with shorter runs (fewer prompts, or more clients).",
+        ) from exc
 
 
-def calibrate(model: PerformanceModel, runs: Sequence[BenchRun]) -> Calibration:
+def calibrate(
+    model: PerformanceModel, runs: Sequence[BenchRun], max_running: int | None = None
+) -> Calibration:
     """Fit both scales to `runs` on `model` (taken as fitted: any correction it carries is
-    dropped first) and compare every run before and after."""
+    dropped first), the engine running at most `max_running` requests (the topology's
+    `max_num_seqs`), and compare every run before and after."""
     base = scaled(model, 1.0, 1.0)
 
     def tpot_error(decode: float, prefill: float) -> float:
-        return _log_error(scaled(base, decode, prefill), runs, "tpot")
+        return _log_error(scaled(base, decode, prefill), runs, "tpot", max_running)
 
     def ttft_error(prefill: float, decode: float) -> float:
-        return _log_error(scaled(base, decode, prefill), runs, "ttft")
+        return _log_error(scaled(base, decode, prefill), runs, "ttft", max_running)
 
     decode = prefill = 1.0
+    settled = False
     for _ in range(ROUNDS):
+        before = (decode, prefill)
         decode = _solve(functools.partial(tpot_error, prefill=prefill))
         prefill = _solve(functools.partial(ttft_error, decode=decode))
+        moved = max(abs(math.log(decode / before[0])), abs(math.log(prefill / before[1])))
+        if moved < SETTLED:
+            settled = True
+            break
     fitted = scaled(base, decode, prefill)
-    fits = tuple(RunFit(r, replay_run(base, r), replay_run(fitted, r)) for r in runs)
-    return Calibration(decode, prefill, fits, _notes(model, runs, decode, prefill))
+    fits = tuple(
+        RunFit(r, replay_run(base, r, max_running), replay_run(fitted, r, max_running))
+        for r in runs
+    )
+    notes = _notes(model, runs, decode, prefill)
+    if not settled:
+        notes += (
+            f"the two scales did not settle in {ROUNDS} rounds: no pair matches every run's"
+            " TPOT and TTFT (see the corrected column); the runs may not be this topology's.",
+        )
+    return Calibration(decode, prefill, fits, notes)
 
 
-def _log_error(model: PerformanceModel, runs: Sequence[BenchRun], metric: str) -> float:
+def _log_error(
+    model: PerformanceModel, runs: Sequence[BenchRun], metric: str, max_running: int | None
+) -> float:
     total = 0.0
     for run in runs:
-        result = replay_run(model, run)
+        result = replay_run(model, run, max_running)
         if metric == "tpot":
-            total += math.log(result.median_tpot_s * 1e3 / run.tpot_ms)
+            total += math.log(max(result.median_tpot_s * 1e3, 1e-9) / run.tpot_ms)
         else:
-            total += math.log(result.mean_ttft_s * 1e3 / run.ttft_ms)
+            total += math.log(max(result.mean_ttft_s * 1e3, 1e-9) / run.ttft_ms)
     return total
 
 

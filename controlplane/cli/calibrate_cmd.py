@@ -19,6 +19,7 @@ from controlplane.cli.options import (
     console,
     emit,
 )
+from controlplane.errors import UserError
 
 
 def calibrate(
@@ -49,15 +50,28 @@ def calibrate(
     from controlplane.spec import load_topology
 
     topo = load_topology(topology)
-    runs = [run for path in results for run in read_runs(path)]
-    found = fit(performance_model(topo), runs)
+    if topo.spec.disaggregation is not None:
+        raise UserError(
+            f"{topology} is a prefill/decode topology: its TTFT includes the KV transfer"
+            " between two pools, which the replay of one replica does not model.",
+            fix="calibrate a colocated topology of the same model, GPUs and engine.",
+        )
+    read = read_runs(results)
+    runs = list(read.runs)
+    found = fit(performance_model(topo), runs, topo.spec.max_num_seqs)
+    notes = [*read.skipped, *found.notes]
+    if (replicas := topo.spec.replicas.min) > 1:
+        notes.append(
+            f"the topology runs {replicas} replicas or more; runs through its router"
+            " spread the clients over them, while the replay gives all of a run's clients to"
+            " one replica: benchmark one replica's engine directly."
+        )
     section = _section(found.decode_scale, found.prefill_scale, runs)
     if output is not OutputFormat.TEXT:
-        emit({**section, "runs": [_row(f) for f in found.runs], "notes": list(found.notes)},
-             output)  # fmt: skip
+        emit({**section, "runs": [_row(f) for f in found.runs], "notes": notes}, output)
         return
     _print(topo.spec.name or topology.stem, found)
-    for note in found.notes:
+    for note in notes:
         console.print(f"[yellow]note[/] {escape(note)}", soft_wrap=True)
     previous = topo.spec.performance
     if previous is not None:
@@ -66,7 +80,8 @@ def calibrate(
             f" {previous.prefill_scale:g}; the fit above starts from the model without them.",
             highlight=False,
         )
-    console.print(f"Add to {topology}:", highlight=False)
+    verb = "Replace its performance: section with" if previous is not None else "Add to"
+    console.print(f"{verb} {topology}:", highlight=False)
     typer.echo(yaml.safe_dump(section, sort_keys=False).rstrip())
 
 

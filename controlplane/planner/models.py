@@ -209,12 +209,14 @@ class DeploymentPlan(_Frozen):
 
     def digest(self) -> str:
         """A short hash of what would run (origin and warnings excluded): the Serve version.
-        The spec's `performance:` corrections change estimates, not what runs: where they
-        change the plan (a replica's drain timeout), that field changes the digest."""
+        The spec's `performance:` corrections change estimates, not what an engine runs
+        (where they change the plan, a replica's drain timeout, that field changes the
+        digest); the simulator, though, times its steps by them."""
         data = self.to_data()
         data.pop("origin", None)
         data.pop("warnings", None)
-        data["spec"].pop("performance", None)
+        if not any(group.simulated for group in self.groups):
+            data["spec"].pop("performance", None)
         for group in data["groups"]:  # free capacity at plan time, not part of what runs
             group["replicas"].pop("fits", None)
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -64,7 +64,7 @@ def _sglang_line(**overrides: Any) -> dict[str, Any]:
 
 
 def test_a_real_vllm_result_reads_as_its_run() -> None:
-    (run,) = read_runs(VLLM_RESULT)
+    (run,) = read_runs([VLLM_RESULT]).runs
     data = json.loads(VLLM_RESULT.read_text())
     assert data["request_rate"] == "inf"  # how vLLM saves an unbounded rate
     assert run.client == "vllm bench serve" and run.concurrency == data["max_concurrency"] == 1
@@ -78,7 +78,7 @@ def test_sglang_json_lines_are_one_run_each_without_failed_requests(tmp_path: Pa
     path = tmp_path / "sglang.jsonl"
     lines = [_sglang_line(), _sglang_line(max_concurrency=8, median_tpot_ms=31.0)]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))  # inf -> Infinity
-    first, second = read_runs(path)
+    first, second = read_runs([path]).runs
     assert first.client == "sglang.bench_serving" and first.acceptance_length == 2.6
     assert first.lengths == ((400, 100), (600, 200)) and first.label == f"{path}:1"
     assert (second.concurrency, second.tpot_ms) == (8, 31.0)
@@ -90,7 +90,7 @@ def test_without_details_a_run_replays_at_its_mean_lengths(tmp_path: Path) -> No
         del line[key]
     path = tmp_path / "plain.jsonl"
     path.write_text(json.dumps(line) + "\n")
-    (run,) = read_runs(path)
+    (run,) = read_runs([path]).runs
     assert not run.exact_lengths and run.lengths == ((500, 100),) * 3
 
 
@@ -99,8 +99,15 @@ def test_without_details_a_run_replays_at_its_mean_lengths(tmp_path: Path) -> No
     [
         ({"request_rate": 10.0}, "--request-rate inf"),
         ({"max_concurrency": None}, "--max-concurrency C"),
+        ({"max_concurrency": "8"}, "not a client count"),
         ({"median_tpot_ms": 0.0}, "median_tpot_ms"),
+        ({"median_tpot_ms": math.inf}, "median_tpot_ms"),
         ({"mean_ttft_ms": "fast"}, "mean_ttft_ms"),
+        ({"accept_length": "abc"}, "accept_length"),
+        ({"failed": "x"}, "failed"),
+        ({"input_lens": ["a", 500, 600]}, "not token counts"),
+        ({"input_lens": [0, 500, 600]}, "not token counts"),
+        ({"output_lens": [1, 0, 1]}, "no TPOT to fit"),
     ],
 )
 def test_runs_that_cannot_be_replayed_say_what_to_do(
@@ -109,28 +116,60 @@ def test_runs_that_cannot_be_replayed_say_what_to_do(
     path = tmp_path / "run.json"
     path.write_text(json.dumps(_sglang_line(**change)))
     with pytest.raises(UserError) as caught:
-        read_runs(path)
+        read_runs([path])
     assert says in str(caught.value) + (caught.value.fix or "")
+
+
+def test_lengths_the_client_did_not_save_in_full_fall_back_to_means(tmp_path: Path) -> None:
+    """An `errors` list of another length cannot say which requests failed."""
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(_sglang_line(errors=[""], completed=2)))
+    (run,) = read_runs([path]).runs
+    assert not run.exact_lengths and len(run.lengths) == 2
+    path.write_text(json.dumps(_sglang_line(completed=0.5, errors=None, input_lens=None)))
+    with pytest.raises(UserError, match="not a request count"):
+        read_runs([path])
+
+
+def test_open_loop_lines_are_skipped_with_their_reason(tmp_path: Path) -> None:
+    """SGLang appends every run to one file: the closed loops in it are used."""
+    path = tmp_path / "sweep.jsonl"
+    lines = [_sglang_line(request_rate=4.0), _sglang_line()]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    read = read_runs([path])
+    assert [run.label for run in read.runs] == [f"{path}:2"]
+    (skipped,) = read.skipped
+    assert skipped.startswith(f"{path}:1 is an open-loop run") and "--request-rate inf" in skipped
+    path.write_text(json.dumps(lines[0]) + "\n")
+    with pytest.raises(UserError, match="no closed-loop benchmark run"):
+        read_runs([path])
 
 
 def test_files_that_are_not_results_say_which_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(_sglang_line()) + "\n{not json\n")
     with pytest.raises(UserError, match=r"bad.jsonl:2 is not JSON"):
-        read_runs(bad)
+        read_runs([bad])
     other = tmp_path / "other.json"
     other.write_text('{"hello": 1}')
     with pytest.raises(UserError, match="not a benchmark result"):
-        read_runs(other)
+        read_runs([other])
     with pytest.raises(UserError, match="cannot read"):
-        read_runs(tmp_path / "missing.json")
+        read_runs([tmp_path / "missing.json"])
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(UserError, match="not UTF-8"):
+        read_runs([binary])
 
 
-def _measured(model, decode: float, prefill: float, clients: int, n: int) -> BenchRun:  # type: ignore[no-untyped-def]
-    """The run a replica `decode` / `prefill` times slower than the model would give."""
+def _measured(  # type: ignore[no-untyped-def]
+    model, decode: float, prefill: float, clients: int, n: int, cap: int | None = None
+) -> BenchRun:
+    """The run a replica `decode` / `prefill` times slower than the model would give, running
+    at most `cap` requests at once."""
     lengths = tuple((300 + 97 * i % 700, 40 + 31 * i % 200) for i in range(n))
     probe = BenchRun("probe", "x", clients, lengths, True, 1.0, 1.0, 1.0)
-    result = replay_run(scaled(model, decode, prefill), probe)
+    result = replay_run(scaled(model, decode, prefill), probe, cap)
     return BenchRun(f"c{clients}", "vllm bench serve", clients, lengths, True,
                     result.median_tpot_s * 1e3, result.mean_ttft_s * 1e3,
                     result.output_tokens_per_s)  # fmt: skip
@@ -145,6 +184,17 @@ def test_the_fit_finds_the_scales_the_runs_were_made_with(model) -> None:  # typ
         assert fit.after.median_tpot_s * 1e3 == pytest.approx(fit.run.tpot_ms, rel=0.01)
         assert fit.before.median_tpot_s < fit.after.median_tpot_s
     assert found.notes == ()
+
+
+def test_clients_beyond_the_engines_cap_wait_in_its_queue(model) -> None:  # type: ignore[no-untyped-def]
+    """32 clients on an engine that runs 8: without the cap the fit ran off to its bounds."""
+    run = _measured(model, 1.0, 1.0, 32, 96, cap=8)
+    found = calibrate(model, [run], max_running=8)
+    assert found.decode_scale == pytest.approx(1.0, rel=0.01)
+    assert found.prefill_scale == pytest.approx(1.0, rel=0.02)
+    assert found.notes == ()
+    wrong = calibrate(model, [run], max_running=None)
+    assert "did not settle" in " ".join(wrong.notes) or wrong.decode_scale < 0.9
 
 
 def test_a_correction_already_in_the_topology_is_not_fitted_on_top(model) -> None:  # type: ignore[no-untyped-def]
@@ -198,6 +248,8 @@ def test_the_command_prints_the_section_to_paste(tmp_path: Path, model) -> None:
     assert corrected == pytest.approx(run.tpot_ms, rel=0.01)
     bad = _glmctl("calibrate", str(TOPOLOGY), str(tmp_path / "none.json"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "cannot read" in bad.stderr
+    pd = _glmctl("calibrate", str(ROOT / "topologies" / "glm45-air-fp8-pd.yaml"), str(path))
+    assert pd.returncode == 2 and "prefill/decode topology" in pd.stderr, pd.stderr
 
 
 def _glmctl(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -219,3 +271,10 @@ def test_a_correction_changes_estimates_not_what_runs() -> None:
     assert corrected.spec["performance"]["decode_scale"] == 1.2
     assert corrected.group.graceful_shutdown_s == plain.group.graceful_shutdown_s
     assert corrected.digest() == plain.digest()
+    # Simulated replicas (no GPU on the embedded cluster) time their steps by the section:
+    # they must restart to run at the new speed.
+    from controlplane.planner import embedded_inventory, plan
+
+    sim_plain = plan(topo, embedded_inventory(topo))
+    sim_corrected = plan(measured, embedded_inventory(measured))
+    assert sim_plain.group.simulated and sim_corrected.digest() != sim_plain.digest()
