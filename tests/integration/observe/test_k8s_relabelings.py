@@ -26,7 +26,6 @@ from controlplane.local.ports import free_port
 from controlplane.local.prometheus_server import start_prometheus
 from controlplane.observe import catalog as cat
 from controlplane.render.k8s import manifests
-from controlplane.render.k8s.monitoring import GROUP_LABEL, HOST_INDEX_LABEL, REPLICA_NAME_LABEL
 from controlplane.render.ray_serve import reference_plan
 from controlplane.spec import load_topology
 from tests.integration.observe.promql import wait_for
@@ -34,6 +33,20 @@ from tests.unit.spec.pd_helpers import AIR_PD
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 COLOCATED = AIR_PD.with_name("glm45-air-fp8-h100x2.yaml")
+# KubeRay v1.7.0's pod labels (ray-operator/controllers/ray/utils/constant.go:
+# RayNodeGroupLabelKey, RayWorkerReplicaNameKey, RayHostIndexKey), spelled here, not taken
+# from the renderer, so a wrong name there fails this test.
+GROUP, REPLICA_NAME, HOST_INDEX = (
+    "ray.io/group",
+    "ray.io/worker-group-replica-name",
+    "ray.io/replica-host-index",
+)
+
+
+def _meta(pod_label: str) -> str:
+    """The label Prometheus's Kubernetes pod discovery gives a pod label (`strutil.
+    SanitizeLabelName`: every character outside [a-zA-Z0-9_] becomes `_`)."""
+    return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", pod_label)
 
 
 def _snake(key: str) -> str:
@@ -59,9 +72,9 @@ def _pods(groups: list[str]) -> list[dict[str, Any]]:
         for host in ("0", "1"):
             labels = {
                 "__meta_kubernetes_pod_name": f"svc-raycluster-{group}-worker-{host}",
-                GROUP_LABEL: group,
-                REPLICA_NAME_LABEL: f"{group}-abcde",
-                HOST_INDEX_LABEL: host,
+                _meta(GROUP): group,
+                _meta(REPLICA_NAME): f"{group}-abcde",
+                _meta(HOST_INDEX): host,
             }
             pods.append({"targets": [f"127.0.0.1:{free_port()}"], "labels": labels})
     return pods
