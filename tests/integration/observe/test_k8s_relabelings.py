@@ -33,9 +33,10 @@ from tests.unit.spec.pd_helpers import AIR_PD
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 COLOCATED = AIR_PD.with_name("glm45-air-fp8-h100x2.yaml")
-# KubeRay v1.7.0's pod labels (ray-operator/controllers/ray/utils/constant.go:
-# RayNodeGroupLabelKey, RayWorkerReplicaNameKey, RayHostIndexKey), spelled here, not taken
-# from the renderer, so a wrong name there fails this test.
+# KubeRay v1.7.0's pod labels: the worker group (`RayNodeGroupLabelKey`, set by
+# common/pod.go `labelPod`), and a multi-host replica's name and host index (KubeRay's
+# multi-host docs: "KubeRay will automatically set the following labels"). Spelled here, not
+# taken from the renderer, so a wrong name there fails this test.
 GROUP, REPLICA_NAME, HOST_INDEX = (
     "ray.io/group",
     "ray.io/worker-group-replica-name",
