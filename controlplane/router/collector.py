@@ -22,6 +22,13 @@ from controlplane.router.registry import EndpointInfo
 from controlplane.router.runtime import RouterRuntime
 
 BACKOFF_CAP_S = 30.0  # longest wait between probes of an external endpoint that is down
+# Probes in a row that time out before an engine leaves the rotation. A refused connection
+# or a /health that is not 200 takes it out at once (the process is gone or says it is
+# unwell); a late answer is an engine busy with its batch (a CPU-bound API server, a long
+# prefill holding its event loop), which is load, not death: one late probe took the only
+# replica out and every request got 503. Kubernetes' probes default to the same 3
+# (failureThreshold); the request path still takes an endpoint out on its first failure.
+SLOW_PROBES = 3
 
 
 def start_background(app: RouterRuntime) -> list[asyncio.Task[None]]:
@@ -83,21 +90,29 @@ async def probe(app: RouterRuntime, endpoint: EndpointInfo) -> None:
         await probe_external(app, external, timeout)
         return
     long_poll = reads_by_long_poll(endpoint.flavor)
+    endpoint_id = endpoint.endpoint_id
     try:
         async with app.session.get(endpoint.url + "/health", timeout=timeout) as response:
             await response.read()
             if response.status != 200:
                 raise RuntimeError(f"/health answered {response.status}")
         text = "" if long_poll else await _metrics_text(app, endpoint.url, timeout)
+    except TimeoutError:
+        # Counted in the shared record: the routers take turns probing an endpoint.
+        late = app.state.view.late.get(endpoint_id, 0) + 1
+        ok = late < SLOW_PROBES and app.state.view.healthy.get(endpoint_id, True)
+        error = f"{late} probe(s) in a row got no answer within {timeout.total:g} s"
+        await app.state.set_health(endpoint_id, ok, error, late=late)  # keeps its last load
+        return
     except Exception as exc:
-        await app.state.set_health(endpoint.endpoint_id, False, f"{type(exc).__name__}: {exc}")
+        await app.state.set_health(endpoint_id, False, f"{type(exc).__name__}: {exc}")
         return
-    app.local_down.pop(endpoint.endpoint_id, None)
-    await app.state.set_health(endpoint.endpoint_id, True)
+    app.local_down.pop(endpoint_id, None)
+    await app.state.set_health(endpoint_id, True)
     if not long_poll:
-        await app.state.set_load(endpoint.endpoint_id, parse_engine_metrics(text, endpoint.flavor))
+        await app.state.set_load(endpoint_id, parse_engine_metrics(text, endpoint.flavor))
         return
-    key = (id(app), endpoint.endpoint_id)
+    key = (id(app), endpoint_id)
     if key not in _polling:
         _polling.add(key)
         spawn(_long_poll(app, endpoint, key))

@@ -67,6 +67,7 @@ class LocalView:
 
     endpoints: dict[str, EndpointInfo] = field(default_factory=dict)
     healthy: dict[str, bool] = field(default_factory=dict)
+    late: dict[str, int] = field(default_factory=dict)  # probes in a row that timed out
     load: dict[str, LoadSnapshot] = field(default_factory=dict)
     others_inflight: dict[str, int] = field(default_factory=dict)
     api_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -257,7 +258,9 @@ class RedisState:
     ) -> None:
         view = self.view
         view.endpoints = {ep: EndpointInfo.from_json(ep, raw) for ep, raw in endpoints.items()}
-        view.healthy = {ep: bool(json.loads(raw).get("ok", True)) for ep, raw in health.items()}
+        records = {ep: json.loads(raw) for ep, raw in health.items()}
+        view.healthy = {ep: bool(record.get("ok", True)) for ep, record in records.items()}
+        view.late = {ep: int(record.get("late", 0)) for ep, record in records.items()}
         view.healthy.update(dict.fromkeys(view.draining, False))  # drained: out of rotation
         view.load = {ep: LoadSnapshot.from_dict(json.loads(raw)) for ep, raw in load.items()}
         totals: dict[str, int] = {}
@@ -280,10 +283,16 @@ class RedisState:
         self._pending_sessions.update(self._sessions)
         await pipe.execute()
 
-    async def set_health(self, endpoint_id: str, ok: bool, error: str = "") -> None:
+    async def set_health(self, endpoint_id: str, ok: bool, error: str = "", late: int = 0) -> None:
+        """Write an endpoint's health for every router; `late`: its probes in a row that
+        timed out (router/collector.py `SLOW_PROBES`)."""
         self.view.healthy[endpoint_id] = ok and endpoint_id not in self.view.draining
-        record = json.dumps({"ok": ok, "ts": time.time(), "error": error[:200]})
-        await self._best_effort(self.client.hset(f"{self.ns}:health", endpoint_id, record))
+        self.view.late[endpoint_id] = late
+        record = {"ok": ok, "ts": time.time(), "error": error[:200]}
+        if late:
+            record["late"] = late
+        text = json.dumps(record)
+        await self._best_effort(self.client.hset(f"{self.ns}:health", endpoint_id, text))
 
     async def set_load(self, endpoint_id: str, load: LoadSnapshot) -> None:
         self.view.load[endpoint_id] = load

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -200,3 +201,120 @@ def test_a_killed_routers_in_flight_counts_expire_for_the_others(
                  for _ in range(6)]  # fmt: skip
     assert len(busy) == 1 and busy.isdisjoint(while_alive)
     assert busy <= set(after)  # the dead router's counts no longer weigh on the endpoint
+
+
+class SlowHealth:
+    """An HTTP hop in front of an engine whose next `late` /health answers come after
+    `delay_s` (a busy engine: its API server answers, but late); the rest pass straight."""
+
+    def __init__(self, upstream: str, delay_s: float) -> None:
+        import asyncio
+
+        self.upstream, self.delay_s, self.late = upstream, delay_s, 0
+        self.runner: Any = None
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self.thread.start()
+        assert ready.wait(10)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _run(self, ready: threading.Event) -> None:
+        import asyncio
+
+        from aiohttp import ClientSession, web
+
+        async def handle(request: web.Request) -> web.Response:
+            if request.path == "/health" and self.late:
+                self.late -= 1
+                await asyncio.sleep(self.delay_s)
+            async with ClientSession() as session, session.request(
+                request.method, self.upstream + request.path_qs, data=await request.read(),
+                headers={"content-type": request.headers.get("content-type", "text/plain")},
+            ) as answer:  # fmt: skip
+                body = await answer.read()
+                kind = answer.headers.get("content-type", "text/plain")
+                return web.Response(body=body, status=answer.status,
+                                    headers={"content-type": kind})  # fmt: skip
+
+        async def serve() -> None:
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", handle)
+            runner = self.runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+
+        self.loop.run_until_complete(serve())
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def _health(redis_url: str, endpoint_id: str) -> dict[str, object]:
+    import json
+
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        raw = client.hget("glmctl:health", endpoint_id)
+    return json.loads(raw) if raw else {}
+
+
+def test_a_late_health_probe_is_load_not_death(
+    redis_server: LocalRedis, topo: Topology, cluster_factory: Factory
+) -> None:
+    """A busy engine answers /health late: the only replica stays in rotation through two
+    late probes (before, one took it out and every request got 503), and leaves after
+    three in a row (router/collector.py SLOW_PROBES); it rejoins when it answers in time
+    again. One router worker, so its probes come one after another."""
+    from controlplane.router.registry import register_endpoint
+
+    cluster = cluster_factory(redis_server, topo)
+    engine = SimServer.start(topo, flavor="vllm")
+    cluster.engines["slow"] = engine
+    hop = SlowHealth(engine.url, delay_s=1.0)  # the probes' timeout: 0.5 s here
+    try:
+        register_endpoint(redis_server.url, "slow", hop.url, cluster.model, "g", "vllm")
+        url = cluster.router(workers=1)
+        body = chat_body(cluster.model, "x", max_tokens=2)
+        with httpx.Client(timeout=30) as client:
+            assert client.post(url + "/v1/chat/completions", json=body).status_code == 200
+            hop.late = 2
+            seen_late, settled = 0, 0.0
+            deadline = time.monotonic() + 20
+            while time.monotonic() < min(deadline, settled or deadline):
+                if not hop.late and not settled:
+                    settled = time.monotonic() + 1.0  # and a probe or two after them
+                answer = client.post(url + "/v1/chat/completions", json=body)
+                assert answer.status_code == 200, answer.text  # never out of rotation
+                record = _health(redis_server.url, "slow")
+                assert record.get("ok") is True, record
+                seen_late = max(seen_late, int(record.get("late", 0)))  # type: ignore[call-overload]
+                time.sleep(0.05)
+            assert seen_late >= 1 and hop.late == 0
+            hop.late = 10**6  # from now on every /health is late
+            deadline = time.monotonic() + 20
+            while _health(redis_server.url, "slow").get("ok") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            record = _health(redis_server.url, "slow")
+            assert record.get("ok") is False and "3 probe(s) in a row" in str(record["error"])
+            assert client.post(url + "/v1/chat/completions", json=body).status_code == 503
+            hop.late = 0
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if client.post(url + "/v1/chat/completions", json=body).status_code == 200:
+                    break
+                time.sleep(0.2)
+            else:
+                pytest.fail("the engine answering in time again never rejoined")
+    finally:
+        hop.stop()
