@@ -47,8 +47,8 @@ from typing import Any
 from controlplane.capacity.performance import PerformanceModel
 from controlplane.capacity.replay import ReplayResult, Workload, replay
 from controlplane.errors import UserError
+from controlplane.spec.performance import SCALE_BOUNDS
 
-SCALE_RANGE = (0.05, 20.0)  # the spec's bounds for either scale (PerformanceSpec)
 BISECTIONS = 16  # the log of the range halved 16 times: 0.01% of a scale
 ROUNDS = 8  # at most; they stop when neither scale moves by SETTLED
 SETTLED = 1e-3
@@ -324,13 +324,13 @@ def _log_error(
 
 
 def _solve(error: Callable[[float], float]) -> float:
-    """The scale in SCALE_RANGE where the (increasing) `error` crosses zero; a bound when it
+    """The scale in SCALE_BOUNDS where the (increasing) `error` crosses zero; a bound when it
     does not."""
-    lo, hi = (math.log(x) for x in SCALE_RANGE)
+    lo, hi = (math.log(x) for x in SCALE_BOUNDS)
     if error(math.exp(lo)) >= 0:
-        return SCALE_RANGE[0]
+        return SCALE_BOUNDS[0]
     if error(math.exp(hi)) <= 0:
-        return SCALE_RANGE[1]
+        return SCALE_BOUNDS[1]
     for _ in range(BISECTIONS):
         mid = (lo + hi) / 2
         if error(math.exp(mid)) < 0:
@@ -345,7 +345,7 @@ def _notes(
 ) -> tuple[str, ...]:
     notes = []
     for scale, name in ((decode, "decode_scale"), (prefill, "prefill_scale")):
-        if scale in SCALE_RANGE:
+        if scale in SCALE_BOUNDS:
             notes.append(
                 f"{name} reached its bound ({scale:g}): the runs are not this topology's"
                 " (model, GPUs, parallelism or engine), or the client measured something else."

@@ -32,6 +32,7 @@ from controlplane.spec.fields import (  # the spec's field types
     drop_if,
 )
 from controlplane.spec.kubernetes import KubernetesSpec
+from controlplane.spec.performance import PerformanceSpec
 from controlplane.spec.router import RouterSpec
 
 
@@ -280,31 +281,6 @@ class SimulationSpec(StrictModel):
         " and output tokens with, so they agree with benchmark clients; needs the `tokenizers`"
         " package (glmctl[tokenizer]). Default: one token per whitespace-separated word.",
         examples=["~/.cache/glmctl/models/glm-4.5-tiny/tokenizer.json"],
-    )
-
-
-class PerformanceSpec(StrictModel):
-    """Corrections to the performance model from runs measured on this deployment's own
-    GPUs and engine (`glmctl calibrate` fits them and prints this section)."""
-
-    decode_scale: float = Field(
-        1.0,
-        gt=0,
-        le=20,
-        description="Measured decode step over the model's (1: the model as fitted).",
-        examples=[1.14],
-    )
-    prefill_scale: float = Field(
-        1.0,
-        gt=0,
-        le=20,
-        description="Measured prefill pass over the model's (1: the model as fitted).",
-        examples=[1.3],
-    )
-    source: str = Field(
-        "",
-        description="Where the scales come from (the benchmark runs `glmctl calibrate` read).",
-        examples=["glmctl calibrate: 3 runs of vllm bench serve, 2026-12-06"],
     )
 
 
