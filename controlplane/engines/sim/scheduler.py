@@ -54,11 +54,12 @@ class SchedulerConfig:
     # the running batch without a forward (SGLang: disaggregation/decode.py "skip the
     # prefill forward but only populate metadata").
     transfer_forward: bool = False
-    # Prompts run as a forward of their own before the decode step (SGLang's default:
-    # `get_next_batch_to_run` returns the new prefill batch while the running batch waits,
-    # and `process_batch_result_prefill` streams each prompt's first token when that forward
-    # ends, managers/scheduler.py); False: the prompt chunk rides in the decode step and its
-    # first token comes with the step's (vLLM V1). The step lasts as long either way.
+    # Prompts run as a forward of their own before the decode step (SGLang 0.5.23's default:
+    # managers/scheduler.py `get_next_batch_to_run` returns the new prefill batch while the
+    # running batch waits, and scheduler_components/batch_result_processor.py
+    # `process_batch_result_prefill` streams each prompt's first token when that forward
+    # ends); False: the prompt chunk rides in the decode step and its first token comes with
+    # the step's (vLLM V1). The step lasts as long either way.
     separate_prefill_pass: bool = False
 
 
